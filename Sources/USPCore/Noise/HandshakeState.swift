@@ -1,0 +1,185 @@
+/// Noise §5.3 HandshakeState, driven by the pattern's tokens, so every basic pattern and
+/// the psk modifiers work. The suite is 25519_ChaChaPoly_SHA256.
+///
+/// A `readMessage` that fails (bad tag, low-order point, short message) leaves the state exactly
+/// as it was before the call: it works on a copy and commits only on success.
+public struct HandshakeState: Sendable {
+    public enum Role: Sendable { case initiator, responder }
+
+    public let protocolName: NoiseProtocol
+    public let role: Role
+    private(set) var symmetric: SymmetricState
+    private var s: KeyPair?
+    private var e: KeyPair?
+    public private(set) var remoteStatic: [UInt8]?
+    public private(set) var remoteEphemeral: [UInt8]?
+    private var psks: [[UInt8]]
+    private var messageIndex = 0
+    private let random: any RandomSource
+
+    public init(
+        protocol proto: NoiseProtocol,
+        role: Role,
+        prologue: [UInt8] = [],
+        localStatic: KeyPair? = nil,
+        localEphemeral: KeyPair? = nil,
+        remoteStatic: [UInt8]? = nil,
+        remoteEphemeral: [UInt8]? = nil,
+        psks: [[UInt8]] = [],
+        random: any RandomSource = SystemRandomSource()
+    ) throws(NoiseError) {
+        self.protocolName = proto
+        self.role = role
+        self.s = localStatic
+        self.e = localEphemeral
+        self.remoteStatic = remoteStatic
+        self.remoteEphemeral = remoteEphemeral
+        self.psks = psks
+        self.random = random
+        symmetric = SymmetricState(protocolName: proto.name)
+        symmetric.mixHash(prologue)
+
+        let pattern = proto.pattern
+        if pattern.usesPSK {
+            let needed = pattern.messages.reduce(0) { $0 + $1.filter { $0 == .psk }.count }
+            guard psks.count == needed, psks.allSatisfy({ $0.count == 32 }) else { throw .missingKey("psk") }
+        }
+        // Pre-messages: the initiator's first, then the responder's (§7.1).
+        for (tokens, isInitiatorSide) in [(pattern.initiatorPreMessage, true), (pattern.responderPreMessage, false)] {
+            for token in tokens {
+                let mine = (isInitiatorSide == (role == .initiator))
+                switch token {
+                case .s:
+                    let key = mine ? s?.publicKey : remoteStatic
+                    guard let key else { throw .missingKey(mine ? "s" : "rs") }
+                    symmetric.mixHash(key)
+                case .e:
+                    let key = mine ? e?.publicKey : remoteEphemeral
+                    guard let key else { throw .missingKey(mine ? "e" : "re") }
+                    symmetric.mixHash(key)
+                    if pattern.usesPSK { try symmetric.mixKey(key) }
+                case .ee, .es, .se, .ss, .psk:
+                    preconditionFailure("pre-messages carry only e and s tokens (§7.1)")
+                }
+            }
+        }
+        // Keys the pattern's messages will need must be present now (§5.3: a caller error otherwise).
+        let sends = pattern.messages.enumerated().filter { ($0.offset % 2 == 0) == (role == .initiator) }
+        if sends.contains(where: { $0.element.contains(.s) }) && s == nil { throw .missingKey("s") }
+    }
+
+    /// True when it is this party's turn to write.
+    public var isMyTurn: Bool {
+        !isFinished && ((messageIndex % 2 == 0) == (role == .initiator))
+    }
+
+    public var isFinished: Bool { messageIndex >= protocolName.pattern.messages.count }
+
+    /// h, for channel binding. Final once the handshake is finished.
+    public var handshakeHash: [UInt8] { symmetric.handshakeHash }
+
+    public var localStaticPublicKey: [UInt8]? { s?.publicKey }
+    public var localEphemeralPublicKey: [UInt8]? { e?.publicKey }
+
+    /// The result of the last handshake message: transport keys for each direction.
+    public struct Transport: Sendable {
+        public var send: CipherState
+        public var receive: CipherState
+        public let handshakeHash: [UInt8]
+        public let remoteStatic: [UInt8]?
+    }
+
+    /// WriteMessage(payload, message_buffer). Returns the message, and the transport once finished.
+    public mutating func writeMessage(payload: some Collection<UInt8> = [UInt8]()) throws(NoiseError) -> (message: [UInt8], transport: Transport?) {
+        guard isMyTurn else { throw .wrongTurn }
+        var next = self
+        var out: [UInt8] = []
+        let pattern = protocolName.pattern
+        for token in pattern.messages[messageIndex] {
+            switch token {
+            case .e:
+                let pair = next.e ?? KeyPair.generate(using: random)
+                next.e = pair
+                out += pair.publicKey
+                next.symmetric.mixHash(pair.publicKey)
+                if pattern.usesPSK { try next.symmetric.mixKey(pair.publicKey) }
+            case .s:
+                guard let st = next.s else { throw .missingKey("s") }
+                out += try next.symmetric.encryptAndHash(st.publicKey)
+            case .ee, .es, .se, .ss:
+                try next.mixDH(token)
+            case .psk:
+                try next.symmetric.mixKeyAndHash(next.psks.removeFirst())
+            }
+        }
+        out += try next.symmetric.encryptAndHash(payload)
+        guard out.count <= CipherState.maxMessageLength else { throw .messageTooLong }
+        next.messageIndex += 1
+        self = next
+        return (out, try finishIfDone())
+    }
+
+    /// ReadMessage(message, payload_buffer). Returns the payload, and the transport once finished.
+    /// On any error the state is unchanged.
+    public mutating func readMessage(_ message: some Collection<UInt8>) throws(NoiseError) -> (payload: [UInt8], transport: Transport?) {
+        guard !isFinished, !isMyTurn else { throw .wrongTurn }
+        let bytes = Array(message)
+        guard bytes.count <= CipherState.maxMessageLength else { throw .messageTooLong }
+        var next = self
+        var offset = 0
+        let pattern = protocolName.pattern
+        for token in pattern.messages[messageIndex] {
+            switch token {
+            case .e:
+                guard bytes.count - offset >= 32 else { throw .messageTooShort }
+                let re = Array(bytes[offset..<offset + 32])
+                offset += 32
+                next.remoteEphemeral = re
+                next.symmetric.mixHash(re)
+                if pattern.usesPSK { try next.symmetric.mixKey(re) }
+            case .s:
+                let len = 32 + (next.symmetric.cipherState.hasKey ? CipherState.tagLength : 0)
+                guard bytes.count - offset >= len else { throw .messageTooShort }
+                next.remoteStatic = try next.symmetric.decryptAndHash(bytes[offset..<offset + len])
+                offset += len
+            case .ee, .es, .se, .ss:
+                try next.mixDH(token)
+            case .psk:
+                try next.symmetric.mixKeyAndHash(next.psks.removeFirst())
+            }
+        }
+        if next.symmetric.cipherState.hasKey, bytes.count - offset < CipherState.tagLength { throw .messageTooShort }
+        let payload = try next.symmetric.decryptAndHash(bytes[offset...])
+        next.messageIndex += 1
+        self = next
+        return (payload, try finishIfDone())
+    }
+
+    private mutating func mixDH(_ token: HandshakePattern.Token) throws(NoiseError) {
+        let initiator = role == .initiator
+        let (local, remote): (KeyPair?, [UInt8]?)
+        switch token {
+        case .ee: (local, remote) = (e, remoteEphemeral)
+        case .es: (local, remote) = initiator ? (e, remoteStatic) : (s, remoteEphemeral)
+        case .se: (local, remote) = initiator ? (s, remoteEphemeral) : (e, remoteStatic)
+        case .ss: (local, remote) = (s, remoteStatic)
+        case .e, .s, .psk: preconditionFailure("mixDH is only called for DH tokens")
+        }
+        guard let local else { throw .missingKey("local key for \(token)") }
+        guard let remote else { throw .missingKey("remote key for \(token)") }
+        try symmetric.mixKey(X25519.dh(local, remote))
+    }
+
+    private func finishIfDone() throws(NoiseError) -> Transport? {
+        guard isFinished else { return nil }
+        let (c1, c2) = try symmetric.split()
+        let initiator = role == .initiator
+        if protocolName.pattern.isOneWay {
+            // One-way patterns only carry initiator → responder traffic (§7.4).
+            return Transport(send: initiator ? c1 : CipherState(), receive: initiator ? CipherState() : c1,
+                             handshakeHash: symmetric.handshakeHash, remoteStatic: remoteStatic)
+        }
+        return Transport(send: initiator ? c1 : c2, receive: initiator ? c2 : c1,
+                         handshakeHash: symmetric.handshakeHash, remoteStatic: remoteStatic)
+    }
+}

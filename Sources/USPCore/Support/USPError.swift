@@ -1,0 +1,126 @@
+/// The one public error type of USPCore, in the shape of `NIOSSHError`:
+/// a `Code` that callers compare, plus a private detail for people that never goes to the peer.
+///
+/// The peer only ever sees `code.wireValue` (a 16-bit number, in CLOSE, RESET and REJECT frames)
+/// and `code.name` (in JSON `error.code`). `detail` is for logs.
+public struct USPError: Error, Hashable, Sendable, CustomStringConvertible {
+    public var code: Code
+    /// One line for a person: what failed and where. Never sent to the peer.
+    public var detail: String
+
+    public init(_ code: Code, _ detail: String = "") {
+        self.code = code
+        self.detail = detail
+    }
+
+    public var description: String {
+        detail.isEmpty ? "\(code.name)" : "\(code.name): \(detail)"
+    }
+
+    public static func == (lhs: USPError, rhs: USPError) -> Bool { lhs.code == rhs.code }
+    public func hash(into hasher: inout Hasher) { hasher.combine(code) }
+
+    /// An extensible error code: a stable 16-bit wire value and a stable snake_case name.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        public let wireValue: UInt16
+        public let name: String
+
+        public init(_ wireValue: UInt16, _ name: String) {
+            self.wireValue = wireValue
+            self.name = name
+        }
+
+        public static func == (lhs: Code, rhs: Code) -> Bool { lhs.wireValue == rhs.wireValue }
+        public func hash(into hasher: inout Hasher) { hasher.combine(wireValue) }
+        public var description: String { name }
+
+        /// Looks a code up by its wire value; unknown values keep their number.
+        public static func fromWire(_ value: UInt16) -> Code {
+            all.first { $0.wireValue == value } ?? Code(value, "unknown_\(value)")
+        }
+
+        /// Looks a code up by its JSON name.
+        public static func fromName(_ name: String) -> Code? {
+            all.first { $0.name == name }
+        }
+
+        // MARK: 0: no error
+        public static let ok = Code(0, "ok")
+
+        // MARK: 1xx: handshake
+        public static let handshakeFailed = Code(100, "handshake_failed")
+        public static let handshakeDecryptFailed = Code(101, "handshake_decrypt_failed")
+        public static let lowOrderPoint = Code(102, "low_order_point")
+        public static let versionMismatch = Code(103, "version_mismatch")
+        public static let invalidHello = Code(104, "invalid_hello")
+        public static let replayedInitiation = Code(105, "replayed_initiation")
+        public static let patternNotAllowed = Code(106, "pattern_not_allowed")
+        public static let serverKeyMismatch = Code(107, "server_key_mismatch")
+        public static let handshakeTimeout = Code(108, "handshake_timeout")
+
+        // MARK: 2xx: records
+        public static let recordTampered = Code(200, "record_tampered")
+        public static let recordReplayed = Code(201, "record_replayed")
+        public static let recordReordered = Code(202, "record_reordered")
+        public static let recordTruncated = Code(203, "record_truncated")
+        public static let recordTooLarge = Code(204, "record_too_large")
+        public static let recordEmpty = Code(205, "record_empty")
+        public static let nonceExhausted = Code(206, "nonce_exhausted")
+        public static let rekeyOverdue = Code(207, "rekey_overdue")
+
+        // MARK: 3xx: frames and streams
+        public static let malformedFrame = Code(300, "malformed_frame")
+        public static let unknownFrameType = Code(301, "unknown_frame_type")
+        public static let unknownStream = Code(302, "unknown_stream")
+        public static let duplicateStream = Code(303, "duplicate_stream")
+        public static let streamLimit = Code(304, "stream_limit")
+        public static let flowControl = Code(305, "flow_control_violation")
+        public static let windowOverflow = Code(306, "window_overflow")
+        public static let streamClosed = Code(307, "stream_closed")
+        public static let streamIDNotIncreasing = Code(308, "stream_id_not_increasing")
+        public static let streamRefused = Code(309, "stream_refused")
+        public static let controlFlood = Code(310, "control_flood")
+
+        // MARK: 4xx: session messages and state
+        public static let malformedMessage = Code(400, "malformed_message")
+        public static let unexpectedMessage = Code(401, "unexpected_message")
+        public static let unsupportedVersion = Code(402, "unsupported_version")
+        public static let messageTooLarge = Code(403, "message_too_large")
+        public static let sessionIDMismatch = Code(404, "session_id_mismatch")
+
+        // MARK: 5xx: authentication, tokens and services (per-index errors)
+        public static let authenticationFailed = Code(500, "authentication_failed")
+        public static let authorizationMissing = Code(501, "authorization_token_missing")
+        public static let authorizationInvalid = Code(502, "authorization_token_invalid")
+        public static let unknownIndex = Code(503, "unknown_index")
+        public static let invalidRequestBody = Code(504, "invalid_request_body")
+        public static let tokenInvalid = Code(505, "token_invalid")
+        public static let tokenExpired = Code(506, "token_expired")
+        public static let tokenWrongAddress = Code(507, "token_wrong_address")
+        public static let tokenRevoked = Code(508, "token_revoked")
+        public static let unknownAction = Code(509, "unknown_action")
+        public static let rateLimited = Code(510, "rate_limited")
+        public static let unknownMethod = Code(511, "unknown_auth_method")
+
+        // MARK: 6xx: session end
+        public static let closedByPeer = Code(600, "closed_by_peer")
+        public static let shuttingDown = Code(601, "shutting_down")
+        public static let idleTimeout = Code(602, "idle_timeout")
+        public static let internalError = Code(603, "internal_error")
+        public static let unexpectedEOF = Code(604, "unexpected_eof")
+
+        public static let all: [Code] = [
+            ok,
+            handshakeFailed, handshakeDecryptFailed, lowOrderPoint, versionMismatch, invalidHello,
+            replayedInitiation, patternNotAllowed, serverKeyMismatch, handshakeTimeout,
+            recordTampered, recordReplayed, recordReordered, recordTruncated, recordTooLarge, recordEmpty,
+            nonceExhausted, rekeyOverdue,
+            malformedFrame, unknownFrameType, unknownStream, duplicateStream, streamLimit, flowControl,
+            windowOverflow, streamClosed, streamIDNotIncreasing, streamRefused, controlFlood,
+            malformedMessage, unexpectedMessage, unsupportedVersion, messageTooLarge, sessionIDMismatch,
+            authenticationFailed, authorizationMissing, authorizationInvalid, unknownIndex, invalidRequestBody,
+            tokenInvalid, tokenExpired, tokenWrongAddress, tokenRevoked, unknownAction, rateLimited, unknownMethod,
+            closedByPeer, shuttingDown, idleTimeout, internalError, unexpectedEOF,
+        ]
+    }
+}

@@ -16,6 +16,20 @@ public struct HandshakeState: Sendable {
     private var psks: [[UInt8]]
     private var messageIndex = 0
     private let random: any RandomSource
+    /// DH results a caller already computed (local public, remote public, shared), so a responder
+    /// that trial-decrypts one message under several patterns pays for each DH once.
+    private var precomputedDH: [PrecomputedDH]
+
+    public struct PrecomputedDH: Sendable {
+        public let localPublicKey: [UInt8]
+        public let remotePublicKey: [UInt8]
+        public let sharedSecret: [UInt8]
+        public init(localPublicKey: [UInt8], remotePublicKey: [UInt8], sharedSecret: [UInt8]) {
+            self.localPublicKey = localPublicKey
+            self.remotePublicKey = remotePublicKey
+            self.sharedSecret = sharedSecret
+        }
+    }
 
     public init(
         protocol proto: NoiseProtocol,
@@ -26,8 +40,10 @@ public struct HandshakeState: Sendable {
         remoteStatic: [UInt8]? = nil,
         remoteEphemeral: [UInt8]? = nil,
         psks: [[UInt8]] = [],
-        random: any RandomSource = SystemRandomSource()
+        random: any RandomSource = SystemRandomSource(),
+        precomputedDH: [PrecomputedDH] = []
     ) throws(NoiseError) {
+        self.precomputedDH = precomputedDH
         self.protocolName = proto
         self.role = role
         self.s = localStatic
@@ -167,7 +183,11 @@ public struct HandshakeState: Sendable {
         }
         guard let local else { throw .missingKey("local key for \(token)") }
         guard let remote else { throw .missingKey("remote key for \(token)") }
-        try symmetric.mixKey(X25519.dh(local, remote))
+        if let hit = precomputedDH.first(where: { $0.localPublicKey == local.publicKey && $0.remotePublicKey == remote }) {
+            try symmetric.mixKey(hit.sharedSecret)
+        } else {
+            try symmetric.mixKey(X25519.dh(local, remote))
+        }
     }
 
     private func finishIfDone() throws(NoiseError) -> Transport? {

@@ -48,21 +48,29 @@ public struct InitiatorHandshake: Sendable {
     /// then zero padding (a PADDING frame). For XX the payload is random filler: no cleartext
     /// field of any kind is sent, and the hello follows in message 3.
     public mutating func writeMessage1(hello: Hello, earlyFrames: [UInt8] = []) throws(USPError) -> [UInt8] {
+        try writeMessage1(hello: hello) { _ in earlyFrames }
+    }
+
+    /// Message 1 whose early frames are built from the early channel binding: `h` just before the
+    /// payload is encrypted (docs/PROTOCOL.md §3.7). Token presentations in early frames sign it.
+    public mutating func writeMessage1(hello: Hello, earlyFramesFor makeFrames: ([UInt8]) -> [UInt8]) throws(USPError) -> [UInt8] {
         localHello = hello
         let payloadLength = HandshakeLayout.message1PayloadLength(pattern)
-        var payload: [UInt8]
-        if pattern == .xx {
-            precondition(earlyFrames.isEmpty, "XX message 1 is cleartext and carries no early frames")
-            payload = random.bytes(payloadLength)
-        } else {
-            precondition(earlyFrames.count <= earlyFrameCapacity, "early frames exceed message 1's room; callers check earlyFrameCapacity")
-            var w = WireWriter(capacity: payloadLength)
-            hello.encode(into: &w)
-            w.writeBytes(earlyFrames)
-            w.writeZeros(payloadLength - w.count)
-            payload = w.bytes
+        let pattern = self.pattern
+        let capacity = earlyFrameCapacity
+        let filler = pattern == .xx ? random.bytes(payloadLength) : []
+        let out = try noiseStep("message 1") { () throws(NoiseError) in
+            try noise.writeMessage { binding -> [UInt8] in
+                if pattern == .xx { return filler }
+                let frames = makeFrames(binding)
+                precondition(frames.count <= capacity, "early frames exceed message 1's room; callers check earlyFrameCapacity")
+                var w = WireWriter(capacity: payloadLength)
+                hello.encode(into: &w)
+                w.writeBytes(frames)
+                w.writeZeros(payloadLength - w.count)
+                return w.bytes
+            }
         }
-        let out = try noiseStep("message 1") { () throws(NoiseError) in try noise.writeMessage(payload: payload) }
         assert(out.message.count == HandshakeLayout.message1Length)
         return out.message
     }

@@ -34,6 +34,8 @@ public struct ResponderHandshake: Sendable {
         /// IK and NK only: the frames the client sent early. They are replayable, so the caller acts
         /// on them only after a replay check (see `ReplayGuard`).
         public let earlyFrames: [UInt8]
+        /// The channel binding for proofs inside the early frames: `h` just before the payload.
+        public let earlyBinding: [UInt8]
     }
 
     /// Reads message 1 (exactly 1024 bytes).
@@ -64,7 +66,8 @@ public struct ResponderHandshake: Sendable {
             pattern = candidate
             clientHello = hello
             return Message1(pattern: candidate, clientStatic: trial.remoteStatic, clientEphemeral: re,
-                            clientHello: hello, earlyFrames: Array(read.payload.dropFirst(Hello.length)))
+                            clientHello: hello, earlyFrames: Array(read.payload.dropFirst(Hello.length)),
+                            earlyBinding: trial.hashBeforePayload)
         }
         guard allowFirstContact else {
             throw USPError(.patternNotAllowed, "message 1: neither IK nor NK under this server key, and first contact (XX) is off")
@@ -76,7 +79,7 @@ public struct ResponderHandshake: Sendable {
         _ = try noiseStep("message 1 (XX)") { () throws(NoiseError) in try xx.readMessage(bytes) }
         noise = xx
         pattern = .xx
-        return Message1(pattern: .xx, clientStatic: nil, clientEphemeral: re, clientHello: nil, earlyFrames: [])
+        return Message1(pattern: .xx, clientStatic: nil, clientEphemeral: re, clientHello: nil, earlyFrames: [], earlyBinding: [])
     }
 
     /// Message 2 (exactly 160 bytes). For IK and NK the handshake is finished and the result is returned.

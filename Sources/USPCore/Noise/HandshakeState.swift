@@ -94,6 +94,9 @@ public struct HandshakeState: Sendable {
     /// h, for channel binding. Final once the handshake is finished.
     public var handshakeHash: [UInt8] { symmetric.handshakeHash }
 
+    /// `h` just before the payload of the last message written or read was encrypted or decrypted.
+    public private(set) var hashBeforePayload: [UInt8] = []
+
     public var localStaticPublicKey: [UInt8]? { s?.publicKey }
     public var localEphemeralPublicKey: [UInt8]? { e?.publicKey }
 
@@ -107,6 +110,13 @@ public struct HandshakeState: Sendable {
 
     /// WriteMessage(payload, message_buffer). Returns the message, and the transport once finished.
     public mutating func writeMessage(payload: some Collection<UInt8> = [UInt8]()) throws(NoiseError) -> (message: [UInt8], transport: Transport?) {
+        let bytes = Array(payload)
+        return try writeMessage { _ in bytes }
+    }
+
+    /// WriteMessage where the payload is built from `h` as it stands just before the payload is
+    /// encrypted (after every token of this message). USP binds early proofs to that value.
+    public mutating func writeMessage(payloadFor makePayload: ([UInt8]) -> [UInt8]) throws(NoiseError) -> (message: [UInt8], transport: Transport?) {
         guard isMyTurn else { throw .wrongTurn }
         var next = self
         var out: [UInt8] = []
@@ -128,7 +138,8 @@ public struct HandshakeState: Sendable {
                 try next.symmetric.mixKeyAndHash(next.psks.removeFirst())
             }
         }
-        out += try next.symmetric.encryptAndHash(payload)
+        next.hashBeforePayload = next.symmetric.handshakeHash
+        out += try next.symmetric.encryptAndHash(makePayload(next.symmetric.handshakeHash))
         guard out.count <= CipherState.maxMessageLength else { throw .messageTooLong }
         next.messageIndex += 1
         self = next
@@ -165,6 +176,7 @@ public struct HandshakeState: Sendable {
             }
         }
         if next.symmetric.cipherState.hasKey, bytes.count - offset < CipherState.tagLength { throw .messageTooShort }
+        next.hashBeforePayload = next.symmetric.handshakeHash
         let payload = try next.symmetric.decryptAndHash(bytes[offset...])
         next.messageIndex += 1
         self = next

@@ -1,0 +1,88 @@
+/// Builds outgoing records directly in the outbound buffer, then seals each in place: frame bytes
+/// are written once, right where they will be encrypted. The buffer's storage is reused after the
+/// I/O shell drains it, so steady-state sending allocates nothing.
+public struct RecordComposer: Sendable {
+    public private(set) var sealer: RecordSealer
+    public let padding: PaddingPolicy
+    /// Sealed records ready for the socket (plus, between calls, the record being built).
+    public private(set) var out: WireWriter
+    private var openRecordStart: Int?
+    private var openRecordHasRekey = false
+    /// Frame bytes one record may hold.
+    public let recordCapacity: Int
+
+    public init(sealer: RecordSealer, padding: PaddingPolicy = .none) {
+        self.sealer = sealer
+        self.padding = padding
+        recordCapacity = padding.frameCapacity(max: sealer.maxPlaintext)
+        out = WireWriter(capacity: 2 * (sealer.maxPlaintext + RecordLayout.overhead))
+    }
+
+    /// Bytes of the record being built so far.
+    public var openPlaintextCount: Int {
+        guard let start = openRecordStart else { return 0 }
+        return out.count - start - RecordLayout.headerLength
+    }
+
+    /// Room left in the record being built (a whole record's room if none is open).
+    public var roomInOpenRecord: Int { recordCapacity - openPlaintextCount }
+
+    /// Makes sure a record is open with at least `bytes` of room, sealing the current one if needed,
+    /// and returns the writer to append frame bytes to. `bytes` must not exceed `recordCapacity`.
+    public mutating func reserve(_ bytes: Int) throws(USPError) {
+        precondition(bytes <= recordCapacity, "a single frame must fit in one record; callers split DATA")
+        if openRecordStart != nil, roomInOpenRecord < bytes { try sealOpenRecord() }
+        if openRecordStart == nil {
+            openRecordStart = out.count
+            out.writeZeros(RecordLayout.headerLength)
+            if sealer.shouldRekey, recordCapacity - 3 >= bytes {
+                // REKEY: type 0x09, empty body. The key rotates right after this record is sealed.
+                out.writeUInt8(0x09)
+                out.writeUInt16(0)
+                openRecordHasRekey = true
+            }
+        }
+    }
+
+    /// Appends frame bytes produced by `write` into the open record (after `reserve`).
+    public mutating func withWriter<R>(_ write: (inout WireWriter) -> R) -> R {
+        precondition(openRecordStart != nil, "reserve before writing")
+        return write(&out)
+    }
+
+    /// Seals the record being built, if any, padding it by policy.
+    public mutating func flush() throws(USPError) {
+        if openRecordStart != nil { try sealOpenRecord() }
+    }
+
+    private mutating func sealOpenRecord() throws(USPError) {
+        guard let start = openRecordStart else { return }
+        let frames = out.count - start - RecordLayout.headerLength
+        let padded = padding.paddedLength(frames, max: sealer.maxPlaintext)
+        out.writeZeros(padded - frames)
+        out.writeZeros(RecordLayout.tagLength)
+        var failure: USPError?
+        out.bytes.withUnsafeMutableBytes { all in
+            do throws(USPError) {
+                _ = try sealer.seal(plaintextCount: padded, in: UnsafeMutableRawBufferPointer(rebasing: all[start...]))
+            } catch { failure = error }
+        }
+        openRecordStart = nil
+        if let failure { throw failure }
+        if openRecordHasRekey {
+            openRecordHasRekey = false
+            try sealer.rekey()
+        }
+    }
+
+    /// Hands the sealed bytes to `body` (e.g. to copy into a socket buffer) and empties the buffer,
+    /// keeping its storage. Call only between session calls, when no record is open.
+    public mutating func drain<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
+        precondition(openRecordStart == nil, "drain only between calls: every session call ends with flush()")
+        let r = out.bytes.withUnsafeBytes(body)
+        out.clear()
+        return r
+    }
+
+    public var pendingByteCount: Int { out.count }
+}

@@ -1,0 +1,34 @@
+/// Limits and policies of one session, both what this side enforces on what it receives (announced
+/// in its hello) and how it sends.
+public struct SessionConfiguration: Sendable {
+    /// The largest record plaintext accepted (announced as `max_record_plaintext`).
+    public var maxRecordPlaintext: Int = RecordLayout.maxPlaintext
+    /// Receive window per stream (announced as `stream_window`).
+    public var streamWindow: UInt32 = 256 * 1024
+    /// Concurrent streams accepted (announced as `max_streams`).
+    public var maxStreams: UInt16 = 100
+    /// Bytes the peer may send under one key (announced as `rekey_limit`).
+    public var rekeyLimit: UInt64 = 1 << 32
+    /// Bytes this side sends under one key before it sends REKEY. Must be below the peer's limit.
+    public var rekeyAfterBytes: UInt64 = 1 << 30
+    /// How this side pads the records it sends.
+    public var padding: PaddingPolicy = .none
+    /// Ask the peer to pad what it sends.
+    public var requestPadding = false
+    /// Control frames (PING, refused OPEN, RESET) tolerated without progress before `control_flood`.
+    public var maxControlFrames = 200
+
+    public init() {}
+
+    func hello(now: Timestamp, flags: Hello.Flags = []) -> Hello {
+        var h = Hello()
+        h.maxRecordPlaintext = UInt32(maxRecordPlaintext)
+        h.streamWindow = streamWindow
+        h.maxStreams = maxStreams
+        h.rekeyLimit = rekeyLimit
+        h.timestamp = now
+        h.flags = flags
+        if requestPadding { h.flags.insert(.paddingRequested) }
+        return h
+    }
+}

@@ -12,6 +12,7 @@ typedef struct usp_aead usp_aead;
 usp_aead *usp_aead_new(const uint8_t key[32]);
 void usp_aead_free(usp_aead *ctx);
 
+/// Seal and open may be called on one context from several threads; the calls are serialized.
 /// Encrypts `len` bytes from `in` to `out` (which may be the same pointer) and writes the 16-byte tag.
 /// Returns 1 on success, 0 on failure.
 int usp_aead_seal(usp_aead *ctx, uint64_t nonce,

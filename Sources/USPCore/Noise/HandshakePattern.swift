@@ -18,8 +18,9 @@ public struct HandshakePattern: Hashable, Sendable {
         self.messages = messages
     }
 
-    /// One-way patterns (§7.4) send every message from the initiator.
-    public var isOneWay: Bool { ["N", "K", "X"].contains(name) }
+    /// One-way patterns (§7.4) send every message from the initiator. psk modifiers keep a
+    /// pattern one-way (Npsk0, Kpsk0, Xpsk1), so the base name before the modifiers decides.
+    public var isOneWay: Bool { ["N", "K", "X"].contains(String(name.prefix { $0.isUppercase })) }
 
     public static let N = HandshakePattern(name: "N", responderPreMessage: [.s], messages: [[.e, .es]])
     public static let K = HandshakePattern(name: "K", initiatorPreMessage: [.s], responderPreMessage: [.s], messages: [[.e, .es, .ss]])
@@ -47,7 +48,7 @@ public struct HandshakePattern: Hashable, Sendable {
             if p == 0 {
                 msgs[0].insert(.psk, at: 0)
             } else {
-                guard p <= msgs.count else { return nil }
+                guard p > 0, p <= msgs.count else { return nil }
                 msgs[p - 1].append(.psk)
             }
         }
@@ -63,8 +64,10 @@ public struct HandshakePattern: Hashable, Sendable {
         let rest = text.dropFirst(base.count)
         if rest.isEmpty { return pattern }
         var positions: [Int] = []
-        for part in rest.split(separator: "+") {
-            guard part.hasPrefix("psk"), let n = Int(part.dropFirst(3)) else { return nil }
+        for part in rest.split(separator: "+", omittingEmptySubsequences: false) {
+            // Only canonical modifiers: "psk-1", "psk+1", "psk01" and stray "+" are refused.
+            let digits = part.dropFirst(3)
+            guard part.hasPrefix("psk"), let n = Int(digits), n >= 0, String(n) == digits else { return nil }
             positions.append(n)
         }
         return pattern.withPSK(positions)

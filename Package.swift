@@ -43,6 +43,7 @@ let package = Package(
         ),
         .testTarget(
             name: "USPCoreTests",
+            exclude: ["Interop"],
             dependencies: [
                 "USPCore",
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -19,3 +19,10 @@ public enum Base64URL {
         return Array(data)
     }
 }
+
+extension Base64URL {
+    /// Standard base64 without padding (OpenSSH fingerprint form).
+    public static func standardUnpadded(_ bytes: some Collection<UInt8>) -> String {
+        Data(bytes).base64EncodedString().replacingOccurrences(of: "=", with: "")
+    }
+}

@@ -110,3 +110,8 @@ public enum AuthenticationProof {
         return key.isValidSignature(signature, for: context + h)
     }
 }
+
+/// SHA-256 as bytes.
+public enum SHA256Digest {
+    public static func of(_ data: some Collection<UInt8>) -> [UInt8] { Array(SHA256.hash(data: Array(data))) }
+}

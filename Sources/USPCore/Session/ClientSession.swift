@@ -1,0 +1,425 @@
+/// The client side of a USP connection, sans I/O.
+///
+/// ```
+///  idle ──start──▶ awaitingMessage2 ──IK/NK message 2──▶ awaitingReply ──menu / application reply──▶ established
+///                        │                                  ▲
+///                        └──XX message 2, key accepted, message 3 sent──┘
+///  every state ──error, CLOSE, end of input──▶ closed
+/// ```
+///
+/// With a known server key (IK or NK) the initial request, and for a dedicated application
+/// connection the first stream bytes, ride in message 1, so the first reply comes one round trip
+/// after the TCP handshake. Token secrets never leave the session: it sends presentations bound to
+/// the channel (docs/PROTOCOL.md §6.4).
+public struct ClientSession {
+    public enum State: Equatable, Sendable {
+        /// Not started.
+        case idle
+        /// Message 1 sent; waiting for the 160 bytes of message 2.
+        case awaitingMessage2
+        /// Handshake done, initial request sent; waiting for the menu or the application_session reply.
+        case awaitingReply
+        /// Serving requests and streams.
+        case established
+        /// Over.
+        case closed
+    }
+
+    public private(set) var state: State = .idle
+    public let configuration: SessionConfiguration
+    public let clientSessionID: String
+    private var initiator: InitiatorHandshake
+    private var handshakeBuffer: [UInt8] = []
+    private var pendingHandshakeBytes: [UInt8] = []
+    private var link: SessionLink?
+    private var start = ClientStart()
+    private var earlySent = false
+    private let random: any RandomSource
+
+    public private(set) var serverSessionID: String?
+    public private(set) var menu: ApplicationMenu?
+    /// The stream of a dedicated application connection (always 1).
+    public private(set) var applicationStream: UInt32?
+
+    public init(mode: InitiatorHandshake.Mode, configuration: SessionConfiguration = SessionConfiguration(),
+                random: any RandomSource = SystemRandomSource(), ephemeral: KeyPair? = nil) throws(USPError) {
+        self.configuration = configuration
+        self.random = random
+        initiator = try InitiatorHandshake(mode: mode, random: random, ephemeral: ephemeral)
+        clientSessionID = "c-" + Base64URL.encode(random.bytes(12))
+    }
+
+    public var pattern: HandshakeLayout.Pattern { initiator.pattern }
+    public var handshake: HandshakeResult? { link?.result }
+
+    // MARK: - Start
+
+    /// Writes message 1. With IK or NK the initial request (and `initialData`) go in it when they fit.
+    public mutating func start(_ request: ClientStart = ClientStart(), now: Timestamp) throws(USPError) {
+        precondition(state == .idle, "start is called once")
+        start = request
+        let hello = configuration.hello(now: now)
+        var failure: USPError?
+        if initiator.pattern == .xx {
+            pendingHandshakeBytes += try initiator.writeMessage1(hello: hello)
+        } else {
+            let capacity = initiator.earlyFrameCapacity
+            let request = self.start
+            let sessionID = clientSessionID
+            let message = try initiator.writeMessage1(hello: hello) { binding -> [UInt8] in
+                do throws(USPError) {
+                    let frames = try Self.initialFrames(request, sessionID: sessionID, binding: binding, maxData: capacity)
+                    return frames.count <= capacity ? frames : []
+                } catch { failure = error; return [] }
+            }
+            if let failure { throw failure }
+            pendingHandshakeBytes += message
+            earlySent = true
+        }
+        state = .awaitingMessage2
+    }
+
+    /// The initial request (and first DATA) as frames, with tokens presented for `binding`.
+    private static func initialFrames(_ start: ClientStart, sessionID: String, binding: [UInt8], maxData: Int) throws(USPError) -> [UInt8] {
+        var request = InitialRequest(clientSessionID: sessionID, authorizationToken: nil, applicationSession: nil)
+        if let app = start.application {
+            request.applicationSession = ApplicationSessionRequest(
+                token: try TokenProof.present(secret: app.token, handshakeHash: binding), action: app.action,
+                clientTCPStream: app.action == .begin ? 1 : nil, parameters: app.parameters)
+        } else if let token = start.authorizationToken {
+            request.authorizationToken = try TokenProof.present(secret: token, handshakeHash: binding)
+        }
+        var w = WireWriter()
+        let message = SessionMessage.initialRequest(request)
+        var body = WireWriter()
+        try message.encode(into: &body)
+        Frame.message(kind: message.kind.rawValue, json: Array(body.bytes.dropFirst())).encode(into: &w)
+        if start.application?.action == .begin, !start.initialData.isEmpty {
+            Frame.data(stream: 1, data: start.initialData).encode(into: &w)
+        }
+        return w.bytes
+    }
+
+    // MARK: - Input
+
+    public mutating func receive(_ bytes: some Collection<UInt8>, now: Timestamp, delegate: some ClientSessionDelegate,
+                                 onEvent: (ClientEvent) -> Void) {
+        let copy = Array(bytes)
+        copy.withUnsafeBytes { receive($0, now: now, delegate: delegate, onEvent: onEvent) }
+    }
+
+    public mutating func receive(_ bytes: UnsafeRawBufferPointer, now: Timestamp, delegate: some ClientSessionDelegate,
+                                 onEvent: (ClientEvent) -> Void) {
+        guard state != .closed else { return }
+        do throws(USPError) {
+            try consume(bytes, now: now, delegate: delegate, onEvent: onEvent)
+            try link?.flush()
+        } catch {
+            fail(error, onEvent: onEvent)
+        }
+    }
+
+    /// The server closed its side of the TCP connection.
+    public mutating func endOfInput(onEvent: (ClientEvent) -> Void) {
+        guard state != .closed else { return }
+        if let reader = link?.reader {
+            do throws(USPError) { try reader.checkEndOfInput() } catch { fail(error, onEvent: onEvent); return }
+        }
+        let during = state == .awaitingMessage2 ? "during the handshake (wrong server key, stealth server, or not a USP server)" : "without CLOSE"
+        fail(USPError(.unexpectedEOF, "server closed the connection \(during)"), onEvent: onEvent, sendClose: false)
+    }
+
+    private mutating func consume(_ bytes: UnsafeRawBufferPointer, now: Timestamp, delegate: some ClientSessionDelegate,
+                                  onEvent: (ClientEvent) -> Void) throws(USPError) {
+        switch state {
+        case .idle:
+            throw USPError(.unexpectedMessage, "server spoke before message 1")
+        case .awaitingMessage2:
+            handshakeBuffer.append(contentsOf: bytes)
+            guard handshakeBuffer.count >= HandshakeLayout.message2Length else { return }
+            let rest = Array(handshakeBuffer[HandshakeLayout.message2Length...])
+            let message2 = Array(handshakeBuffer[0..<HandshakeLayout.message2Length])
+            handshakeBuffer = []
+            let result: HandshakeResult
+            switch try initiator.readMessage2(message2) {
+            case .finished(let r):
+                result = r
+            case .needMessage3(let serverStatic, _):
+                guard delegate.acceptServerKey(serverStatic) else {
+                    throw USPError(.serverKeyMismatch, "server key \(Fingerprint.of(serverStatic)) refused")
+                }
+                let (message3, r) = try initiator.writeMessage3(hello: configuration.hello(now: now))
+                pendingHandshakeBytes += message3
+                result = r
+            }
+            link = try SessionLink(result: result, configuration: configuration, role: .client)
+            let accepted = earlySent && result.peerHello.flags.contains(.earlyDataAccepted)
+            try afterHandshake(earlyAccepted: accepted)
+            state = .awaitingReply
+            onEvent(.handshakeCompleted(pattern: result.pattern, serverStatic: result.remoteStatic ?? [], earlyDataAccepted: accepted))
+            if !rest.isEmpty {
+                link!.reader!.append(rest)
+                try processRecords(onEvent: onEvent)
+            }
+        case .awaitingReply, .established:
+            link!.reader!.append(bytes)
+            try processRecords(onEvent: onEvent)
+        case .closed:
+            return
+        }
+    }
+
+    /// Sets up the application stream and, unless message 1 already carried it, sends the initial request.
+    private mutating func afterHandshake(earlyAccepted: Bool) throws(USPError) {
+        if start.application?.action == .begin {
+            let id = try link!.streams.open()
+            precondition(id == 1, "the dedicated application stream is the first stream")
+            applicationStream = id
+        }
+        let data = start.application?.action == .begin ? start.initialData : []
+        if !earlyAccepted {
+            var request = InitialRequest(clientSessionID: clientSessionID, authorizationToken: nil, applicationSession: nil)
+            let h = link!.result.handshakeHash
+            if let app = start.application {
+                request.applicationSession = ApplicationSessionRequest(
+                    token: try TokenProof.present(secret: app.token, handshakeHash: h), action: app.action,
+                    clientTCPStream: app.action == .begin ? 1 : nil, parameters: app.parameters)
+            } else if let token = start.authorizationToken {
+                request.authorizationToken = try TokenProof.present(secret: token, handshakeHash: h)
+            }
+            try link!.send(.initialRequest(request))
+            if !data.isEmpty {
+                let sent = try data.withUnsafeBytes { (d) throws(USPError) in try link!.sendData(localID: 1, d) }
+                precondition(sent == data.count, "initial data fits the minimum window")
+            }
+        } else if !data.isEmpty {
+            link!.streams.consumeSendCredit(1, data.count)
+        }
+        try link!.flush()
+    }
+
+    private mutating func processRecords(onEvent: (ClientEvent) -> Void) throws(USPError) {
+        var reader = link!.reader.take()!
+        defer { link?.reader = reader }
+        while state != .closed {
+            let outcome = try reader.nextRecord { (plaintext) throws(USPError) -> Bool in
+                try handleRecord(UnsafeRawBufferPointer(plaintext), onEvent: onEvent)
+            }
+            guard let sawRekey = outcome else { break }
+            if sawRekey { try reader.opener.rekey() }
+        }
+    }
+
+    private mutating func handleRecord(_ plaintext: UnsafeRawBufferPointer, onEvent: (ClientEvent) -> Void) throws(USPError) -> Bool {
+        var frames = FrameReader(plaintext)
+        var sawRekey = false
+        while state != .closed, let frame = try frames.next() {
+            if case .rekey = frame { sawRekey = true; continue }
+            try handleFrame(frame, onEvent: onEvent)
+        }
+        return sawRekey
+    }
+
+    private mutating func handleFrame(_ frame: FrameView, onEvent: (ClientEvent) -> Void) throws(USPError) {
+        switch frame {
+        case .padding, .rekey, .pong:
+            return
+        case .message(let kind, let json):
+            link!.streams.noteProgress()
+            var bytes = [kind]
+            bytes.append(contentsOf: json)
+            let message = try bytes.withUnsafeBytes { (b) throws(USPError) in try SessionMessage.decode(b) }
+            try handleMessage(message, onEvent: onEvent)
+        case .open:
+            throw USPError(.unexpectedMessage, "OPEN from the server: only the client opens streams")
+        case .accept(let localID, let peerID):
+            if case .accepted = try link!.streams.peerAccepted(localID: localID, peerID: peerID) {
+                onEvent(.streamAccepted(stream: localID))
+            }
+        case .reject(let localID, let code, let message):
+            if case .rejected = try link!.streams.peerRejected(localID: localID, code: code) {
+                onEvent(.streamRejected(stream: localID, code: .fromWire(code), message: String(decoding: message, as: UTF8.self)))
+            }
+        case .data(let peerID, let data):
+            if case .data(let localID, _) = try link!.streams.peerData(peerID: peerID, count: data.count) {
+                onEvent(.streamData(stream: localID, data: data))
+            }
+        case .window(let peerID, let increment):
+            if case .credit(let localID, let available) = try link!.streams.peerWindow(peerID: peerID, increment: increment), available > 0 {
+                onEvent(.streamWritable(stream: localID))
+            }
+        case .fin(let peerID):
+            if case .peerFinished(let localID, let closed) = try link!.streams.peerFinished(peerID: peerID) {
+                onEvent(.streamFinished(stream: localID))
+                if closed { onEvent(.streamClosed(stream: localID, code: .ok)) }
+            }
+        case .reset(let peerID, let code):
+            if case .reset(let localID, let code) = try link!.streams.peerReset(peerID: peerID, code: code) {
+                onEvent(.streamClosed(stream: localID, code: .fromWire(code)))
+            }
+        case .ping(let value):
+            try link!.streams.noteControlFrame()
+            try link!.send(.pong(value))
+        case .close(let code, _):
+            state = .closed
+            let c = USPError.Code.fromWire(code)
+            onEvent(.closed(c == .ok ? nil : USPError(c, "server closed the session: \(c.name)")))
+        }
+    }
+
+    private mutating func handleMessage(_ message: SessionMessage, onEvent: (ClientEvent) -> Void) throws(USPError) {
+        switch message {
+        case .menu(let m):
+            guard state == .awaitingReply || state == .established else {
+                throw USPError(.unexpectedMessage, "menu in state \(state)")
+            }
+            serverSessionID = m.serverSessionID
+            menu = m
+            state = .established
+            onEvent(.menu(m))
+        case .serviceReply(let reply):
+            guard state == .established else { throw USPError(.unexpectedMessage, "service_reply before the menu") }
+            onEvent(.serviceReply(reply))
+        case .applicationSessionReply(let reply):
+            guard state == .awaitingReply || state == .established else {
+                throw USPError(.unexpectedMessage, "application_session_reply in state \(state)")
+            }
+            serverSessionID = reply.serverSessionID
+            if state == .awaitingReply, let stream = applicationStream {
+                switch reply.outcome {
+                case .session(let result):
+                    guard let server = result.serverTCPStream else {
+                        throw USPError(.malformedMessage, "application_session_reply begin without server_tcp_stream")
+                    }
+                    if case .accepted = try link!.streams.peerAccepted(localID: stream, peerID: server) {
+                        onEvent(.streamAccepted(stream: stream))
+                    }
+                case .error(let e):
+                    _ = try link!.streams.peerRejected(localID: stream, code: e.code.wireValue)
+                    onEvent(.streamRejected(stream: stream, code: e.code, message: e.message))
+                }
+            }
+            state = .established
+            onEvent(.applicationSessionReply(reply))
+        case .error(let e):
+            onEvent(.serverError(e.error))
+        case .initialRequest, .serviceRequest:
+            throw USPError(.unexpectedMessage, "\(message.kind.name) is a client message; a server may not send it")
+        }
+    }
+
+    // MARK: - Requests and streams
+
+    /// Sends `requested_services`: authentication or invalidation at index 0 and application requests.
+    /// `authorizationToken` is a secret; the session sends a presentation bound to this connection.
+    public mutating func requestServices(_ services: [ServiceIndex: [String: JSONValue]], authentication: AuthenticationRequest? = nil,
+                                         authorizationToken: String? = nil) throws(USPError) {
+        guard state == .established, link != nil else {
+            preconditionFailure("requestServices after the menu arrived (state established)")
+        }
+        let presentation = try authorizationToken.map { (t) throws(USPError) -> String in
+            try TokenProof.present(secret: t, handshakeHash: link!.result.handshakeHash)
+        }
+        let request = ServiceRequest(clientSessionID: clientSessionID, authorizationToken: presentation,
+                                     authentication: authentication, services: services)
+        try link!.send(.serviceRequest(request))
+        try link!.flush()
+    }
+
+    /// Opens a stream on this connection with an application token secret. Returns the stream ID;
+    /// data may be written at once, up to the server's window.
+    public mutating func openStream(applicationToken: String) throws(USPError) -> UInt32 {
+        guard state == .established, link != nil else { preconditionFailure("openStream after the menu arrived") }
+        let id = try link!.streams.open()
+        let session = ApplicationSessionRequest(token: try TokenProof.present(secret: applicationToken, handshakeHash: link!.result.handshakeHash),
+                                                action: .begin, clientTCPStream: nil, parameters: nil)
+        try link!.send(.open(stream: id, session: try session.encodeOpenBody()))
+        try link!.flush()
+        return id
+    }
+
+    /// Sends an `application_session` action (`end` or application-defined) for a token.
+    public mutating func applicationAction(token: String, action: ApplicationAction, parameters: [String: JSONValue]? = nil) throws(USPError) {
+        guard state == .established, link != nil else { preconditionFailure("applicationAction after the menu arrived") }
+        let app = ApplicationSessionRequest(token: try TokenProof.present(secret: token, handshakeHash: link!.result.handshakeHash),
+                                            action: action, clientTCPStream: nil, parameters: parameters)
+        try link!.send(.initialRequest(InitialRequest(clientSessionID: clientSessionID, authorizationToken: nil, applicationSession: app)))
+        try link!.flush()
+    }
+
+    public mutating func write(stream: UInt32, _ data: UnsafeRawBufferPointer) throws(USPError) -> Int {
+        guard state == .established || state == .awaitingReply, link != nil else { return 0 }
+        let n = try link!.sendData(localID: stream, data)
+        try link!.flush()
+        return n
+    }
+
+    public mutating func consumed(stream: UInt32, count: Int) throws(USPError) {
+        guard state != .closed, let increment = link?.streams.consumed(stream, count) else { return }
+        try link!.send(.window(stream: stream, increment: increment))
+        try link!.flush()
+    }
+
+    public mutating func finish(stream: UInt32, onEvent: (ClientEvent) -> Void) throws(USPError) {
+        guard state != .closed, link != nil else { return }
+        let wasLive = link!.streams.contains(stream)
+        if link!.streams.finish(stream) {
+            try link!.send(.fin(stream: stream))
+            try link!.flush()
+        }
+        if wasLive, !link!.streams.contains(stream) { onEvent(.streamClosed(stream: stream, code: .ok)) }
+    }
+
+    public mutating func reset(stream: UInt32, code: USPError.Code, onEvent: (ClientEvent) -> Void) throws(USPError) {
+        guard state != .closed, link != nil else { return }
+        if link!.streams.reset(stream) {
+            try link!.send(.reset(stream: stream, code: code.wireValue))
+            try link!.flush()
+            onEvent(.streamClosed(stream: stream, code: code))
+        }
+    }
+
+    public mutating func ping(_ value: UInt64) throws(USPError) {
+        guard state != .closed, link != nil else { return }
+        try link!.send(.ping(value))
+        try link!.flush()
+    }
+
+    public mutating func close(code: USPError.Code = .ok, onEvent: (ClientEvent) -> Void) {
+        guard state != .closed else { return }
+        if link != nil {
+            try? link!.send(.close(code: code.wireValue, reason: code.name))
+            try? link!.flush()
+        }
+        state = .closed
+        onEvent(.closed(code == .ok ? nil : USPError(code, "client closed the session")))
+    }
+
+    public mutating func drainOutbound<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
+        if link == nil || !pendingHandshakeBytes.isEmpty {
+            var all = pendingHandshakeBytes
+            pendingHandshakeBytes = []
+            if link != nil { link!.composer.drain { all.append(contentsOf: $0) } }
+            return all.withUnsafeBytes(body)
+        }
+        return link!.composer.drain(body)
+    }
+
+    public var outboundByteCount: Int { pendingHandshakeBytes.count + (link?.composer.pendingByteCount ?? 0) }
+
+    private mutating func fail(_ error: USPError, onEvent: (ClientEvent) -> Void, sendClose: Bool = true) {
+        if sendClose, link != nil {
+            try? link!.send(.close(code: error.code.wireValue, reason: error.code.name))
+            try? link!.flush()
+        }
+        state = .closed
+        onEvent(.closed(error))
+    }
+}
+
+/// `SHA256:<base64>` fingerprints, as OpenSSH prints them.
+public enum Fingerprint {
+    public static func of(_ key: [UInt8]) -> String {
+        "SHA256:" + Base64URL.standardUnpadded(SHA256Digest.of(key))
+    }
+}

@@ -1,0 +1,21 @@
+/// What a server session tells its I/O shell. Byte views are valid only during the callback.
+public enum ServerEvent {
+    /// The handshake finished. `earlyDataAccepted` says whether message 1's early frames were acted on.
+    case handshakeCompleted(pattern: HandshakeLayout.Pattern, clientStatic: [UInt8]?, earlyDataAccepted: Bool)
+    /// The client logged in at index 0.
+    case authenticated(Identity, tokenID: TokenProof.TokenID)
+    /// A stream was opened with a valid application token: start the application and hand it the stream.
+    case streamOpened(stream: UInt32, grant: ApplicationGrant)
+    /// Bytes from the client on `stream`. Call `consumed(stream:count:)` once the application took them.
+    case streamData(stream: UInt32, data: UnsafeRawBufferPointer)
+    /// The client half-closed `stream` (no more data from it).
+    case streamFinished(stream: UInt32)
+    /// The stream is gone: both sides finished (`code == .ok`), or it was reset.
+    case streamClosed(stream: UInt32, code: USPError.Code)
+    /// The client granted credit: `write` can send more on `stream`.
+    case streamWritable(stream: UInt32)
+    /// Tokens were invalidated through index 0; the server ends their streams everywhere.
+    case tokensInvalidated([TokenProof.TokenID])
+    /// The session is over: nil for a clean CLOSE, else the reason. Drain the outbound bytes, then close.
+    case closed(USPError?)
+}

@@ -1,0 +1,568 @@
+/// The server side of a USP connection, sans I/O: bytes in, bytes and events out.
+///
+/// ```
+///  awaitingMessage1 ──IK/NK message 1──▶ awaitingInitialRequest ──initial_request──▶ established
+///        │                                   ▲                                          │
+///        └──XX message 1 / message 2──▶ awaitingMessage3 ──message 3──┘                  │
+///  every state ──error, CLOSE, end of input──▶ closed ◀──────────────────────────────────┘
+/// ```
+///
+/// Every peer-caused problem is a `USPError` with a code: before the handshake finishes the
+/// server answers nothing at all (darkness to strangers); after it, a CLOSE frame carries the code.
+/// Policy is asked of a `ServerSessionDelegate`. Time comes in as `now`; the core reads no clock.
+public struct ServerSession {
+    /// The phase of the session. Each case documents what it waits for.
+    public enum State: Equatable, Sendable {
+        /// Waiting for the 1024 bytes of message 1. Nothing has been sent.
+        case awaitingMessage1
+        /// XX: message 2 sent; waiting for the 128 bytes of message 3.
+        case awaitingMessage3
+        /// Handshake done; waiting for the client's `initial_request` (only MESSAGE, PING, REKEY, CLOSE allowed).
+        case awaitingInitialRequest
+        /// Menu sent or application session begun: serving requests and streams.
+        case established
+        /// Over. Further input is ignored.
+        case closed
+    }
+
+    public private(set) var state: State = .awaitingMessage1
+    public let configuration: SessionConfiguration
+    public let serverSessionID: String
+    public let peerAddress: String
+    private var responder: ResponderHandshake
+    private var handshakeBuffer: [UInt8] = []
+    private var pendingHandshakeBytes: [UInt8] = []
+    private var link: SessionLink?
+    private var earlyBinding: [UInt8] = []
+    private var processingEarlyData = false
+    private let random: any RandomSource
+
+    public private(set) var clientSessionID: String?
+    public private(set) var identity: Identity?
+    public private(set) var authorizationTokenID: TokenProof.TokenID?
+    /// The menu last sent; indices in requests refer to it.
+    public private(set) var menu: ApplicationMenu?
+    /// Which grant opened each local stream.
+    public private(set) var streamGrants: [UInt32: ApplicationGrant] = [:]
+    public private(set) var earlyDataAccepted = false
+
+    public init(staticKey: KeyPair, peerAddress: String, configuration: SessionConfiguration = SessionConfiguration(),
+                allowFirstContact: Bool = true, random: any RandomSource = SystemRandomSource(), ephemeral: KeyPair? = nil) {
+        self.configuration = configuration
+        self.peerAddress = peerAddress
+        self.random = random
+        responder = ResponderHandshake(staticKey: staticKey, allowFirstContact: allowFirstContact, random: random, ephemeral: ephemeral)
+        serverSessionID = "s-" + Base64URL.encode(random.bytes(12))
+    }
+
+    /// The handshake result once it is finished.
+    public var handshake: HandshakeResult? { link?.result }
+    public var openStreamCount: Int { link?.streams.count ?? 0 }
+
+    // MARK: - Input
+
+    /// Feeds bytes received from the client.
+    public mutating func receive(_ bytes: some Collection<UInt8>, now: Timestamp, delegate: some ServerSessionDelegate,
+                                 onEvent: (ServerEvent) -> Void) {
+        let copy = Array(bytes)
+        copy.withUnsafeBytes { receive($0, now: now, delegate: delegate, onEvent: onEvent) }
+    }
+
+    public mutating func receive(_ bytes: UnsafeRawBufferPointer, now: Timestamp, delegate: some ServerSessionDelegate,
+                                 onEvent: (ServerEvent) -> Void) {
+        guard state != .closed else { return }
+        do throws(USPError) {
+            try consume(bytes, now: now, delegate: delegate, onEvent: onEvent)
+            try link?.flush()
+        } catch {
+            fail(error, onEvent: onEvent)
+        }
+    }
+
+    /// The client closed its side of the TCP connection.
+    public mutating func endOfInput(onEvent: (ServerEvent) -> Void) {
+        guard state != .closed else { return }
+        if let reader = link?.reader {
+            do throws(USPError) { try reader.checkEndOfInput() } catch { fail(error, onEvent: onEvent); return }
+        }
+        let during = state == .awaitingMessage1 || state == .awaitingMessage3 ? "during the handshake" : "without CLOSE"
+        fail(USPError(.unexpectedEOF, "client closed the connection \(during)"), onEvent: onEvent, sendClose: false)
+    }
+
+    /// The shell's handshake deadline passed: close without a word if the handshake is unfinished.
+    public mutating func handshakeDeadlinePassed(onEvent: (ServerEvent) -> Void) {
+        guard state == .awaitingMessage1 || state == .awaitingMessage3 else { return }
+        fail(USPError(.handshakeTimeout, "handshake not finished in time (\(handshakeBuffer.count) bytes received)"), onEvent: onEvent)
+    }
+
+    private mutating func consume(_ bytes: UnsafeRawBufferPointer, now: Timestamp, delegate: some ServerSessionDelegate,
+                                  onEvent: (ServerEvent) -> Void) throws(USPError) {
+        switch state {
+        case .awaitingMessage1:
+            handshakeBuffer.append(contentsOf: bytes)
+            guard handshakeBuffer.count >= HandshakeLayout.message1Length else { return }
+            let rest = Array(handshakeBuffer[HandshakeLayout.message1Length...])
+            try readMessage1(Array(handshakeBuffer[0..<HandshakeLayout.message1Length]), now: now, delegate: delegate, onEvent: onEvent)
+            handshakeBuffer = []
+            if !rest.isEmpty { try rest.withUnsafeBytes { (r) throws(USPError) in try consume(r, now: now, delegate: delegate, onEvent: onEvent) } }
+        case .awaitingMessage3:
+            handshakeBuffer.append(contentsOf: bytes)
+            guard handshakeBuffer.count >= HandshakeLayout.message3Length else { return }
+            let rest = Array(handshakeBuffer[HandshakeLayout.message3Length...])
+            let result = try responder.readMessage3(Array(handshakeBuffer[0..<HandshakeLayout.message3Length]))
+            handshakeBuffer = []
+            link = try SessionLink(result: result, configuration: configuration, role: .server)
+            state = .awaitingInitialRequest
+            onEvent(.handshakeCompleted(pattern: .xx, clientStatic: result.remoteStatic, earlyDataAccepted: false))
+            if !rest.isEmpty { try rest.withUnsafeBytes { (r) throws(USPError) in try consume(r, now: now, delegate: delegate, onEvent: onEvent) } }
+        case .awaitingInitialRequest, .established:
+            link!.reader!.append(bytes)
+            try processRecords(now: now, delegate: delegate, onEvent: onEvent)
+        case .closed:
+            return
+        }
+    }
+
+    private mutating func readMessage1(_ message: [UInt8], now: Timestamp, delegate: some ServerSessionDelegate,
+                                       onEvent: (ServerEvent) -> Void) throws(USPError) {
+        let m1 = try responder.readMessage1(message)
+        var flags: Hello.Flags = []
+        let hasEarly = m1.earlyFrames.contains { $0 != 0 }
+        if hasEarly, let hello = m1.clientHello,
+           delegate.admitEarlyData(clientEphemeral: m1.clientEphemeral, timestamp: hello.timestamp, now: now) {
+            flags.insert(.earlyDataAccepted)
+            earlyDataAccepted = true
+        }
+        let (m2, result) = try responder.writeMessage2(hello: configuration.hello(now: now, flags: flags))
+        pendingHandshakeBytes += m2
+        guard let result else {
+            state = .awaitingMessage3
+            return
+        }
+        link = try SessionLink(result: result, configuration: configuration, role: .server)
+        state = .awaitingInitialRequest
+        onEvent(.handshakeCompleted(pattern: m1.pattern, clientStatic: result.remoteStatic, earlyDataAccepted: earlyDataAccepted))
+        if earlyDataAccepted {
+            earlyBinding = m1.earlyBinding
+            processingEarlyData = true
+            defer { processingEarlyData = false }
+            var frames = m1.earlyFrames
+            let sawRekey = try frames.withUnsafeMutableBytes { (f) throws(USPError) -> Bool in
+                try handleRecord(UnsafeRawBufferPointer(f), now: now, delegate: delegate, onEvent: onEvent)
+            }
+            if sawRekey { throw USPError(.unexpectedMessage, "REKEY in early frames") }
+        }
+    }
+
+    private mutating func processRecords(now: Timestamp, delegate: some ServerSessionDelegate,
+                                         onEvent: (ServerEvent) -> Void) throws(USPError) {
+        var reader = link!.reader.take()!
+        defer { link?.reader = reader }
+        while state != .closed {
+            let outcome = try reader.nextRecord { (plaintext) throws(USPError) -> Bool in
+                try handleRecord(UnsafeRawBufferPointer(plaintext), now: now, delegate: delegate, onEvent: onEvent)
+            }
+            guard let sawRekey = outcome else { break }
+            if sawRekey { try reader.opener.rekey() }
+        }
+    }
+
+    /// Dispatches every frame of one record's plaintext. Returns true if it carried REKEY.
+    private mutating func handleRecord(_ plaintext: UnsafeRawBufferPointer, now: Timestamp, delegate: some ServerSessionDelegate,
+                                       onEvent: (ServerEvent) -> Void) throws(USPError) -> Bool {
+        var frames = FrameReader(plaintext)
+        var sawRekey = false
+        while state != .closed, let frame = try frames.next() {
+            if case .rekey = frame { sawRekey = true; continue }
+            try handleFrame(frame, now: now, delegate: delegate, onEvent: onEvent)
+        }
+        return sawRekey
+    }
+
+    private mutating func handleFrame(_ frame: FrameView, now: Timestamp, delegate: some ServerSessionDelegate,
+                                      onEvent: (ServerEvent) -> Void) throws(USPError) {
+        if state == .awaitingInitialRequest {
+            switch frame {
+            case .message, .padding, .ping, .pong, .close, .rekey: break
+            case .open, .accept, .reject, .data, .window, .fin, .reset:
+                throw USPError(.unexpectedMessage, "\(frame.type.name) frame before the initial request")
+            }
+        }
+        switch frame {
+        case .padding, .rekey:
+            return
+        case .message(let kind, let json):
+            link!.streams.noteProgress()
+            try handleMessage(kind: kind, json: json, now: now, delegate: delegate, onEvent: onEvent)
+        case .open(let peerID, let body):
+            try handleOpen(peerID: peerID, body: body, now: now, delegate: delegate, onEvent: onEvent)
+        case .accept, .reject:
+            throw USPError(.unexpectedMessage, "\(frame.type.name) from a client: only the server accepts or rejects streams")
+        case .data(let peerID, let data):
+            switch try link!.streams.peerData(peerID: peerID, count: data.count) {
+            case .data(let localID, _): onEvent(.streamData(stream: localID, data: data))
+            default: return
+            }
+        case .window(let peerID, let increment):
+            if case .credit(let localID, let available) = try link!.streams.peerWindow(peerID: peerID, increment: increment), available > 0 {
+                onEvent(.streamWritable(stream: localID))
+            }
+        case .fin(let peerID):
+            if case .peerFinished(let localID, let closed) = try link!.streams.peerFinished(peerID: peerID) {
+                onEvent(.streamFinished(stream: localID))
+                if closed { streamGone(localID, .ok, onEvent: onEvent) }
+            }
+        case .reset(let peerID, let code):
+            if case .reset(let localID, let code) = try link!.streams.peerReset(peerID: peerID, code: code) {
+                streamGone(localID, .fromWire(code), onEvent: onEvent)
+            }
+        case .ping(let value):
+            try link!.streams.noteControlFrame()
+            try link!.send(.pong(value))
+        case .pong:
+            return
+        case .close(let code, _):
+            state = .closed
+            let c = USPError.Code.fromWire(code)
+            onEvent(.closed(c == .ok ? nil : USPError(.closedByPeer, "client closed the session with \(c.name)")))
+        }
+    }
+
+    private mutating func streamGone(_ localID: UInt32, _ code: USPError.Code, onEvent: (ServerEvent) -> Void) {
+        streamGrants[localID] = nil
+        onEvent(.streamClosed(stream: localID, code: code))
+    }
+
+    // MARK: - Session messages
+
+    private func context(now: Timestamp) -> SessionContext {
+        let h = link?.result.handshakeHash ?? []
+        return SessionContext(peerAddress: peerAddress, pattern: link?.result.pattern ?? .xx,
+                              clientStatic: link?.result.remoteStatic,
+                              channelBinding: processingEarlyData ? earlyBinding : h, isEarlyData: processingEarlyData,
+                              serverSessionID: serverSessionID, clientSessionID: clientSessionID, identity: identity, now: now)
+    }
+
+    private mutating func handleMessage(kind: UInt8, json: UnsafeRawBufferPointer, now: Timestamp,
+                                        delegate: some ServerSessionDelegate, onEvent: (ServerEvent) -> Void) throws(USPError) {
+        var bytes = [kind]
+        bytes.append(contentsOf: json)
+        let message = try bytes.withUnsafeBytes { (b) throws(USPError) in try SessionMessage.decode(b) }
+        switch message {
+        case .initialRequest(let request):
+            try handleInitialRequest(request, now: now, delegate: delegate, onEvent: onEvent)
+        case .serviceRequest(let request):
+            guard state == .established else {
+                throw USPError(.unexpectedMessage, "service_request before the initial request")
+            }
+            try handleServiceRequest(request, now: now, delegate: delegate, onEvent: onEvent)
+        case .menu, .serviceReply, .applicationSessionReply, .error:
+            throw USPError(.unexpectedMessage, "\(message.kind.name) is a server message; a client may not send it")
+        }
+    }
+
+    private mutating func handleInitialRequest(_ request: InitialRequest, now: Timestamp,
+                                               delegate: some ServerSessionDelegate, onEvent: (ServerEvent) -> Void) throws(USPError) {
+        if state == .established {
+            // A later initial_request may only carry an application_session action (end or app-defined).
+            guard let app = request.applicationSession, app.action != .begin || app.clientTCPStream == nil else {
+                throw USPError(.unexpectedMessage, "a second initial_request without an application_session action")
+            }
+            guard request.clientSessionID == clientSessionID else {
+                throw USPError(.sessionIDMismatch, "client_session_id changed from \(clientSessionID ?? "") to \(request.clientSessionID)")
+            }
+            try handleApplicationSession(app, initial: false, now: now, delegate: delegate, onEvent: onEvent)
+            return
+        }
+        clientSessionID = request.clientSessionID
+        if let app = request.applicationSession {
+            // The proposal's client step 5: this connection is for one application session;
+            // the authorization token is ignored (it is only for menu access).
+            try handleApplicationSession(app, initial: true, now: now, delegate: delegate, onEvent: onEvent)
+            return
+        }
+        if let token = request.authorizationToken {
+            switch validateAuthorization(token, now: now, delegate: delegate) {
+            case .success(let (who, id)):
+                identity = who
+                authorizationTokenID = id
+                onEvent(.authenticated(who, tokenID: id))
+            case .failure(let error):
+                // "If authorization_token is invalid: terminate the session with an error."
+                try link!.send(.error(SessionErrorMessage(WireError(error.code))))
+                throw error
+            }
+        }
+        try sendMenu(now: now, delegate: delegate)
+        state = .established
+    }
+
+    private func validateAuthorization(_ token: String, now: Timestamp, delegate: some ServerSessionDelegate)
+        -> Result<(Identity, TokenProof.TokenID), USPError> {
+        let presentation: TokenProof.Presentation
+        do { presentation = try TokenProof.parse(token) } catch {
+            return .failure(USPError(.authorizationInvalid, error.detail))
+        }
+        return delegate.validateAuthorizationToken(presentation, context: context(now: now))
+    }
+
+    private mutating func sendMenu(now: Timestamp, delegate: some ServerSessionDelegate) throws(USPError) {
+        var m = delegate.menu(for: identity, context: context(now: now))
+        m.serverSessionID = serverSessionID
+        menu = m
+        try link!.send(.menu(m))
+    }
+
+    private mutating func handleServiceRequest(_ request: ServiceRequest, now: Timestamp,
+                                               delegate: some ServerSessionDelegate, onEvent: (ServerEvent) -> Void) throws(USPError) {
+        guard request.clientSessionID == clientSessionID else {
+            throw USPError(.sessionIDMismatch, "service_request client_session_id \(request.clientSessionID) is not this session's")
+        }
+        let seenMenu = menu
+        var reply = ServiceReply()
+        var requestIdentity = identity
+        var requestAuthorization = authorizationTokenID
+        var tokenProblem: USPError.Code? = identity == nil ? .authorizationMissing : nil
+        if let token = request.authorizationToken {
+            switch validateAuthorization(token, now: now, delegate: delegate) {
+            case .success(let (who, id)):
+                requestIdentity = who
+                requestAuthorization = id
+                tokenProblem = nil
+            case .failure(let error):
+                tokenProblem = error.code == .authorizationMissing ? .authorizationMissing : .authorizationInvalid
+                if identity == nil { requestIdentity = nil }
+            }
+        }
+        var loggedIn = false
+        switch request.authentication {
+        case .credentials(let fields)?:
+            switch delegate.authenticate(fields: fields, context: context(now: now)) {
+            case .success(let grant):
+                identity = grant.identity
+                authorizationTokenID = grant.tokenID
+                loggedIn = true
+                reply.results[.authentication] = .token(grant.token)
+                onEvent(.authenticated(grant.identity, tokenID: grant.tokenID))
+            case .failure(let error):
+                reply.results[.authentication] = .error(WireError(error.code))
+            }
+        case .invalidateTokens(let tokens)?:
+            if requestIdentity == nil {
+                reply.results[.authentication] = .error(WireError(tokenProblem ?? .authorizationMissing))
+            } else {
+                switch delegate.invalidateTokens(tokens, context: context(now: now)) {
+                case .success(let ids):
+                    reply.results[.authentication] = .invalidated(ids.count)
+                    endStreams(of: Set(ids), onEvent: onEvent)
+                    onEvent(.tokensInvalidated(ids))
+                case .failure(let error):
+                    reply.results[.authentication] = .error(WireError(error.code))
+                }
+            }
+        case nil:
+            break
+        }
+        // Indices refer to the menu the client saw before this message.
+        let requestContext = SessionContext(peerAddress: peerAddress, pattern: link!.result.pattern, clientStatic: link!.result.remoteStatic,
+                                            channelBinding: link!.result.handshakeHash, isEarlyData: false,
+                                            serverSessionID: serverSessionID, clientSessionID: clientSessionID,
+                                            identity: requestIdentity, now: now)
+        let visible = (requestIdentity == identity ? seenMenu : delegate.menu(for: requestIdentity, context: requestContext))?.applications ?? [:]
+        for (index, body) in request.services.sorted(by: { $0.key < $1.key }) {
+            guard let entry = visible[index] else {
+                // Before login, an index that is not on the caller's menu answers as the proposal's
+                // "authorization token missing/invalid", whether or not it exists: nothing leaks.
+                reply.results[index] = .error(WireError(requestIdentity == nil ? (tokenProblem ?? .authorizationMissing) : .unknownIndex))
+                continue
+            }
+            if let problem = RequestBodySpec.validate(body, against: entry.expectedRequestBody) {
+                reply.results[index] = .error(WireError(problem.code, problem.detail))
+                continue
+            }
+            switch delegate.issueApplicationToken(index: index, entry: entry, request: body,
+                                                  authorizationTokenID: requestAuthorization, context: requestContext) {
+            case .success(let token): reply.results[index] = .token(token)
+            case .failure(let error): reply.results[index] = .error(WireError(error.code))
+            }
+        }
+        try link!.send(.serviceReply(reply))
+        if loggedIn { try sendMenu(now: now, delegate: delegate) }
+    }
+
+    // MARK: - Application sessions and streams
+
+    private mutating func handleApplicationSession(_ app: ApplicationSessionRequest, initial: Bool, now: Timestamp,
+                                                   delegate: some ServerSessionDelegate, onEvent: (ServerEvent) -> Void) throws(USPError) {
+        let grant: ApplicationGrant
+        switch validateApplication(app.token, now: now, delegate: delegate) {
+        case .success(let g): grant = g
+        case .failure(let error):
+            try replyApplicationSession(.error(WireError(error.code)))
+            if initial { throw error }
+            return
+        }
+        switch app.action {
+        case .begin:
+            guard let peerID = app.clientTCPStream else {
+                throw USPError(.malformedMessage, "application_session begin without client_tcp_stream")
+            }
+            switch try link!.streams.peerOpened(peerID) {
+            case .refuse(let code):
+                try replyApplicationSession(.error(WireError(code)))
+                if initial { throw USPError(code, "stream limit reached") }
+            case .pending:
+                guard let localID = link!.streams.accept(peerID) else { return }
+                streamGrants[localID] = grant
+                state = .established
+                try replyApplicationSession(.session(.began(clientTCPStream: peerID, serverTCPStream: localID)))
+                onEvent(.streamOpened(stream: localID, grant: grant))
+            }
+        case .end:
+            endStreams(of: [grant.tokenID], onEvent: onEvent)
+            state = .established
+            try replyApplicationSession(.session(ApplicationSessionResult(action: .end)))
+        default:
+            switch delegate.performAction(app.action.rawValue, grant: grant, parameters: app.parameters, context: context(now: now)) {
+            case .success(let value):
+                var result = ApplicationSessionResult(action: app.action)
+                if case .object(let o) = value { result.result = o } else { result.result = ["value": value] }
+                state = .established
+                try replyApplicationSession(.session(result))
+            case .failure(let error):
+                try replyApplicationSession(.error(WireError(error.code)))
+                if initial { throw error }
+            }
+        }
+    }
+
+    private mutating func replyApplicationSession(_ outcome: ApplicationSessionReply.Outcome) throws(USPError) {
+        try link!.send(.applicationSessionReply(ApplicationSessionReply(serverSessionID: serverSessionID, outcome: outcome)))
+    }
+
+    private func validateApplication(_ token: String, now: Timestamp, delegate: some ServerSessionDelegate) -> Result<ApplicationGrant, USPError> {
+        let presentation: TokenProof.Presentation
+        do { presentation = try TokenProof.parse(token) } catch { return .failure(error) }
+        return delegate.validateApplicationToken(presentation, context: context(now: now))
+    }
+
+    private mutating func handleOpen(peerID: UInt32, body: UnsafeRawBufferPointer, now: Timestamp,
+                                     delegate: some ServerSessionDelegate, onEvent: (ServerEvent) -> Void) throws(USPError) {
+        let request = try ApplicationSessionRequest.decodeOpenBody(body)
+        switch try link!.streams.peerOpened(peerID) {
+        case .refuse(let code):
+            try link!.send(.reject(opener: peerID, code: code.wireValue, message: code.name))
+            return
+        case .pending:
+            break
+        }
+        guard request.action == .begin else {
+            link!.streams.reject(peerID)
+            try link!.streams.noteControlFrame()
+            try link!.send(.reject(opener: peerID, code: USPError.Code.unknownAction.wireValue, message: "OPEN carries action begin"))
+            return
+        }
+        switch validateApplication(request.token, now: now, delegate: delegate) {
+        case .success(let grant):
+            guard let localID = link!.streams.accept(peerID) else { return }
+            streamGrants[localID] = grant
+            try link!.send(.accept(opener: peerID, acceptor: localID))
+            onEvent(.streamOpened(stream: localID, grant: grant))
+        case .failure(let error):
+            link!.streams.reject(peerID)
+            try link!.streams.noteControlFrame()
+            try link!.send(.reject(opener: peerID, code: error.code.wireValue, message: WireError.humanMessage(for: error.code)))
+        }
+    }
+
+    private mutating func endStreams(of tokenIDs: Set<TokenProof.TokenID>, onEvent: (ServerEvent) -> Void) {
+        let doomed = streamGrants.filter { tokenIDs.contains($0.value.tokenID) || ($0.value.authorizationTokenID.map(tokenIDs.contains) ?? false) }
+        for (localID, _) in doomed.sorted(by: { $0.key < $1.key }) {
+            if link!.streams.reset(localID) {
+                try? link!.send(.reset(stream: localID, code: USPError.Code.tokenRevoked.wireValue))
+            }
+            streamGone(localID, .tokenRevoked, onEvent: onEvent)
+        }
+    }
+
+    // MARK: - Output and application-side calls
+
+    /// Sends application bytes on `stream`, as much as the client's credit allows. Returns the
+    /// number of bytes taken; the rest waits for `.streamWritable`.
+    public mutating func write(stream: UInt32, _ data: UnsafeRawBufferPointer) throws(USPError) -> Int {
+        guard state == .established, link != nil else { return 0 }
+        let n = try link!.sendData(localID: stream, data)
+        try link!.flush()
+        return n
+    }
+
+    /// The application took `count` bytes of `stream`: returns credit to the client when due.
+    public mutating func consumed(stream: UInt32, count: Int) throws(USPError) {
+        guard state == .established, let increment = link?.streams.consumed(stream, count) else { return }
+        try link!.send(.window(stream: stream, increment: increment))
+        try link!.flush()
+    }
+
+    /// The application finished writing `stream` (half-close).
+    public mutating func finish(stream: UInt32, onEvent: (ServerEvent) -> Void) throws(USPError) {
+        guard state == .established, link != nil else { return }
+        let wasLive = link!.streams.contains(stream)
+        if link!.streams.finish(stream) {
+            try link!.send(.fin(stream: stream))
+            try link!.flush()
+        }
+        if wasLive, !link!.streams.contains(stream) { streamGone(stream, .ok, onEvent: onEvent) }
+    }
+
+    /// Aborts `stream` with `code`.
+    public mutating func reset(stream: UInt32, code: USPError.Code, onEvent: (ServerEvent) -> Void) throws(USPError) {
+        guard state == .established, link != nil else { return }
+        if link!.streams.reset(stream) {
+            try link!.send(.reset(stream: stream, code: code.wireValue))
+            try link!.flush()
+            streamGone(stream, code, onEvent: onEvent)
+        }
+    }
+
+    /// Ends every stream opened under these tokens (revocation from elsewhere in the server).
+    public mutating func revoke(tokenIDs: Set<TokenProof.TokenID>, onEvent: (ServerEvent) -> Void) throws(USPError) {
+        guard link != nil, state == .established else { return }
+        endStreams(of: tokenIDs, onEvent: onEvent)
+        try link!.flush()
+    }
+
+    /// Closes the session with `code` (graceful: `.ok` or `.shuttingDown`).
+    public mutating func close(code: USPError.Code = .ok, onEvent: (ServerEvent) -> Void) {
+        guard state != .closed else { return }
+        if link != nil {
+            try? link!.send(.close(code: code.wireValue, reason: code.name))
+            try? link!.flush()
+        }
+        state = .closed
+        onEvent(.closed(code == .ok ? nil : USPError(code, "server closed the session")))
+    }
+
+    /// Hands the bytes to send to `body` and forgets them (their storage is kept for reuse).
+    public mutating func drainOutbound<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
+        if link == nil || !pendingHandshakeBytes.isEmpty {
+            var all = pendingHandshakeBytes
+            pendingHandshakeBytes = []
+            if link != nil { link!.composer.drain { all.append(contentsOf: $0) } }
+            return all.withUnsafeBytes(body)
+        }
+        return link!.composer.drain(body)
+    }
+
+    /// Bytes waiting to be sent.
+    public var outboundByteCount: Int { pendingHandshakeBytes.count + (link?.composer.pendingByteCount ?? 0) }
+
+    private mutating func fail(_ error: USPError, onEvent: (ServerEvent) -> Void, sendClose: Bool = true) {
+        if sendClose, link != nil {
+            // The client learns the code only; the detail stays in the server's log.
+            try? link!.send(.close(code: error.code.wireValue, reason: error.code.name))
+            try? link!.flush()
+        }
+        state = .closed
+        onEvent(.closed(error))
+    }
+}

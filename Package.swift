@@ -43,12 +43,12 @@ let package = Package(
         ),
         .testTarget(
             name: "USPCoreTests",
-            exclude: ["Interop"],
             dependencies: [
                 "USPCore",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
-            ]
+            ],
+            exclude: ["Interop"]
         ),
     ]
 )

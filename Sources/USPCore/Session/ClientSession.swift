@@ -189,7 +189,7 @@ public struct ClientSession {
             }
             try link!.send(.initialRequest(request))
             if !data.isEmpty {
-                let sent = try data.withUnsafeBytes { (d) throws(USPError) in try link!.sendData(localID: 1, d) }
+                let sent = try withBytes(data) { (d) throws(USPError) in try link!.sendData(localID: 1, d) }
                 precondition(sent == data.count, "initial data fits the minimum window")
             }
         } else if !data.isEmpty {
@@ -228,7 +228,7 @@ public struct ClientSession {
             link!.streams.noteProgress()
             var bytes = [kind]
             bytes.append(contentsOf: json)
-            let message = try bytes.withUnsafeBytes { (b) throws(USPError) in try SessionMessage.decode(b) }
+            let message = try withBytes(bytes) { (b) throws(USPError) in try SessionMessage.decode(b) }
             try handleMessage(message, onEvent: onEvent)
         case .open:
             throw USPError(.unexpectedMessage, "OPEN from the server: only the client opens streams")

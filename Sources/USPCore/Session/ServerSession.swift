@@ -104,7 +104,7 @@ public struct ServerSession {
             let rest = Array(handshakeBuffer[HandshakeLayout.message1Length...])
             try readMessage1(Array(handshakeBuffer[0..<HandshakeLayout.message1Length]), now: now, delegate: delegate, onEvent: onEvent)
             handshakeBuffer = []
-            if !rest.isEmpty { try rest.withUnsafeBytes { (r) throws(USPError) in try consume(r, now: now, delegate: delegate, onEvent: onEvent) } }
+            if !rest.isEmpty { try withBytes(rest) { (r) throws(USPError) in try consume(r, now: now, delegate: delegate, onEvent: onEvent) } }
         case .awaitingMessage3:
             handshakeBuffer.append(contentsOf: bytes)
             guard handshakeBuffer.count >= HandshakeLayout.message3Length else { return }
@@ -114,7 +114,7 @@ public struct ServerSession {
             link = try SessionLink(result: result, configuration: configuration, role: .server)
             state = .awaitingInitialRequest
             onEvent(.handshakeCompleted(pattern: .xx, clientStatic: result.remoteStatic, earlyDataAccepted: false))
-            if !rest.isEmpty { try rest.withUnsafeBytes { (r) throws(USPError) in try consume(r, now: now, delegate: delegate, onEvent: onEvent) } }
+            if !rest.isEmpty { try withBytes(rest) { (r) throws(USPError) in try consume(r, now: now, delegate: delegate, onEvent: onEvent) } }
         case .awaitingInitialRequest, .established:
             link!.reader!.append(bytes)
             try processRecords(now: now, delegate: delegate, onEvent: onEvent)
@@ -147,7 +147,7 @@ public struct ServerSession {
             processingEarlyData = true
             defer { processingEarlyData = false }
             var frames = m1.earlyFrames
-            let sawRekey = try frames.withUnsafeMutableBytes { (f) throws(USPError) -> Bool in
+            let sawRekey = try withMutableBytes(&frames) { (f) throws(USPError) -> Bool in
                 try handleRecord(UnsafeRawBufferPointer(f), now: now, delegate: delegate, onEvent: onEvent)
             }
             if sawRekey { throw USPError(.unexpectedMessage, "REKEY in early frames") }
@@ -247,7 +247,7 @@ public struct ServerSession {
                                         delegate: some ServerSessionDelegate, onEvent: (ServerEvent) -> Void) throws(USPError) {
         var bytes = [kind]
         bytes.append(contentsOf: json)
-        let message = try bytes.withUnsafeBytes { (b) throws(USPError) in try SessionMessage.decode(b) }
+        let message = try withBytes(bytes) { (b) throws(USPError) in try SessionMessage.decode(b) }
         switch message {
         case .initialRequest(let request):
             try handleInitialRequest(request, now: now, delegate: delegate, onEvent: onEvent)
@@ -353,7 +353,7 @@ public struct ServerSession {
             } else {
                 switch delegate.invalidateTokens(tokens, context: context(now: now)) {
                 case .success(let ids):
-                    reply.results[.authentication] = .invalidated(ids.count)
+                    reply.results[.authentication] = .invalidated(UInt32(ids.count))
                     endStreams(of: Set(ids), onEvent: onEvent)
                     onEvent(.tokensInvalidated(ids))
                 case .failure(let error):
@@ -376,7 +376,7 @@ public struct ServerSession {
                 reply.results[index] = .error(WireError(requestIdentity == nil ? (tokenProblem ?? .authorizationMissing) : .unknownIndex))
                 continue
             }
-            if let problem = RequestBodySpec.validate(body, against: entry.expectedRequestBody) {
+            if let problem = RequestBodyValidator.validate(body, against: entry.expectedRequestBody) {
                 reply.results[index] = .error(WireError(problem.code, problem.detail))
                 continue
             }

@@ -72,7 +72,7 @@ public protocol ServerSessionDelegate {
     func validateAuthorizationToken(_ presentation: TokenProof.Presentation, context: SessionContext) -> Result<(Identity, TokenProof.TokenID), USPError>
 
     /// Issues an application token for menu entry `index` with an already validated request body.
-    func issueApplicationToken(index: ServiceIndex, entry: ApplicationMenu.Entry, request: [String: JSONValue],
+    func issueApplicationToken(index: ServiceIndex, entry: ApplicationOffer, request: [String: JSONValue],
                                authorizationTokenID: TokenProof.TokenID?, context: SessionContext) -> Result<String, USPError>
 
     /// Checks an application token presentation for this peer address and channel.

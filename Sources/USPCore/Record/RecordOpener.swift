@@ -77,7 +77,8 @@ public struct RecordOpener: Sendable {
             back += 2
         }
         var ahead: UInt64 = 2
-        while ahead <= 2 * Self.diagnosisWindow {
+        // Stay below the reserved nonce 2^64-1 (and do not overflow near the end of the nonce space).
+        while ahead <= 2 * Self.diagnosisWindow, ahead < UInt64.max - n {
             if cipher.probe(nonce: n + ahead, ciphertext: header) {
                 return USPError(.recordReordered, "record \(recordsOpened): header belongs to record \((n + ahead) / 2)")
             }

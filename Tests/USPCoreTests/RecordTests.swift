@@ -502,7 +502,8 @@ struct RecordPaddingTests {
         #expect(p.paddedLength(1, max: 65519) == 1200)
         #expect(p.paddedLength(1200, max: 65519) == 1200)
         #expect(p.paddedLength(1, max: 1000) == 1000, "capped at the peer's max")
-        #expect(p.paddedLength(1300, max: 65519) == 1300, "never shrinks the frames")
+        #expect(p.paddedLength(1300, max: 65519) == 2400, "a larger frame gets a multiple of n")
+        #expect(p.paddedLength(1300, max: 2000) == 2000, "capped at the peer's max, never below the frames")
         #expect(p.frameCapacity(max: 65519) == 1200)
         #expect(p.frameCapacity(max: 1000) == 1000)
     }

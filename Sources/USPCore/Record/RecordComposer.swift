@@ -15,7 +15,9 @@ public struct RecordComposer: Sendable {
         self.sealer = sealer
         self.padding = padding
         recordCapacity = padding.frameCapacity(max: sealer.maxPlaintext)
-        out = WireWriter(capacity: 2 * (sealer.maxPlaintext + RecordLayout.overhead))
+        // No up-front reservation: an idle session holds no buffer. The storage grows on first use
+        // and is then kept, so steady-state sending allocates nothing.
+        out = WireWriter()
     }
 
     /// Bytes of the record being built so far.
@@ -27,15 +29,19 @@ public struct RecordComposer: Sendable {
     /// Room left in the record being built (a whole record's room if none is open).
     public var roomInOpenRecord: Int { recordCapacity - openPlaintextCount }
 
-    /// Makes sure a record is open with at least `bytes` of room, sealing the current one if needed,
-    /// and returns the writer to append frame bytes to. `bytes` must not exceed `recordCapacity`.
+    /// The largest single frame a record can take (a REKEY frame may need 3 bytes beside it).
+    public var maxFrameLength: Int { sealer.maxPlaintext - 3 }
+
+    /// Makes sure a record is open with at least `bytes` of room, sealing the current one if needed.
+    /// A frame larger than `recordCapacity` (possible under `.fixed` padding) gets a record of its
+    /// own, padded to a multiple of the fixed size. `bytes` must not exceed `maxFrameLength`.
     public mutating func reserve(_ bytes: Int) throws(USPError) {
-        precondition(bytes <= recordCapacity, "a single frame must fit in one record; callers split DATA")
+        precondition(bytes <= maxFrameLength, "a single frame must fit in one record; callers split DATA")
         if openRecordStart != nil, roomInOpenRecord < bytes { try sealOpenRecord() }
         if openRecordStart == nil {
             openRecordStart = out.count
             out.writeZeros(RecordLayout.headerLength)
-            if sealer.shouldRekey, recordCapacity - 3 >= bytes {
+            if sealer.shouldRekey {
                 // REKEY: type 0x09, empty body. The key rotates right after this record is sealed.
                 out.writeUInt8(0x09)
                 out.writeUInt16(0)
@@ -82,6 +88,12 @@ public struct RecordComposer: Sendable {
         let r = out.bytes.withUnsafeBytes(body)
         out.clear()
         return r
+    }
+
+    /// Frees the buffer's storage (for idle sessions). The next record allocates it again.
+    public mutating func releaseStorage() {
+        precondition(openRecordStart == nil, "release only between calls")
+        if out.count == 0 { out = WireWriter() }
     }
 
     public var pendingByteCount: Int { out.count }

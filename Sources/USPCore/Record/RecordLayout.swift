@@ -21,7 +21,8 @@ public enum PaddingPolicy: Hashable, Sendable {
     case none
     /// Round each record's plaintext up to a multiple of `n` bytes (capped at the peer's maximum).
     case multiple(of: Int)
-    /// Make every record's plaintext exactly `n` bytes (records are split so none is larger).
+    /// Make every record's plaintext exactly `n` bytes. DATA is split so no record needs more; a
+    /// single larger frame (a big menu) gets a record padded to a multiple of `n`.
     case fixed(Int)
 
     /// The padded plaintext length for `length` bytes of frames, never above `max`.
@@ -31,10 +32,14 @@ public enum PaddingPolicy: Hashable, Sendable {
             return length
         case .multiple(let n):
             guard n > 1 else { return length }
+            if n >= max { return Swift.max(length, max) }
             let rounded = (length + n - 1) / n * n
             return Swift.min(Swift.max(rounded, length), max)
         case .fixed(let n):
-            return Swift.max(length, Swift.min(n, max))
+            guard n > 0 else { return length }
+            if n >= max { return Swift.max(length, max) }
+            let rounded = length <= n ? n : (length + n - 1) / n * n
+            return Swift.min(Swift.max(rounded, length), max)
         }
     }
 

@@ -12,7 +12,14 @@ public struct RecordReader: Sendable {
 
     public init(opener: RecordOpener) {
         self.opener = opener
-        buffer.reserveCapacity(RecordLayout.maxPlaintext + RecordLayout.overhead)
+    }
+
+    /// Frees the buffer's storage when nothing is pending (for idle sessions).
+    public mutating func releaseStorage() {
+        if readIndex == buffer.count, pendingBodyLength == nil {
+            buffer = []
+            readIndex = 0
+        }
     }
 
     /// Bytes received but not yet consumed as records.

@@ -405,6 +405,11 @@ public struct ClientSession {
         return link!.composer.drain(body)
     }
 
+    /// Frees buffer storage while nothing is pending (call when the connection goes idle).
+    public mutating func releaseIdleStorage() {
+        if outboundByteCount == 0 { pendingHandshakeBytes = [] ; link?.releaseIdleStorage() }
+    }
+
     public var outboundByteCount: Int { pendingHandshakeBytes.count + (link?.composer.pendingByteCount ?? 0) }
 
     private mutating func fail(_ error: USPError, onEvent: (ClientEvent) -> Void, sendClose: Bool = true) {

@@ -29,8 +29,8 @@ struct SessionLink: Sendable {
     /// Appends one control or message frame, starting a new record if it does not fit.
     mutating func send(_ frame: Frame) throws(USPError) {
         let length = frame.encodedLength
-        guard length <= composer.recordCapacity else {
-            throw USPError(.messageTooLarge, "\(frame.type.name) frame of \(length) bytes exceeds the peer's record size \(composer.recordCapacity)")
+        guard length <= composer.maxFrameLength else {
+            throw USPError(.messageTooLarge, "\(frame.type.name) frame of \(length) bytes exceeds the peer's record size \(composer.maxFrameLength)")
         }
         try composer.reserve(length)
         composer.withWriter { frame.encode(into: &$0) }
@@ -65,4 +65,10 @@ struct SessionLink: Sendable {
     }
 
     mutating func flush() throws(USPError) { try composer.flush() }
+
+    /// Drops buffer storage while idle, so an idle session holds only its keys and tables.
+    mutating func releaseIdleStorage() {
+        reader?.releaseStorage()
+        composer.releaseStorage()
+    }
 }

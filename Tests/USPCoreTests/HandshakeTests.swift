@@ -444,13 +444,11 @@ struct HandshakeIndistinguishabilityTests {
         }
     }
 
-    @Test("known limitation: the top bit of message 1's byte 31 (the ephemeral's) is always clear")
+    @Test("the top bit of message 1's byte 31 (the ephemeral's) varies: USP randomizes it")
     func ephemeralTopBit() throws {
-        // An X25519 public key is a canonical field element below 2^255, so bit 7 of byte 31 is
-        // always 0 and, over many connections, that bit is a fixed cleartext bit. (The key is also
-        // always on the curve rather than the twist.) Hiding it needs an Elligator-style encoding in
-        // the Noise layer. withKnownIssue fails this test once the bit starts to vary, so that it
-        // can become a plain expectation.
+        // A canonical X25519 public key is below 2^255, so bit 7 of byte 31 would always be 0. USP
+        // sends it random (X25519 ignores it). The key is still always on the curve rather than
+        // the twist; hiding that needs an Elligator-style encoding (docs/PROTOCOL.md §3.2).
         let serverStatic = hsKeyPair(2)
         var sawTopBit = false
         for _ in 0..<64 {
@@ -458,9 +456,7 @@ struct HandshakeIndistinguishabilityTests {
             let m1 = try client.writeMessage1(hello: Hello())
             if m1[31] & 0x80 != 0 { sawTopBit = true }
         }
-        withKnownIssue("X25519 ephemeral keys are sent as plain u-coordinates") {
-            #expect(sawTopBit, "64 message 1s all had bit 7 of byte 31 clear (chance: 2^-64)")
-        }
+        #expect(sawTopBit, "64 message 1s all had bit 7 of byte 31 clear (chance: 2^-64)")
     }
 
     @Test("no byte position of message 1 is constant across many handshakes", arguments: HandshakeLayout.Pattern.allCases)

@@ -51,7 +51,8 @@ public struct ResponderHandshake: Sendable {
         for candidate in [HandshakeLayout.Pattern.ik, .nk] {
             var trial = try noiseStep("message 1") { () throws(NoiseError) in
                 try HandshakeState(protocol: candidate.noiseProtocol, role: .responder, prologue: HandshakeLayout.prologue,
-                                   localStatic: staticKey, localEphemeral: fixedEphemeral, random: random, precomputedDH: cached)
+                                   localStatic: staticKey, localEphemeral: fixedEphemeral, random: random, precomputedDH: cached,
+                                   randomizesEphemeralTopBit: true)
             }
             let read: (payload: [UInt8], transport: HandshakeState.Transport?)
             do {
@@ -74,7 +75,7 @@ public struct ResponderHandshake: Sendable {
         }
         var xx = try noiseStep("message 1") { () throws(NoiseError) in
             try HandshakeState(protocol: HandshakeLayout.xx, role: .responder, prologue: HandshakeLayout.prologue,
-                               localStatic: staticKey, localEphemeral: fixedEphemeral, random: random)
+                               localStatic: staticKey, localEphemeral: fixedEphemeral, random: random, randomizesEphemeralTopBit: true)
         }
         _ = try noiseStep("message 1 (XX)") { () throws(NoiseError) in try xx.readMessage(bytes) }
         noise = xx

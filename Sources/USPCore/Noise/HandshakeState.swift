@@ -19,6 +19,10 @@ public struct HandshakeState: Sendable {
     /// DH results a caller already computed (local public, remote public, shared), so a responder
     /// that trial-decrypts one message under several patterns pays for each DH once.
     private var precomputedDH: [PrecomputedDH]
+    /// USP extension, off for plain Noise: send `e` with a random top bit. X25519 ignores that bit
+    /// (RFC 7748 §5), and both sides hash the bytes as sent, so the handshake is unchanged except
+    /// that the ephemeral key no longer has a bit that is always 0 on the wire.
+    public let randomizesEphemeralTopBit: Bool
 
     public struct PrecomputedDH: Sendable {
         public let localPublicKey: [UInt8]
@@ -41,9 +45,11 @@ public struct HandshakeState: Sendable {
         remoteEphemeral: [UInt8]? = nil,
         psks: [[UInt8]] = [],
         random: any RandomSource = SystemRandomSource(),
-        precomputedDH: [PrecomputedDH] = []
+        precomputedDH: [PrecomputedDH] = [],
+        randomizesEphemeralTopBit: Bool = false
     ) throws(NoiseError) {
         self.precomputedDH = precomputedDH
+        self.randomizesEphemeralTopBit = randomizesEphemeralTopBit
         self.protocolName = proto
         self.role = role
         self.s = localStatic
@@ -126,9 +132,11 @@ public struct HandshakeState: Sendable {
             case .e:
                 let pair = next.e ?? KeyPair.generate(using: random)
                 next.e = pair
-                out += pair.publicKey
-                next.symmetric.mixHash(pair.publicKey)
-                if pattern.usesPSK { try next.symmetric.mixKey(pair.publicKey) }
+                var wire = pair.publicKey
+                if randomizesEphemeralTopBit { wire[31] |= random.bytes(1)[0] & 0x80 }
+                out += wire
+                next.symmetric.mixHash(wire)
+                if pattern.usesPSK { try next.symmetric.mixKey(wire) }
             case .s:
                 guard let st = next.s else { throw .missingKey("s") }
                 out += try next.symmetric.encryptAndHash(st.publicKey)

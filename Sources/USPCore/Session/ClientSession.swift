@@ -66,15 +66,19 @@ public struct ClientSession {
             let capacity = initiator.earlyFrameCapacity
             let request = self.start
             let sessionID = clientSessionID
+            var included = false
             let message = try initiator.writeMessage1(hello: hello) { binding -> [UInt8] in
                 do throws(USPError) {
                     let frames = try Self.initialFrames(request, sessionID: sessionID, binding: binding, maxData: capacity)
-                    return frames.count <= capacity ? frames : []
+                    // Too big for message 1: send nothing early; the request follows the handshake.
+                    guard frames.count <= capacity else { return [] }
+                    included = true
+                    return frames
                 } catch { failure = error; return [] }
             }
             if let failure { throw failure }
             pendingHandshakeBytes += message
-            earlySent = true
+            earlySent = included
         }
         state = .awaitingMessage2
     }

@@ -75,7 +75,8 @@ public struct ResponderHandshake: Sendable {
         }
         var xx = try noiseStep("message 1") { () throws(NoiseError) in
             try HandshakeState(protocol: HandshakeLayout.xx, role: .responder, prologue: HandshakeLayout.prologue,
-                               localStatic: staticKey, localEphemeral: fixedEphemeral, random: random, randomizesEphemeralTopBit: true)
+                               localStatic: staticKey, localEphemeral: fixedEphemeral, random: random, precomputedDH: cached,
+                               randomizesEphemeralTopBit: true)
         }
         _ = try noiseStep("message 1 (XX)") { () throws(NoiseError) in try xx.readMessage(bytes) }
         noise = xx

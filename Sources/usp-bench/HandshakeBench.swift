@@ -14,7 +14,7 @@ struct RawCost {
         switch p {
         // XX: client e; ee, es, se. Server e; ee, es, se. The server's trial decryption first computes
         // DH(s, re) for the IK/NK trials; the XX state then computes the same value again for its es.
-        case .xx: return RawCost(keygens: 2, dhs: 6, extraDHs: 1, note: "server's trial es is recomputed by XX's es")
+        case .xx: return RawCost(keygens: 2, dhs: 6, extraDHs: 0, note: "trial es reused by XX (precomputed)")
         // IK: client e; es, ss, ee, se. Server e; es (shared by the trials), ss, ee, se.
         case .ik: return RawCost(keygens: 2, dhs: 8, extraDHs: 0, note: "trial es reused (precomputed)")
         // NK: client e; es, ee. Server e; es (shared; IK trial fails at its s before ss), ee.

@@ -43,6 +43,7 @@ public struct ClientStart: Sendable {
     /// application token secret and the action, usually `begin`.
     public var application: Application?
     /// For `begin`: the first bytes of the stream, sent with the request (in message 1 when possible).
+    /// At most `StreamLimits.minInitialWindow` (16 KiB): `start` throws `.flowControl` beyond it.
     public var initialData: [UInt8]
 
     public struct Application: Sendable {

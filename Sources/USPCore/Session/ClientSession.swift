@@ -57,6 +57,10 @@ public struct ClientSession {
     /// Writes message 1. With IK or NK the initial request (and `initialData`) go in it when they fit.
     public mutating func start(_ request: ClientStart = ClientStart(), now: Timestamp) throws(USPError) {
         precondition(state == .idle, "start is called once")
+        // Sent before any credit is known, so it must fit the smallest window a server may announce.
+        guard request.initialData.count <= StreamLimits.minInitialWindow else {
+            throw USPError(.flowControl, "initial data of \(request.initialData.count) bytes exceeds \(StreamLimits.minInitialWindow), the smallest stream window; write the rest once the stream is accepted")
+        }
         start = request
         let hello = configuration.hello(now: now)
         var failure: USPError?
@@ -415,6 +419,13 @@ public struct ClientSession {
     }
 
     public var outboundByteCount: Int { pendingHandshakeBytes.count + (link?.composer.pendingByteCount ?? 0) }
+
+    // test hook: seals `plaintext` (frame bytes) as one record, unchecked, as a hostile peer would.
+    mutating func _sendRawRecord(_ plaintext: [UInt8]) throws(USPError) {
+        try link!.composer.reserve(plaintext.count)
+        link!.composer.withWriter { $0.writeBytes(plaintext) }
+        try link!.flush()
+    }
 
     private mutating func fail(_ error: USPError, onEvent: (ClientEvent) -> Void, sendClose: Bool = true) {
         if sendClose, link != nil {

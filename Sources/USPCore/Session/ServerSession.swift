@@ -365,7 +365,8 @@ public struct ServerSession {
         }
         // Indices refer to the menu the client saw before this message.
         let requestContext = SessionContext(peerAddress: peerAddress, pattern: link!.result.pattern, clientStatic: link!.result.remoteStatic,
-                                            channelBinding: link!.result.handshakeHash, isEarlyData: false,
+                                            channelBinding: processingEarlyData ? earlyBinding : link!.result.handshakeHash,
+                                            isEarlyData: processingEarlyData,
                                             serverSessionID: serverSessionID, clientSessionID: clientSessionID,
                                             identity: requestIdentity, now: now)
         let visible = (requestIdentity == identity ? seenMenu : delegate.menu(for: requestIdentity, context: requestContext))?.applications ?? [:]
@@ -560,6 +561,13 @@ public struct ServerSession {
     }
 
     public var outboundByteCount: Int { pendingHandshakeBytes.count + (link?.composer.pendingByteCount ?? 0) }
+
+    // test hook: seals `plaintext` (frame bytes) as one record, unchecked, as a hostile peer would.
+    mutating func _sendRawRecord(_ plaintext: [UInt8]) throws(USPError) {
+        try link!.composer.reserve(plaintext.count)
+        link!.composer.withWriter { $0.writeBytes(plaintext) }
+        try link!.flush()
+    }
 
     private mutating func fail(_ error: USPError, onEvent: (ServerEvent) -> Void, sendClose: Bool = true) {
         if sendClose, link != nil {

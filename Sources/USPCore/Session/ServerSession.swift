@@ -45,6 +45,8 @@ public struct ServerSession {
     /// Which grant opened each local stream.
     public private(set) var streamGrants: [UInt32: ApplicationGrant] = [:]
     public private(set) var earlyDataAccepted = false
+    /// The code of the client's CLOSE frame, once it sent one (`.closed` then reports `closed_by_peer`).
+    public private(set) var peerCloseCode: USPError.Code?
 
     public init(staticKey: KeyPair, peerAddress: String, configuration: SessionConfiguration = SessionConfiguration(),
                 allowFirstContact: Bool = true, random: any RandomSource = SystemRandomSource(), ephemeral: KeyPair? = nil) {
@@ -224,6 +226,7 @@ public struct ServerSession {
         case .close(let code, _):
             state = .closed
             let c = USPError.Code.fromWire(code)
+            peerCloseCode = c
             onEvent(.closed(c == .ok ? nil : USPError(.closedByPeer, "client closed the session with \(c.name)")))
         }
     }
@@ -406,6 +409,11 @@ public struct ServerSession {
         switch app.action {
         case .begin:
             guard let peerID = app.clientTCPStream else {
+                guard initial else {
+                    // On an established session streams open with OPEN; refuse this request only.
+                    try replyApplicationSession(.error(WireError(.unexpectedMessage, "begin on an established session: use an OPEN frame")))
+                    return
+                }
                 throw USPError(.malformedMessage, "application_session begin without client_tcp_stream")
             }
             switch try link!.streams.peerOpened(peerID) {
@@ -420,7 +428,7 @@ public struct ServerSession {
                 onEvent(.streamOpened(stream: localID, grant: grant))
             }
         case .end:
-            endStreams(of: [grant.tokenID], onEvent: onEvent)
+            endStreams(of: [grant.tokenID], code: .ok, onEvent: onEvent)
             state = .established
             try replyApplicationSession(.session(ApplicationSessionResult(action: .end)))
         default:
@@ -476,13 +484,16 @@ public struct ServerSession {
         }
     }
 
-    private mutating func endStreams(of tokenIDs: Set<TokenProof.TokenID>, onEvent: (ServerEvent) -> Void) {
+    /// Resets every stream opened under these tokens (or under application tokens issued from them):
+    /// with `token_revoked` on invalidation, with `ok` when the client ends its application session.
+    private mutating func endStreams(of tokenIDs: Set<TokenProof.TokenID>, code: USPError.Code = .tokenRevoked,
+                                     onEvent: (ServerEvent) -> Void) {
         let doomed = streamGrants.filter { tokenIDs.contains($0.value.tokenID) || ($0.value.authorizationTokenID.map(tokenIDs.contains) ?? false) }
         for (localID, _) in doomed.sorted(by: { $0.key < $1.key }) {
             if link!.streams.reset(localID) {
-                try? link!.send(.reset(stream: localID, code: USPError.Code.tokenRevoked.wireValue))
+                try? link!.send(.reset(stream: localID, code: code.wireValue))
             }
-            streamGone(localID, .tokenRevoked, onEvent: onEvent)
+            streamGone(localID, code, onEvent: onEvent)
         }
     }
 

@@ -12,7 +12,7 @@ public enum Frame: Equatable, Sendable {
     case padding(length: Int)
     /// A session message: a kind byte and JSON bytes (opaque here).
     case message(kind: UInt8, json: [UInt8])
-    /// Opens a stream; `session` is the JSON application_session object (opaque, may be empty).
+    /// Opens a stream; `session` is the JSON application_session object (opaque, must be an application_session object (an empty body is malformed_message)).
     case open(stream: UInt32, session: [UInt8])
     /// Accepts the opener's stream `opener`; `acceptor` is the acceptor's own id for it.
     case accept(opener: UInt32, acceptor: UInt32)

@@ -4,7 +4,7 @@ public enum FrameType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case padding = 0x00
     /// kind u8 + UTF-8 JSON.
     case message = 0x01
-    /// sender_stream u32 + JSON application_session (may be empty).
+    /// sender_stream u32 + JSON application_session (must be an application_session object (an empty body is malformed_message)).
     case open = 0x02
     /// opener_stream u32 + acceptor_stream u32.
     case accept = 0x03

@@ -17,7 +17,7 @@ public struct ServerSession {
         case awaitingMessage1
         /// XX: message 2 sent; waiting for the 128 bytes of message 3.
         case awaitingMessage3
-        /// Handshake done; waiting for the client's `initial_request` (only MESSAGE, PING, REKEY, CLOSE allowed).
+        /// Handshake done; waiting for the client's `initial_request` (only MESSAGE, PADDING, PING, PONG, REKEY, CLOSE allowed).
         case awaitingInitialRequest
         /// Menu sent or application session begun: serving requests and streams.
         case established
@@ -175,7 +175,11 @@ public struct ServerSession {
         var frames = FrameReader(plaintext)
         var sawRekey = false
         while state != .closed, let frame = try frames.next() {
-            if case .rekey = frame { sawRekey = true; continue }
+            if case .rekey = frame {
+                if processingEarlyData { throw USPError(.unexpectedMessage, "REKEY in early frames") }
+                sawRekey = true
+                continue
+            }
             try handleFrame(frame, now: now, delegate: delegate, onEvent: onEvent)
         }
         return sawRekey

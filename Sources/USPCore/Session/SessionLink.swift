@@ -20,6 +20,8 @@ struct SessionLink: Sendable {
         var padding = configuration.padding
         if padding == .none, peer.flags.contains(.paddingRequested) { padding = .multiple(of: 256) }
         composer = RecordComposer(sealer: sealer, padding: padding)
+        // Each side limits what it holds by its own max_streams. The server's figure is announced so
+        // a client can stay below it; a client that does not gets REJECT stream_limit (§7.1).
         let limits = StreamLimits(maxStreams: Int(result.localHello.maxStreams),
                                   initialWindow: Int(result.localHello.streamWindow),
                                   maxControlFrames: configuration.maxControlFrames)

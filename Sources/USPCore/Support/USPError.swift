@@ -5,7 +5,9 @@
 /// and `code.name` (in JSON `error.code`). `detail` is for logs.
 public struct USPError: Error, Hashable, Sendable, CustomStringConvertible {
     public var code: Code
-    /// One line for a person: what failed and where. Never sent to the peer.
+    /// One line for a person: what failed and where. Not sent to the peer, with one exception: a
+    /// per-index `invalid_request_body` reply carries the validator's line, which names only the
+    /// client's own field and the type it expected.
     public var detail: String
 
     public init(_ code: Code, _ detail: String = "") {

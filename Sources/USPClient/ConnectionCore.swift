@@ -107,15 +107,26 @@ final class ConnectionCore: @unchecked Sendable {
             closeReason = reason
             let error = endOverride ?? ErrorText.sessionEnded(reason: reason, serverError: serverError, server: server,
                                                               handshakeDone: pattern != nil)
-            ended = error
-            ready.fail(error)
-            while let w = replyWaiters.popFirst() { w.promise.fail(error) }
-            if let held = heldLogin { heldLogin = nil; held.waiter.promise.fail(error) }
-            let live = streams
-            streams = [:]
-            for (_, s) in live {
-                if reason == nil && s.remoteFinished { s.closedCleanly() } else { s.terminate(error) }
-            }
+            end(error, clean: reason == nil)
+        }
+    }
+
+    /// The TCP connection never came up: fail everything that waits.
+    func abandon(_ error: USPClientError) {
+        eventLoop.assertInEventLoop()
+        end(error, clean: false)
+    }
+
+    private func end(_ error: USPClientError, clean: Bool) {
+        guard ended == nil else { return }
+        ended = error
+        ready.fail(error)
+        while let w = replyWaiters.popFirst() { w.promise.fail(error) }
+        if let held = heldLogin { heldLogin = nil; held.waiter.promise.fail(error) }
+        let live = streams
+        streams = [:]
+        for (_, s) in live {
+            if clean && s.remoteFinished { s.closedCleanly() } else { s.terminate(error) }
         }
     }
 
@@ -195,6 +206,10 @@ final class ConnectionCore: @unchecked Sendable {
         eventLoop.assertInEventLoop()
         if let error = stream.writeError {
             promise.fail(error)
+            return
+        }
+        guard !stream.localFinishQueued else {
+            promise.fail(USPClientError(.invalidArgument, "write after finish(): this side of the stream is closed"))
             return
         }
         guard buffer.readableBytes > 0 else { promise.succeed(()); return }

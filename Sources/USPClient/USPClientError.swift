@@ -58,6 +58,8 @@ public struct USPClientError: Error, Hashable, Sendable, CustomStringConvertible
         public static let connectionLost = Code("connection_lost")
         /// A stream was reset by the server.
         public static let streamReset = Code("stream_reset")
+        /// Nothing to act on (no saved login, no such known_servers line).
+        public static let notFound = Code("not_found")
         /// The server does not offer what was asked (a login method).
         public static let unsupported = Code("unsupported")
     }

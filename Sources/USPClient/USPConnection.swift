@@ -370,7 +370,9 @@ struct Plan: Sendable {
         do {
             _ = try await bootstrap.connect(host: server.host, port: Int(server.port)).get()
         } catch {
-            throw ErrorText.connect(error, server: server)
+            let failure = ErrorText.connect(error, server: server)
+            try? await eventLoop.submit { core.abandon(failure) }.get()
+            throw failure
         }
         let deadline = eventLoop.scheduleTask(in: options.handshakeTimeout) { core.timeOut(after: options.handshakeTimeout) }
         do {

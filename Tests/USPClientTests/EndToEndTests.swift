@@ -181,9 +181,13 @@ actor Flag {
             try await s2.finish()
             #expect(String(decoding: try await s1.inbound.collect(), as: UTF8.self) == "hello world")
             #expect(String(decoding: try await s2.inbound.collect(), as: UTF8.self) == "other")
-            // Writing after FIN is an error, not a crash.
-            let e = await expectClientError { try await s1.write(Array("late".utf8)) }
-            #expect(e != nil)
+            // Writing after FIN is an error, not a crash or a hang, even while the server's side is open.
+            let s3 = try await c.openStream(token: try await c.requestApplication(name: "echo"))
+            try await s3.write(Array("abc".utf8))
+            try await s3.finish()
+            let e = await expectClientError { try await s3.write(Array("late".utf8)) }
+            #expect(e?.message.contains("write after finish()") == true)
+            #expect(String(decoding: try await s3.inbound.collect(), as: UTF8.self) == "abc")
             await c.close()
         }
     }
@@ -205,6 +209,7 @@ actor Flag {
             // The server saw NK (no identity) with early data accepted.
             let last = await server.onLoop { server.handshakes.last.map { "\($0.pattern) \($0.early)" } }
             #expect(last == "nk true")
+            #expect(await server.onLoop { server.bytesInMessage1.last } == payload)
         }
     }
 

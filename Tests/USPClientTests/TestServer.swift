@@ -135,6 +135,8 @@ final class TestServer: @unchecked Sendable {
     var connections: [ObjectIdentifier: TestServerHandler] = [:]
     /// What the server saw, for assertions (event loop only).
     var handshakes: [(pattern: HandshakeLayout.Pattern, early: Bool)] = []
+    /// Stream bytes that arrived in message 1 itself (the same read that completed the handshake).
+    var bytesInMessage1: [[UInt8]] = []
 
     init(policy: TestPolicy = TestPolicy(), key: KeyPair = TestServer.defaultKey, allowFirstContact: Bool = true) {
         self.policy = policy
@@ -241,11 +243,14 @@ final class TestServerHandler: ChannelInboundHandler {
     }
 
     func handle(_ notes: [Note]) {
+        var handshakeInThisRead = false
         for n in notes {
             switch n {
             case .handshake(let p, let early):
                 server.handshakes.append((p, early))
+                handshakeInThisRead = p != .xx
             case .data(let s, let d):
+                if handshakeInThisRead { server.bytesInMessage1.append(d) }
                 pendingEcho[s, default: []] += d
                 pump(s)
             case .finished(let s):

@@ -34,6 +34,11 @@ public struct ClientHome: Sendable {
         try FileIO.makeDirectory(directory)
     }
 
+    /// Reads a small text file (a password file, say); errors name the file and the reason.
+    public static func readTextFile(_ path: String, what: String) throws(USPClientError) -> String {
+        try FileIO.readText(path, what: what)
+    }
+
     // MARK: - Identity
 
     public var hasIdentity: Bool { FileIO.exists(identityPath) }

@@ -123,10 +123,7 @@ struct Login: AsyncParsableCommand {
 
     func readPassword(user: String, server: ServerURI) throws -> String {
         if let passwordFile {
-            let text: String
-            do { text = try String(contentsOfFile: passwordFile, encoding: .utf8) } catch {
-                throw USPClientError(.localFile, "cannot read the password file \(passwordFile): \(error.localizedDescription)")
-            }
+            let text = try ClientHome.readTextFile(passwordFile, what: "the password file")
             return String(text.split(separator: "\n", omittingEmptySubsequences: false).first ?? "")
                 .trimmingCharacters(in: CharacterSet(charactersIn: "\r"))
         }

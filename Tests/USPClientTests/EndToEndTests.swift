@@ -226,6 +226,9 @@ actor Flag {
             let stream = try await USPConnection.connectDedicated(to: uri, home: t.home, token: token, initialData: payload)
             try await stream.finish()
             #expect(try await stream.inbound.collect() == payload)
+            // Message 1 was filled exactly: the budget is neither too small nor too large.
+            let early = await server.onLoop { server.bytesInMessage1.last }
+            #expect(early == Array(payload.prefix(USPConnection.earlyDataBudget(.ik))))
         }
     }
 

@@ -241,3 +241,43 @@ final class TempHome {
         #expect(try RequestFields.parse(["a=b=c"]) == ["a": "b=c"])
     }
 }
+
+@Suite struct ErrorTextTests {
+    let server = ServerURI(host: "example.org", port: 7300)
+
+    @Test func serverCodesBecomeInstructions() {
+        let wrong = ErrorText.streamRefused(code: .tokenWrongAddress, message: "", server: server)
+        #expect(wrong.message.contains("issued to another address"))
+        #expect(wrong.message.contains("request a new one"))
+        let missing = ErrorText.applicationRequest(WireError(.authorizationMissing), name: "ssh", offer: nil, server: server)
+        #expect(missing.code == .loginRequired)
+        #expect(missing.message == "\"ssh\" on example.org:7300 needs a login; log in first: usp login usp://example.org:7300 --user NAME")
+        let expired = ErrorText.sessionEnded(reason: USPError(.closedByPeer), serverError: WireError(.tokenExpired), server: server, handshakeDone: true)
+        #expect(expired.code == .loginExpired)
+        #expect(expired.message.contains("(it expired)"))
+        let failed = ErrorText.login(WireError(.authenticationFailed), user: "ann", server: server)
+        #expect(failed.message == "wrong user or password for ann on example.org:7300; check both and run usp login again")
+        let reset = ErrorText.streamReset(code: .tokenRevoked, server: server)
+        #expect(reset.message == "example.org:7300 ended the stream: its token was revoked")
+        let eof = ErrorText.sessionEnded(reason: USPError(.unexpectedEOF, "server closed the connection during the handshake (x)"), serverError: nil, server: server, handshakeDone: false)
+        #expect(eof.code == .handshakeRejected)
+    }
+
+    @Test func earlyDataBudgetFitsMessage1() {
+        // What the session will write: the request with a presentation, then a DATA frame header.
+        let ik = USPConnection.earlyDataBudget(.ik)
+        let nk = USPConnection.earlyDataBudget(.nk)
+        #expect(ik > 400 && ik < HandshakeLayout.earlyFrameCapacity(.ik))
+        #expect(nk == ik + 48)
+        #expect(USPConnection.earlyDataBudget(.xx) == StreamLimits.minInitialWindow)
+    }
+
+    @Test func passwordFileErrorsNameTheFile() {
+        do {
+            _ = try ClientHome.readTextFile("/nonexistent/pw", what: "the password file")
+            Issue.record("read")
+        } catch {
+            #expect(error.message == "cannot read the password file /nonexistent/pw: No such file or directory")
+        }
+    }
+}

@@ -204,12 +204,12 @@ final class ConnectionCore: @unchecked Sendable {
 
     func write(_ stream: StreamCore, _ buffer: ByteBuffer, promise: EventLoopPromise<Void>) {
         eventLoop.assertInEventLoop()
-        if let error = stream.writeError {
-            promise.fail(error)
-            return
-        }
         guard !stream.localFinishQueued else {
             promise.fail(USPClientError(.invalidArgument, "write after finish(): this side of the stream is closed"))
+            return
+        }
+        if let error = stream.writeError {
+            promise.fail(error)
             return
         }
         guard buffer.readableBytes > 0 else { promise.succeed(()); return }

@@ -69,6 +69,23 @@ actor Flag {
         }
     }
 
+    @Test func ipv6Loopback() async throws {
+        let t = TempHome()
+        try await withServer(TestServer(host: "::1")) { server in
+            let uri = try ServerURI(parsing: server.uri)
+            #expect(uri.hostPort == "[::1]:\(server.port)")
+            let c = try await USPConnection.connect(to: uri, home: t.home)
+            #expect(c.recordedServerKey)
+            let token = try await c.requestApplication(name: "echo")
+            await c.close()
+            #expect(try t.home.loadKnownServers().verdict(for: "[::1]:\(server.port)", key: server.publicKey) == .trusted)
+            let stream = try await USPConnection.connectDedicated(to: uri, home: t.home, token: token, initialData: Array("v6".utf8))
+            #expect(stream.earlyDataAccepted)
+            try await stream.finish()
+            #expect(try await stream.inbound.collect() == Array("v6".utf8))
+        }
+    }
+
     @Test func pinnedKeyUsesIKWithoutKnownServers() async throws {
         let t = TempHome()
         try t.home.writeIdentity(KeyText.generate())

@@ -129,6 +129,7 @@ final class TestServer: @unchecked Sendable {
     let policy: TestPolicy
     let key: KeyPair
     let allowFirstContact: Bool
+    let host: String
     private(set) var port = 0
     private var channel: (any Channel)?
     /// Live connections, for revocation broadcast (event loop only).
@@ -138,15 +139,17 @@ final class TestServer: @unchecked Sendable {
     /// Stream bytes that arrived in message 1 itself (the same read that completed the handshake).
     var bytesInMessage1: [[UInt8]] = []
 
-    init(policy: TestPolicy = TestPolicy(), key: KeyPair = TestServer.defaultKey, allowFirstContact: Bool = true) {
+    init(policy: TestPolicy = TestPolicy(), key: KeyPair = TestServer.defaultKey, allowFirstContact: Bool = true, host: String = "127.0.0.1") {
+        self.host = host
         self.policy = policy
         self.key = key
         self.allowFirstContact = allowFirstContact
     }
 
     var publicKey: [UInt8] { key.publicKey }
-    var uri: String { "usp://127.0.0.1:\(port)" }
-    var pinnedURI: String { "usp://\(Base64URL.encode(key.publicKey))@127.0.0.1:\(port)" }
+    var hostPort: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    var uri: String { "usp://\(hostPort)" }
+    var pinnedURI: String { "usp://\(Base64URL.encode(key.publicKey))@\(hostPort)" }
 
     func start() async throws {
         let bootstrap = ServerBootstrap(group: group)
@@ -159,7 +162,7 @@ final class TestServer: @unchecked Sendable {
                     try channel.pipeline.syncOperations.addHandler(handler)
                 }
             }
-        let ch = try await bootstrap.bind(host: "127.0.0.1", port: 0).get()
+        let ch = try await bootstrap.bind(host: host, port: 0).get()
         channel = ch
         port = ch.localAddress!.port!
     }

@@ -204,6 +204,8 @@ public struct DirectoryFingerprint: Hashable, Sendable {
 ///
 /// A file edited in place may be read half-written; it is then invalid, reported, and the
 /// previous definition stays until the next poll sees the finished file (its change time moved).
+///
+/// `start()` and `reloadNow()` wait on the watcher's queue: do not call them from `onReload`.
 public final class ApplicationRegistryWatcher: @unchecked Sendable {
     public let registry: ApplicationRegistry
     public let directory: String

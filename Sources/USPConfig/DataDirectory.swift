@@ -44,21 +44,26 @@ public struct DataDirectory: Hashable, Sendable {
         path.hasPrefix("/") ? Self.normalise(path) : Self.normalise(Self.join(root, path))
     }
 
-    /// Creates the data directory (mode 0700) and the applications directory if missing.
+    /// Creates the data directory (mode 0700) and the applications directory (0755) if missing,
+    /// with their parents. Existing directories keep their modes.
     public func create(config: ServerConfig = ServerConfig()) throws(ConfigError) {
-        for (dir, mode) in [(root, mode_t(0o700)), (appsDirectory(config), mode_t(0o755))] {
-            var st = stat()
-            if stat(dir, &st) == 0 {
-                guard st.st_mode & S_IFMT == S_IFDIR else { throw ConfigError(.unreadable, path: dir, "exists but is not a directory") }
-                continue
-            }
-            do {
-                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
-                                                        attributes: [.posixPermissions: Int(mode)])
-            } catch {
-                throw ConfigError(.unreadable, path: dir, "cannot create the directory: \((error as NSError).localizedDescription)")
-            }
+        try Self.makeDirectories(root, mode: 0o700)
+        try Self.makeDirectories(appsDirectory(config), mode: 0o755)
+    }
+
+    /// `mkdir -p`, the last component with `mode` (exactly: the umask does not apply).
+    static func makeDirectories(_ path: String, mode: mode_t) throws(ConfigError) {
+        var st = stat()
+        if stat(path, &st) == 0 {
+            guard st.st_mode & S_IFMT == S_IFDIR else { throw ConfigError(.unreadable, path: path, "exists but is not a directory") }
+            return
         }
+        let parent = (path as NSString).deletingLastPathComponent
+        if !parent.isEmpty, parent != path { try makeDirectories(parent, mode: 0o755) }
+        guard mkdir(path, mode) == 0 || errno == EEXIST else {
+            throw ConfigError(.unreadable, path: path, "cannot create the directory: \(String(cString: strerror(errno)))")
+        }
+        chmod(path, mode)
     }
 
     /// Refuses, as ssh does, a key file that group or others may read or write, or that is not a

@@ -133,7 +133,8 @@ public protocol USPStore: Sendable {
     func purgeExpiredTokens(before time: Date) throws -> Int
 
     func appendAudit(_ event: AuditEvent) throws
-    /// Newest last. Filters are optional.
+    /// Newest last. Filters are optional: `identity` matches exactly, `since` is inclusive, and
+    /// `limit` keeps the newest `limit` matching events (like `tail -n`), still returned oldest first.
     func audit(identity: String?, since: Date?, limit: Int?) throws -> [AuditEvent]
 
     // Added in issue 3; each has a default below written with the requirements above, so a test

@@ -39,6 +39,16 @@ struct DataDirectoryTests {
         tmp.write("file", "x")
         let blocked = DataDirectory(resolving: "file", currentDirectory: tmp.path)
         #expect(configError { try blocked.create() }?.description == "\(tmp.file("file")): exists but is not a directory")
+        // Parents are created too, with the modes asked for.
+        let deep = DataDirectory(resolving: "a/b/c", currentDirectory: tmp.path)
+        try deep.create()
+        #expect(stat(deep.appsDirectory(ServerConfig()), &st) == 0)
+        #expect(st.st_mode & 0o777 == 0o755)
+        #expect(stat(deep.root, &st) == 0)
+        #expect(st.st_mode & 0o777 == 0o700)
+        // Under a file, creation fails with the system's reason.
+        let underFile = DataDirectory(resolving: "file/sub", currentDirectory: tmp.path)
+        #expect(configError { try underFile.create() }?.description == "\(tmp.file("file")): exists but is not a directory")
     }
 
     @Test(arguments: [0o600, 0o400, 0o700])

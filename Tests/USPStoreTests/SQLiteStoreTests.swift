@@ -58,7 +58,7 @@ struct SQLiteStoreOpenTests {
         let dir = TempDirectory()
         let path = dir.file("notes.txt")
         let content = Data(String(repeating: "these are my notes, not a database\n", count: 200).utf8)
-        FileManager.default.createFile(atPath: path, contents: content)
+        #expect(FileManager.default.createFile(atPath: path, contents: content))
         let e = expectStoreError(.notADatabase) { _ = try SQLiteStore(path: path) }
         #expect(e?.description == "\(path): not a SQLite database (it does not start with the SQLite header); refusing to touch it")
         #expect(fileBytes(path) == content)
@@ -69,7 +69,7 @@ struct SQLiteStoreOpenTests {
     @Test func tinyFileIsRefused() throws {
         let dir = TempDirectory()
         let path = dir.file("usp.sqlite")
-        FileManager.default.createFile(atPath: path, contents: Data("SQLite".utf8))
+        #expect(FileManager.default.createFile(atPath: path, contents: Data("SQLite".utf8)))
         let e = expectStoreError(.notADatabase) { _ = try SQLiteStore(path: path) }
         #expect(e?.message.contains("it is 6 bytes long") == true)
         #expect(fileBytes(path) == Data("SQLite".utf8))

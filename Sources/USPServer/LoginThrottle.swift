@@ -2,8 +2,7 @@ import Synchronization
 
 /// Slows password guessing, per source address and per identity, with increasing delays.
 ///
-/// The core's delegate is synchronous, so the slow-down has two parts (both documented in
-/// docs/SERVER.md):
+/// The core's delegate is synchronous, so it cannot sleep; the slow-down has two parts instead:
 /// 1. **A penalty window.** Each failure for a source or an identity opens a window of
 ///    `base · 2^(failures−1)` seconds (at most `maximum`). An attempt for that source or identity
 ///    inside its window is refused with `rate_limited` without checking the credential, so

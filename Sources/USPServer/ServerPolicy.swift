@@ -39,8 +39,9 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
     public let throttle: LoginThrottle
     public let settings: Settings
     private let verifyPassword: @Sendable (_ password: String, _ hash: String) -> Bool
-    /// A hash checked when the user is unknown, so that the answer takes as long either way.
-    private let dummyPasswordHash: String?
+    /// Called with the password when the user is unknown, to spend the time of one real check
+    /// (`PasswordHash.verifyAgainstDummy`), so the answer time does not reveal which names exist.
+    private let onUnknownUser: (@Sendable (String) -> Void)?
     private let issueToken: @Sendable () -> TokenProof.Issued
     private let replay = Mutex(ReplayGuard(window: 120))
     private let replyDelays = Mutex<[String: Double]>([:])
@@ -49,7 +50,7 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
 
     public init(store: any USPStore, catalog: ApplicationCatalog, audit: AuditLog, throttle: LoginThrottle = LoginThrottle(),
                 settings: Settings = Settings(), verifyPassword: @escaping @Sendable (String, String) -> Bool,
-                dummyPasswordHash: String? = nil, random: some RandomSource = SystemRandomSource(),
+                onUnknownUser: (@Sendable (String) -> Void)? = nil, random: some RandomSource = SystemRandomSource(),
                 monotonic: @escaping @Sendable () -> Double = { ServerClock.monotonic() },
                 logger: Logger = Logger(label: "uspd.policy")) {
         self.store = store
@@ -58,7 +59,7 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
         self.throttle = throttle
         self.settings = settings
         self.verifyPassword = verifyPassword
-        self.dummyPasswordHash = dummyPasswordHash
+        self.onUnknownUser = onUnknownUser
         self.issueToken = { TokenProof.issue(random: random) }
         self.monotonic = monotonic
         self.logger = logger
@@ -166,7 +167,7 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
         let name = body["user"]?.stringValue ?? ""
         let password = body["password"]?.stringValue ?? ""
         guard let user = try store.user(named: name), let hash = user.passwordHash else {
-            if let dummy = dummyPasswordHash { _ = verifyPassword(password, dummy) }
+            onUnknownUser?(password)
             return .failure(USPError(.authenticationFailed, "no user \(name) with a password"))
         }
         guard verifyPassword(password, hash) else { return .failure(USPError(.authenticationFailed, "wrong password for \(name)")) }

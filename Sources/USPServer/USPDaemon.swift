@@ -14,6 +14,8 @@ public final class ServerRuntime: Sendable {
     public struct Options: Sendable {
         /// `host:port` or `[v6]:port`; port 0 picks a free one (see `USPDaemon.boundAddresses`).
         public var listen: [String] = ["127.0.0.1:7300"]
+        /// Entries of `listen` whose bind may fail with only a warning (e.g. `[::1]` on a host without IPv6).
+        public var optionalListen: Set<String> = []
         public var allowFirstContact = true
         public var handshakeTimeout: Double = 10
         public var maxConnections = 4096
@@ -101,14 +103,18 @@ public final class USPDaemon: Service, Sendable {
     private let bound = Mutex<[SocketAddress]?>(nil)
     private let lastReloadError = Mutex<String?>(nil)
     private let onReady: @Sendable ([SocketAddress]) -> Void
+    private let onHangup: @Sendable () -> Void
 
-    /// `loadApplications` reads apps.d (called at start, on SIGHUP and every `reloadInterval`).
+    /// `loadApplications` reads apps.d (called at start, on SIGHUP and every `reloadInterval`);
+    /// `onHangup` runs on SIGHUP before it (e.g. to make a caching loader read everything again).
     public init(runtime: ServerRuntime, group: any EventLoopGroup,
                 loadApplications: @escaping @Sendable () throws -> [ApplicationDefinition],
+                onHangup: @escaping @Sendable () -> Void = {},
                 onReady: @escaping @Sendable ([SocketAddress]) -> Void = { _ in }) {
         self.runtime = runtime
         self.group = group
         self.loadApplications = loadApplications
+        self.onHangup = onHangup
         self.onReady = onReady
     }
 
@@ -174,6 +180,7 @@ public final class USPDaemon: Service, Sendable {
             await withTaskGroup(of: Void.self) { tasks in
                 tasks.addTask { [self] in
                     for await _ in hangups {
+                        onHangup()
                         reloadApplications(reason: "SIGHUP")
                     }
                 }
@@ -241,7 +248,15 @@ public final class USPDaemon: Service, Sendable {
             if v6only {
                 bootstrap = bootstrap.serverChannelOption(ChannelOptions.Types.SocketOption(level: .ipv6, name: .ipv6_v6only), value: 1)
             }
-            let channel = try await bootstrap.bind(host: address.host, port: address.port).get()
+            let channel: any Channel
+            do {
+                channel = try await bootstrap.bind(host: address.host, port: address.port).get()
+            } catch where runtime.options.optionalListen.contains(address.text) || runtime.options.optionalListen.contains("\(address.host):\(address.port)") {
+                logger.warning("not listening on \(address.text): \(error)")
+                continue
+            } catch {
+                throw ListenError(address: address.text, underlying: "\(error)")
+            }
             channels.withLock { $0.append(channel) }
             if let local = channel.localAddress { addresses.append(local) }
             logger.info("listening on \(channel.localAddress.map { "\($0)" } ?? address.text)")
@@ -276,6 +291,12 @@ public struct ListenAddress: Sendable, Hashable {
         guard !host.isEmpty, let port = Int(portText), (0...65535).contains(port) else { throw ParseError(text: text) }
         return ListenAddress(host: String(host), port: port)
     }
+}
+
+public struct ListenError: Error, CustomStringConvertible {
+    public let address: String
+    public let underlying: String
+    public var description: String { "cannot listen on \(address): \(underlying)" }
 }
 
 /// SIGHUP as a callback (a DispatchSource; the signal's default action is disabled meanwhile).

@@ -255,6 +255,13 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
             return .failure(USPError(context.identity == nil ? .authorizationMissing : .unknownIndex, "\(entry.name) is not for this caller"))
         }
         do {
+            // A session whose authorization token was invalidated (elsewhere) gets nothing more under it.
+            if let parent = authorizationTokenID {
+                guard let p = try store.token(id: parent.description), p.revokedAt == nil else {
+                    return .failure(USPError(.tokenRevoked, "authorization token \(parent) is revoked"))
+                }
+                if p.expiresAt <= date(context.now) { return .failure(USPError(.tokenExpired, "authorization token \(parent) expired")) }
+            }
             let issued = issueToken()
             let issuedAt = date(context.now)
             let lifetime = min(Double(max(definition.limits.tokenLifetime, 1)), settings.maxApplicationTokenLifetime)

@@ -248,6 +248,9 @@ struct ServerPolicyTests {
         var reuse = MemoryPair(policy: policy)
         try reuse.establish(ClientStart(authorizationToken: auth))
         #expect(reuse.log.notes.contains(.serverError("token_revoked")))
+        // The session that logged in with it gets no new application tokens under it.
+        try pair.request([echo: [:]])
+        #expect(pair.log.notes.last == .reply([echo.rawValue: "token_revoked"]))
         #expect(store.allAudit.filter { $0.kind == .tokenInvalidated }.count == 3)
     }
 

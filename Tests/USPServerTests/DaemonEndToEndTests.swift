@@ -190,4 +190,53 @@ struct DaemonEndToEndTests {
         #expect(dropped >= 5)
         #expect(dropped <= 8)
     }
+
+    @Test func bulkDataThroughCatRespectsFlowControlBothWays() async throws {
+        let d = try TestDaemon()
+        try await d.start()
+        defer { Task { try await d.stop() } }
+        let client = try SocketClient(port: d.port4)
+        try client.start()
+        #expect(try client.pumpMenu())
+        let echo = try #require(client.log.index(of: "echo"))
+        try client.request([echo: [:]])
+        let s = try client.session.openStream(applicationToken: try #require(client.log.token(at: echo)))
+        try client.flush()
+        // 1 MiB, four times the stream window: only possible if credit comes back both ways.
+        let total = 1 << 20
+        let payload = (0..<total).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 9) }
+        var sent = 0
+        let end = ServerClock.monotonic() + 20
+        while (client.log.data[s]?.count ?? 0) < total, ServerClock.monotonic() < end {
+            if sent < total {
+                let n = try payload[sent..<min(total, sent + 32768)].withUnsafeBytes { try client.session.write(stream: s, $0) }
+                sent += n
+                try client.flush()
+            }
+            try client.pumpOnce(timeout: 0.05)
+        }
+        #expect(sent == total)
+        #expect(client.log.data[s] == payload)
+    }
+
+    @Test func maxSessionsRefusesTheStreamBeyondIt() async throws {
+        let d = try TestDaemon()
+        try d.store.upsertUser(UserRecord(name: "carol", passwordHash: "plain:pw"))
+        try await d.start()
+        defer { Task { try await d.stop() } }
+        let client = try SocketClient(port: d.port4)
+        try client.start()
+        #expect(try client.pumpMenu())
+        try client.login("carol", "pw")
+        let solo = try #require(client.log.index(of: "solo"))
+        try client.request([solo: [:]])
+        let token = try #require(client.log.token(at: solo))
+        let a = try client.session.openStream(applicationToken: token)
+        let b = try client.session.openStream(applicationToken: token)
+        try client.flush()
+        #expect(try client.pump { $0.closedCode(b) != nil })
+        #expect(client.log.closedCode(b) == "stream_refused")
+        try client.write(a, "still here")
+        #expect(try client.pump { _ in client.text(a) == "still here" })
+    }
 }

@@ -93,6 +93,8 @@ enum Fixtures {
                                   launch: .exec(command: ["/bin/cat"], environment: [:])),
             ApplicationDefinition(name: "env", visibility: .public, expectedRequestBody: ["greeting": "string", "count": "integer?"],
                                   launch: .exec(command: ["/usr/bin/env"], environment: ["EXTRA": "yes"])),
+            ApplicationDefinition(name: "solo", visibility: .only(identities: ["carol"], groups: []),
+                                  launch: .exec(command: ["/bin/cat"], environment: [:]), limits: .init(maxSessions: 1)),
         ]
     }
 

@@ -122,6 +122,12 @@ final class SocketClient {
         return true
     }
 
+    /// Handles what arrives within `timeout` (at most one read).
+    func pumpOnce(timeout: Double) throws {
+        var first = true
+        try pump(timeout: timeout) { _ in defer { first = false }; return !first }
+    }
+
     func pumpMenu() throws -> Bool {
         try pump { !$0.menus.isEmpty }
     }

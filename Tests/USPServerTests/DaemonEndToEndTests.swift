@@ -239,4 +239,26 @@ struct DaemonEndToEndTests {
         try client.write(a, "still here")
         #expect(try client.pump { _ in client.text(a) == "still here" })
     }
+
+    @Test func appsDirectoryChangesAreServedWithoutDroppingSessions() async throws {
+        let d = try TestDaemon()
+        try await d.start()
+        defer { Task { try await d.stop() } }
+        let client = try SocketClient(port: d.port4)
+        try client.start()
+        #expect(try client.pumpMenu())
+        d.applications.withLock {
+            $0.removeAll { $0.name == "time" }
+            $0.append(ApplicationDefinition(name: "banner", visibility: .public, launch: .exec(command: ["/bin/echo", "hi"], environment: [:])))
+        }
+        try await Task.sleep(for: .milliseconds(600))
+        let fresh = try SocketClient(port: d.port4)
+        try fresh.start()
+        #expect(try fresh.pumpMenu())
+        #expect(fresh.log.notes.contains(.menu(["0:password,publickey,noise_static", "banner", "echo", "env"])))
+        // The old session is still there; asking for an application that is gone is refused by name.
+        let time = try #require(client.log.index(of: "time"))
+        try client.request([time: [:]])
+        #expect(client.log.notes.last == .reply([time.rawValue: "unknown_index"]))
+    }
 }

@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
+import Synchronization
 import USPConfig
 import USPCore
 import USPNIO
@@ -165,6 +166,8 @@ final class TestDaemon: @unchecked Sendable {
     var task: Task<Void, any Error>?
     var port4 = 0
     var port6: Int?
+    /// What the daemon's apps.d loader returns; change it to see a reload.
+    let applications: ApplicationsBox
 
     init(handshakeTimeout: Double = 1, listen: [String] = ["127.0.0.1:0", "[::1]:0"]) throws {
         echoChannel = try ServerBootstrap(group: group)
@@ -182,8 +185,11 @@ final class TestDaemon: @unchecked Sendable {
         options.listen = listen
         options.handshakeTimeout = handshakeTimeout
         options.drainTimeout = 3
+        options.reloadInterval = 0.2
         let runtime = ServerRuntime(options: options, staticKey: Fixtures.serverKey, policy: policy, logger: logger)
-        daemon = USPDaemon(runtime: runtime, group: group, loadApplications: { Fixtures.applications(tcpPort: echoPort) })
+        let applications = ApplicationsBox(Fixtures.applications(tcpPort: echoPort))
+        self.applications = applications
+        daemon = USPDaemon(runtime: runtime, group: group, loadApplications: { [applications] in applications.withLock { $0 } })
         serviceGroup = ServiceGroup(configuration: .init(services: [daemon], logger: logger))
     }
 
@@ -215,4 +221,10 @@ final class EchoHandler: ChannelInboundHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case ChannelEvent.inputClosed = event { context.close(mode: .output, promise: nil) }
     }
+}
+
+final class ApplicationsBox: Sendable {
+    private let value: Mutex<[ApplicationDefinition]>
+    init(_ v: [ApplicationDefinition]) { value = Mutex(v) }
+    func withLock<R>(_ body: (inout [ApplicationDefinition]) -> R) -> R { value.withLock { body(&$0) } }
 }

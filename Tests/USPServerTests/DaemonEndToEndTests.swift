@@ -261,4 +261,25 @@ struct DaemonEndToEndTests {
         try client.request([time: [:]])
         #expect(client.log.notes.last == .reply([time.rawValue: "unknown_index"]))
     }
+
+    @Test func aFailedLoginIsAnsweredLate() async throws {
+        let d = try TestDaemon()
+        try await d.start()
+        defer { Task { try await d.stop() } }
+        let client = try SocketClient(port: d.port4)
+        try client.start()
+        #expect(try client.pumpMenu())
+        var started = ServerClock.monotonic()
+        try client.request([:], authentication: .credentials(["auth_method": "password", "user": "bob", "password": "nope"]))
+        #expect(client.log.notes.last == .reply([0: "authentication_failed"]))
+        #expect(ServerClock.monotonic() - started >= 0.24)
+        // A second failure waits twice as long.
+        started = ServerClock.monotonic()
+        try client.request([:], authentication: .credentials(["auth_method": "password", "user": "bob", "password": "nope again"]))
+        #expect(client.log.notes.last == .reply([0: "authentication_failed"]))
+        #expect(ServerClock.monotonic() - started >= 0.49)
+        // Once the reply came, the window is over: the right password works.
+        try client.login("bob", "hunter2")
+        #expect(client.log.notes.contains(.reply([0: "token"])))
+    }
 }

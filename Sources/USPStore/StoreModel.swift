@@ -133,6 +133,34 @@ public protocol USPStore: Sendable {
     func purgeExpiredTokens(before time: Date) throws -> Int
 
     func appendAudit(_ event: AuditEvent) throws
-    /// Newest last. Filters are optional.
+    /// Newest last. Filters are optional: `identity` matches exactly, `since` is inclusive, and
+    /// `limit` keeps the newest `limit` matching events (like `tail -n`), still returned oldest first.
     func audit(identity: String?, since: Date?, limit: Int?) throws -> [AuditEvent]
+
+    // Added in issue 3; each has a default below written with the requirements above, so a test
+    // double that implements only those still conforms.
+
+    /// The user one of whose `publicKeys` is `publicKey` (noise_static and publickey logins).
+    func user(publicKey: String) throws -> UserRecord?
+    /// Inserts a token and its `token_issued` audit event in one transaction: neither or both
+    /// (GUIDE rule 10: a token whose issue was not audited is never handed out).
+    func insertToken(_ token: TokenRecord, audit event: AuditEvent) throws
+}
+
+extension USPStore {
+    public func user(publicKey: String) throws -> UserRecord? {
+        try users().first { $0.publicKeys.contains(publicKey) }
+    }
+
+    public func insertToken(_ token: TokenRecord, audit event: AuditEvent) throws {
+        try appendAudit(event)
+        try insertToken(token)
+    }
+}
+
+extension TokenRecord {
+    /// Neither revoked nor expired at `time` (a token is expired from `expiresAt` on).
+    public func isActive(at time: Date) -> Bool {
+        revokedAt == nil && time < expiresAt
+    }
 }

@@ -140,9 +140,10 @@ public final class USPDaemon: Service, Sendable {
             let definitions = try loadApplications()
             let current = runtime.policy.catalog.snapshot().entries.map(\.definition)
             lastReloadError.withLock { $0 = nil }
-            if Set(definitions) != Set(current) || definitions.count != current.count {
-                runtime.policy.catalog.replace(with: definitions)
-                logger.info("\(reason): \(definitions.count) application(s): \(definitions.map(\.name).sorted().joined(separator: ", "))")
+            let changed = Set(definitions) != Set(current) || definitions.count != current.count
+            if changed { runtime.policy.catalog.replace(with: definitions) }
+            if changed || reason == "SIGHUP" {
+                logger.info("\(reason): \(definitions.count) application(s): \(definitions.map(\.name).sorted().joined(separator: ", "))\(changed ? "" : " (unchanged)")")
             }
             return nil
         } catch {

@@ -146,14 +146,9 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
                 let record = TokenRecord(id: issued.id.description, kind: .authorization, publicKey: Base64URL.encode(issued.publicKey),
                                          identity: user.name, issuedAt: issuedAt,
                                          expiresAt: issuedAt.addingTimeInterval(settings.authorizationTokenLifetime))
-                try store.insertToken(record)
-                do {
-                    try audit.record(event(.tokenIssued, context, identity: user.name, method: method, result: "ok",
-                                           tokenID: record.id, detail: "authorization"))
-                } catch {
-                    _ = try? store.revokeTokens(ids: [record.id], at: issuedAt)
-                    throw error
-                }
+                // The token and its audit row are written in one transaction: neither or both.
+                try store.insertToken(record, audit: event(.tokenIssued, context, identity: user.name, method: method, result: "ok",
+                                                           tokenID: record.id, detail: "authorization"))
                 throttle.succeeded(source: context.peerAddress, identity: user.name)
                 return .success(AuthorizationGrant(identity: Identity(name: user.name, groups: user.groups), token: issued.secret, tokenID: issued.id))
             } catch {
@@ -198,12 +193,12 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
         return .success(user)
     }
 
-    /// The user `named` (or, without a name, any user) who registered `key`.
+    /// The user `named` (or, without a name, whoever) who registered `key`. Keys are stored as
+    /// unpadded base64url (`uspd user add` normalises them).
     private func findUser(key: [UInt8], named name: String?) throws -> UserRecord? {
-        let candidates: [UserRecord]
-        if let name { candidates = try store.user(named: name).map { [$0] } ?? [] } else { candidates = try store.users() }
-        return candidates.first { user in
-            user.publicKeys.contains { Self.decodeKey($0).map { ConstantTime.equal($0, key) } ?? false }
+        guard let name else { return try store.user(publicKey: Base64URL.encode(key)) }
+        return try store.user(named: name).flatMap { user in
+            user.publicKeys.contains { Self.decodeKey($0).map { ConstantTime.equal($0, key) } ?? false } ? user : nil
         }
     }
 
@@ -270,14 +265,8 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
                                      identity: context.identity?.name, application: definition.name, peerAddress: context.peerAddress,
                                      requestJSON: json, authorizationTokenID: authorizationTokenID?.description,
                                      issuedAt: issuedAt, expiresAt: issuedAt.addingTimeInterval(lifetime))
-            try store.insertToken(record)
-            do {
-                try audit.record(event(.tokenIssued, context, identity: record.identity, result: "ok", tokenID: record.id,
-                                       authorizationTokenID: record.authorizationTokenID, application: definition.name))
-            } catch {
-                _ = try? store.revokeTokens(ids: [record.id], at: issuedAt)
-                throw error
-            }
+            try store.insertToken(record, audit: event(.tokenIssued, context, identity: record.identity, result: "ok", tokenID: record.id,
+                                                       authorizationTokenID: record.authorizationTokenID, application: definition.name))
             return .success(issued.secret)
         } catch {
             logger.error("application token for \(entry.name) refused: \(error)")

@@ -282,4 +282,49 @@ struct DaemonEndToEndTests {
         try client.login("bob", "hunter2")
         #expect(client.log.notes.contains(.reply([0: "token"])))
     }
+
+    @Test func tokensAndRevocationsSurviveARestartOnSQLite() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("uspd-restart-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/usp.sqlite"
+        let first = try SQLiteStore(path: path)
+        try first.upsertUser(UserRecord(name: "bob", passwordHash: try PasswordHash.hash(password: "hunter2", parameters: .init(n: 1 << 10, r: 8, p: 1))))
+
+        let d1 = try TestDaemon(backing: first)
+        try await d1.start()
+        let client = try SocketClient(port: d1.port4)
+        try client.start()
+        #expect(try client.pumpMenu())
+        try client.login("bob", "hunter2")
+        let kept = try #require(client.log.token(at: 0))
+        let echo = try #require(client.log.index(of: "echo"))
+        try client.request([echo: [:]])
+        let echoToken = try #require(client.log.token(at: echo))
+        try client.login("bob", "hunter2")
+        let revoked = try #require(client.log.token(at: 0))
+        try client.request([:], authentication: .invalidateTokens([revoked]))
+        #expect(client.log.notes.last == .reply([0: "invalidated 1"]))
+        // The first daemon goes away without closing its store (as after kill -9, only what was
+        // committed is left), and a new one opens the same file.
+        try await d1.stop()
+
+        let second = try SQLiteStore(path: path)
+        let d2 = try TestDaemon(backing: second)
+        try await d2.start()
+        defer { Task { try await d2.stop() } }
+        let again = try SocketClient(port: d2.port4)
+        try again.start(ClientStart(authorizationToken: kept))
+        #expect(try again.pumpMenu())
+        #expect(again.log.notes.contains(.menu(["0:invalidate", "echo", "env", "time", "notes"])))
+        let app = try SocketClient(port: d2.port4)
+        try app.start(ClientStart(application: .init(token: echoToken), initialData: Array("after restart".utf8)))
+        #expect(try app.pump { _ in app.text(1) == "after restart" })
+        let refused = try SocketClient(port: d2.port4)
+        try refused.start(ClientStart(authorizationToken: revoked))
+        #expect(try refused.pump { $0.notes.contains(.serverError("token_revoked")) })
+        let trail = try second.audit(identity: "bob", since: nil, limit: nil)
+        #expect(trail.contains { $0.kind == .authentication && $0.result == "ok" && $0.method == "password" })
+        #expect(trail.contains { $0.kind == .tokenInvalidated })
+    }
 }

@@ -118,7 +118,7 @@ struct ServerPolicyTests {
         let store = Fixtures.store()
         let signing = Curve25519.Signing.PrivateKey()
         let pub = Array(signing.publicKey.rawRepresentation)
-        try store.upsertUser(UserRecord(name: "dave", publicKeys: ["ed25519:" + Base64URL.encode(pub)]))
+        try store.upsertUser(UserRecord(name: "dave", publicKeys: [Base64URL.encode(pub)]))
         var pair = MemoryPair(policy: Fixtures.policy(store: store))
         try pair.establish()
         // A signature over some other connection's hash fails.

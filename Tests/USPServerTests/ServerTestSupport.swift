@@ -74,8 +74,10 @@ final class TestClock: Sendable {
     func advance(_ seconds: Double) { value.withLock { $0 += seconds } }
 }
 
-/// Passwords in tests are stored as "plain:<password>"; the daemon uses scrypt.
-let testVerifyPassword: @Sendable (String, String) -> Bool = { password, hash in hash == "plain:" + password }
+/// Passwords in in-memory tests are stored as "plain:<password>"; others (SQLite) as real scrypt hashes.
+let testVerifyPassword: @Sendable (String, String) -> Bool = { password, hash in
+    hash.hasPrefix("plain:") ? hash == "plain:" + password : ((try? PasswordHash.verify(password: password, hash: hash)) ?? false)
+}
 
 enum Fixtures {
     static let serverKey = try! KeyPair(privateKey: [UInt8](repeating: 7, count: 32))

@@ -7,6 +7,7 @@ import Synchronization
 import USPConfig
 import USPCore
 import USPNIO
+import USPStore
 @testable import USPServer
 
 #if canImport(Glibc)
@@ -169,7 +170,8 @@ final class TestDaemon: @unchecked Sendable {
     /// What the daemon's apps.d loader returns; change it to see a reload.
     let applications: ApplicationsBox
 
-    init(handshakeTimeout: Double = 1, listen: [String] = ["127.0.0.1:0", "[::1]:0"]) throws {
+    /// `backing`: the store the daemon uses (default: `store`, in memory).
+    init(handshakeTimeout: Double = 1, listen: [String] = ["127.0.0.1:0", "[::1]:0"], backing: (any USPStore)? = nil) throws {
         echoChannel = try ServerBootstrap(group: group)
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
@@ -179,7 +181,8 @@ final class TestDaemon: @unchecked Sendable {
         let echoPort = echoChannel.localAddress!.port!
         var logger = Logger(label: "uspd-test")
         logger.logLevel = .notice
-        let policy = ServerPolicy(store: store, catalog: ApplicationCatalog(), audit: AuditLog(store: store, logger: logger),
+        let used: any USPStore = backing ?? store
+        let policy = ServerPolicy(store: used, catalog: ApplicationCatalog(), audit: AuditLog(store: used, logger: logger),
                                   verifyPassword: testVerifyPassword, logger: logger)
         var options = ServerRuntime.Options()
         options.listen = listen

@@ -260,7 +260,8 @@ public final class USPDaemon: Service, Sendable {
             }
             channels.withLock { $0.append(channel) }
             if let local = channel.localAddress { addresses.append(local) }
-            logger.info("listening on \(channel.localAddress.map { "\($0)" } ?? address.text)")
+            let shown = channel.localAddress.flatMap { a in a.port.map { ListenAddress(host: a.ipAddress ?? address.host, port: $0).text } }
+            logger.info("listening on \(shown ?? address.text)")
         }
         return addresses
     }

@@ -16,6 +16,9 @@ public final class ServerRuntime: Sendable {
         public var listen: [String] = ["127.0.0.1:7300"]
         /// Entries of `listen` whose bind may fail with only a warning (e.g. `[::1]` on a host without IPv6).
         public var optionalListen: Set<String> = []
+        /// Listening sockets handed over by systemd socket activation (`LISTEN_FDS`, from fd 3);
+        /// when present they are used instead of `listen`.
+        public var inheritedSockets: [CInt] = []
         public var allowFirstContact = true
         public var handshakeTimeout: Double = 10
         public var maxConnections = 4096
@@ -227,28 +230,43 @@ public final class USPDaemon: Service, Sendable {
         logger.info("drained; \(runtime.registry.count) session(s) left")
     }
 
+    private func bootstrap(v6only: Bool) -> ServerBootstrap {
+        let runtime = self.runtime
+        var bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(ChannelOptions.backlog, value: 256)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { channel in
+                // Running out of descriptors must not spin the accept loop (GUIDE §4.12).
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler())
+                }
+            }
+            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 4)
+            .childChannelInitializer { channel in runtime.initialize(channel) }
+        if v6only {
+            bootstrap = bootstrap.serverChannelOption(ChannelOptions.Types.SocketOption(level: .ipv6, name: .ipv6_v6only), value: 1)
+        }
+        return bootstrap
+    }
+
     private func bind() async throws -> [SocketAddress] {
         let runtime = self.runtime
-        let listen = try runtime.options.listen.map(ListenAddress.parse)
         var addresses: [SocketAddress] = []
+        if !runtime.options.inheritedSockets.isEmpty {
+            for fd in runtime.options.inheritedSockets {
+                let channel = try await bootstrap(v6only: false).withBoundSocket(fd).get()
+                channels.withLock { $0.append(channel) }
+                if let local = channel.localAddress { addresses.append(local) }
+                logger.info("listening on inherited socket \(fd) (\(channel.localAddress.map { "\($0)" } ?? "?"))")
+            }
+            return addresses
+        }
+        let listen = try runtime.options.listen.map(ListenAddress.parse)
         for address in listen {
             // When IPv4 and IPv6 listeners share a port, the IPv6 one must not also claim IPv4.
             let v6only = address.isIPv6 && listen.contains { !$0.isIPv6 && $0.port == address.port && address.port != 0 }
-            var bootstrap = ServerBootstrap(group: group)
-                .serverChannelOption(ChannelOptions.backlog, value: 256)
-                .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-                .serverChannelInitializer { channel in
-                    // Running out of descriptors must not spin the accept loop (GUIDE §4.12).
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler())
-                    }
-                }
-                .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
-                .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 4)
-                .childChannelInitializer { channel in runtime.initialize(channel) }
-            if v6only {
-                bootstrap = bootstrap.serverChannelOption(ChannelOptions.Types.SocketOption(level: .ipv6, name: .ipv6_v6only), value: 1)
-            }
+            let bootstrap = self.bootstrap(v6only: v6only)
             let channel: any Channel
             do {
                 channel = try await bootstrap.bind(host: address.host, port: address.port).get()

@@ -123,6 +123,7 @@ struct Serve: AsyncParsableCommand {
         let policy = Backend.policy(store: store, config: config, logger: logger)
         var options = ServerRuntime.Options(config: config)
         if embeddedDefault { options.optionalListen = ["[::1]:7300"] }
+        options.inheritedSockets = Systemd.inheritedSockets()
         let runtime = ServerRuntime(options: options, staticKey: key, policy: policy, logger: logger)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let watcher = Backend.ApplicationsWatcher(directory: homeDir.appsDirectory, logger: logger)
@@ -135,6 +136,7 @@ struct Serve: AsyncParsableCommand {
                                        print(ServerHome.uri(serverKey: key.publicKey, host: ip, port: port))
                                    }
                                    fflush(nil)
+                                   Systemd.notify("READY=1")
                                })
         let services = ServiceGroup(configuration: .init(services: [daemon], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {

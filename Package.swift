@@ -122,7 +122,10 @@ let package = Package(
         .testTarget(name: "USPConfigTests", dependencies: ["USPConfig"]),
         .testTarget(name: "USPStoreTests", dependencies: ["USPStore"]),
         .testTarget(name: "USPServerTests", dependencies: ["USPServer", "USPCore", "USPClient"]),
-        .testTarget(name: "USPClientTests", dependencies: ["USPClient", "USPCore"]),
-        .testTarget(name: "USPIntegrationTests", dependencies: ["USPCore"]),
+        .testTarget(
+            name: "USPClientTests",
+            dependencies: ["USPClient", "USPCore", "USPNIO", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
+        ),
+        .testTarget(name: "USPIntegrationTests", dependencies: ["USPCore", "uspd", "usp"]),
     ]
 )

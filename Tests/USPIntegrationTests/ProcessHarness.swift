@@ -4,41 +4,81 @@ import Testing
 /// Real processes for integration tests: the built `uspd` and `usp`, OpenSSH's `sshd`, an HTTP
 /// server, `curl`. Everything runs on 127.0.0.1 in a temporary directory and is killed at the end.
 final class RunningProcess: @unchecked Sendable {
-    let process: Process
+    let pid: pid_t
     let name: String
     private let lock = NSLock()
     private var out = Data()
     private var err = Data()
+    private var exitStatus: Int32?
+    private var readers: [Thread] = []
 
+    /// Spawns with posix_spawn; stdout and stderr are drained by two threads. `stdin` (if given) is
+    /// the child's standard input; otherwise /dev/null.
     init(_ name: String, executable: String, arguments: [String], environment: [String: String] = [:],
          directory: URL? = nil, stdin: FileHandle? = nil) throws {
         self.name = name
-        process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
+        var outPipe: [Int32] = [0, 0], errPipe: [Int32] = [0, 0]
+        guard pipe(&outPipe) == 0, pipe(&errPipe) == 0 else { throw HarnessError("pipe() failed") }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        if let stdin {
+            posix_spawn_file_actions_adddup2(&actions, stdin.fileDescriptor, 0)
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        }
+        posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
+        for fd in [outPipe[0], outPipe[1], errPipe[0], errPipe[1]] { posix_spawn_file_actions_addclose(&actions, fd) }
+        // Nothing else leaks into the child (a pipe's write end there would hide EOF from it).
+        _ = uspAddCloseFrom(&actions, 3)
         var env = ProcessInfo.processInfo.environment
         for (k, v) in environment { env[k] = v }
-        process.environment = env
-        if let directory { process.currentDirectoryURL = directory }
-        let o = Pipe(), e = Pipe()
-        process.standardOutput = o
-        process.standardError = e
-        if let stdin { process.standardInput = stdin }
-        o.fileHandleForReading.readabilityHandler = { [weak self] h in
-            let d = h.availableData
-            guard let self, !d.isEmpty else { return }
-            self.lock.lock(); self.out.append(d); self.lock.unlock()
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { argv.forEach { free($0) }; envp.forEach { free($0) } }
+        var child: pid_t = 0
+        let rc = posix_spawn(&child, executable, &actions, nil, argv, envp)
+        close(outPipe[1]); close(errPipe[1])
+        guard rc == 0 else {
+            close(outPipe[0]); close(errPipe[0])
+            throw HarnessError("cannot start \(executable): \(String(cString: strerror(rc)))")
         }
-        e.fileHandleForReading.readabilityHandler = { [weak self] h in
-            let d = h.availableData
-            guard let self, !d.isEmpty else { return }
-            self.lock.lock(); self.err.append(d); self.lock.unlock()
+        pid = child
+        for (fd, isOut) in [(outPipe[0], true), (errPipe[0], false)] {
+            let t = Thread { [weak self] in
+                var buffer = [UInt8](repeating: 0, count: 65536)
+                while true {
+                    let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                    if n <= 0 { if n < 0 && errno == EINTR { continue }; break }
+                    guard let self else { break }
+                    self.lock.lock()
+                    if isOut { self.out.append(contentsOf: buffer[0..<n]) } else { self.err.append(contentsOf: buffer[0..<n]) }
+                    self.lock.unlock()
+                }
+                close(fd)
+            }
+            t.start()
+            readers.append(t)
         }
-        try process.run()
     }
 
     var stdout: String { lock.lock(); defer { lock.unlock() }; return String(decoding: out, as: UTF8.self) }
     var stderr: String { lock.lock(); defer { lock.unlock() }; return String(decoding: err, as: UTF8.self) }
+
+    /// Reaps the child if it has exited.
+    var isRunning: Bool {
+        lock.lock(); defer { lock.unlock() }
+        if exitStatus != nil { return false }
+        var status: Int32 = 0
+        let r = waitpid(pid, &status, WNOHANG)
+        if r == pid {
+            let code = status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+            exitStatus = code
+            return false
+        }
+        return r == 0
+    }
 
     /// Waits until `predicate` holds on stdout+stderr, or fails after `timeout` seconds.
     func waitForOutput(timeout: Double = 20, _ predicate: (String) -> Bool) throws -> String {
@@ -46,7 +86,7 @@ final class RunningProcess: @unchecked Sendable {
         while Date() < deadline {
             let text = stdout + stderr
             if predicate(text) { return text }
-            if !process.isRunning { break }
+            if !isRunning { Thread.sleep(forTimeInterval: 0.05); break }
             Thread.sleep(forTimeInterval: 0.02)
         }
         let text = stdout + stderr
@@ -54,31 +94,39 @@ final class RunningProcess: @unchecked Sendable {
         throw HarnessError("\(name): expected output did not appear within \(timeout) s; output so far:\n\(text)")
     }
 
-    /// Waits for exit; kills after `timeout`.
+    /// Waits for exit (and for its output to be drained); kills after `timeout`. Returns the exit
+    /// status, or 128 + signal.
     @discardableResult
     func wait(timeout: Double = 30) throws -> Int32 {
         let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
-        if process.isRunning {
+        while isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        if isRunning {
             stop()
             throw HarnessError("\(name) did not exit within \(timeout) s; output:\n\(stdout)\(stderr)")
         }
-        return process.terminationStatus
+        let drained = Date().addingTimeInterval(2)
+        while readers.contains(where: { !$0.isFinished }), Date() < drained { Thread.sleep(forTimeInterval: 0.005) }
+        lock.lock(); defer { lock.unlock() }
+        return exitStatus ?? -1
     }
 
-    func signal(_ sig: Int32) { if process.isRunning { kill(process.processIdentifier, sig) } }
+    func signal(_ sig: Int32) { if isRunning { kill(pid, sig) } }
 
     func stop() {
-        guard process.isRunning else { return }
-        kill(process.processIdentifier, SIGTERM)
+        guard isRunning else { return }
+        kill(pid, SIGTERM)
         let deadline = Date().addingTimeInterval(5)
-        while process.isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
+        while isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        if isRunning { kill(pid, SIGKILL) }
+        while isRunning { Thread.sleep(forTimeInterval: 0.01) }
     }
 
     deinit { stop() }
 }
+
+/// glibc ≥ 2.34 has it; the Swift Glibc module does not export it.
+@_silgen_name("posix_spawn_file_actions_addclosefrom_np")
+func uspAddCloseFrom(_ actions: UnsafeMutablePointer<posix_spawn_file_actions_t>, _ from: Int32) -> Int32
 
 struct HarnessError: Error, CustomStringConvertible {
     let description: String
@@ -158,13 +206,13 @@ enum Harness {
         var pipe: Pipe?
         if stdin != nil { pipe = Pipe(); input = pipe!.fileHandleForReading }
         let p = try RunningProcess((executable as NSString).lastPathComponent, executable: executable, arguments: arguments,
-                                   environment: environment, stdin: input ?? FileHandle.nullDevice)
+                                   environment: environment, stdin: input)
         if let stdin, let pipe {
+            try pipe.fileHandleForReading.close()
             pipe.fileHandleForWriting.write(Data(stdin.utf8))
             try pipe.fileHandleForWriting.close()
         }
         let status = try p.wait(timeout: timeout)
-        Thread.sleep(forTimeInterval: 0.05)
         return (status, p.stdout, p.stderr)
     }
 

@@ -167,7 +167,14 @@ struct DaemonEndToEndTests {
         try client.start()
         #expect(try client.pumpMenu())
         let stopping = Task { try await d.stop() }
-        #expect(try client.pump(timeout: 3) { $0.notes.contains { if case .closed = $0 { true } else { false } } })
+        // Poll in short slices and yield between them: a blocking wait here could hold one of the
+        // two cooperative threads that the drain itself needs.
+        var sawClose = false
+        for _ in 0..<150 where !sawClose {
+            sawClose = try client.pump(timeout: 0.01) { $0.notes.contains { if case .closed = $0 { true } else { false } } }
+            if !sawClose { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        #expect(sawClose)
         #expect(client.log.notes.last == .closed("shutting_down"))
         try await stopping.value
         // Nothing listens any more.

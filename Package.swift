@@ -6,17 +6,27 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .library(name: "USPCore", targets: ["USPCore"]),
+        .library(name: "USPClient", targets: ["USPClient"]),
+        .library(name: "USPServer", targets: ["USPServer"]),
+        .executable(name: "uspd", targets: ["uspd"]),
+        .executable(name: "usp", targets: ["usp"]),
         .executable(name: "usp-demo", targets: ["usp-demo"]),
         .executable(name: "usp-bench", targets: ["usp-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", exact: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", exact: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-log.git", exact: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", exact: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", exact: "2.13.0"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", exact: "7.10.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", exact: "0.6.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", exact: "2.0.1"),
         .package(url: "https://github.com/ordo-one/malloc-interposer.git", exact: "1.6.1"),
     ],
     targets: [
         // In-place ChaCha20-Poly1305 over the system libcrypto (OpenSSL 3 EVP), so
-        // the record path allocates nothing per record. See docs/PROTOCOL.md §Records.
+        // the record path allocates nothing per record. See docs/PROTOCOL.md §4.
         .target(
             name: "CUSPCrypto",
             linkerSettings: [.linkedLibrary("crypto")]
@@ -27,6 +37,65 @@ let package = Package(
             dependencies: [
                 "CUSPCrypto",
                 .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        // SwiftNIO channel handlers that drive the core's session state machines.
+        .target(
+            name: "USPNIO",
+            dependencies: [
+                "USPCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        // uspd.toml and apps.d/*.toml: the model and its TOML loaders.
+        .target(
+            name: "USPConfig",
+            dependencies: [
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ]
+        ),
+        // Users, tokens and the audit trail: the store protocol and its SQLite (GRDB) implementation.
+        .target(
+            name: "USPStore",
+            dependencies: [
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ]
+        ),
+        // The daemon's library: listener, policy, registry, launchers, rate limits, audit.
+        .target(
+            name: "USPServer",
+            dependencies: [
+                "USPCore", "USPNIO", "USPConfig", "USPStore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // The client library: async connection API, known servers, home directory.
+        .target(
+            name: "USPClient",
+            dependencies: [
+                "USPCore", "USPNIO",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .executableTarget(
+            name: "uspd",
+            dependencies: [
+                "USPServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "usp",
+            dependencies: [
+                "USPClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(
@@ -50,5 +119,13 @@ let package = Package(
             ],
             exclude: ["Interop"]
         ),
+        .testTarget(name: "USPConfigTests", dependencies: ["USPConfig"]),
+        .testTarget(name: "USPStoreTests", dependencies: ["USPStore"]),
+        .testTarget(name: "USPServerTests", dependencies: ["USPServer", "USPCore", "USPClient"]),
+        .testTarget(
+            name: "USPClientTests",
+            dependencies: ["USPClient", "USPCore", "USPNIO", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
+        ),
+        .testTarget(name: "USPIntegrationTests", dependencies: ["USPCore", "uspd", "usp"]),
     ]
 )

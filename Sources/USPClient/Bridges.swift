@@ -1,0 +1,314 @@
+import Foundation
+import Glibc
+import NIOCore
+import NIOPosix
+import USPCore
+
+/// Reads a file descriptor (stdin) on its own thread, so the first bytes are already waiting
+/// when the dedicated connection is opened and can ride in message 1. Holds at most
+/// `bufferLimit` bytes: beyond that the thread stops reading (backpressure to the writer).
+public final class FDReader: @unchecked Sendable {
+    private let fd: Int32
+    private let bufferLimit: Int
+    private let condition = NSCondition()
+    private var chunks: [[UInt8]] = []
+    private var queued = 0
+    private var atEnd = false
+    private var failure: String?
+    private var waiter: CheckedContinuation<Void, Never>?
+    private var started = false
+
+    public init(fd: Int32 = STDIN_FILENO, bufferLimit: Int = 1 << 20) {
+        self.fd = fd
+        self.bufferLimit = bufferLimit
+    }
+
+    public func start() {
+        condition.lock()
+        defer { condition.unlock() }
+        guard !started else { return }
+        started = true
+        let thread = Thread { [self] in loop() }
+        thread.name = "usp-stdin"
+        thread.start()
+    }
+
+    private func loop() {
+        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            condition.lock()
+            while queued >= bufferLimit { condition.wait() }
+            condition.unlock()
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0, errno == EINTR { continue }
+            let error = n < 0 ? String(cString: strerror(errno)) : nil
+            condition.lock()
+            if n > 0 {
+                chunks.append(Array(buffer[0..<n]))
+                queued += n
+            } else {
+                atEnd = true
+                failure = error
+            }
+            let w = waiter
+            waiter = nil
+            condition.broadcast()
+            condition.unlock()
+            w?.resume()
+            if n <= 0 { return }
+        }
+    }
+
+    private enum Take { case chunk([UInt8]), end, failed(String), empty }
+
+    private func take(upTo limit: Int) -> Take {
+        if let first = chunks.first {
+            if first.count <= limit {
+                chunks.removeFirst()
+                queued -= first.count
+                condition.broadcast()
+                return .chunk(first)
+            }
+            chunks[0] = Array(first[limit...])
+            queued -= limit
+            condition.broadcast()
+            return .chunk(Array(first[..<limit]))
+        }
+        if atEnd { return failure.map(Take.failed) ?? .end }
+        return .empty
+    }
+
+    private func lockedTake() -> Take {
+        condition.lock()
+        defer { condition.unlock() }
+        return take(upTo: .max)
+    }
+
+    /// The next chunk, or nil at end of input. Cancellation ends the wait with CancellationError.
+    public func next() async throws -> [UInt8]? {
+        while true {
+            try Task.checkCancellation()
+            switch lockedTake() {
+            case .chunk(let c): return c
+            case .end: return nil
+            case .failed(let e): throw USPClientError(.localFile, "cannot read standard input: \(e)")
+            case .empty: break
+            }
+            await withTaskCancellationHandler {
+                await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                    condition.lock()
+                    if !chunks.isEmpty || atEnd || Task.isCancelled {
+                        condition.unlock()
+                        c.resume()
+                        return
+                    }
+                    waiter = c
+                    condition.unlock()
+                }
+            } onCancel: {
+                condition.lock()
+                let w = waiter
+                waiter = nil
+                condition.unlock()
+                w?.resume()
+            }
+        }
+    }
+
+    /// What has arrived, up to `limit` bytes; if nothing has, waits at most `wait` for the first
+    /// bytes (bounded, so an idle stdin never delays the connection by more than that).
+    /// `atEnd` is true if input ended and everything was taken.
+    public func takeAvailable(upTo limit: Int, waitingAtMost wait: Duration) -> (bytes: [UInt8], atEnd: Bool) {
+        let seconds = Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18
+        let deadline = Date(timeIntervalSinceNow: seconds)
+        condition.lock()
+        defer { condition.unlock() }
+        while chunks.isEmpty, !atEnd, Date() < deadline {
+            _ = condition.wait(until: deadline)
+        }
+        var out: [UInt8] = []
+        while out.count < limit, case .chunk(let c) = take(upTo: limit - out.count) { out += c }
+        return (out, chunks.isEmpty && atEnd && failure == nil)
+    }
+}
+
+/// Copies between a USP stream and file descriptors (stdin/stdout): the `usp connect` bridge,
+/// usable as ssh's ProxyCommand.
+public enum StdioBridge {
+    /// Runs until the server finishes the stream (its FIN: returns normally) or something fails
+    /// (throws). End of input sends FIN and keeps reading. Input is read by `input`, which may
+    /// already hold bytes; the caller exits the process afterwards (the input thread may still
+    /// be blocked in read).
+    public static func run(stream: USPStream, input: FDReader, inputEnded: Bool = false, output: Int32 = STDOUT_FILENO) async throws {
+        let (results, sink) = AsyncStream.makeStream(of: Result<Void, any Error>.self)
+        let reader = Task {
+            do {
+                for try await chunk in stream.inbound {
+                    try chunk.withUnsafeReadableBytes { try writeAll(output, $0) }
+                }
+                sink.yield(.success(()))
+            } catch {
+                sink.yield(.failure(error))
+            }
+        }
+        let writer = Task {
+            do {
+                if !inputEnded {
+                    while let chunk = try await input.next() { try await stream.write(chunk) }
+                }
+                try await stream.finish()
+            } catch is CancellationError {
+            } catch {
+                sink.yield(.failure(error))
+            }
+        }
+        defer {
+            reader.cancel()
+            writer.cancel()
+        }
+        for await result in results {
+            try result.get()
+            return
+        }
+    }
+
+    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let n = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+            if n < 0 {
+                if errno == EINTR { continue }
+                if errno == EPIPE { throw USPClientError(.localFile, "standard output was closed") }
+                throw USPClientError(.localFile, "cannot write standard output: \(String(cString: strerror(errno)))")
+            }
+            offset += n
+        }
+    }
+}
+
+/// Keeps one menu connection (with the saved login) to get a fresh application token for each
+/// dedicated connection, reconnecting once if the menu connection has died.
+public actor ApplicationTokenSource {
+    public let server: ServerURI
+    public let home: ClientHome
+    public let application: String
+    public let fields: [String: String]
+    public let options: USPConnectionOptions
+    private var connection: USPConnection?
+
+    public init(server: ServerURI, home: ClientHome, application: String, fields: [String: String], options: USPConnectionOptions) {
+        self.server = server
+        self.home = home
+        self.application = application
+        self.fields = fields
+        self.options = options
+    }
+
+    public func token() async throws -> String {
+        if let c = connection {
+            do {
+                return try await c.requestApplication(name: application, textFields: fields)
+            } catch let e as USPClientError where e.code == .connectionLost {
+                connection = nil
+            }
+        }
+        let c = try await USPConnection.connect(to: server, home: home, options: options)
+        connection = c
+        return try await c.requestApplication(name: application, textFields: fields)
+    }
+
+    public func close() async {
+        await connection?.close()
+        connection = nil
+    }
+}
+
+/// `usp forward`: a local TCP port for unmodified clients. Each local connection gets its own
+/// dedicated USP connection, opened with a fresh application token, and bytes are copied both
+/// ways with half-close (a local FIN becomes a stream FIN and the reverse).
+public final class USPForwarder: Sendable {
+    public let localAddress: SocketAddress
+    private let serverChannel: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
+    private let tokens: ApplicationTokenSource
+    private let server: ServerURI
+    private let home: ClientHome
+    private let options: USPConnectionOptions
+
+    /// Binds `host:port` (port 0 picks one; see `localAddress`).
+    public init(listenHost: String, listenPort: Int, server: ServerURI, home: ClientHome, tokens: ApplicationTokenSource,
+                options: USPConnectionOptions = USPConnectionOptions()) async throws {
+        self.server = server
+        self.home = home
+        self.tokens = tokens
+        self.options = options
+        let group = options.eventLoopGroup ?? MultiThreadedEventLoopGroup.singleton
+        do {
+            serverChannel = try await ServerBootstrap(group: group)
+                .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+                .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+                .bind(host: listenHost, port: listenPort) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
+                            wrappingChannelSynchronously: channel,
+                            configuration: .init(isOutboundHalfClosureEnabled: true))
+                    }
+                }
+        } catch {
+            throw USPClientError(.invalidArgument, "cannot listen on \(listenHost):\(listenPort): \(error)")
+        }
+        guard let address = serverChannel.channel.localAddress else {
+            throw USPClientError(.invalidArgument, "cannot listen on \(listenHost):\(listenPort)")
+        }
+        localAddress = address
+    }
+
+    /// Accepts connections until the listener is closed. `onError` hears per-connection failures
+    /// (one line each); they do not stop the forwarder.
+    public func run(onError: @escaping @Sendable (USPClientError) -> Void = { _ in }) async throws {
+        let (server, home, options, tokens) = (self.server, self.home, self.options, self.tokens)
+        try await serverChannel.executeThenClose { inbound in
+            try await withThrowingDiscardingTaskGroup { group in
+                for try await local in inbound {
+                    group.addTask {
+                        do {
+                            try await Self.serve(local, server: server, home: home, options: options, tokens: tokens)
+                        } catch {
+                            onError(ErrorText.local(error, server: server))
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stops accepting; connections in progress go on until they end.
+    public func stop() async {
+        try? await serverChannel.channel.close()
+    }
+
+    static func serve(_ local: NIOAsyncChannel<ByteBuffer, ByteBuffer>, server: ServerURI, home: ClientHome,
+                      options: USPConnectionOptions, tokens: ApplicationTokenSource) async throws {
+        try await local.executeThenClose { inbound, outbound in
+            let token = try await tokens.token()
+            let stream = try await USPConnection.connectDedicated(to: server, home: home, token: token, options: options)
+            do {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        for try await chunk in inbound { try await stream.write(chunk) }
+                        try await stream.finish()
+                    }
+                    group.addTask {
+                        for try await chunk in stream.inbound { try await outbound.write(chunk) }
+                        outbound.finish()
+                    }
+                    try await group.waitForAll()
+                }
+                await stream.waitUntilClosed()
+            } catch {
+                await stream.close()
+                throw error
+            }
+        }
+    }
+}

@@ -1,0 +1,74 @@
+/// One application from `apps.d/NAME.toml`.
+///
+/// ```toml
+/// name = "ssh"
+/// description = "OpenSSH on this host"
+/// visibility = "authenticated"            # "public", "authenticated", or ["alice", "group:admins"]
+/// [expected_request_body]
+/// user = "string?"
+/// [launch]
+/// tcp = "127.0.0.1:22"                      # or: exec = ["/usr/bin/cat"]
+/// [limits]
+/// max_sessions = 20
+/// token_lifetime = 60                      # seconds an application token stays valid
+/// ```
+public struct ApplicationDefinition: Hashable, Sendable {
+    public enum Visibility: Hashable, Sendable {
+        /// On every menu, before login too.
+        case `public`
+        /// On the menu of every logged-in identity.
+        case authenticated
+        /// Only for these identities (`"alice"`) and groups (`"group:admins"`).
+        case only(identities: Set<String>, groups: Set<String>)
+    }
+
+    public enum Launch: Hashable, Sendable {
+        /// Started once per session; the stream is the process's stdin and stdout.
+        case exec(command: [String], environment: [String: String])
+        /// Connect to an existing daemon.
+        case tcp(host: String, port: Int)
+    }
+
+    public struct Limits: Hashable, Sendable {
+        /// Concurrent sessions of this application (all clients), or nil for no limit.
+        public var maxSessions: Int?
+        /// Lifetime of application tokens issued for it, seconds.
+        public var tokenLifetime: Int
+        public init(maxSessions: Int? = nil, tokenLifetime: Int = 60) {
+            self.maxSessions = maxSessions
+            self.tokenLifetime = tokenLifetime
+        }
+    }
+
+    public var name: String
+    public var description: String
+    public var visibility: Visibility
+    /// Field name → type (`string`, `integer`, `number`, `boolean`, `object`, `array`, `""`; `?` = optional).
+    public var expectedRequestBody: [String: String]
+    public var launch: Launch
+    public var limits: Limits
+    /// The file it came from, for messages.
+    public var sourcePath: String
+
+    public init(name: String, description: String = "", visibility: Visibility, expectedRequestBody: [String: String] = [:],
+                launch: Launch, limits: Limits = Limits(), sourcePath: String = "") {
+        self.name = name
+        self.description = description
+        self.visibility = visibility
+        self.expectedRequestBody = expectedRequestBody
+        self.launch = launch
+        self.limits = limits
+        self.sourcePath = sourcePath
+    }
+
+    /// Whether `identity` (nil: not logged in) with `groups` sees this application.
+    public func isVisible(to identity: String?, groups: [String]) -> Bool {
+        switch visibility {
+        case .public: return true
+        case .authenticated: return identity != nil
+        case .only(let names, let allowed):
+            guard let identity else { return false }
+            return names.contains(identity) || groups.contains(where: allowed.contains)
+        }
+    }
+}

@@ -1,0 +1,225 @@
+import Foundation
+import TOMLKit
+
+/// Loads one `apps.d/*.toml` file (the shape is in `ApplicationDefinition`'s doc comment).
+///
+/// | key | rule |
+/// |---|---|
+/// | `name` | required; `^[a-z0-9][a-z0-9._-]{0,62}$` |
+/// | `description` | optional string, default `""` |
+/// | `visibility` | `"public"`, `"authenticated"` (the default when absent), or a non-empty array of identity names and `"group:NAME"` entries |
+/// | `[expected_request_body]` | optional table: field name → type string (`string`, `integer`, `number`, `boolean`, `object`, `array`, `any`, or `""` for any; a `?` suffix makes the field optional), the vocabulary of USPCore's `RequestBodyValidator` |
+/// | `[launch]` | required, exactly one of `exec` (non-empty array of strings, the first one the program; optional `[launch.environment]` table of `NAME = "value"`) and `tcp` (`"host:port"`, port 1…65535) |
+/// | `[limits]` | optional: `max_sessions` 1…1,000,000 (absent: no limit), `token_lifetime` 1…86,400 seconds (absent: the server's `application_token_lifetime`) |
+///
+/// Unknown keys at any level are errors. When a file has several problems the earliest one in
+/// the file is thrown; `problems(path:)` lists them all.
+public enum ApplicationLoader {
+    public static let keys = ["name", "description", "visibility", "expected_request_body", "launch", "limits"]
+    public static let launchKeys = ["exec", "tcp", "environment"]
+    public static let limitKeys = ["max_sessions", "token_lifetime"]
+    /// Type names of `expected_request_body` values, before an optional `?`.
+    public static let fieldTypes = ["string", "integer", "number", "boolean", "object", "array", "any", ""]
+
+    /// Loads the file at `path`. `defaultTokenLifetime` applies when `[limits]` has no `token_lifetime`.
+    public static func load(path: String, defaultTokenLifetime: Int = 60) throws(ConfigError) -> ApplicationDefinition {
+        let reader = try TOMLReader(path: path)
+        let app = read(reader, defaultTokenLifetime: defaultTokenLifetime)
+        if let e = reader.firstError { throw e }
+        return app!
+    }
+
+    /// Validates `text` as if it were the file `path`.
+    public static func parse(_ text: String, path: String, defaultTokenLifetime: Int = 60) throws(ConfigError) -> ApplicationDefinition {
+        let reader = try TOMLReader(path: path, text: text)
+        let app = read(reader, defaultTokenLifetime: defaultTokenLifetime)
+        if let e = reader.firstError { throw e }
+        return app!
+    }
+
+    /// Every problem of the file, in file order (empty when it is valid).
+    public static func problems(path: String) -> [ConfigError] {
+        do {
+            let reader = try TOMLReader(path: path)
+            _ = read(reader, defaultTokenLifetime: 60)
+            return reader.sortedErrors
+        } catch {
+            return [error]
+        }
+    }
+
+    /// Whether `name` is an acceptable application name.
+    public static func isValidName(_ name: String) -> Bool {
+        let s = Array(name.unicodeScalars)
+        guard (1...63).contains(s.count) else { return false }
+        func lowerDigit(_ c: Unicode.Scalar) -> Bool { ("a"..."z").contains(c) || ("0"..."9").contains(c) }
+        return lowerDigit(s[0]) && s.dropFirst().allSatisfy { lowerDigit($0) || $0 == "." || $0 == "_" || $0 == "-" }
+    }
+
+    /// Whether `type` is an acceptable `expected_request_body` type string.
+    public static func isValidFieldType(_ type: String) -> Bool {
+        fieldTypes.contains(type.hasSuffix("?") ? String(type.dropLast()) : type)
+    }
+
+    /// Nil when the reader recorded a problem that leaves no definition.
+    static func read(_ r: TOMLReader, defaultTokenLifetime: Int) -> ApplicationDefinition? {
+        let t = r.root
+        r.checkKeys(t, at: [], allowed: keys)
+
+        var name: String?
+        if let n = r.string(t, [], "name") {
+            if isValidName(n) { name = n } else {
+                r.reportAtValue(.invalidValue, ["name"],
+                    "name \"\(n)\" is not a valid application name: 1 to 63 of a-z, 0-9, \".\", \"_\", \"-\", starting with a letter or digit")
+            }
+        } else if t["name"] == nil {
+            r.report(.missingKey, nil, "missing required key \"name\"")
+        }
+
+        let description = r.string(t, [], "description") ?? ""
+        let visibility = readVisibility(r, t)
+        let body = readRequestBody(r, t)
+        let launch = readLaunch(r, t)
+        let limits = readLimits(r, t, defaultTokenLifetime: defaultTokenLifetime)
+
+        guard let name, let visibility, let body, let launch, let limits else { return nil }
+        return ApplicationDefinition(name: name, description: description, visibility: visibility, expectedRequestBody: body,
+                                     launch: launch, limits: limits, sourcePath: r.path)
+    }
+
+    static func readVisibility(_ r: TOMLReader, _ t: TOMLTable) -> ApplicationDefinition.Visibility? {
+        guard let v = t["visibility"] else { return .authenticated }
+        if let s = v.string {
+            switch s {
+            case "public": return .public
+            case "authenticated": return .authenticated
+            default:
+                r.reportAtValue(.invalidValue, ["visibility"],
+                    "visibility must be \"public\", \"authenticated\" or an array of names and \"group:NAME\", got \"\(s)\"")
+                return nil
+            }
+        }
+        guard v.array != nil else {
+            r.wrongType(["visibility"], expected: "\"public\", \"authenticated\" or an array of names", got: v)
+            return nil
+        }
+        guard let entries = r.strings(t, [], "visibility") else { return nil }
+        guard !entries.isEmpty else {
+            r.reportAtValue(.invalidValue, ["visibility"], "visibility is an empty list: nobody would see this application")
+            return nil
+        }
+        var identities = Set<String>(), groups = Set<String>()
+        var ok = true
+        for (i, entry) in entries.enumerated() {
+            let isGroup = entry.hasPrefix("group:")
+            let bare = isGroup ? String(entry.dropFirst(6)) : entry
+            if bare.isEmpty || bare.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.properties.generalCategory == .control }) {
+                r.reportAtValue(.invalidValue, ["visibility", "[\(i)]"],
+                                "visibility[\(i)]: \"\(entry)\" is not \(isGroup ? "a group" : "an identity") name")
+                ok = false
+            } else if isGroup {
+                groups.insert(bare)
+            } else {
+                identities.insert(bare)
+            }
+        }
+        return ok ? .only(identities: identities, groups: groups) : nil
+    }
+
+    static func readRequestBody(_ r: TOMLReader, _ t: TOMLTable) -> [String: String]? {
+        guard t["expected_request_body"] != nil else { return [:] }
+        guard let body = r.table(t, [], "expected_request_body") else { return nil }
+        var out: [String: String] = [:]
+        var ok = true
+        for field in body.keys {
+            let path = ["expected_request_body", field]
+            if field.isEmpty {
+                r.reportAtKey(.invalidValue, path, "expected_request_body: a field name is empty")
+                ok = false
+                continue
+            }
+            guard let type = r.string(body, ["expected_request_body"], field) else { ok = false; continue }
+            if isValidFieldType(type) { out[field] = type } else {
+                r.reportAtValue(.invalidValue, path,
+                    "\(TOMLReader.display(path)): unknown type \"\(type)\"; use string, integer, number, boolean, object, array, any or \"\", optionally followed by \"?\"")
+                ok = false
+            }
+        }
+        return ok ? out : nil
+    }
+
+    static func readLaunch(_ r: TOMLReader, _ t: TOMLTable) -> ApplicationDefinition.Launch? {
+        guard t["launch"] != nil else {
+            r.report(.missingKey, nil, "missing required table [launch] with exec = [\"/path/to/program\", …] or tcp = \"host:port\"")
+            return nil
+        }
+        guard let launch = r.table(t, [], "launch") else { return nil }
+        r.checkKeys(launch, at: ["launch"], allowed: launchKeys)
+        let hasExec = launch["exec"] != nil, hasTCP = launch["tcp"] != nil
+        if hasExec && hasTCP {
+            // Point at whichever of the two comes second in the file.
+            let e = r.positions.key(["launch", "exec"]), c = r.positions.key(["launch", "tcp"])
+            let second = [e, c].compactMap { $0 }.max { ($0.line, $0.column) < ($1.line, $1.column) }
+            r.report(.invalidValue, second, "[launch] has both \"exec\" and \"tcp\"; an application is launched one way")
+            return nil
+        }
+        if !hasExec && !hasTCP {
+            r.reportAtKey(.missingKey, ["launch"], "[launch] needs exec = [\"/path/to/program\", …] or tcp = \"host:port\"")
+            return nil
+        }
+        if hasTCP {
+            if launch["environment"] != nil {
+                r.reportAtKey(.invalidValue, ["launch", "environment"], "launch.environment applies to exec, not to tcp")
+            }
+            guard let text = r.string(launch, ["launch"], "tcp") else { return nil }
+            switch HostPort.parse(text, ports: 1...65535) {
+            case .success(let hp): return .tcp(host: hp.host, port: hp.port)
+            case .failure(let problem):
+                r.reportAtValue(.invalidValue, ["launch", "tcp"], "launch.tcp: \(problem)")
+                return nil
+            }
+        }
+        guard let command = r.strings(launch, ["launch"], "exec") else { return nil }
+        guard let program = command.first, !program.isEmpty else {
+            r.reportAtValue(.invalidValue, ["launch", "exec"],
+                            command.isEmpty ? "launch.exec is empty: it needs at least the program" : "launch.exec[0], the program, is empty")
+            return nil
+        }
+        var environment: [String: String] = [:]
+        if launch["environment"] != nil {
+            guard let env = r.table(launch, ["launch"], "environment") else { return nil }
+            var ok = true
+            for key in env.keys {
+                let path = ["launch", "environment", key]
+                guard isEnvironmentName(key) else {
+                    r.reportAtKey(.invalidValue, path, "launch.environment: \"\(key)\" is not a variable name (letters, digits and _, not starting with a digit)")
+                    ok = false
+                    continue
+                }
+                if let value = r.string(env, ["launch", "environment"], key) { environment[key] = value } else { ok = false }
+            }
+            if !ok { return nil }
+        }
+        return .exec(command: command, environment: environment)
+    }
+
+    static func isEnvironmentName(_ s: String) -> Bool {
+        guard let first = s.unicodeScalars.first, !("0"..."9").contains(first) else { return false }
+        return s.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "_" }
+    }
+
+    static func readLimits(_ r: TOMLReader, _ t: TOMLTable, defaultTokenLifetime: Int) -> ApplicationDefinition.Limits? {
+        var limits = ApplicationDefinition.Limits(maxSessions: nil, tokenLifetime: defaultTokenLifetime)
+        guard t["limits"] != nil else { return limits }
+        guard let table = r.table(t, [], "limits") else { return nil }
+        r.checkKeys(table, at: ["limits"], allowed: limitKeys)
+        var ok = true
+        if table["max_sessions"] != nil {
+            if let n = r.integer(table, ["limits"], "max_sessions", in: 1...1_000_000) { limits.maxSessions = n } else { ok = false }
+        }
+        if table["token_lifetime"] != nil {
+            if let n = r.integer(table, ["limits"], "token_lifetime", in: 1...86_400) { limits.tokenLifetime = n } else { ok = false }
+        }
+        return ok ? limits : nil
+    }
+}

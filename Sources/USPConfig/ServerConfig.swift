@@ -1,0 +1,38 @@
+/// `uspd.toml`: the daemon's configuration. Every field has a default, so an empty file is valid.
+///
+/// ```toml
+/// listen = ["127.0.0.1:7300", "[::1]:7300"]
+/// apps_dir = "apps.d"                       # relative to the data directory
+/// database = "usp.sqlite"
+/// host_key = "host_key"
+/// allow_first_contact = true                # false: stealth, only IK/NK clients get an answer
+/// handshake_timeout = 10                    # seconds
+/// max_connections = 4096
+/// max_unauthenticated = 256
+/// handshake_rate = 20                       # per source address per second
+/// handshake_burst = 5
+/// authorization_token_lifetime = 86400      # seconds
+/// application_token_lifetime = 60
+/// login_delay_base = 0.25                   # seconds; doubles per failure, per source and per identity
+/// login_delay_max = 8
+/// log_level = "info"
+/// ```
+public struct ServerConfig: Hashable, Sendable {
+    public var listen: [String] = ["127.0.0.1:7300"]
+    public var appsDirectory: String = "apps.d"
+    public var database: String = "usp.sqlite"
+    public var hostKey: String = "host_key"
+    public var allowFirstContact = true
+    public var handshakeTimeout: Double = 10
+    public var maxConnections = 4096
+    public var maxUnauthenticated = 256
+    public var handshakeRate: Double = 20
+    public var handshakeBurst: Int = 5
+    public var authorizationTokenLifetime: Int = 86400
+    public var applicationTokenLifetime: Int = 60
+    public var loginDelayBase: Double = 0.25
+    public var loginDelayMax: Double = 8
+    public var logLevel: String = "info"
+
+    public init() {}
+}

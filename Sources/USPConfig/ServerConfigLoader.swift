@@ -1,0 +1,157 @@
+import Foundation
+import TOMLKit
+
+/// Loads `uspd.toml` (the shape is in `ServerConfig`'s doc comment). Every key is optional; an
+/// unknown key, a value of the wrong type or out of range is an error naming the file, line and
+/// column. When a file has several problems, the one earliest in the file is thrown;
+/// `problems(path:)` lists them all.
+///
+/// Ranges:
+/// - `listen`: an array of `host:port` (`[v6]:port` for IPv6), port 0…65535 (0: any free port).
+///   It may be empty when every socket comes from systemd.
+/// - `apps_dir`, `database`, `host_key`: non-empty strings (relative to the data directory).
+/// - `handshake_timeout`: more than 0 and at most 600 seconds.
+/// - `max_connections`: 1…1,048,576; `max_unauthenticated`: 1…`max_connections`.
+/// - `handshake_rate`: more than 0 and at most 1,000,000 per second; `handshake_burst`: 1…1,000,000.
+/// - `authorization_token_lifetime`: 1…31,536,000 s (a year); `application_token_lifetime`: 1…86,400 s.
+/// - `login_delay_base`: 0…60 s; `login_delay_max`: `login_delay_base`…3,600 s.
+/// - `log_level`: trace, debug, info, notice, warning, error or critical (swift-log's levels).
+public enum ServerConfigLoader {
+    public static let keys = [
+        "listen", "apps_dir", "database", "host_key", "allow_first_contact", "handshake_timeout", "max_connections",
+        "max_unauthenticated", "handshake_rate", "handshake_burst", "authorization_token_lifetime",
+        "application_token_lifetime", "login_delay_base", "login_delay_max", "log_level",
+    ]
+    public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+
+    /// Reads and validates the file at `path`.
+    public static func load(path: String) throws(ConfigError) -> ServerConfig {
+        let reader = try TOMLReader(path: path)
+        let config = read(reader)
+        if let e = reader.firstError { throw e }
+        return config
+    }
+
+    /// The defaults when `path` does not exist; otherwise as `load(path:)`.
+    public static func loadIfPresent(path: String) throws(ConfigError) -> ServerConfig {
+        var st = stat()
+        if lstat(path, &st) != 0 && errno == ENOENT { return ServerConfig() }
+        return try load(path: path)
+    }
+
+    /// Validates `text` as if it were the file `path` (for tests and `uspd -t` on standard input).
+    public static func parse(_ text: String, path: String) throws(ConfigError) -> ServerConfig {
+        let reader = try TOMLReader(path: path, text: text)
+        let config = read(reader)
+        if let e = reader.firstError { throw e }
+        return config
+    }
+
+    /// Every problem of the file, in file order (empty when it is valid).
+    public static func problems(path: String) -> [ConfigError] {
+        do {
+            let reader = try TOMLReader(path: path)
+            _ = read(reader)
+            return reader.sortedErrors
+        } catch {
+            return [error]
+        }
+    }
+
+    static func read(_ r: TOMLReader) -> ServerConfig {
+        var c = ServerConfig()
+        let t = r.root
+        r.checkKeys(t, at: [], allowed: keys)
+
+        if let listen = r.strings(t, [], "listen") {
+            var ok = true
+            for (i, entry) in listen.enumerated() {
+                if case .failure(let problem) = HostPort.parse(entry, ports: 0...65535) {
+                    r.reportAtValue(.invalidValue, ["listen", "[\(i)]"], "listen[\(i)]: \(problem)")
+                    ok = false
+                }
+            }
+            if ok { c.listen = listen }
+        }
+        for (key, keyPath) in [("apps_dir", \ServerConfig.appsDirectory), ("database", \.database), ("host_key", \.hostKey)] {
+            if let s = r.string(t, [], key) {
+                if s.isEmpty { r.reportAtValue(.invalidValue, [key], "\(key) must not be empty") } else { c[keyPath: keyPath] = s }
+            }
+        }
+        if let b = r.bool(t, [], "allow_first_contact") { c.allowFirstContact = b }
+        if let d = r.number(t, [], "handshake_timeout", in: 0...600, lowerOpen: true) { c.handshakeTimeout = d }
+        if let i = r.integer(t, [], "max_connections", in: 1...1_048_576) { c.maxConnections = i }
+        if let i = r.integer(t, [], "max_unauthenticated", in: 1...1_048_576) {
+            if i > c.maxConnections {
+                r.reportAtValue(.outOfRange, ["max_unauthenticated"],
+                                "max_unauthenticated must be at most max_connections (\(c.maxConnections)), got \(i)")
+            } else {
+                c.maxUnauthenticated = i
+            }
+        } else if c.maxUnauthenticated > c.maxConnections {
+            // The default (256) above a small max_connections: follow it down rather than fail.
+            c.maxUnauthenticated = c.maxConnections
+        }
+        if let d = r.number(t, [], "handshake_rate", in: 0...1_000_000, lowerOpen: true) { c.handshakeRate = d }
+        if let i = r.integer(t, [], "handshake_burst", in: 1...1_000_000) { c.handshakeBurst = i }
+        if let i = r.integer(t, [], "authorization_token_lifetime", in: 1...31_536_000) { c.authorizationTokenLifetime = i }
+        if let i = r.integer(t, [], "application_token_lifetime", in: 1...86_400) { c.applicationTokenLifetime = i }
+        if let d = r.number(t, [], "login_delay_base", in: 0...60) { c.loginDelayBase = d }
+        if let d = r.number(t, [], "login_delay_max", in: 0...3600) {
+            if d < c.loginDelayBase {
+                r.reportAtValue(.outOfRange, ["login_delay_max"],
+                                "login_delay_max must be at least login_delay_base (\(TOMLReader.format(c.loginDelayBase))), got \(TOMLReader.format(d))")
+            } else {
+                c.loginDelayMax = d
+            }
+        } else if c.loginDelayMax < c.loginDelayBase {
+            c.loginDelayMax = c.loginDelayBase
+        }
+        if let s = r.string(t, [], "log_level") {
+            if logLevels.contains(s) { c.logLevel = s } else {
+                r.reportAtValue(.invalidValue, ["log_level"], "log_level must be one of \(logLevels.joined(separator: ", ")), got \"\(s)\"")
+            }
+        }
+        return c
+    }
+}
+
+extension ServerConfig {
+    /// The effective configuration as `uspd.toml` text, every key written (for `uspd -T`).
+    /// Loading it gives back an equal `ServerConfig`.
+    public var tomlText: String {
+        func q(_ s: String) -> String {
+            var out = "\""
+            for u in s.unicodeScalars {
+                switch u {
+                case "\"": out += "\\\""
+                case "\\": out += "\\\\"
+                case "\n": out += "\\n"
+                case "\t": out += "\\t"
+                default:
+                    if u.value < 0x20 || u.value == 0x7F { out += String(format: "\\u%04X", u.value) } else { out.unicodeScalars.append(u) }
+                }
+            }
+            return out + "\""
+        }
+        func n(_ d: Double) -> String { d == d.rounded() && abs(d) < 1e15 ? String(format: "%.1f", d) : "\(d)" }
+        return """
+            listen = [\(listen.map(q).joined(separator: ", "))]
+            apps_dir = \(q(appsDirectory))
+            database = \(q(database))
+            host_key = \(q(hostKey))
+            allow_first_contact = \(allowFirstContact)
+            handshake_timeout = \(n(handshakeTimeout))
+            max_connections = \(maxConnections)
+            max_unauthenticated = \(maxUnauthenticated)
+            handshake_rate = \(n(handshakeRate))
+            handshake_burst = \(handshakeBurst)
+            authorization_token_lifetime = \(authorizationTokenLifetime)
+            application_token_lifetime = \(applicationTokenLifetime)
+            login_delay_base = \(n(loginDelayBase))
+            login_delay_max = \(n(loginDelayMax))
+            log_level = \(q(logLevel))
+
+            """
+    }
+}

@@ -1,0 +1,273 @@
+import Foundation
+import TOMLKit
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Reads one TOML file for a loader: the bytes (at most 1 MiB, UTF-8, no NUL), TOMLKit's parse,
+/// the positions of every key (`TOMLPositions`), and typed accessors that record every problem
+/// with its position instead of stopping at the first. The loader throws the earliest problem
+/// in the file (`firstError`), so the message a person sees is the first thing to fix.
+///
+/// TOMLKit 0.6.0 never frees a parsed document (its tables have no deinit and the C side has no
+/// free function), so each load leaks the parsed tree, about the size of the file. Loads happen
+/// at start and when a file changes, so this stays small; a poller must not reload unchanged files.
+final class TOMLReader {
+    let path: String
+    let root: TOMLTable
+    let positions: TOMLPositions
+    private(set) var errors: [ConfigError] = []
+
+    static let maximumFileSize = 1 << 20
+
+    init(path: String, text: String) throws(ConfigError) {
+        self.path = path
+        try Self.checkCharacters(text, path: path)
+        do {
+            root = try TOMLTable(string: text)
+        } catch let e as TOMLParseError {
+            throw ConfigError(.syntax, path: path, line: e.source.begin.line, column: e.source.begin.column,
+                              Self.syntaxMessage(e.description))
+        } catch {
+            throw ConfigError(.syntax, path: path, "\(error)")
+        }
+        positions = TOMLPositions(text)
+    }
+
+    convenience init(path: String) throws(ConfigError) {
+        try self.init(path: path, text: try Self.readText(path))
+    }
+
+    /// The file's text, or `.unreadable` / `.syntax` (invalid UTF-8, with its position).
+    static func readText(_ path: String) throws(ConfigError) -> String {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw ConfigError(.unreadable, path: path, "cannot open: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw ConfigError(.unreadable, path: path, "cannot stat: \(String(cString: strerror(errno)))") }
+        guard st.st_mode & S_IFMT == S_IFREG else { throw ConfigError(.unreadable, path: path, "not a regular file") }
+        guard st.st_size <= maximumFileSize else {
+            throw ConfigError(.unreadable, path: path, "file is \(st.st_size) bytes, larger than the 1 MiB a configuration file may be")
+        }
+        var bytes = [UInt8](repeating: 0, count: Int(st.st_size) + 1)
+        var count = 0
+        while count < bytes.count {
+            let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + count, $0.count - count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ConfigError(.unreadable, path: path, "cannot read: \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { break }
+            count += n
+            if count > maximumFileSize { throw ConfigError(.unreadable, path: path, "file is larger than the 1 MiB a configuration file may be") }
+        }
+        return try decodeUTF8(bytes[..<count], path: path)
+    }
+
+    /// Strict UTF-8, reporting the line and column of the first bad byte.
+    static func decodeUTF8(_ bytes: ArraySlice<UInt8>, path: String) throws(ConfigError) -> String {
+        var scalars = String.UnicodeScalarView()
+        var iterator = bytes.makeIterator()
+        var decoder = UTF8()
+        var line = 1, column = 1
+        loop: while true {
+            switch decoder.decode(&iterator) {
+            case .scalarValue(let s):
+                scalars.append(s)
+                if s == "\n" { line += 1; column = 1 } else { column += 1 }
+            case .emptyInput:
+                break loop
+            case .error:
+                throw ConfigError(.syntax, path: path, line: line, column: column, "invalid UTF-8")
+            }
+        }
+        return String(scalars)
+    }
+
+    /// TOMLKit hands the text to C as a NUL-terminated string, so a NUL would silently end the
+    /// file early; other control characters are refused by TOML itself.
+    static func checkCharacters(_ text: String, path: String) throws(ConfigError) {
+        var line = 1, column = 1
+        for s in text.unicodeScalars {
+            if s == "\u{0}" { throw ConfigError(.syntax, path: path, line: line, column: column, "NUL character") }
+            if s == "\n" { line += 1; column = 1 } else { column += 1 }
+        }
+    }
+
+    /// toml++ messages start with "Error while parsing …"; keep them, minus a trailing period.
+    static func syntaxMessage(_ description: String) -> String {
+        var m = description.trimmingCharacters(in: .whitespacesAndNewlines)
+        if m.hasSuffix(".") { m.removeLast() }
+        return m.replacingOccurrences(of: "\n", with: " ")
+    }
+
+    // MARK: - Problems
+
+    func report(_ code: ConfigError.Code, _ position: TOMLPositions.Position?, _ message: String) {
+        errors.append(ConfigError(code, path: path, line: position?.line, column: position?.column, message))
+    }
+
+    func reportAtKey(_ code: ConfigError.Code, _ keyPath: [String], _ message: String) {
+        report(code, positions.key(keyPath), message)
+    }
+
+    func reportAtValue(_ code: ConfigError.Code, _ keyPath: [String], _ message: String) {
+        report(code, positions.value(keyPath), message)
+    }
+
+    /// The earliest problem in the file (problems without a position come last).
+    var firstError: ConfigError? {
+        errors.enumerated().min { a, b in
+            let ka = (a.element.line ?? Int.max, a.element.column ?? Int.max, a.offset)
+            let kb = (b.element.line ?? Int.max, b.element.column ?? Int.max, b.offset)
+            return ka < kb
+        }?.element
+    }
+
+    var sortedErrors: [ConfigError] {
+        errors.enumerated().sorted { a, b in
+            (a.element.line ?? Int.max, a.element.column ?? Int.max, a.offset) < (b.element.line ?? Int.max, b.element.column ?? Int.max, b.offset)
+        }.map(\.element)
+    }
+
+    // MARK: - Names
+
+    /// `launch.exec`, `expected_request_body."my field"`, `listen[1]`.
+    static func display(_ keyPath: [String]) -> String {
+        var out = ""
+        for segment in keyPath {
+            if segment.hasPrefix("["), segment.hasSuffix("]") {
+                out += segment
+                continue
+            }
+            if !out.isEmpty { out += "." }
+            if !segment.isEmpty, segment.unicodeScalars.allSatisfy(TOMLPositions.Scanner.isBare) {
+                out += segment
+            } else {
+                out += "\"" + segment.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+            }
+        }
+        return out
+    }
+
+    static func typeName(_ type: TOMLType) -> String {
+        switch type {
+        case .table: "a table"
+        case .array: "an array"
+        case .string: "a string"
+        case .int: "an integer"
+        case .double: "a float"
+        case .bool: "a boolean"
+        case .date: "a date"
+        case .time: "a time"
+        case .dateTime: "a date-time"
+        }
+    }
+
+    // MARK: - Typed access
+
+    /// Reports every key of `table` not in `allowed`, with a suggestion for a near miss.
+    func checkKeys(_ table: TOMLTable, at tablePath: [String], allowed: [String]) {
+        for key in table.keys where !allowed.contains(key) {
+            var message = "unknown key \"\(key)\""
+            if !tablePath.isEmpty { message += " in [\(Self.display(tablePath))]" }
+            if let near = allowed.min(by: { editDistance($0, key) < editDistance($1, key) }), editDistance(near, key) <= 2 {
+                message += " (did you mean \"\(near)\"?)"
+            }
+            reportAtKey(.unknownKey, tablePath + [key], message)
+        }
+    }
+
+    func wrongType(_ keyPath: [String], expected: String, got value: TOMLValueConvertible) {
+        reportAtValue(.wrongType, keyPath, "\(Self.display(keyPath)) must be \(expected), not \(Self.typeName(value.type))")
+    }
+
+    func string(_ table: TOMLTable, _ tablePath: [String], _ key: String) -> String? {
+        guard let v = table[key] else { return nil }
+        guard let s = v.string else { wrongType(tablePath + [key], expected: "a string", got: v); return nil }
+        return s
+    }
+
+    func bool(_ table: TOMLTable, _ tablePath: [String], _ key: String) -> Bool? {
+        guard let v = table[key] else { return nil }
+        guard let b = v.bool else { wrongType(tablePath + [key], expected: "true or false", got: v); return nil }
+        return b
+    }
+
+    func integer(_ table: TOMLTable, _ tablePath: [String], _ key: String, in range: ClosedRange<Int>) -> Int? {
+        guard let v = table[key] else { return nil }
+        guard let i = v.int else { wrongType(tablePath + [key], expected: "an integer", got: v); return nil }
+        guard range.contains(i) else {
+            reportAtValue(.outOfRange, tablePath + [key], "\(Self.display(tablePath + [key])) must be \(Self.describe(range)), got \(i)")
+            return nil
+        }
+        return i
+    }
+
+    /// A number: TOML integers and floats both count. `range` bounds are inclusive unless `lowerOpen`.
+    func number(_ table: TOMLTable, _ tablePath: [String], _ key: String, in range: ClosedRange<Double>, lowerOpen: Bool = false) -> Double? {
+        guard let v = table[key] else { return nil }
+        let d: Double
+        if let i = v.int { d = Double(i) } else if let f = v.double { d = f } else {
+            wrongType(tablePath + [key], expected: "a number", got: v)
+            return nil
+        }
+        guard d.isFinite, range.contains(d), !(lowerOpen && d == range.lowerBound) else {
+            let bounds = lowerOpen ? "more than \(Self.format(range.lowerBound)) and at most \(Self.format(range.upperBound))"
+                                   : "\(Self.format(range.lowerBound))…\(Self.format(range.upperBound))"
+            reportAtValue(.outOfRange, tablePath + [key], "\(Self.display(tablePath + [key])) must be \(bounds), got \(Self.format(d))")
+            return nil
+        }
+        return d
+    }
+
+    func table(_ table: TOMLTable, _ tablePath: [String], _ key: String) -> TOMLTable? {
+        guard let v = table[key] else { return nil }
+        guard let t = v.table else { wrongType(tablePath + [key], expected: "a table", got: v); return nil }
+        return t
+    }
+
+    /// An array of strings; wrong elements are reported at their own position.
+    func strings(_ table: TOMLTable, _ tablePath: [String], _ key: String) -> [String]? {
+        guard let v = table[key] else { return nil }
+        guard let a = v.array else { wrongType(tablePath + [key], expected: "an array of strings", got: v); return nil }
+        var out: [String] = []
+        var ok = true
+        for i in 0..<a.count {
+            let element = a[i]
+            if let s = element.string { out.append(s) } else {
+                wrongType(tablePath + [key, "[\(i)]"], expected: "a string", got: element)
+                ok = false
+            }
+        }
+        return ok ? out : nil
+    }
+
+    static func describe(_ range: ClosedRange<Int>) -> String {
+        if range.upperBound == Int.max { return "at least \(range.lowerBound)" }
+        return "\(range.lowerBound)…\(range.upperBound)"
+    }
+
+    static func format(_ d: Double) -> String {
+        d == d.rounded() && abs(d) < 1e15 ? String(Int(d)) : String(d)
+    }
+}
+
+/// Levenshtein distance, for "did you mean" (keys are short).
+func editDistance(_ a: String, _ b: String) -> Int {
+    let a = Array(a.unicodeScalars), b = Array(b.unicodeScalars)
+    if a.isEmpty { return b.count }
+    if b.isEmpty { return a.count }
+    var previous = Array(0...b.count)
+    var current = [Int](repeating: 0, count: b.count + 1)
+    for i in 1...a.count {
+        current[0] = i
+        for j in 1...b.count {
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+        }
+        swap(&previous, &current)
+    }
+    return previous[b.count]
+}

@@ -1,0 +1,383 @@
+import NIOCore
+import USPCore
+
+/// Drives one `ServerSession` over one TCP connection. Thin, in the manner of `NIOSSHHandler`: it
+/// feeds inbound bytes to the session, writes what the session has to send, enforces the
+/// **absolute** handshake deadline from a scheduled task (a client that trickles one byte at a time
+/// is still cut off), reports end of input, and hands stream events to one
+/// `ServerStreamApplication` per stream. Policy, audit, launching and revocation across sessions
+/// belong to the `ServerSessionHooks`.
+///
+/// Before the handshake finishes the server writes nothing on any failure (the core guarantees it):
+/// a stranger sending garbage, or nothing, gets silence and a close at the deadline.
+///
+/// Everything runs on the channel's event loop; applications attached to streams must run there too
+/// (their channels are created on `context.eventLoop`), so no locks are needed.
+public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannelHandler {
+    public typealias InboundIn = ByteBuffer
+    public typealias OutboundOut = ByteBuffer
+
+    public struct Configuration: Sendable {
+        /// From accept to the menu (or application reply): the handshake **and** the initial request
+        /// must be done by then. Absolute, not an idle timer.
+        public var handshakeTimeout: TimeAmount
+        public init(handshakeTimeout: TimeAmount = .seconds(10)) {
+            self.handshakeTimeout = handshakeTimeout
+        }
+    }
+
+    /// Owned copies of the session's events: they are handled after `receive` returns, because an
+    /// application may call back into the session while handling one.
+    private enum Note {
+        case handshake(HandshakeLayout.Pattern, [UInt8]?)
+        case authenticated(Identity, TokenProof.TokenID)
+        case opened(UInt32, ApplicationGrant)
+        case data(UInt32, ByteBuffer)
+        case finished(UInt32)
+        case streamClosed(UInt32, USPError.Code)
+        case writable(UInt32)
+        case invalidated([TokenProof.TokenID])
+        case closed(USPError?)
+    }
+
+    private struct StreamEntry {
+        var application: (any ServerStreamApplication)?
+        let grant: ApplicationGrant
+        let openedAt: Double
+        var bytesIn: Int64 = 0
+        var bytesOut: Int64 = 0
+    }
+
+    private var session: ServerSession
+    private let policy: any ServerSessionDelegate
+    private let hooks: any ServerSessionHooks
+    private let configuration: Configuration
+    private var context: ChannelHandlerContext?
+    private var deadline: Scheduled<Void>?
+    private var notes: [Note] = []
+    private var dispatching = false
+    private var streams: [UInt32: StreamEntry] = [:]
+    private var holding = false
+    private var heldInput: ByteBuffer?
+    private var reportedEstablished = false
+    private var reportedClosed = false
+    private var closingChannel = false
+    private let startedAt = ServerClock.monotonic()
+    private var bytesIn: Int64 = 0
+    private var bytesOut: Int64 = 0
+    private var clientStatic: [UInt8]?
+    private let allocator = ByteBufferAllocator()
+    private var lastWrite: EventLoopFuture<Void>?
+
+    public init(session: ServerSession, policy: any ServerSessionDelegate, hooks: any ServerSessionHooks,
+                configuration: Configuration = Configuration()) {
+        self.session = session
+        self.policy = policy
+        self.hooks = hooks
+        self.configuration = configuration
+    }
+
+    // MARK: - Facts
+
+    public var serverSessionID: String { session.serverSessionID }
+    public var peerAddress: String { session.peerAddress }
+    public var state: ServerSession.State { session.state }
+    public var identity: Identity? { session.identity }
+    public var openStreamCount: Int { streams.count }
+    public var info: ServerSessionInfo {
+        ServerSessionInfo(serverSessionID: session.serverSessionID, peerAddress: session.peerAddress,
+                          clientStatic: clientStatic, identity: session.identity)
+    }
+    public var eventLoop: (any EventLoop)? { context?.eventLoop }
+
+    /// The textual IP address of a socket address, with IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`,
+    /// which a dual-stack listener reports) written as plain IPv4, so a token bound to an address
+    /// matches however the client reached the server.
+    public static func peerAddress(of address: SocketAddress?) -> String {
+        guard var text = address?.ipAddress else { return "unknown" }
+        let mapped = "::ffff:"
+        if text.lowercased().hasPrefix(mapped), text.contains(".") { text.removeFirst(mapped.count) }
+        return text
+    }
+
+    // MARK: - Channel events
+
+    public func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        if context.channel.isActive { start(context) }
+    }
+
+    public func channelActive(context: ChannelHandlerContext) {
+        start(context)
+        context.fireChannelActive()
+    }
+
+    private func start(_ context: ChannelHandlerContext) {
+        guard deadline == nil, !reportedClosed else { return }
+        deadline = context.eventLoop.assumeIsolated().scheduleTask(in: configuration.handshakeTimeout) { [self] in
+            deadlinePassed()
+        }
+    }
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buffer = unwrapInboundIn(data)
+        guard !reportedClosed else { return }
+        if holding {
+            if heldInput == nil { heldInput = buffer } else { heldInput!.writeBuffer(&buffer) }
+            return
+        }
+        feed(buffer)
+    }
+
+    public func channelInactive(context: ChannelHandlerContext) {
+        if session.state != .closed {
+            session.endOfInput { collect($0) }
+        }
+        dispatch()
+        sessionOver(nil)
+        deadline?.cancel()
+        self.context = nil
+        context.fireChannelInactive()
+    }
+
+    public func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A socket error: the connection is unusable. Nothing is sent.
+        if session.state != .closed {
+            session.endOfInput { collect($0) }
+            dispatch()
+        }
+        context.close(promise: nil)
+    }
+
+    // MARK: - Server-side operations (call on the event loop)
+
+    /// Ends every stream opened under these tokens (a revocation from another session).
+    public func revoke(tokenIDs: Set<TokenProof.TokenID>) {
+        guard !reportedClosed else { return }
+        do throws(USPError) {
+            try session.revoke(tokenIDs: tokenIDs) { collect($0) }
+        } catch {
+            session.close(code: error.code) { collect($0) }
+        }
+        afterOperation()
+    }
+
+    /// Closes the session with a CLOSE frame carrying `code` (e.g. `shutting_down` on drain).
+    /// Before the handshake finishes, the connection is closed without a word.
+    public func close(code: USPError.Code) {
+        guard !reportedClosed else { return }
+        session.close(code: code) { collect($0) }
+        afterOperation()
+        if !reportedClosed { sessionOver(USPError(code, "closed by the server")) }
+    }
+
+    // MARK: - Stream operations (through ServerStreamPort)
+
+    func streamWrite(_ stream: UInt32, _ buffer: inout ByteBuffer) -> Int {
+        guard streams[stream] != nil, !reportedClosed else { return 0 }
+        var taken = 0
+        do {
+            taken = try buffer.withUnsafeReadableBytes { bytes throws(USPError) in try session.write(stream: stream, bytes) }
+        } catch {
+            session.close(code: (error as USPError).code) { collect($0) }
+        }
+        buffer.moveReaderIndex(forwardBy: taken)
+        streams[stream]?.bytesOut += Int64(taken)
+        afterOperation()
+        return taken
+    }
+
+    func streamConsumed(_ stream: UInt32, _ count: Int) {
+        guard !reportedClosed, count > 0 else { return }
+        do throws(USPError) {
+            try session.consumed(stream: stream, count: count)
+        } catch {
+            session.close(code: error.code) { collect($0) }
+        }
+        afterOperation()
+    }
+
+    func streamFinish(_ stream: UInt32) {
+        guard !reportedClosed else { return }
+        do throws(USPError) {
+            try session.finish(stream: stream) { collect($0) }
+        } catch {
+            session.close(code: error.code) { collect($0) }
+        }
+        afterOperation()
+    }
+
+    func streamReset(_ stream: UInt32, code: USPError.Code) {
+        guard !reportedClosed else { return }
+        do throws(USPError) {
+            try session.reset(stream: stream, code: code) { collect($0) }
+        } catch {
+            session.close(code: error.code) { collect($0) }
+        }
+        afterOperation()
+    }
+
+    // MARK: - Internals
+
+    private func feed(_ buffer: ByteBuffer) {
+        bytesIn += Int64(buffer.readableBytes)
+        buffer.withUnsafeReadableBytes { bytes in
+            session.receive(bytes, now: ServerClock.now(), delegate: policy) { collect($0) }
+        }
+        dispatch()
+        noteEstablished()
+        if !reportedClosed, let delay = hooks.replyDelay(self), delay > .zero {
+            hold(for: delay)
+        }
+        flush()
+    }
+
+    private func afterOperation() {
+        dispatch()
+        flush()
+    }
+
+    private func noteEstablished() {
+        guard !reportedEstablished, session.state == .established else { return }
+        reportedEstablished = true
+        deadline?.cancel()
+        deadline = nil
+        hooks.sessionEstablished(self)
+    }
+
+    /// Holds this session's replies and further input for `delay` (a failed login is answered late).
+    private func hold(for delay: TimeAmount) {
+        guard let context, !holding else { return }
+        holding = true
+        context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
+        context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in
+            guard holding else { return }
+            holding = false
+            self.context?.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+            flush()
+            if let held = heldInput, !reportedClosed {
+                heldInput = nil
+                feed(held)
+            }
+        }
+    }
+
+    private func deadlinePassed() {
+        deadline = nil
+        switch session.state {
+        case .awaitingMessage1, .awaitingMessage3:
+            session.handshakeDeadlinePassed { collect($0) }
+        case .awaitingInitialRequest:
+            session.close(code: .handshakeTimeout) { collect($0) }
+        case .established, .closed:
+            return
+        }
+        afterOperation()
+    }
+
+    private func collect(_ event: ServerEvent) {
+        switch event {
+        case .handshakeCompleted(let pattern, let clientStatic, _): notes.append(.handshake(pattern, clientStatic))
+        case .authenticated(let who, let tokenID): notes.append(.authenticated(who, tokenID))
+        case .streamOpened(let stream, let grant): notes.append(.opened(stream, grant))
+        case .streamData(let stream, let data): notes.append(.data(stream, allocator.buffer(bytes: data)))
+        case .streamFinished(let stream): notes.append(.finished(stream))
+        case .streamClosed(let stream, let code): notes.append(.streamClosed(stream, code))
+        case .streamWritable(let stream): notes.append(.writable(stream))
+        case .tokensInvalidated(let ids): notes.append(.invalidated(ids))
+        case .closed(let error): notes.append(.closed(error))
+        }
+    }
+
+    /// Handles collected events in order. Re-entrant calls (an application writing while it handles
+    /// data) only append; the outermost loop picks their events up.
+    private func dispatch() {
+        guard !dispatching else { return }
+        dispatching = true
+        defer { dispatching = false }
+        var index = 0
+        while index < notes.count {
+            let note = notes[index]
+            index += 1
+            handle(note)
+        }
+        notes.removeAll(keepingCapacity: true)
+    }
+
+    private func handle(_ note: Note) {
+        switch note {
+        case .handshake(let pattern, let key):
+            clientStatic = key
+            hooks.handshakeCompleted(self, pattern: pattern, clientStatic: key)
+        case .authenticated(let who, let tokenID):
+            hooks.authenticated(self, identity: who, tokenID: tokenID)
+        case .opened(let stream, let grant):
+            streams[stream] = StreamEntry(application: nil, grant: grant, openedAt: ServerClock.monotonic())
+            guard let loop = context?.eventLoop else { streamReset(stream, code: .streamRefused); return }
+            let port = ServerStreamPort(stream: stream, eventLoop: loop, handler: self)
+            if let application = hooks.openApplication(port, grant: grant, session: info) {
+                if streams[stream] != nil { streams[stream]!.application = application } else { application.closed(code: .streamRefused) }
+            } else {
+                streamReset(stream, code: .streamRefused)
+            }
+        case .data(let stream, let buffer):
+            if let application = streams[stream]?.application {
+                streams[stream]!.bytesIn += Int64(buffer.readableBytes)
+                application.received(buffer)
+            } else {
+                // No application (refused or gone): drop the bytes but keep the credit flowing.
+                streamConsumed(stream, buffer.readableBytes)
+            }
+        case .finished(let stream):
+            streams[stream]?.application?.clientFinished()
+        case .writable(let stream):
+            streams[stream]?.application?.writable()
+        case .streamClosed(let stream, let code):
+            guard let entry = streams.removeValue(forKey: stream) else { return }
+            entry.application?.closed(code: code)
+            hooks.streamClosed(self, stream: stream, grant: entry.grant, code: code, bytesIn: entry.bytesIn,
+                               bytesOut: entry.bytesOut, seconds: ServerClock.monotonic() - entry.openedAt)
+        case .invalidated(let ids):
+            hooks.tokensInvalidated(self, ids)
+        case .closed(let error):
+            sessionOver(error)
+        }
+    }
+
+    /// The session ended: stop every application, send what is pending (a CLOSE frame), close.
+    private func sessionOver(_ error: USPError?) {
+        guard !reportedClosed else { return }
+        reportedClosed = true
+        deadline?.cancel()
+        deadline = nil
+        holding = false
+        let code = error?.code ?? .ok
+        let remaining = streams
+        streams = [:]
+        for (stream, entry) in remaining.sorted(by: { $0.key < $1.key }) {
+            entry.application?.closed(code: code)
+            hooks.streamClosed(self, stream: stream, grant: entry.grant, code: code, bytesIn: entry.bytesIn,
+                               bytesOut: entry.bytesOut, seconds: ServerClock.monotonic() - entry.openedAt)
+        }
+        flush()
+        closeChannel()
+        hooks.sessionClosed(self, error: error, bytesIn: bytesIn, bytesOut: bytesOut, seconds: ServerClock.monotonic() - startedAt)
+    }
+
+    private func flush() {
+        guard let context, !holding || reportedClosed, session.outboundByteCount > 0 else { return }
+        var buffer = context.channel.allocator.buffer(capacity: session.outboundByteCount)
+        _ = session.drainOutbound { buffer.writeBytes($0) }
+        bytesOut += Int64(buffer.readableBytes)
+        lastWrite = context.writeAndFlush(wrapOutboundOut(buffer))
+    }
+
+    private func closeChannel() {
+        guard let context, !closingChannel else { return }
+        closingChannel = true
+        // Close once the last write is done, so a CLOSE frame still goes out first.
+        guard let lastWrite else { context.close(promise: nil); return }
+        let channel = context.channel
+        lastWrite.whenComplete { _ in channel.close(promise: nil) }
+    }
+}

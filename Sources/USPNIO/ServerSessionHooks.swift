@@ -1,0 +1,51 @@
+import NIOCore
+import USPCore
+
+/// What the server around a `ServerSessionHandler` decides and records: which application runs
+/// on a new stream, what the audit trail says, cross-session revocation, login slow-down.
+/// Every method is called on the session channel's event loop.
+public protocol ServerSessionHooks: AnyObject {
+    /// The Noise handshake finished (the client's static key is known in IK and XX).
+    func handshakeCompleted(_ handler: ServerSessionHandler, pattern: HandshakeLayout.Pattern, clientStatic: [UInt8]?)
+    /// The session left its start-up phase: the menu or the application_session reply was sent.
+    func sessionEstablished(_ handler: ServerSessionHandler)
+    /// The client logged in (index 0) or presented a valid authorization token.
+    func authenticated(_ handler: ServerSessionHandler, identity: Identity, tokenID: TokenProof.TokenID)
+    /// A stream was opened with a valid application token: start the application. Return nil to
+    /// refuse it (the stream is reset with `stream_refused`).
+    func openApplication(_ port: ServerStreamPort, grant: ApplicationGrant, session: ServerSessionInfo) -> (any ServerStreamApplication)?
+    /// A stream ended; `bytesIn` came from the client, `bytesOut` went to it.
+    func streamClosed(_ handler: ServerSessionHandler, stream: UInt32, grant: ApplicationGrant, code: USPError.Code,
+                      bytesIn: Int64, bytesOut: Int64, seconds: Double)
+    /// Tokens were invalidated through index 0 of this session: end their streams everywhere else.
+    func tokensInvalidated(_ handler: ServerSessionHandler, _ ids: [TokenProof.TokenID])
+    /// Asked after every batch of input: hold this session's reply (and its further input) this long,
+    /// e.g. after a failed login. nil: answer now.
+    func replyDelay(_ handler: ServerSessionHandler) -> TimeAmount?
+    /// The session is over (nil: a clean CLOSE). Called once, after which the handler calls nothing more.
+    func sessionClosed(_ handler: ServerSessionHandler, error: USPError?, bytesIn: Int64, bytesOut: Int64, seconds: Double)
+}
+
+/// The real clock, for the I/O shell: USPCore reads none, every call into a session gets `now`.
+public enum ServerClock {
+    public static func now() -> Timestamp {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Timestamp(seconds: UInt64(ts.tv_sec), nanoseconds: UInt32(ts.tv_nsec))
+    }
+
+    /// Seconds on a monotonic clock, for durations.
+    public static func monotonic() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif

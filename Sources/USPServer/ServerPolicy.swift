@@ -1,0 +1,372 @@
+import Foundation
+import Logging
+import Synchronization
+import USPConfig
+import USPCore
+import USPNIO
+import USPStore
+
+/// The daemon's `ServerSessionDelegate`: menus from the application catalog, logins against the
+/// user store, channel-bound tokens kept as (ID, Ed25519 public key) in the store, the audit trail,
+/// the login throttle and the early-data replay guard.
+///
+/// Authentication methods at menu index 0, before login:
+/// - `password`: `user`, `password`; the stored hash is checked by `verifyPassword` (scrypt,
+///   `PasswordHash.verify` in the daemon).
+/// - `publickey`: `public_key` (base64url Ed25519) and `signature` (base64url) over
+///   `"USP auth v1\0" ‖ h` (`AuthenticationProof`); `user` is optional, the key finds the identity.
+/// - `noise_static`: no fields (`user` optional); the handshake already proved the client's static
+///   X25519 key, which must be registered to an identity. Offered only when the client has one.
+///
+/// Token rules: authorization tokens last `authorizationTokenLifetime`; application tokens last the
+/// application's `token_lifetime` and are bound to the client's IP address, the application and the
+/// authorization token they were issued under (whose revocation or expiry ends them too). Every
+/// security decision is audited first, and fails if the audit row cannot be written.
+public final class ServerPolicy: ServerSessionDelegate, Sendable {
+    public struct Settings: Sendable {
+        public var authorizationTokenLifetime: Double = 86400
+        /// Caps every application's own `token_lifetime`.
+        public var maxApplicationTokenLifetime: Double = 3600
+        public init() {}
+        public init(config: ServerConfig) {
+            authorizationTokenLifetime = Double(config.authorizationTokenLifetime)
+        }
+    }
+
+    public let store: any USPStore
+    public let catalog: ApplicationCatalog
+    public let audit: AuditLog
+    public let throttle: LoginThrottle
+    public let settings: Settings
+    private let verifyPassword: @Sendable (_ password: String, _ hash: String) -> Bool
+    /// Called with the password when the user is unknown, to spend the time of one real check
+    /// (`PasswordHash.verifyAgainstDummy`), so the answer time does not reveal which names exist.
+    private let onUnknownUser: (@Sendable (String) -> Void)?
+    private let issueToken: @Sendable () -> TokenProof.Issued
+    private let replay = Mutex(ReplayGuard(window: 120))
+    private let replyDelays = Mutex<[String: Double]>([:])
+    private let monotonic: @Sendable () -> Double
+    let logger: Logger
+
+    public init(store: any USPStore, catalog: ApplicationCatalog, audit: AuditLog, throttle: LoginThrottle = LoginThrottle(),
+                settings: Settings = Settings(), verifyPassword: @escaping @Sendable (String, String) -> Bool,
+                onUnknownUser: (@Sendable (String) -> Void)? = nil, random: some RandomSource = SystemRandomSource(),
+                monotonic: @escaping @Sendable () -> Double = { ServerClock.monotonic() },
+                logger: Logger = Logger(label: "uspd.policy")) {
+        self.store = store
+        self.catalog = catalog
+        self.audit = audit
+        self.throttle = throttle
+        self.settings = settings
+        self.verifyPassword = verifyPassword
+        self.onUnknownUser = onUnknownUser
+        self.issueToken = { TokenProof.issue(random: random) }
+        self.monotonic = monotonic
+        self.logger = logger
+    }
+
+    // MARK: - Menu
+
+    public static let passwordMethod = AuthenticationMethod(method: "password", expectedRequestBody: ["user": "string", "password": "string"],
+                                                            extra: ["kdf": "scrypt"])
+    public static let publicKeyMethod = AuthenticationMethod(
+        method: "publickey", expectedRequestBody: ["public_key": "string", "signature": "string", "user": "string?"],
+        extra: ["key_type": "ed25519", "signed": "USP auth v1\\0 || handshake hash"])
+    public static let noiseStaticMethod = AuthenticationMethod(method: "noise_static", expectedRequestBody: ["user": "string?"],
+                                                               extra: ["key_type": "x25519"])
+
+    func methods(for context: SessionContext) -> [AuthenticationMethod] {
+        var methods = [Self.passwordMethod, Self.publicKeyMethod]
+        if context.clientStatic != nil { methods.append(Self.noiseStaticMethod) }
+        return methods
+    }
+
+    public func menu(for identity: Identity?, context: SessionContext) -> ApplicationMenu {
+        var applications: [ServiceIndex: ApplicationOffer] = [:]
+        for entry in catalog.snapshot().entries where entry.definition.isVisible(to: identity?.name, groups: identity?.groups ?? []) {
+            let d = entry.definition
+            applications[ServiceIndex(entry.index)] = ApplicationOffer(name: d.name, description: d.description.isEmpty ? nil : d.description,
+                                                                        expectedRequestBody: d.expectedRequestBody)
+        }
+        let authentication: AuthenticationOffer = identity == nil
+            ? .methods(methods(for: context))
+            : .tokenInvalidation(TokenInvalidationOffer())
+        return ApplicationMenu(serverSessionID: context.serverSessionID, authentication: authentication, applications: applications)
+    }
+
+    // MARK: - Login
+
+    public func authenticate(fields: [String: JSONValue], context: SessionContext) -> Result<AuthorizationGrant, USPError> {
+        guard case .string(let method)? = fields["auth_method"] else {
+            return .failure(USPError(.invalidRequestBody, "auth_method missing"))
+        }
+        guard let offered = methods(for: context).first(where: { $0.method == method }) else {
+            return .failure(USPError(.unknownMethod, "auth_method \(method) is not offered"))
+        }
+        var body = fields
+        body["auth_method"] = nil
+        if let problem = RequestBodyValidator.validate(body, against: offered.expectedRequestBody) {
+            return .failure(problem)
+        }
+        let claimed = body["user"]?.stringValue
+        let now = monotonic()
+        let wait = throttle.wait(source: context.peerAddress, identity: claimed, now: now)
+        if wait > 0 {
+            audit.note(event(.authentication, context, identity: claimed, method: method, result: USPError.Code.rateLimited.name,
+                             detail: String(format: "%.2fs penalty left", wait)))
+            return .failure(USPError(.rateLimited, "login attempts from \(context.peerAddress) or for \(claimed ?? "-") are slowed down"))
+        }
+        let outcome: Result<UserRecord, USPError>
+        do {
+            switch method {
+            case "password": outcome = try checkPassword(body)
+            case "publickey": outcome = try checkPublicKey(body, context: context)
+            default: outcome = try checkNoiseStatic(body, context: context)
+            }
+        } catch {
+            logger.error("store failure during login: \(error)")
+            return .failure(USPError(.internalError, "store: \(error)"))
+        }
+        switch outcome {
+        case .failure(let error):
+            let who = claimed
+            let delay = throttle.failed(source: context.peerAddress, identity: who, now: now)
+            replyDelays.withLock { $0[context.serverSessionID] = delay }
+            do {
+                try audit.record(event(.authentication, context, identity: who, method: method, result: error.code.name, detail: error.detail))
+            } catch {
+                return .failure(USPError(.internalError, "audit unavailable"))
+            }
+            return .failure(USPError(.authenticationFailed, error.detail))
+        case .success(let user):
+            do {
+                try audit.record(event(.authentication, context, identity: user.name, method: method, result: "ok"))
+                let issued = issueToken()
+                let issuedAt = date(context.now)
+                let record = TokenRecord(id: issued.id.description, kind: .authorization, publicKey: Base64URL.encode(issued.publicKey),
+                                         identity: user.name, issuedAt: issuedAt,
+                                         expiresAt: issuedAt.addingTimeInterval(settings.authorizationTokenLifetime))
+                // The token and its audit row are written in one transaction: neither or both.
+                try store.insertToken(record, audit: event(.tokenIssued, context, identity: user.name, method: method, result: "ok",
+                                                           tokenID: record.id, detail: "authorization"))
+                throttle.succeeded(source: context.peerAddress, identity: user.name)
+                return .success(AuthorizationGrant(identity: Identity(name: user.name, groups: user.groups), token: issued.secret, tokenID: issued.id))
+            } catch {
+                logger.error("login of \(user.name) refused: the audit or token store failed: \(error)")
+                return .failure(USPError(.internalError, "audit or token store unavailable"))
+            }
+        }
+    }
+
+    private func checkPassword(_ body: [String: JSONValue]) throws -> Result<UserRecord, USPError> {
+        let name = body["user"]?.stringValue ?? ""
+        let password = body["password"]?.stringValue ?? ""
+        guard let user = try store.user(named: name), let hash = user.passwordHash else {
+            onUnknownUser?(password)
+            return .failure(USPError(.authenticationFailed, "no user \(name) with a password"))
+        }
+        guard verifyPassword(password, hash) else { return .failure(USPError(.authenticationFailed, "wrong password for \(name)")) }
+        return .success(user)
+    }
+
+    private func checkPublicKey(_ body: [String: JSONValue], context: SessionContext) throws -> Result<UserRecord, USPError> {
+        guard let key = body["public_key"]?.stringValue.flatMap(Self.decodeKey), key.count == 32,
+              let signature = body["signature"]?.stringValue.flatMap(Self.decodeKey), signature.count == 64 else {
+            return .failure(USPError(.authenticationFailed, "public_key or signature is not base64url of 32 / 64 bytes"))
+        }
+        guard AuthenticationProof.verify(signature: signature, publicKey: key, handshakeHash: context.channelBinding) else {
+            return .failure(USPError(.authenticationFailed, "signature does not verify over this connection's handshake hash"))
+        }
+        guard let user = try findUser(key: key, named: body["user"]?.stringValue) else {
+            return .failure(USPError(.authenticationFailed, "Ed25519 key \(Fingerprint.of(key)) is not registered"))
+        }
+        return .success(user)
+    }
+
+    private func checkNoiseStatic(_ body: [String: JSONValue], context: SessionContext) throws -> Result<UserRecord, USPError> {
+        guard let key = context.clientStatic else {
+            return .failure(USPError(.authenticationFailed, "no client static key (NK)"))
+        }
+        guard let user = try findUser(key: key, named: body["user"]?.stringValue) else {
+            return .failure(USPError(.authenticationFailed, "Noise static key \(Fingerprint.of(key)) is not registered"))
+        }
+        return .success(user)
+    }
+
+    /// The user `named` (or, without a name, whoever) who registered `key`. Keys are stored as
+    /// unpadded base64url (`uspd user add` normalises them).
+    private func findUser(key: [UInt8], named name: String?) throws -> UserRecord? {
+        guard let name else { return try store.user(publicKey: Base64URL.encode(key)) }
+        return try store.user(named: name).flatMap { user in
+            user.publicKeys.contains { Self.decodeKey($0).map { ConstantTime.equal($0, key) } ?? false } ? user : nil
+        }
+    }
+
+    /// Raw key bytes from base64url or standard base64 (padded or not), with an optional
+    /// `x25519:` / `ed25519:` type prefix.
+    public static func decodeKey(_ text: String) -> [UInt8]? {
+        var t = Substring(text.trimmingCharacters(in: .whitespaces))
+        for prefix in ["x25519:", "ed25519:"] where t.hasPrefix(prefix) { t = t.dropFirst(prefix.count) }
+        let normalized = t.replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .trimmingCharacters(in: CharacterSet(charactersIn: "="))
+        return Base64URL.decode(normalized)
+    }
+
+    /// How long to hold the reply to the request just handled on this session (a failed login).
+    public func takeReplyDelay(serverSessionID: String) -> Double? {
+        replyDelays.withLock { $0.removeValue(forKey: serverSessionID) }
+    }
+
+    // MARK: - Tokens
+
+    public func validateAuthorizationToken(_ presentation: TokenProof.Presentation, context: SessionContext)
+        -> Result<(Identity, TokenProof.TokenID), USPError> {
+        let id = presentation.id.description
+        do {
+            guard let token = try store.token(id: id), token.kind == .authorization, let name = token.identity,
+                  let key = Base64URL.decode(token.publicKey),
+                  presentation.verify(publicKey: key, handshakeHash: context.channelBinding) else {
+                return refuse(.authorizationInvalid, id, context, "unknown authorization token or proof not bound to this channel")
+            }
+            if token.revokedAt != nil { return refuse(.tokenRevoked, id, context, "revoked", identity: name) }
+            if token.expiresAt <= date(context.now) { return refuse(.tokenExpired, id, context, "expired", identity: name) }
+            guard let user = try store.user(named: name) else {
+                return refuse(.authorizationInvalid, id, context, "user \(name) no longer exists", identity: name)
+            }
+            try audit.record(event(.tokenUsed, context, identity: name, method: "authorization_token", result: "ok", tokenID: id))
+            return .success((Identity(name: user.name, groups: user.groups), presentation.id))
+        } catch {
+            logger.error("authorization token check failed: \(error)")
+            return .failure(USPError(.internalError, "store unavailable"))
+        }
+    }
+
+    public func issueApplicationToken(index: ServiceIndex, entry: ApplicationOffer, request: [String: JSONValue],
+                                      authorizationTokenID: TokenProof.TokenID?, context: SessionContext) -> Result<String, USPError> {
+        guard let definition = catalog.application(named: entry.name) else {
+            return .failure(USPError(.unknownIndex, "application \(entry.name) is no longer offered"))
+        }
+        guard definition.isVisible(to: context.identity?.name, groups: context.identity?.groups ?? []) else {
+            return .failure(USPError(context.identity == nil ? .authorizationMissing : .unknownIndex, "\(entry.name) is not for this caller"))
+        }
+        do {
+            // A session whose authorization token was invalidated (elsewhere) gets nothing more under it.
+            if let parent = authorizationTokenID {
+                guard let p = try store.token(id: parent.description), p.revokedAt == nil else {
+                    return .failure(USPError(.tokenRevoked, "authorization token \(parent) is revoked"))
+                }
+                if p.expiresAt <= date(context.now) { return .failure(USPError(.tokenExpired, "authorization token \(parent) expired")) }
+            }
+            let issued = issueToken()
+            let issuedAt = date(context.now)
+            let lifetime = min(Double(max(definition.limits.tokenLifetime, 1)), settings.maxApplicationTokenLifetime)
+            let json = String(decoding: try JSONValue.object(request).encoded(), as: UTF8.self)
+            let record = TokenRecord(id: issued.id.description, kind: .application, publicKey: Base64URL.encode(issued.publicKey),
+                                     identity: context.identity?.name, application: definition.name, peerAddress: context.peerAddress,
+                                     requestJSON: json, authorizationTokenID: authorizationTokenID?.description,
+                                     issuedAt: issuedAt, expiresAt: issuedAt.addingTimeInterval(lifetime))
+            try store.insertToken(record, audit: event(.tokenIssued, context, identity: record.identity, result: "ok", tokenID: record.id,
+                                                       authorizationTokenID: record.authorizationTokenID, application: definition.name))
+            return .success(issued.secret)
+        } catch {
+            logger.error("application token for \(entry.name) refused: \(error)")
+            return .failure(USPError(.internalError, "token store unavailable"))
+        }
+    }
+
+    public func validateApplicationToken(_ presentation: TokenProof.Presentation, context: SessionContext) -> Result<ApplicationGrant, USPError> {
+        let id = presentation.id.description
+        do {
+            guard let token = try store.token(id: id), token.kind == .application, let application = token.application,
+                  let key = Base64URL.decode(token.publicKey),
+                  presentation.verify(publicKey: key, handshakeHash: context.channelBinding) else {
+                return refuse(.tokenInvalid, id, context, "unknown application token or proof not bound to this channel")
+            }
+            let now = date(context.now)
+            if token.revokedAt != nil { return refuse(.tokenRevoked, id, context, "revoked", identity: token.identity) }
+            var parentID: TokenProof.TokenID?
+            if let parent = token.authorizationTokenID {
+                parentID = TokenProof.TokenID(text: parent)
+                guard let p = try store.token(id: parent), p.revokedAt == nil else {
+                    return refuse(.tokenRevoked, id, context, "its authorization token \(parent) is revoked", identity: token.identity)
+                }
+                if p.expiresAt <= now { return refuse(.tokenExpired, id, context, "its authorization token expired", identity: token.identity) }
+            }
+            if token.expiresAt <= now { return refuse(.tokenExpired, id, context, "expired", identity: token.identity) }
+            guard token.peerAddress == context.peerAddress else {
+                return refuse(.tokenWrongAddress, id, context, "issued to \(token.peerAddress ?? "?"), presented from \(context.peerAddress)",
+                              identity: token.identity)
+            }
+            guard let definition = catalog.application(named: application) else {
+                return refuse(.tokenInvalid, id, context, "application \(application) is no longer offered", identity: token.identity)
+            }
+            let groups = try token.identity.flatMap { try store.user(named: $0)?.groups } ?? []
+            guard definition.isVisible(to: token.identity, groups: groups) else {
+                return refuse(.tokenInvalid, id, context, "\(application) is no longer visible to \(token.identity ?? "strangers")",
+                              identity: token.identity)
+            }
+            try audit.record(event(.tokenUsed, context, identity: token.identity, result: "ok", tokenID: id,
+                                   authorizationTokenID: token.authorizationTokenID, application: application))
+            return .success(ApplicationGrant(application: application, tokenID: presentation.id, authorizationTokenID: parentID,
+                                             identity: token.identity.map { Identity(name: $0, groups: groups) }))
+        } catch {
+            logger.error("application token check failed: \(error)")
+            return .failure(USPError(.internalError, "store unavailable"))
+        }
+    }
+
+    public func invalidateTokens(_ tokens: [String], context: SessionContext) -> Result<[TokenProof.TokenID], USPError> {
+        guard let identity = context.identity else { return .failure(USPError(.authorizationMissing, "log in to invalidate tokens")) }
+        var ids: [String] = []
+        do {
+            for text in tokens {
+                guard let id = (try? TokenProof.tokenID(secret: text)) ?? TokenProof.TokenID(text: text) else {
+                    return .failure(USPError(.tokenInvalid, "not a token secret or ID"))
+                }
+                guard let record = try store.token(id: id.description), record.identity == identity.name else {
+                    return .failure(USPError(.tokenInvalid, "unknown token \(id), or not \(identity.name)'s"))
+                }
+                ids.append(id.description)
+            }
+            let revoked = try store.revokeTokens(ids: ids, at: date(context.now))
+            let all = Array(Set(ids).union(revoked)).sorted()
+            for id in all {
+                audit.note(event(.tokenInvalidated, context, identity: identity.name, result: "ok", tokenID: id,
+                                 detail: revoked.contains(id) ? nil : "already revoked"))
+            }
+            return .success(all.compactMap { TokenProof.TokenID(text: $0) })
+        } catch {
+            logger.error("token invalidation failed: \(error)")
+            return .failure(USPError(.internalError, "token store unavailable"))
+        }
+    }
+
+    public func performAction(_ action: String, grant: ApplicationGrant, parameters: [String: JSONValue]?,
+                              context: SessionContext) -> Result<JSONValue, USPError> {
+        .failure(USPError(.unknownAction, "\(grant.application) defines no action \(action)"))
+    }
+
+    public func admitEarlyData(clientEphemeral: [UInt8], timestamp: Timestamp, now: Timestamp) -> Bool {
+        replay.withLock { $0.check(ephemeral: clientEphemeral, timestamp: timestamp, now: now) == .accept }
+    }
+
+    // MARK: - Helpers
+
+
+    private func refuse<T>(_ code: USPError.Code, _ tokenID: String, _ context: SessionContext, _ detail: String,
+                           identity: String? = nil) -> Result<T, USPError> {
+        audit.note(event(.tokenRefused, context, identity: identity, result: code.name, tokenID: tokenID, detail: detail))
+        return .failure(USPError(code, detail))
+    }
+
+    func date(_ t: Timestamp) -> Date {
+        Date(timeIntervalSince1970: Double(t.seconds) + Double(t.nanoseconds) / 1e9)
+    }
+
+    func event(_ kind: AuditEvent.Kind, _ context: SessionContext, identity: String? = nil, method: String? = nil, result: String? = nil,
+               tokenID: String? = nil, authorizationTokenID: String? = nil, application: String? = nil, detail: String? = nil) -> AuditEvent {
+        AuditEvent(time: date(context.now), kind: kind, session: context.serverSessionID, peerAddress: context.peerAddress,
+                   clientKey: context.clientStatic.map(Fingerprint.of), identity: identity ?? context.identity?.name, method: method,
+                   result: result, tokenID: tokenID, authorizationTokenID: authorizationTokenID, application: application, detail: detail)
+    }
+}

@@ -1,0 +1,337 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import Synchronization
+import USPConfig
+import USPCore
+import USPNIO
+import USPStore
+
+/// Everything the connections of one daemon share.
+public final class ServerRuntime: Sendable {
+    public struct Options: Sendable {
+        /// `host:port` or `[v6]:port`; port 0 picks a free one (see `USPDaemon.boundAddresses`).
+        public var listen: [String] = ["127.0.0.1:7300"]
+        /// Entries of `listen` whose bind may fail with only a warning (e.g. `[::1]` on a host without IPv6).
+        public var optionalListen: Set<String> = []
+        /// Listening sockets handed over by systemd socket activation (`LISTEN_FDS`, from fd 3);
+        /// when present they are used instead of `listen`.
+        public var inheritedSockets: [CInt] = []
+        public var allowFirstContact = true
+        public var handshakeTimeout: Double = 10
+        public var maxConnections = 4096
+        public var maxUnauthenticated = 256
+        public var handshakeRate: Double = 20
+        public var handshakeBurst = 5
+        public var session = SessionConfiguration()
+        /// How often apps.d is polled for changes (SIGHUP reloads at once).
+        public var reloadInterval: Double = 2
+        /// How long a drain waits for sessions to go after CLOSE shutting_down.
+        public var drainTimeout: Double = 10
+        public init() {}
+
+        public init(config: ServerConfig) {
+            listen = config.listen
+            allowFirstContact = config.allowFirstContact
+            handshakeTimeout = config.handshakeTimeout
+            maxConnections = config.maxConnections
+            maxUnauthenticated = config.maxUnauthenticated
+            handshakeRate = config.handshakeRate
+            handshakeBurst = config.handshakeBurst
+        }
+    }
+
+    public let options: Options
+    public let staticKey: KeyPair
+    public let policy: ServerPolicy
+    public let registry = SessionRegistry()
+    public let limiter: ConnectionLimiter
+    public let rateLimiter: HandshakeRateLimiter
+    public let launcher: Launcher
+    public var audit: AuditLog { policy.audit }
+    public let logger: Logger
+
+    public init(options: Options, staticKey: KeyPair, policy: ServerPolicy, launcher: Launcher? = nil,
+                logger: Logger = Logger(label: "uspd")) {
+        self.options = options
+        self.staticKey = staticKey
+        self.policy = policy
+        self.limiter = ConnectionLimiter(maxConnections: options.maxConnections, maxStarting: options.maxUnauthenticated)
+        self.rateLimiter = HandshakeRateLimiter(rate: options.handshakeRate, burst: options.handshakeBurst)
+        self.launcher = launcher ?? Launcher(logger: logger)
+        self.logger = logger
+    }
+
+    /// Sets up an accepted connection, or closes it at once (no byte sent) when a limit refuses it.
+    func initialize(_ channel: any Channel) -> EventLoopFuture<Void> {
+        let peer = ServerSessionHandler.peerAddress(of: channel.remoteAddress)
+        guard rateLimiter.admit(peer, now: ServerClock.monotonic()) else {
+            logger.debug("\(peer): handshake rate limit, connection dropped")
+            return channel.close()
+        }
+        switch limiter.connectionAccepted() {
+        case .admit: break
+        case .tooManyConnections:
+            logger.notice("\(peer): max_connections (\(options.maxConnections)) reached, connection dropped")
+            return channel.close()
+        case .tooManyStarting:
+            logger.notice("\(peer): too many unauthenticated connections (max_unauthenticated \(options.maxUnauthenticated)), connection dropped")
+            return channel.close()
+        }
+        let session = ServerSession(staticKey: staticKey, peerAddress: peer, configuration: options.session,
+                                    allowFirstContact: options.allowFirstContact)
+        let hooks = ConnectionHooks(server: self)
+        let handler = ServerSessionHandler(session: session, policy: policy, hooks: hooks,
+                                           configuration: .init(handshakeTimeout: .nanoseconds(Int64(options.handshakeTimeout * 1e9))))
+        return channel.eventLoop.makeCompletedFuture {
+            try channel.pipeline.syncOperations.addHandler(handler)
+            registry.register(handler, on: channel.eventLoop)
+        }
+    }
+}
+
+/// The daemon as a swift-service-lifecycle `Service`: binds a listener for every `listen` entry
+/// (IPv4 and IPv6), serves until a graceful shutdown (SIGTERM/SIGINT through the ServiceGroup),
+/// then drains: stops accepting, sends CLOSE `shutting_down` to every session and waits for them
+/// (at most `drainTimeout`). Applications are reloaded on SIGHUP (`reloadApplications()`) and
+/// apps.d is polled every `reloadInterval` seconds; a broken apps.d keeps the last good catalog.
+public final class USPDaemon: Service, Sendable {
+    public let runtime: ServerRuntime
+    public let group: any EventLoopGroup
+    private let loadApplications: @Sendable () throws -> [ApplicationDefinition]
+    private let channels = Mutex<[any Channel]>([])
+    private let ready = Mutex<[CheckedContinuation<[SocketAddress], any Error>]>([])
+    private let bound = Mutex<[SocketAddress]?>(nil)
+    private let lastReloadError = Mutex<String?>(nil)
+    private let onReady: @Sendable ([SocketAddress]) -> Void
+    private let onHangup: @Sendable () -> Void
+
+    /// `loadApplications` reads apps.d (called at start, on SIGHUP and every `reloadInterval`);
+    /// `onHangup` runs on SIGHUP before it (e.g. to make a caching loader read everything again).
+    public init(runtime: ServerRuntime, group: any EventLoopGroup,
+                loadApplications: @escaping @Sendable () throws -> [ApplicationDefinition],
+                onHangup: @escaping @Sendable () -> Void = {},
+                onReady: @escaping @Sendable ([SocketAddress]) -> Void = { _ in }) {
+        self.runtime = runtime
+        self.group = group
+        self.loadApplications = loadApplications
+        self.onHangup = onHangup
+        self.onReady = onReady
+    }
+
+    var logger: Logger { runtime.logger }
+
+    /// The addresses actually bound, once listening (waits for it).
+    public func boundAddresses() async throws -> [SocketAddress] {
+        if let b = bound.withLock({ $0 }) { return b }
+        return try await withCheckedThrowingContinuation { c in
+            let now = bound.withLock { b -> [SocketAddress]? in
+                if let b { return b }
+                ready.withLock { $0.append(c) }
+                return nil
+            }
+            if let now { c.resume(returning: now) }
+        }
+    }
+
+    /// Reads apps.d again; keeps the current catalog if it fails. Returns an error text or nil.
+    @discardableResult
+    public func reloadApplications(reason: String = "reload") -> String? {
+        do {
+            let definitions = try loadApplications()
+            let current = runtime.policy.catalog.snapshot().entries.map(\.definition)
+            lastReloadError.withLock { $0 = nil }
+            let changed = Set(definitions) != Set(current) || definitions.count != current.count
+            if changed { runtime.policy.catalog.replace(with: definitions) }
+            if changed || reason == "SIGHUP" {
+                logger.info("\(reason): \(definitions.count) application(s): \(definitions.map(\.name).sorted().joined(separator: ", "))\(changed ? "" : " (unchanged)")")
+            }
+            return nil
+        } catch {
+            let text = "\(error)"
+            let repeated = lastReloadError.withLock { old -> Bool in
+                defer { old = text }
+                return old == text
+            }
+            if !repeated { logger.error("\(reason): apps.d not loaded, keeping the previous applications: \(text)") }
+            return text
+        }
+    }
+
+    public func run() async throws {
+        reloadApplications(reason: "start")
+        let addresses: [SocketAddress]
+        do {
+            addresses = try await bind()
+        } catch {
+            let waiting = ready.withLock { w in defer { w = [] }; return w }
+            for c in waiting { c.resume(throwing: error) }
+            throw error
+        }
+        bound.withLock { $0 = addresses }
+        let waiting = ready.withLock { w in defer { w = [] }; return w }
+        for c in waiting { c.resume(returning: addresses) }
+        onReady(addresses)
+
+        let hangups = AsyncStream<Void> { continuation in
+            let source = HangupSource.install { continuation.yield() }
+            continuation.onTermination = { _ in source.cancel() }
+        }
+
+        await withGracefulShutdownHandler {
+            await withTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { [self] in
+                    for await _ in hangups {
+                        onHangup()
+                        reloadApplications(reason: "SIGHUP")
+                    }
+                }
+                tasks.addTask { [self] in
+                    var sincePurge = 0.0
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: .milliseconds(Int(runtime.options.reloadInterval * 1000)))
+                        if Task.isCancelled { break }
+                        reloadApplications(reason: "apps.d changed")
+                        sincePurge += runtime.options.reloadInterval
+                        if sincePurge >= 600 {
+                            sincePurge = 0
+                            let purged = (try? runtime.policy.store.purgeExpiredTokens(before: Date().addingTimeInterval(-86400))) ?? 0
+                            if purged > 0 { logger.info("purged \(purged) expired token(s)") }
+                        }
+                    }
+                }
+                tasks.addTask { [self] in
+                    let all = channels.withLock { $0 }
+                    for c in all { try? await c.closeFuture.get() }
+                }
+                await tasks.next()
+                tasks.cancelAll()
+            }
+        } onGracefulShutdown: { [self] in
+            logger.info("draining: no new connections; telling \(runtime.registry.count) session(s) shutting_down")
+            let all = channels.withLock { $0 }
+            for c in all { c.close(promise: nil) }
+        }
+        await drain()
+    }
+
+    /// Closes every session with `shutting_down` and waits (bounded) until they are gone.
+    func drain() async {
+        let all = channels.withLock { $0 }
+        for c in all { try? await c.close() }
+        let loop = group.next()
+        try? await runtime.registry.closeAll(code: .shuttingDown, on: loop).get()
+        let deadline = ServerClock.monotonic() + runtime.options.drainTimeout
+        while runtime.registry.count > 0, ServerClock.monotonic() < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        logger.info("drained; \(runtime.registry.count) session(s) left")
+    }
+
+    private func bootstrap(v6only: Bool) -> ServerBootstrap {
+        let runtime = self.runtime
+        var bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(ChannelOptions.backlog, value: 256)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { channel in
+                // Running out of descriptors must not spin the accept loop (GUIDE §4.12).
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler())
+                }
+            }
+            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 4)
+            .childChannelInitializer { channel in runtime.initialize(channel) }
+        if v6only {
+            bootstrap = bootstrap.serverChannelOption(ChannelOptions.Types.SocketOption(level: .ipv6, name: .ipv6_v6only), value: 1)
+        }
+        return bootstrap
+    }
+
+    private func bind() async throws -> [SocketAddress] {
+        let runtime = self.runtime
+        var addresses: [SocketAddress] = []
+        if !runtime.options.inheritedSockets.isEmpty {
+            for fd in runtime.options.inheritedSockets {
+                let channel = try await bootstrap(v6only: false).withBoundSocket(fd).get()
+                channels.withLock { $0.append(channel) }
+                if let local = channel.localAddress { addresses.append(local) }
+                logger.info("listening on inherited socket \(fd) (\(channel.localAddress.map { "\($0)" } ?? "?"))")
+            }
+            return addresses
+        }
+        let listen = try runtime.options.listen.map(ListenAddress.parse)
+        for address in listen {
+            // When IPv4 and IPv6 listeners share a port, the IPv6 one must not also claim IPv4.
+            let v6only = address.isIPv6 && listen.contains { !$0.isIPv6 && $0.port == address.port && address.port != 0 }
+            let bootstrap = self.bootstrap(v6only: v6only)
+            let channel: any Channel
+            do {
+                channel = try await bootstrap.bind(host: address.host, port: address.port).get()
+            } catch where runtime.options.optionalListen.contains(address.text) || runtime.options.optionalListen.contains("\(address.host):\(address.port)") {
+                logger.warning("not listening on \(address.text): \(error)")
+                continue
+            } catch {
+                throw ListenError(address: address.text, underlying: "\(error)")
+            }
+            channels.withLock { $0.append(channel) }
+            if let local = channel.localAddress { addresses.append(local) }
+            let shown = channel.localAddress.flatMap { a in a.port.map { ListenAddress(host: a.ipAddress ?? address.host, port: $0).text } }
+            logger.info("listening on \(shown ?? address.text)")
+        }
+        return addresses
+    }
+}
+
+/// One `listen` entry: `127.0.0.1:7300`, `[::1]:7300`, `0.0.0.0:7300`, `[::]:7300`, `localhost:7300`.
+public struct ListenAddress: Sendable, Hashable {
+    public let host: String
+    public let port: Int
+    public var text: String { isIPv6 ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    public var isIPv6: Bool { host.contains(":") }
+
+    public struct ParseError: Error, CustomStringConvertible {
+        public let text: String
+        public var description: String { "listen address \"\(text)\" is not host:port or [v6]:port" }
+    }
+
+    public static func parse(_ text: String) throws -> ListenAddress {
+        let host: Substring, portText: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else { throw ParseError(text: text) }
+            host = text[text.index(after: text.startIndex)..<close]
+            portText = text[text.index(close, offsetBy: 2)...]
+        } else {
+            guard let colon = text.lastIndex(of: ":"), !text[..<colon].contains(":") else { throw ParseError(text: text) }
+            host = text[..<colon]
+            portText = text[text.index(after: colon)...]
+        }
+        guard !host.isEmpty, let port = Int(portText), (0...65535).contains(port) else { throw ParseError(text: text) }
+        return ListenAddress(host: String(host), port: port)
+    }
+}
+
+public struct ListenError: Error, CustomStringConvertible {
+    public let address: String
+    public let underlying: String
+    public var description: String { "cannot listen on \(address): \(underlying)" }
+}
+
+/// SIGHUP as a callback (a DispatchSource; the signal's default action is disabled meanwhile).
+final class HangupSource: @unchecked Sendable {
+    private let source: any DispatchSourceSignal
+
+    private init(_ source: any DispatchSourceSignal) { self.source = source }
+
+    static func install(_ handler: @escaping @Sendable () -> Void) -> HangupSource {
+        signal(SIGHUP, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: DispatchQueue(label: "uspd.sighup"))
+        source.setEventHandler(handler: handler)
+        source.resume()
+        return HangupSource(source)
+    }
+
+    func cancel() { source.cancel() }
+}

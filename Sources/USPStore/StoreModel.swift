@@ -1,0 +1,166 @@
+import Foundation
+
+/// A user of the daemon. Passwords are stored as scrypt hashes (`PasswordHash`), never in clear.
+public struct UserRecord: Hashable, Sendable {
+    public var name: String
+    public var groups: [String]
+    /// `scrypt$N$r$p$<salt b64>$<hash b64>`, or nil for key-only users.
+    public var passwordHash: String?
+    /// Base64url raw public keys: X25519 (Noise static, method `noise_static`) or Ed25519 (`publickey`).
+    public var publicKeys: [String]
+    public var createdAt: Date
+
+    public init(name: String, groups: [String] = [], passwordHash: String? = nil, publicKeys: [String] = [], createdAt: Date = Date()) {
+        self.name = name
+        self.groups = groups
+        self.passwordHash = passwordHash
+        self.publicKeys = publicKeys
+        self.createdAt = createdAt
+    }
+}
+
+/// A token as stored: its ID and public key, never the secret (docs/PROTOCOL.md §6.4).
+public struct TokenRecord: Hashable, Sendable {
+    public enum Kind: String, Hashable, Sendable { case authorization, application }
+    /// Base64url of the 16-byte token ID.
+    public var id: String
+    public var kind: Kind
+    /// Base64url Ed25519 public key that checks presentations.
+    public var publicKey: String
+    public var identity: String?
+    /// Application tokens: the application, the client address they are bound to, the request body
+    /// (JSON text) and the authorization token they were issued under.
+    public var application: String?
+    public var peerAddress: String?
+    public var requestJSON: String?
+    public var authorizationTokenID: String?
+    public var issuedAt: Date
+    public var expiresAt: Date
+    public var revokedAt: Date?
+
+    public init(id: String, kind: Kind, publicKey: String, identity: String?, application: String? = nil,
+                peerAddress: String? = nil, requestJSON: String? = nil, authorizationTokenID: String? = nil,
+                issuedAt: Date, expiresAt: Date, revokedAt: Date? = nil) {
+        self.id = id
+        self.kind = kind
+        self.publicKey = publicKey
+        self.identity = identity
+        self.application = application
+        self.peerAddress = peerAddress
+        self.requestJSON = requestJSON
+        self.authorizationTokenID = authorizationTokenID
+        self.issuedAt = issuedAt
+        self.expiresAt = expiresAt
+        self.revokedAt = revokedAt
+    }
+}
+
+/// One line of the audit trail. `kind` says what happened; the other fields are filled as they apply.
+public struct AuditEvent: Hashable, Sendable {
+    public enum Kind: String, Hashable, Sendable, CaseIterable {
+        case connectionOpened = "connection_opened"
+        case connectionClosed = "connection_closed"
+        case authentication
+        case tokenIssued = "token_issued"
+        case tokenUsed = "token_used"
+        case tokenInvalidated = "token_invalidated"
+        case tokenRefused = "token_refused"
+        case streamOpened = "stream_opened"
+        case streamClosed = "stream_closed"
+        case rateLimited = "rate_limited"
+    }
+    public var id: Int64?
+    public var time: Date
+    public var kind: Kind
+    /// The server session ID (`s-…`) it belongs to.
+    public var session: String?
+    public var peerAddress: String?
+    /// `SHA256:…` fingerprint of the client's static key, when it has one.
+    public var clientKey: String?
+    public var identity: String?
+    /// Authentication method (`password`, `publickey`, `noise_static`, `authorization_token`).
+    public var method: String?
+    /// `ok` or an error code name.
+    public var result: String?
+    public var tokenID: String?
+    /// For application tokens and streams: the authorization token they trace back to.
+    public var authorizationTokenID: String?
+    public var application: String?
+    public var stream: Int64?
+    public var bytesIn: Int64?
+    public var bytesOut: Int64?
+    public var durationMS: Int64?
+    public var detail: String?
+
+    public init(time: Date = Date(), kind: Kind, session: String? = nil, peerAddress: String? = nil, clientKey: String? = nil,
+                identity: String? = nil, method: String? = nil, result: String? = nil, tokenID: String? = nil,
+                authorizationTokenID: String? = nil, application: String? = nil, stream: Int64? = nil,
+                bytesIn: Int64? = nil, bytesOut: Int64? = nil, durationMS: Int64? = nil, detail: String? = nil) {
+        self.time = time
+        self.kind = kind
+        self.session = session
+        self.peerAddress = peerAddress
+        self.clientKey = clientKey
+        self.identity = identity
+        self.method = method
+        self.result = result
+        self.tokenID = tokenID
+        self.authorizationTokenID = authorizationTokenID
+        self.application = application
+        self.stream = stream
+        self.bytesIn = bytesIn
+        self.bytesOut = bytesOut
+        self.durationMS = durationMS
+        self.detail = detail
+    }
+}
+
+/// Everything the daemon persists. Writes are durable when they return (SQLite: WAL with
+/// `synchronous=FULL`); audit of security events fails closed: if it throws, the action fails.
+public protocol USPStore: Sendable {
+    func user(named name: String) throws -> UserRecord?
+    func users() throws -> [UserRecord]
+    func upsertUser(_ user: UserRecord) throws
+    /// Returns false if there was no such user.
+    func removeUser(named name: String) throws -> Bool
+
+    func insertToken(_ token: TokenRecord) throws
+    func token(id: String) throws -> TokenRecord?
+    /// Marks tokens revoked (and application tokens issued under revoked authorization tokens);
+    /// returns the IDs actually revoked now.
+    func revokeTokens(ids: [String], at time: Date) throws -> [String]
+    /// Deletes tokens that expired before `time` (audit rows keep their IDs).
+    func purgeExpiredTokens(before time: Date) throws -> Int
+
+    func appendAudit(_ event: AuditEvent) throws
+    /// Newest last. Filters are optional: `identity` matches exactly, `since` is inclusive, and
+    /// `limit` keeps the newest `limit` matching events (like `tail -n`), still returned oldest first.
+    func audit(identity: String?, since: Date?, limit: Int?) throws -> [AuditEvent]
+
+    // Added in issue 3; each has a default below written with the requirements above, so a test
+    // double that implements only those still conforms.
+
+    /// The user one of whose `publicKeys` is `publicKey` (noise_static and publickey logins).
+    func user(publicKey: String) throws -> UserRecord?
+    /// Inserts a token and its `token_issued` audit event in one transaction: neither or both
+    /// (GUIDE rule 10: a token whose issue was not audited is never handed out).
+    func insertToken(_ token: TokenRecord, audit event: AuditEvent) throws
+}
+
+extension USPStore {
+    public func user(publicKey: String) throws -> UserRecord? {
+        try users().first { $0.publicKeys.contains(publicKey) }
+    }
+
+    public func insertToken(_ token: TokenRecord, audit event: AuditEvent) throws {
+        try appendAudit(event)
+        try insertToken(token)
+    }
+}
+
+extension TokenRecord {
+    /// Neither revoked nor expired at `time` (a token is expired from `expiresAt` on).
+    public func isActive(at time: Date) -> Bool {
+        revokedAt == nil && time < expiresAt
+    }
+}

@@ -1,0 +1,359 @@
+import ArgumentParser
+import Foundation
+import Glibc
+import USPClient
+import USPCore
+
+struct Menu: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show a server's application menu.")
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var connection: ConnectionOptions
+    @Argument(help: "The server: usp://[KEY@]host:port") var uri: String
+    @Flag(name: .long, help: "Print JSON instead of a table.") var json = false
+
+    func run() async throws {
+        try await reporting {
+            let server = try parseURI(uri)
+            let home = global.clientHome
+            let c = try await menuConnection(server, home: home, options: try connection.options())
+            let menu = try await c.menu()
+            let saved = try? home.loadLogin(for: server)
+            await c.close()
+            if json {
+                print(try MenuText.json(menu, connection: c, user: saved?.user))
+            } else {
+                print(MenuText.table(menu, connection: c, user: saved?.user), terminator: "")
+            }
+        }
+    }
+}
+
+enum MenuText {
+    static func table(_ menu: ApplicationMenu, connection c: USPConnection, user: String?) -> String {
+        var out = "server: \(c.server.hostPort) \(c.serverFingerprint) (\(c.pattern.rawValue.uppercased()))\n"
+        switch menu.authentication {
+        case .methods(let methods)?:
+            out += "login:  not logged in; methods: \(methods.map(\.method).joined(separator: ", "))\n"
+        case .tokenInvalidation?:
+            out += "login:  logged in" + (user.map { " as \($0)" } ?? "") + "\n"
+        case nil:
+            out += "login:  none offered\n"
+        }
+        let rows = menu.applications.sorted { $0.key < $1.key }.map { index, offer in
+            [index.key, offer.name, fields(offer.expectedRequestBody), offer.description ?? ""]
+        }
+        let header = ["INDEX", "NAME", "FIELDS", "DESCRIPTION"]
+        guard !rows.isEmpty else { return out + "no applications\n" }
+        var widths = header.map(\.count)
+        for r in rows { for (i, cell) in r.enumerated() { widths[i] = max(widths[i], cell.count) } }
+        func line(_ cells: [String]) -> String {
+            cells.enumerated().map { i, cell in i == cells.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
+                .joined(separator: "  ").trimmingCharacters(in: .whitespaces) + "\n"
+        }
+        out += line(header)
+        for r in rows { out += line(r) }
+        return out
+    }
+
+    static func fields(_ spec: [String: String]) -> String {
+        spec.isEmpty ? "-" : spec.keys.sorted().map { "\($0):\(spec[$0]!.isEmpty ? "any" : spec[$0]!)" }.joined(separator: ",")
+    }
+
+    static func json(_ menu: ApplicationMenu, connection c: USPConnection, user: String?) throws -> String {
+        var loggedIn = false
+        if case .tokenInvalidation? = menu.authentication { loggedIn = true }
+        let wire = (try? SessionMessage.menu(menu).jsonValue()) ?? .null
+        var object: [String: JSONValue] = [
+            "server": .string(c.server.hostPort),
+            "server_key": .string(Base64URL.encode(c.serverKey)),
+            "fingerprint": .string(c.serverFingerprint),
+            "pattern": .string(c.pattern.rawValue.lowercased()),
+            "logged_in": .bool(loggedIn),
+            "menu": wire,
+        ]
+        if loggedIn, let user { object["user"] = .string(user) }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        let data = try encoder.encode(JSONValue.object(object))
+        return String(decoding: data, as: UTF8.self)
+    }
+}
+
+struct Login: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Log in and save the authorization token.",
+        discussion: "With --user, the password comes from --password-file, a prompt (when stdin is a terminal) or the first line of stdin. With --key, the client's identity key logs in.")
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var connection: ConnectionOptions
+    @Argument(help: "The server: usp://[KEY@]host:port") var uri: String
+    @Option(name: .long, help: "User name (password login).") var user: String?
+    @Option(name: .long, help: ArgumentHelp("Read the password from the first line of this file.", valueName: "file")) var passwordFile: String?
+    @Flag(name: .long, help: "Log in with the identity key (method noise_static).") var key = false
+
+    func validate() throws {
+        guard (user != nil) != key else { throw ValidationError("give either --user NAME or --key") }
+        if key, passwordFile != nil { throw ValidationError("--password-file goes with --user, not --key") }
+        if key, connection.anonymous { throw ValidationError("--key needs the identity key; drop --anonymous") }
+    }
+
+    func run() async throws {
+        try await reporting {
+            let server = try parseURI(uri)
+            let home = global.clientHome
+            let token: String
+            let c: USPConnection
+            if let user {
+                let password = try readPassword(user: user, server: server)
+                c = try await menuConnection(server, home: home, options: try connection.options(), useSavedLogin: false)
+                token = try await c.login(user: user, password: password)
+            } else {
+                guard try home.loadIdentity() != nil else {
+                    throw USPClientError(.localFile, "no identity key in \(home.directory): run usp keygen, give the server's administrator the public key, then log in with --key")
+                }
+                c = try await menuConnection(server, home: home, options: try connection.options(), useSavedLogin: false)
+                token = try await c.loginWithKey()
+            }
+            await c.close()
+            let now = UInt64(Date().timeIntervalSince1970)
+            try home.saveLogin(SavedLogin(server: server.hostPort, user: user, method: user == nil ? "noise_static" : "password",
+                                          token: token, savedAt: now), for: server)
+            print("logged in to \(server.hostPort)" + (user.map { " as \($0)" } ?? " with the identity key") + "; login saved in \(home.tokenPath(for: server))")
+        }
+    }
+
+    func readPassword(user: String, server: ServerURI) throws -> String {
+        if let passwordFile {
+            let text = try ClientHome.readTextFile(passwordFile, what: "the password file")
+            return String(text.split(separator: "\n", omittingEmptySubsequences: false).first ?? "")
+                .trimmingCharacters(in: CharacterSet(charactersIn: "\r"))
+        }
+        if isatty(STDIN_FILENO) == 1 {
+            return try Terminal.readSecret(prompt: "password for \(user) on \(server.hostPort): ")
+        }
+        guard let line = readLine(strippingNewline: true) else {
+            throw USPClientError(.invalidArgument, "no password: standard input is empty; use --password-file FILE or a terminal")
+        }
+        return line
+    }
+}
+
+enum Terminal {
+    /// Prompts on /dev/tty and reads a line with echo off (restored afterwards, even on error).
+    static func readSecret(prompt: String) throws -> String {
+        let fd = open("/dev/tty", O_RDWR | O_CLOEXEC)
+        guard fd >= 0 else { throw USPClientError(.localFile, "cannot open the terminal for the password prompt; use --password-file FILE") }
+        defer { close(fd) }
+        _ = prompt.withCString { write(fd, $0, strlen($0)) }
+        var saved = termios()
+        let haveTermios = tcgetattr(fd, &saved) == 0
+        if haveTermios {
+            var quiet = saved
+            quiet.c_lflag &= ~tcflag_t(ECHO)
+            quiet.c_lflag |= tcflag_t(ECHONL)
+            tcsetattr(fd, TCSAFLUSH, &quiet)
+        }
+        defer { if haveTermios { tcsetattr(fd, TCSAFLUSH, &saved) } }
+        var bytes: [UInt8] = []
+        var c: UInt8 = 0
+        while true {
+            let n = read(fd, &c, 1)
+            if n < 0, errno == EINTR { continue }
+            if n <= 0 || c == UInt8(ascii: "\n") { break }
+            bytes.append(c)
+        }
+        if bytes.last == UInt8(ascii: "\r") { bytes.removeLast() }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+struct Connect: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Bridge stdin/stdout to an application (works as ssh's ProxyCommand).",
+        discussion: "Example: ssh -o ProxyCommand='usp connect usp://host:7300 ssh --field user=%r' host")
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var connection: ConnectionOptions
+    @Argument(help: "The server: usp://[KEY@]host:port") var uri: String
+    @Argument(help: "The application's name on the menu.") var application: String
+    @Option(name: .customLong("field"), help: ArgumentHelp("A request field for the application (repeatable).", valueName: "name=value"))
+    var fields: [String] = []
+    @Option(name: .long, help: ArgumentHelp("Wait at most this many milliseconds for the first input bytes, which then travel in the handshake.", visibility: .hidden))
+    var earlyWait: Int = 5
+
+    func run() async throws {
+        // Start reading stdin at once: its first bytes can then ride in message 1.
+        let input = FDReader()
+        input.start()
+        try await reporting {
+            let server = try parseURI(uri)
+            let home = global.clientHome
+            let options = try connection.options()
+            let textFields = try RequestFields.parse(fields)
+            let menu = try await menuConnection(server, home: home, options: options)
+            let token = try await menu.requestApplication(name: application, textFields: textFields)
+            let closing = Task { await menu.close() }
+            let budget = USPConnection.earlyDataBudget(.ik)
+            let (first, ended) = input.takeAvailable(upTo: budget, waitingAtMost: .milliseconds(max(0, min(earlyWait, 1000))))
+            let stream = try await USPConnection.connectDedicated(to: server, home: home, token: token, initialData: first, options: options)
+            do {
+                try await StdioBridge.run(stream: stream, input: input, inputEnded: ended)
+            } catch {
+                await stream.close()
+                throw error
+            }
+            await stream.close()
+            await closing.value
+        }
+    }
+}
+
+struct Forward: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Forward a local TCP port to an application, one USP connection per local connection.")
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var connection: ConnectionOptions
+    @Option(name: .long, help: ArgumentHelp("Local address to listen on: HOST:PORT or PORT (127.0.0.1).", valueName: "host:port"))
+    var listen: String
+    @Argument(help: "The server: usp://[KEY@]host:port") var uri: String
+    @Argument(help: "The application's name on the menu.") var application: String
+    @Option(name: .customLong("field"), help: ArgumentHelp("A request field for the application (repeatable).", valueName: "name=value"))
+    var fields: [String] = []
+
+    func validate() throws {
+        _ = try Self.listenAddress(listen)
+    }
+
+    static func listenAddress(_ text: String) throws -> (host: String, port: Int) {
+        var host = "127.0.0.1"
+        var portText = Substring(text)
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else {
+                throw ValidationError("--listen \(text): expected HOST:PORT, [IPv6]:PORT or PORT")
+            }
+            host = String(text[text.index(after: text.startIndex)..<close])
+            portText = text[text.index(close, offsetBy: 2)...]
+        } else if let colon = text.lastIndex(of: ":") {
+            host = String(text[..<colon])
+            portText = text[text.index(after: colon)...]
+        }
+        guard let port = Int(portText), (0...65535).contains(port), !host.isEmpty else {
+            throw ValidationError("--listen \(text): expected HOST:PORT, [IPv6]:PORT or PORT")
+        }
+        return (host, port)
+    }
+
+    func run() async throws {
+        try await reporting {
+            let server = try parseURI(uri)
+            let home = global.clientHome
+            let options = try connection.options()
+            let textFields = try RequestFields.parse(fields)
+            var o = options
+            // Check the application and the login now, not at the first local connection.
+            let first = try await menuConnection(server, home: home, options: options)
+            _ = try await first.requestApplication(name: application, textFields: textFields)
+            await first.close()
+            o.authorizationToken = try home.loadLogin(for: server)?.token
+            let tokens = ApplicationTokenSource(server: server, home: home, application: application, fields: textFields, options: o)
+            let (host, port) = try Self.listenAddress(listen)
+            let forwarder = try await USPForwarder(listenHost: host, listenPort: port, server: server, home: home, tokens: tokens, options: options)
+            printError("forwarding \(forwarder.localAddress.ipAddress ?? host):\(forwarder.localAddress.port ?? port) to \(application) on \(server.hostPort)")
+            try await forwarder.run { error in printError("forward: \(error.message)") }
+        }
+    }
+}
+
+struct Logout: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Invalidate the saved login on the server and forget it.")
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var connection: ConnectionOptions
+    @Argument(help: "The server: usp://[KEY@]host:port") var uri: String
+
+    func run() async throws {
+        try await reporting {
+            let server = try parseURI(uri)
+            let home = global.clientHome
+            guard let saved = try home.loadLogin(for: server) else {
+                throw USPClientError(.notFound, "not logged in to \(server.hostPort) (no saved login in \(home.tokensDirectory))")
+            }
+            var o = try connection.options()
+            o.authorizationToken = saved.token
+            let c: USPConnection
+            do {
+                c = try await USPConnection.connect(to: server, home: home, options: o)
+            } catch let e as USPClientError where e.code == .loginExpired {
+                home.removeLogin(for: server)
+                print("the server no longer accepted the saved login for \(server.hostPort); forgot it")
+                return
+            }
+            let n = try await c.invalidate(tokens: [saved.token])
+            await c.close()
+            home.removeLogin(for: server)
+            print("logged out of \(server.hostPort)" + (n == 1 ? "" : " (the server invalidated \(n) tokens)"))
+        }
+    }
+}
+
+struct Revoke: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Invalidate tokens (secrets or token IDs) on the server; needs a login.")
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var connection: ConnectionOptions
+    @Argument(help: "The server: usp://[KEY@]host:port") var uri: String
+    @Argument(help: "Tokens to invalidate: usp1.… secrets or base64url token IDs.") var tokens: [String]
+
+    func validate() throws {
+        guard !tokens.isEmpty else { throw ValidationError("name at least one token") }
+    }
+
+    func run() async throws {
+        try await reporting {
+            let server = try parseURI(uri)
+            let home = global.clientHome
+            guard let saved = try home.loadLogin(for: server) else {
+                throw USPClientError(.loginRequired, "revoking tokens needs a login; log in first: usp login \(server.withoutKey) --user NAME")
+            }
+            var o = try connection.options()
+            o.authorizationToken = saved.token
+            let c = try await USPConnection.connect(to: server, home: home, options: o)
+            let n = try await c.invalidate(tokens: tokens)
+            await c.close()
+            if tokens.contains(saved.token) || tokens.contains(saved.tokenID) { home.removeLogin(for: server) }
+            print("revoked \(n) token\(n == 1 ? "" : "s") on \(server.hostPort)")
+        }
+    }
+}
+
+struct KnownServersCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "known-servers", abstract: "List or remove known server keys.",
+        subcommands: [List.self, Remove.self], defaultSubcommand: List.self)
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List known_servers.")
+        @OptionGroup var global: GlobalOptions
+        func run() async throws {
+            try await reporting {
+                let known = try global.clientHome.loadKnownServers()
+                for e in known.entries {
+                    let marker = e.revoked ? "@revoked " : ""
+                    print("\(marker)\(e.patterns.joined(separator: ",")) \(Fingerprint.of(e.key)) \(Base64URL.encode(e.key))" + (e.comment.map { " \($0)" } ?? ""))
+                }
+            }
+        }
+    }
+
+    struct Remove: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove a server's keys (as ssh-keygen -R does).")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "host:port ([IPv6]:port), as known_servers names it.") var server: String
+        func run() async throws {
+            try await reporting {
+                let home = global.clientHome
+                var name = server
+                if let uri = try? ServerURI(parsing: server) { name = uri.hostPort }
+                let n = try home.removeKnownServer(name)
+                guard n > 0 else { throw USPClientError(.notFound, "no line for \(name) in \(home.knownServersPath)") }
+                print("removed \(n) line\(n == 1 ? "" : "s") for \(name) from \(home.knownServersPath)")
+            }
+        }
+    }
+}

@@ -1,0 +1,141 @@
+import ArgumentParser
+import Foundation
+import Glibc
+import USPClient
+import USPCore
+
+/// `usp`: the USP client. Each command parses its arguments and calls USPClient; a failure is
+/// one line on stderr, `usp: <what failed and what to do>`, and exit status 1 (64 for usage).
+@main
+struct USP: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "usp",
+        abstract: "Client for the Universal Session Protocol.",
+        discussion: """
+            State lives in ~/.usp, or in $USP_HOME, or in --home DIR: identity (the client's key), \
+            known_servers (server keys, trusted on first use), tokens/ (saved logins).
+            """,
+        version: "0.1.0",
+        subcommands: [Keygen.self, Genkey.self, Pubkey.self, Menu.self, Login.self, Connect.self, Forward.self,
+                      Logout.self, Revoke.self, KnownServersCommand.self])
+
+    /// `--home DIR` is global: `usp --home DIR menu URI` works as `usp menu URI --home DIR`.
+    static func main() async {
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        var moved: [String] = []
+        while let first = arguments.first, first == "--home" || first.hasPrefix("--home=") {
+            moved.append(arguments.removeFirst())
+            if first == "--home", !arguments.isEmpty { moved.append(arguments.removeFirst()) }
+        }
+        if !moved.isEmpty, let terminator = arguments.firstIndex(of: "--") {
+            arguments.insert(contentsOf: moved, at: terminator)
+        } else {
+            arguments += moved
+        }
+        await main(arguments)
+    }
+}
+
+// MARK: - Shared options
+
+struct GlobalOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("State directory (default: $USP_HOME or ~/.usp).", valueName: "dir"))
+    var home: String?
+
+    var clientHome: ClientHome { ClientHome.resolve(explicit: home) }
+}
+
+struct ConnectionOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("What to do with a server not in known_servers: strict, accept-new (trust on first use), no.",
+                                            valueName: "mode"))
+    var serverKeyChecking: String = "accept-new"
+
+    @Flag(name: .long, help: "Do not show the client's key to the server (NK instead of IK).")
+    var anonymous = false
+
+    func options() throws -> USPConnectionOptions {
+        guard let mode = KnownServers.Mode(text: serverKeyChecking) else {
+            throw ValidationError("--server-key-checking must be strict, accept-new or no, not \"\(serverKeyChecking)\"")
+        }
+        var o = USPConnectionOptions()
+        o.serverKeyChecking = mode
+        o.anonymous = anonymous
+        return o
+    }
+}
+
+/// Runs a command body: a USPClientError becomes `usp: message` and exit 1 (64 for bad arguments).
+func reporting(_ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+    } catch let e as USPClientError {
+        printError(e.message)
+        throw ExitCode(e.code == .invalidArgument || e.code == .invalidURI ? 64 : 1)
+    }
+}
+
+func printError(_ line: String) {
+    FileHandle.standardError.write(Data("usp: \(line)\n".utf8))
+}
+
+func parseURI(_ text: String) throws -> ServerURI {
+    try ServerURI(parsing: text)
+}
+
+/// Connects for the menu with the saved login, if any. A saved login the server no longer
+/// accepts is forgotten (with a warning) and the connection made without it.
+func menuConnection(_ server: ServerURI, home: ClientHome, options: USPConnectionOptions, useSavedLogin: Bool = true) async throws -> USPConnection {
+    var o = options
+    let saved = useSavedLogin ? try home.loadLogin(for: server) : nil
+    o.authorizationToken = saved?.token
+    do {
+        let c = try await USPConnection.connect(to: server, home: home, options: o)
+        if c.recordedServerKey {
+            printError("added \(server.hostPort) (\(c.serverFingerprint)) to \(home.knownServersPath)")
+        }
+        return c
+    } catch let e as USPClientError where e.code == .loginExpired && saved != nil {
+        home.removeLogin(for: server)
+        printError("warning: \(e.message); the saved login was removed")
+        o.authorizationToken = nil
+        return try await USPConnection.connect(to: server, home: home, options: o)
+    }
+}
+
+// MARK: - Keys
+
+struct Keygen: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Create the client's identity key and print its public key.")
+    @OptionGroup var global: GlobalOptions
+    @Flag(name: .long, help: "Replace an existing identity key.")
+    var force = false
+
+    func run() async throws {
+        try await reporting {
+            let home = global.clientHome
+            let key = KeyText.generate()
+            try home.writeIdentity(key, overwrite: force)
+            print("identity:    \(home.identityPath)")
+            print("public key:  \(KeyText.encode(key.publicKey))")
+            print("fingerprint: \(KeyText.fingerprint(key.publicKey))")
+        }
+    }
+}
+
+struct Genkey: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print a new private key (base64url), as `wg genkey` does: usp genkey | tee key | usp pubkey")
+    func run() async throws {
+        print(KeyText.encode(KeyText.generate().privateKey))
+    }
+}
+
+struct Pubkey: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Read a private key on stdin and print its public key.")
+    func run() async throws {
+        try await reporting {
+            let input = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+            let key = try KeyText.privateKey(input, source: "standard input")
+            print(KeyText.encode(key.publicKey))
+        }
+    }
+}

@@ -1,0 +1,241 @@
+import ArgumentParser
+import Foundation
+import USPConfig
+import USPCore
+import USPServer
+import USPStore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// MARK: - user
+
+struct User: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Manage users.", subcommands: [Add.self, Remove.self, List.self])
+
+    struct Add: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Add or update a user with a password and/or public keys.",
+            discussion: """
+            Keys are base64url (or base64) raw 32-byte keys: an X25519 key is the client's Noise static \
+            key (login method noise_static), an Ed25519 key signs the handshake hash (method publickey). \
+            An optional x25519: or ed25519: prefix only documents which.
+            """)
+
+        @OptionGroup var home: HomeOptions
+        @Argument(help: "The user name.") var name: String
+        @Flag(name: .customLong("password-stdin"), help: "Read the password from the first line of stdin.") var passwordStdin = false
+        @Flag(name: .customLong("generate-password"), help: "Generate a password and print it once.") var generatePassword = false
+        @Option(name: .customLong("key"), help: "A public key (repeatable).") var keys: [String] = []
+        @Option(name: .customLong("group"), help: "A group (repeatable).") var groups: [String] = []
+
+        func validate() throws {
+            if passwordStdin && generatePassword { throw ValidationError("--password-stdin and --generate-password exclude each other") }
+            if !passwordStdin && !generatePassword && keys.isEmpty {
+                throw ValidationError("give a password (--password-stdin or --generate-password) or at least one --key")
+            }
+            for k in keys where ServerPolicy.decodeKey(k)?.count != 32 {
+                throw ValidationError("--key \(k): not a base64url key of 32 bytes")
+            }
+            guard !name.isEmpty, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._-@".contains($0)) }) else {
+                throw ValidationError("user names are ASCII letters, digits and . _ - @")
+            }
+        }
+
+        func run() async throws {
+            let (homeDir, config, _) = try home.load()
+            home.bootstrapLogging(config)
+            let store = try Backend.openStore(homeDir.databasePath)
+            var password: String?
+            if passwordStdin {
+                guard let line = readLine(strippingNewline: true), !line.isEmpty else { throw Failure("no password on stdin") }
+                password = line
+            } else if generatePassword {
+                password = Backend.randomPassword()
+            }
+            var user = try store.user(named: name) ?? UserRecord(name: name)
+            if let password { user.passwordHash = try Backend.hashPassword(password) }
+            for k in keys {
+                let normalized = Base64URL.encode(ServerPolicy.decodeKey(k)!)
+                if !user.publicKeys.contains(normalized) { user.publicKeys.append(normalized) }
+            }
+            for g in groups where !user.groups.contains(g) { user.groups.append(g) }
+            try store.upsertUser(user)
+            if generatePassword, let password { print("password for \(name): \(password)") }
+            print("user \(name): \(user.passwordHash == nil ? "no password" : "password set"), \(user.publicKeys.count) key(s), groups [\(user.groups.joined(separator: ", "))]")
+        }
+    }
+
+    struct Remove: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove a user.")
+        @OptionGroup var home: HomeOptions
+        @Argument(help: "The user name.") var name: String
+
+        func run() async throws {
+            let (homeDir, config, _) = try home.load()
+            home.bootstrapLogging(config)
+            let store = try Backend.openStore(homeDir.databasePath)
+            guard try store.removeUser(named: name) else { throw Failure("no user \(name)") }
+            print("removed \(name)")
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List users.")
+        @OptionGroup var home: HomeOptions
+        @Flag(help: "One JSON object per user.") var json = false
+
+        func run() async throws {
+            let (homeDir, config, _) = try home.load()
+            home.bootstrapLogging(config)
+            let store = try Backend.openStore(homeDir.databasePath)
+            let users = try store.users()
+            if json {
+                for u in users {
+                    let o: JSONValue = .object(["name": .string(u.name), "groups": .array(u.groups.map(JSONValue.string)),
+                                                "password": .bool(u.passwordHash != nil),
+                                                "keys": .array(u.publicKeys.map { .string(Fingerprint.of(ServerPolicy.decodeKey($0) ?? [])) })])
+                    print(String(decoding: try o.encoded(), as: UTF8.self))
+                }
+                return
+            }
+            var rows = [["USER", "PASSWORD", "KEYS", "GROUPS"]]
+            for u in users {
+                rows.append([u.name, u.passwordHash == nil ? "-" : "yes",
+                             u.publicKeys.map { Fingerprint.of(ServerPolicy.decodeKey($0) ?? []) }.joined(separator: ",").ifEmpty("-"),
+                             u.groups.joined(separator: ",").ifEmpty("-")])
+            }
+            printTable(rows)
+        }
+    }
+}
+
+// MARK: - app
+
+struct App: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Applications in apps.d.", subcommands: [List.self], defaultSubcommand: List.self)
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the applications as the daemon would load them.")
+        @OptionGroup var home: HomeOptions
+        @Flag(help: "One JSON object per application.") var json = false
+
+        func run() async throws {
+            let (homeDir, config, _) = try home.load()
+            home.bootstrapLogging(config)
+            let catalog = ApplicationCatalog(try Backend.loadApplications(directory: homeDir.appsDirectory))
+            var rows = [["INDEX", "NAME", "VISIBILITY", "LAUNCH", "DESCRIPTION"]]
+            for e in catalog.snapshot().entries {
+                let d = e.definition
+                let visibility: String
+                switch d.visibility {
+                case .public: visibility = "public"
+                case .authenticated: visibility = "authenticated"
+                case .only(let ids, let groups): visibility = (ids.sorted() + groups.sorted().map { "group:" + $0 }).joined(separator: ",")
+                }
+                let launch: String
+                switch d.launch {
+                case .exec(let command, _): launch = "exec " + command.joined(separator: " ")
+                case .tcp(let host, let port): launch = "tcp \(host.contains(":") ? "[\(host)]" : host):\(port)"
+                }
+                if json {
+                    let o: JSONValue = .object(["index": .integer(Int64(e.index)), "name": .string(d.name), "visibility": .string(visibility),
+                                                "launch": .string(launch), "description": .string(d.description)])
+                    print(String(decoding: try o.encoded(), as: UTF8.self))
+                } else {
+                    rows.append([String(e.index), d.name, visibility, launch, d.description])
+                }
+            }
+            if !json { printTable(rows) }
+        }
+    }
+}
+
+// MARK: - audit
+
+struct Audit: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show the audit trail.")
+    @OptionGroup var home: HomeOptions
+    @Option(help: "Only events of this identity.") var identity: String?
+    @Option(help: "Only events since T: ISO 8601 (2026-01-02T03:04:05Z) or an age (90s, 15m, 2h, 7d).") var since: String?
+    @Option(help: "At most N events (the newest).") var limit: Int?
+    @Flag(help: "One JSON object per event.") var json = false
+
+    func validate() throws {
+        if let since, Self.parseSince(since, now: Date()) == nil { throw ValidationError("--since \(since): not ISO 8601 or an age like 15m") }
+        if let limit, limit <= 0 { throw ValidationError("--limit must be positive") }
+    }
+
+    static func parseSince(_ text: String, now: Date) -> Date? {
+        if let d = ISO8601DateFormatter().date(from: text) { return d }
+        guard let unit = text.last, let n = Double(text.dropLast()), n >= 0 else { return nil }
+        let factor: Double
+        switch unit {
+        case "s": factor = 1
+        case "m": factor = 60
+        case "h": factor = 3600
+        case "d": factor = 86400
+        default: return nil
+        }
+        return now.addingTimeInterval(-n * factor)
+    }
+
+    func run() async throws {
+        let (homeDir, config, _) = try home.load()
+        home.bootstrapLogging(config)
+        let store = try Backend.openStore(homeDir.databasePath)
+        let events = try store.audit(identity: identity, since: since.flatMap { Self.parseSince($0, now: Date()) }, limit: limit)
+        let iso = ISO8601DateFormatter()
+        iso.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        if json {
+            for e in events {
+                var o: [String: JSONValue] = ["time": .string(iso.string(from: e.time)), "kind": .string(e.kind.rawValue)]
+                if let v = e.id { o["id"] = .integer(v) }
+                let strings: [(String, String?)] = [("session", e.session), ("peer_address", e.peerAddress), ("client_key", e.clientKey),
+                                                    ("identity", e.identity), ("method", e.method), ("result", e.result),
+                                                    ("token_id", e.tokenID), ("authorization_token_id", e.authorizationTokenID),
+                                                    ("application", e.application), ("detail", e.detail)]
+                for (k, v) in strings { if let v { o[k] = .string(v) } }
+                let ints: [(String, Int64?)] = [("stream", e.stream), ("bytes_in", e.bytesIn), ("bytes_out", e.bytesOut), ("duration_ms", e.durationMS)]
+                for (k, v) in ints { if let v { o[k] = .integer(v) } }
+                print(String(decoding: try JSONValue.object(o).encoded(), as: UTF8.self))
+            }
+            return
+        }
+        var rows = [["TIME", "KIND", "SESSION", "PEER", "IDENTITY", "WHAT", "RESULT"]]
+        for e in events {
+            var what: [String] = []
+            if let m = e.method { what.append(m) }
+            if let a = e.application { what.append(a) }
+            if let s = e.stream { what.append("stream \(s)") }
+            if let i = e.bytesIn, let o = e.bytesOut { what.append("in \(i) out \(o)") }
+            if let d = e.durationMS { what.append("\(d) ms") }
+            if let t = e.tokenID { what.append("token \(t.prefix(8))…") }
+            if let k = e.clientKey { what.append(String(k.prefix(19)) + "…") }
+            rows.append([iso.string(from: e.time), e.kind.rawValue, e.session ?? "-", e.peerAddress ?? "-", e.identity ?? "-",
+                         what.joined(separator: " ").ifEmpty("-"), e.result ?? "-"])
+        }
+        printTable(rows)
+    }
+}
+
+// MARK: - helpers
+
+extension String {
+    func ifEmpty(_ other: String) -> String { isEmpty ? other : self }
+}
+
+/// Aligned columns (the last one is not padded).
+func printTable(_ rows: [[String]]) {
+    guard let columns = rows.map(\.count).max() else { return }
+    var widths = [Int](repeating: 0, count: columns)
+    for r in rows { for (i, c) in r.enumerated() { widths[i] = max(widths[i], c.count) } }
+    for r in rows {
+        var line = ""
+        for (i, c) in r.enumerated() {
+            line += i == r.count - 1 ? c : c.padding(toLength: widths[i] + 2, withPad: " ", startingAt: 0)
+        }
+        print(line)
+    }
+}

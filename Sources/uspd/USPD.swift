@@ -1,0 +1,197 @@
+import ArgumentParser
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import USPConfig
+import USPCore
+import USPServer
+import USPStore
+
+/// `uspd`: the USP daemon. Thin: parses arguments, builds the configuration, runs services.
+@main
+struct USPD: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "uspd",
+        abstract: "The Universal Session Protocol daemon.",
+        discussion: """
+        With no subcommand, uspd serves: it creates the data directory on first run (a host key, \
+        a SQLite database, a sample apps.d and an admin user whose password it prints once), \
+        listens on loopback and prints the usp:// URI clients use. SIGTERM drains, SIGHUP reloads apps.d.
+
+        EXIT STATUS: 0 on success, 1 on a runtime error, 64 on a usage error.
+        FILES: DATA/host_key, DATA/usp.sqlite, DATA/apps.d/*.toml, DATA/uspd.toml.
+        """,
+        version: "0.3.0",
+        subcommands: [Serve.self, Init.self, User.self, App.self, Audit.self, URI.self],
+        defaultSubcommand: Serve.self
+    )
+}
+
+/// Options every subcommand takes.
+struct HomeOptions: ParsableArguments {
+    @Option(name: .customLong("data-dir"), help: "The data directory (default: $USP_HOME, $STATE_DIRECTORY, or ./usp-data).")
+    var dataDirectory: String?
+
+    @Option(name: .customLong("config"), help: "uspd.toml (default: DATA/uspd.toml if it exists).")
+    var configPath: String?
+
+    @Flag(name: .short, help: "More log output (-v debug, -vv trace).")
+    var verbose: Int
+
+    @Option(name: .customLong("log-format"), help: "Log format on stderr: text or json.")
+    var logFormat: String = "text"
+
+    func validate() throws {
+        guard LogSetup.Format(rawValue: logFormat) != nil else { throw ValidationError("--log-format must be text or json") }
+    }
+
+    var directory: String {
+        let env = ProcessInfo.processInfo.environment
+        return dataDirectory ?? env["USP_HOME"] ?? env["STATE_DIRECTORY"]?.split(separator: ":").first.map(String.init) ?? "usp-data"
+    }
+
+    /// The configuration and the home it describes.
+    func load() throws -> (ServerHome, ServerConfig, configFound: Bool) {
+        let path = configPath ?? ServerHome(directory: directory).configPath
+        let found = FileManager.default.fileExists(atPath: path)
+        if configPath != nil, !found { throw Failure("\(path): no such file") }
+        let config = found ? try Backend.loadConfig(path: path) : ServerConfig()
+        return (ServerHome(directory: directory, config: config), config, found)
+    }
+
+    @discardableResult
+    func bootstrapLogging(_ config: ServerConfig?) -> Logger {
+        _ = LogSetup.bootstrap(verbosity: verbose, configured: config?.logLevel, format: LogSetup.Format(rawValue: logFormat) ?? .text)
+        return Logger(label: "uspd")
+    }
+}
+
+/// A runtime failure: one line on stderr, exit status 1.
+struct Failure: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+// MARK: - serve
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Serve (the default).")
+
+    @OptionGroup var home: HomeOptions
+
+    @Option(name: .customLong("listen"), help: "host:port or [v6]:port to listen on (repeatable; replaces the config's).")
+    var listen: [String] = []
+
+    @Flag(name: [.customShort("t"), .customLong("check-config")], help: "Check the configuration and apps.d, then exit.")
+    var checkConfig = false
+
+    @Flag(name: [.customShort("T"), .customLong("print-config")], help: "Print the effective configuration, then exit.")
+    var printConfig = false
+
+    func validate() throws {
+        for l in listen {
+            do { _ = try ListenAddress.parse(l) } catch { throw ValidationError("\(error)") }
+        }
+    }
+
+    func run() async throws {
+        let (homeDir, loaded, configFound) = try home.load()
+        var config = loaded
+        if !listen.isEmpty { config.listen = listen }
+        // The embedded default listens on both loopbacks (IPv4 and IPv6).
+        let embeddedDefault = !configFound && listen.isEmpty
+        if embeddedDefault { config.listen = ["127.0.0.1:7300", "[::1]:7300"] }
+        if printConfig {
+            print(Backend.tomlText(config), terminator: "")
+            return
+        }
+        if checkConfig {
+            let apps = try Backend.loadApplications(directory: homeDir.appsDirectory)
+            _ = try config.listen.map(ListenAddress.parse)
+            print("uspd: configuration OK (\(apps.count) application(s))")
+            return
+        }
+        let logger = home.bootstrapLogging(config)
+        if !homeDir.exists {
+            let password = try Backend.initialize(homeDir, logger: logger)
+            printAdminPassword(password)
+        }
+        let key = try ServerHome.loadHostKey(at: homeDir.hostKeyPath)
+        let store = try Backend.openStore(homeDir.databasePath)
+        let policy = Backend.policy(store: store, config: config, logger: logger)
+        var options = ServerRuntime.Options(config: config)
+        if embeddedDefault { options.optionalListen = ["[::1]:7300"] }
+        options.inheritedSockets = Systemd.inheritedSockets()
+        let runtime = ServerRuntime(options: options, staticKey: key, policy: policy, logger: logger)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        let watcher = Backend.ApplicationsWatcher(directory: homeDir.appsDirectory, logger: logger)
+        let daemon = USPDaemon(runtime: runtime, group: group,
+                               loadApplications: { watcher.load() },
+                               onHangup: { watcher.forceNext() },
+                               onReady: { addresses in
+                                   for a in addresses {
+                                       guard let ip = a.ipAddress, let port = a.port else { continue }
+                                       print(ServerHome.uri(serverKey: key.publicKey, host: ip, port: port))
+                                   }
+                                   fflush(nil)
+                                   Systemd.notify("READY=1")
+                               })
+        let services = ServiceGroup(configuration: .init(services: [daemon], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        do {
+            try await services.run()
+        } catch {
+            try? await group.shutdownGracefully()
+            throw Failure("\(error)")
+        }
+        try? await group.shutdownGracefully()
+    }
+}
+
+func printAdminPassword(_ password: String?) {
+    guard let password else { return }
+    // Printed once, on stderr, so that stdout stays the URI for scripts.
+    FileHandle.standardError.write(Data("uspd: created user admin with password: \(password)\nuspd: it is shown only this once\n".utf8))
+}
+
+// MARK: - init
+
+struct Init: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Create the data directory: host key, database, sample apps.d, admin user.")
+
+    @OptionGroup var home: HomeOptions
+
+    func run() async throws {
+        let (homeDir, config, _) = try home.load()
+        let logger = home.bootstrapLogging(config)
+        if homeDir.exists {
+            throw Failure("\(homeDir.directory) is already initialised (host key \(homeDir.hostKeyPath) exists)")
+        }
+        let password = try Backend.initialize(homeDir, logger: logger)
+        printAdminPassword(password)
+        let key = try ServerHome.loadHostKey(at: homeDir.hostKeyPath)
+        print("initialised \(homeDir.directory); server key \(Base64URL.encode(key.publicKey)) (\(Fingerprint.of(key.publicKey)))")
+    }
+}
+
+// MARK: - uri
+
+struct URI: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print the usp:// URI of each listen address.")
+
+    @OptionGroup var home: HomeOptions
+
+    @Option(help: "Host name to put in the URI instead of the listen address.")
+    var host: String?
+
+    func run() async throws {
+        let (homeDir, config, found) = try home.load()
+        let key = try ServerHome.loadHostKey(at: homeDir.hostKeyPath)
+        let listen = found ? config.listen : ["127.0.0.1:7300", "[::1]:7300"]
+        for l in listen {
+            let a = try ListenAddress.parse(l)
+            print(ServerHome.uri(serverKey: key.publicKey, host: host ?? a.host, port: a.port))
+        }
+    }
+}

@@ -1,0 +1,302 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import USPCore
+import USPNIO
+
+/// An in-memory policy, copied from Tests/USPCoreTests/SessionTestSupport.swift (TestPolicy) and
+/// extended with the `noise_static` method: users with passwords, client keys allowed to log in,
+/// channel-bound tokens kept as public keys, address-bound application tokens, a replay guard,
+/// and public apps (`echo`, `time`) and a secure one (`ssh`).
+final class TestPolicy: ServerSessionDelegate, @unchecked Sendable {
+    struct StoredToken {
+        let publicKey: [UInt8]
+        let identity: Identity?
+        let application: String?
+        let peerAddress: String?
+        let authorizationTokenID: TokenProof.TokenID?
+        var revoked = false
+        var expiresAt: UInt64
+    }
+    var users: [String: String] = ["alice": "correct horse"]
+    /// Client static keys allowed to log in with `noise_static`, and whose they are.
+    var authorizedKeys: [[UInt8]: String] = [:]
+    var tokens: [TokenProof.TokenID: StoredToken] = [:]
+    var replay = ReplayGuard(window: 120)
+    var applications: [(index: UInt32, offer: ApplicationOffer, secure: Bool)] = [
+        (1, ApplicationOffer(name: "echo", description: "echoes", expectedRequestBody: [:]), false),
+        (2, ApplicationOffer(name: "time", description: "says the time", expectedRequestBody: ["zone": "string?"]), false),
+        (3, ApplicationOffer(name: "ssh", description: "secure shell", expectedRequestBody: ["user": "string"]), true),
+        (4, ApplicationOffer(name: "counter", description: "counts", expectedRequestBody: ["start": "integer", "verbose": "boolean?"]), false),
+    ]
+    let random = SystemRandomSource()
+    var tokenLifetime: UInt64 = 3600
+    /// Requests seen, by application name, for assertions on what was sent.
+    var requests: [(String, [String: JSONValue])] = []
+    var logins: [String] = []
+
+    func menu(for identity: Identity?, context: SessionContext) -> ApplicationMenu {
+        var apps: [ServiceIndex: ApplicationOffer] = [:]
+        for a in applications where !a.secure || identity != nil { apps[ServiceIndex(a.index)] = a.offer }
+        let auth: AuthenticationOffer = identity == nil
+            ? .methods([AuthenticationMethod(method: "password", expectedRequestBody: ["user": "string", "password": "string"]),
+                        AuthenticationMethod(method: "noise_static", expectedRequestBody: [:])])
+            : .tokenInvalidation(TokenInvalidationOffer())
+        return ApplicationMenu(serverSessionID: context.serverSessionID, authentication: auth, applications: apps)
+    }
+
+    func authenticate(fields: [String: JSONValue], context: SessionContext) -> Result<AuthorizationGrant, USPError> {
+        let who: Identity
+        switch fields["auth_method"] {
+        case .string("noise_static")?:
+            guard let key = context.clientStatic, let name = authorizedKeys[key] else {
+                return .failure(USPError(.authenticationFailed, "unknown client key"))
+            }
+            who = Identity(name: name)
+        case .string("password")?:
+            guard case .string(let user)? = fields["user"], case .string(let password)? = fields["password"] else {
+                return .failure(USPError(.invalidRequestBody, "user and password required"))
+            }
+            guard let expected = users[user], ConstantTime.equal(Array(expected.utf8), Array(password.utf8)) else {
+                return .failure(USPError(.authenticationFailed, "bad password for \(user)"))
+            }
+            who = Identity(name: user)
+        default:
+            return .failure(USPError(.unknownMethod))
+        }
+        logins.append(who.name)
+        let issued = TokenProof.issue(random: random)
+        tokens[issued.id] = StoredToken(publicKey: issued.publicKey, identity: who, application: nil, peerAddress: nil,
+                                        authorizationTokenID: nil, expiresAt: context.now.seconds + tokenLifetime)
+        return .success(AuthorizationGrant(identity: who, token: issued.secret, tokenID: issued.id))
+    }
+
+    func validateAuthorizationToken(_ p: TokenProof.Presentation, context: SessionContext) -> Result<(Identity, TokenProof.TokenID), USPError> {
+        guard let t = tokens[p.id], t.application == nil, let who = t.identity else { return .failure(USPError(.authorizationInvalid)) }
+        guard !t.revoked else { return .failure(USPError(.tokenRevoked)) }
+        guard t.expiresAt > context.now.seconds else { return .failure(USPError(.tokenExpired)) }
+        guard p.verify(publicKey: t.publicKey, handshakeHash: context.channelBinding) else { return .failure(USPError(.authorizationInvalid)) }
+        return .success((who, p.id))
+    }
+
+    func issueApplicationToken(index: ServiceIndex, entry: ApplicationOffer, request: [String: JSONValue],
+                               authorizationTokenID: TokenProof.TokenID?, context: SessionContext) -> Result<String, USPError> {
+        requests.append((entry.name, request))
+        let issued = TokenProof.issue(random: random)
+        tokens[issued.id] = StoredToken(publicKey: issued.publicKey, identity: context.identity, application: entry.name,
+                                        peerAddress: context.peerAddress, authorizationTokenID: authorizationTokenID,
+                                        expiresAt: context.now.seconds + 60)
+        return .success(issued.secret)
+    }
+
+    func validateApplicationToken(_ p: TokenProof.Presentation, context: SessionContext) -> Result<ApplicationGrant, USPError> {
+        guard let t = tokens[p.id], let app = t.application else { return .failure(USPError(.tokenInvalid)) }
+        guard !t.revoked, !(t.authorizationTokenID.map { tokens[$0]?.revoked ?? false } ?? false) else { return .failure(USPError(.tokenRevoked)) }
+        guard t.expiresAt > context.now.seconds else { return .failure(USPError(.tokenExpired)) }
+        guard t.peerAddress == context.peerAddress else { return .failure(USPError(.tokenWrongAddress)) }
+        guard p.verify(publicKey: t.publicKey, handshakeHash: context.channelBinding) else { return .failure(USPError(.tokenInvalid)) }
+        return .success(ApplicationGrant(application: app, tokenID: p.id, authorizationTokenID: t.authorizationTokenID, identity: t.identity))
+    }
+
+    func invalidateTokens(_ list: [String], context: SessionContext) -> Result<[TokenProof.TokenID], USPError> {
+        var ids: [TokenProof.TokenID] = []
+        for text in list {
+            let id = (try? TokenProof.tokenID(secret: text)) ?? TokenProof.TokenID(text: text)
+            guard let id, tokens[id] != nil else { return .failure(USPError(.tokenInvalid, "unknown token")) }
+            tokens[id]!.revoked = true
+            ids.append(id)
+        }
+        return .success(ids)
+    }
+
+    func performAction(_ action: String, grant: ApplicationGrant, parameters: [String: JSONValue]?, context: SessionContext) -> Result<JSONValue, USPError> {
+        .failure(USPError(.unknownAction))
+    }
+
+    func admitEarlyData(clientEphemeral: [UInt8], timestamp: Timestamp, now: Timestamp) -> Bool {
+        replay.check(ephemeral: clientEphemeral, timestamp: timestamp, now: now) == .accept
+    }
+}
+
+/// A USP server for tests, built only from USPCore's `ServerSession` and the policy above, over
+/// real loopback TCP. One event loop, so the policy needs no lock. Applications: `echo` (and
+/// every other name) echoes each stream back, with backpressure: bytes are consumed (credit
+/// returned to the client) only once the echo has been handed to the session.
+final class TestServer: @unchecked Sendable {
+    static let defaultKey = try! KeyPair(privateKey: [UInt8](repeating: 7, count: 32))
+
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let policy: TestPolicy
+    let key: KeyPair
+    let allowFirstContact: Bool
+    let host: String
+    private(set) var port = 0
+    private var channel: (any Channel)?
+    /// Live connections, for revocation broadcast (event loop only).
+    var connections: [ObjectIdentifier: TestServerHandler] = [:]
+    /// What the server saw, for assertions (event loop only).
+    var handshakes: [(pattern: HandshakeLayout.Pattern, early: Bool)] = []
+    /// Stream bytes that arrived in message 1 itself (the same read that completed the handshake).
+    var bytesInMessage1: [[UInt8]] = []
+
+    init(policy: TestPolicy = TestPolicy(), key: KeyPair = TestServer.defaultKey, allowFirstContact: Bool = true, host: String = "127.0.0.1") {
+        self.host = host
+        self.policy = policy
+        self.key = key
+        self.allowFirstContact = allowFirstContact
+    }
+
+    var publicKey: [UInt8] { key.publicKey }
+    var hostPort: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    var uri: String { "usp://\(hostPort)" }
+    var pinnedURI: String { "usp://\(Base64URL.encode(key.publicKey))@\(hostPort)" }
+
+    func start() async throws {
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let address = channel.remoteAddress?.ipAddress ?? "?"
+                    let handler = TestServerHandler(server: self, peerAddress: address)
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                }
+            }
+        let ch = try await bootstrap.bind(host: host, port: 0).get()
+        channel = ch
+        port = ch.localAddress!.port!
+    }
+
+    func stop() async {
+        try? await channel?.close().get()
+        try? await group.shutdownGracefully()
+    }
+
+    /// Runs `body` on the server's event loop (for reading `policy` and the logs).
+    func onLoop<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+        try! await group.next().submit(body).get()
+    }
+
+    func revoke(_ ids: Set<TokenProof.TokenID>, except: ObjectIdentifier) {
+        for (id, h) in connections where id != except { h.revoke(ids) }
+    }
+}
+
+final class TestServerHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    unowned let server: TestServer
+    var session: ServerSession
+    var context: ChannelHandlerContext?
+    /// Echo bytes not yet taken by the session (no credit), per stream.
+    var pendingEcho: [UInt32: [UInt8]] = [:]
+    var finishAfterEcho: Set<UInt32> = []
+
+    init(server: TestServer, peerAddress: String) {
+        self.server = server
+        session = ServerSession(staticKey: server.key, peerAddress: peerAddress, allowFirstContact: server.allowFirstContact)
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        server.connections[ObjectIdentifier(self)] = self
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        server.connections[ObjectIdentifier(self)] = nil
+        self.context = nil
+    }
+
+    enum Note {
+        case handshake(HandshakeLayout.Pattern, Bool)
+        case data(UInt32, [UInt8])
+        case finished(UInt32)
+        case writable(UInt32)
+        case invalidated([TokenProof.TokenID])
+        case closed
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        var notes: [Note] = []
+        buffer.withUnsafeReadableBytes { bytes in
+            session.receive(bytes, now: ClientSessionHandler.wallClock(), delegate: server.policy) { e in
+                notes.append(Self.note(e))
+            }
+        }
+        handle(notes)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        session.endOfInput { _ in }
+        context.fireChannelInactive()
+    }
+
+    static func note(_ e: ServerEvent) -> Note {
+        switch e {
+        case .handshakeCompleted(let p, _, let early): .handshake(p, early)
+        case .streamData(let s, let d): .data(s, Array(d))
+        case .streamFinished(let s): .finished(s)
+        case .streamWritable(let s): .writable(s)
+        case .tokensInvalidated(let ids): .invalidated(ids)
+        case .closed: .closed
+        case .authenticated, .streamOpened, .streamClosed: .writable(0)
+        }
+    }
+
+    func handle(_ notes: [Note]) {
+        var handshakeInThisRead = false
+        for n in notes {
+            switch n {
+            case .handshake(let p, let early):
+                server.handshakes.append((p, early))
+                handshakeInThisRead = p != .xx
+            case .data(let s, let d):
+                if handshakeInThisRead { server.bytesInMessage1.append(d) }
+                pendingEcho[s, default: []] += d
+                pump(s)
+            case .finished(let s):
+                finishAfterEcho.insert(s)
+                pump(s)
+            case .writable(let s):
+                if s != 0 { pump(s) }
+            case .invalidated(let ids):
+                server.revoke(Set(ids), except: ObjectIdentifier(self))
+            case .closed:
+                break
+            }
+        }
+        flush()
+    }
+
+    /// Echoes what the session will take; returns credit for exactly that much.
+    func pump(_ s: UInt32) {
+        if let bytes = pendingEcho[s], !bytes.isEmpty {
+            let n = (try? bytes.withUnsafeBytes { try session.write(stream: s, $0) }) ?? 0
+            if n > 0 {
+                pendingEcho[s] = Array(bytes[n...])
+                try? session.consumed(stream: s, count: n)
+            }
+        }
+        if pendingEcho[s, default: []].isEmpty, finishAfterEcho.contains(s) {
+            finishAfterEcho.remove(s)
+            pendingEcho[s] = nil
+            try? session.finish(stream: s) { _ in }
+        }
+    }
+
+    func revoke(_ ids: Set<TokenProof.TokenID>) {
+        try? session.revoke(tokenIDs: ids) { _ in }
+        flush()
+    }
+
+    func flush() {
+        guard let context else { return }
+        if session.outboundByteCount > 0 {
+            let buf = session.drainOutbound { context.channel.allocator.buffer(bytes: $0) }
+            context.writeAndFlush(wrapOutboundOut(buf), promise: nil)
+        }
+        if session.state == .closed { context.close(promise: nil) }
+    }
+}

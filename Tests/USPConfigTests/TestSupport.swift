@@ -1,0 +1,50 @@
+import Foundation
+import Testing
+@testable import USPConfig
+
+final class TempDirectory: @unchecked Sendable {
+    let path: String
+
+    init(_ label: String = "config") {
+        path = "\(FileManager.default.temporaryDirectory.path)/usp-\(label)-\(UUID().uuidString)"
+        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
+    func file(_ name: String) -> String { "\(path)/\(name)" }
+
+    @discardableResult
+    func write(_ name: String, _ text: String) -> String {
+        let p = file(name)
+        try! Data(text.utf8).write(to: URL(fileURLWithPath: p))
+        return p
+    }
+
+    func remove(_ name: String) { try! FileManager.default.removeItem(atPath: file(name)) }
+
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+}
+
+/// The error `body` throws, or nil (recording an issue) when it throws nothing.
+func configError<T>(_ body: () throws -> T, sourceLocation: SourceLocation = #_sourceLocation) -> ConfigError? {
+    do {
+        let value = try body()
+        Issue.record("expected a ConfigError, got \(value)", sourceLocation: sourceLocation)
+        return nil
+    } catch let error as ConfigError {
+        return error
+    } catch {
+        Issue.record("expected a ConfigError, got \(error)", sourceLocation: sourceLocation)
+        return nil
+    }
+}
+
+/// A minimal valid application file with `extra` lines appended at the top level (before [launch]).
+func app(_ extra: String = "", name: String = "ssh") -> String {
+    """
+    name = "\(name)"
+    \(extra)
+    [launch]
+    tcp = "127.0.0.1:22"
+
+    """
+}

@@ -1,0 +1,97 @@
+import Foundation
+
+/// A real `uspd` in its own data directory on a free loopback port, plus a `usp` home for the client.
+final class DaemonFixture {
+    let dataDirectory: URL
+    let home: URL
+    let port: Int
+    private(set) var process: RunningProcess?
+    private(set) var uri = ""
+    let adminPassword: String
+
+    /// `apps` maps file names in apps.d to their TOML text; written before the daemon starts.
+    init(apps: [String: String] = [:], config: String = "handshake_timeout = 1\n") throws {
+        dataDirectory = try Harness.temporaryDirectory("uspd")
+        home = try Harness.temporaryDirectory("home")
+        port = try Harness.freePort()
+        let initRun = try Harness.run(try Harness.executable("uspd"), ["init", "--data-dir", dataDirectory.path])
+        guard initRun.status == 0, let line = (initRun.stdout + initRun.stderr).split(separator: "\n").first(where: { $0.contains("password: ") }) else {
+            throw HarnessError("uspd init failed (\(initRun.status)): \(initRun.stdout)\(initRun.stderr)")
+        }
+        adminPassword = String(line.split(separator: " ").last!)
+        try config.write(to: dataDirectory.appendingPathComponent("uspd.toml"), atomically: true, encoding: .utf8)
+        for (name, text) in apps {
+            try text.write(to: dataDirectory.appendingPathComponent("apps.d/\(name)"), atomically: true, encoding: .utf8)
+        }
+        try start()
+    }
+
+    func start() throws {
+        let p = try RunningProcess("uspd", executable: try Harness.executable("uspd"),
+                                   arguments: ["serve", "--data-dir", dataDirectory.path, "--listen", "127.0.0.1:\(port)"])
+        let text = try p.waitForOutput { $0.contains("usp://") && $0.contains("listening on") }
+        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("usp://") }) else {
+            throw HarnessError("uspd printed no URI: \(text)")
+        }
+        uri = String(line)
+        process = p
+        try Harness.waitForPort(port)
+    }
+
+    /// SIGKILL, as a crash would.
+    func crash() throws {
+        guard let p = process else { return }
+        p.signal(SIGKILL)
+        try p.wait(timeout: 10)
+        process = nil
+    }
+
+    /// Runs `usp --home HOME ARGS…`.
+    func usp(_ arguments: [String], stdin: String? = nil, timeout: Double = 60) throws -> (status: Int32, stdout: String, stderr: String) {
+        try Harness.run(try Harness.executable("usp"), ["--home", home.path] + arguments, stdin: stdin, timeout: timeout)
+    }
+
+    /// Logs in as admin.
+    func loginAdmin() throws {
+        let r = try usp(["login", uri, "--user", "admin"], stdin: adminPassword + "\n")
+        guard r.status == 0 else { throw HarnessError("usp login failed: \(r.stderr)") }
+    }
+
+    /// `uspd audit --json` as parsed objects.
+    func audit() throws -> [[String: Any]] {
+        let r = try Harness.run(try Harness.executable("uspd"), ["audit", "--json", "--data-dir", dataDirectory.path])
+        guard r.status == 0 else { throw HarnessError("uspd audit failed: \(r.stderr)") }
+        return r.stdout.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+    }
+
+    deinit {
+        process?.stop()
+    }
+}
+
+/// An apps.d file for a `tcp` application.
+func tcpApp(_ name: String, port: Int, visibility: String) -> String {
+    """
+    name = "\(name)"
+    description = "\(name) on 127.0.0.1:\(port)"
+    visibility = "\(visibility)"
+
+    [launch]
+    tcp = "127.0.0.1:\(port)"
+    """
+}
+
+/// An apps.d file for an `exec` application.
+func execApp(_ name: String, command: [String], visibility: String) -> String {
+    let quoted = command.map { "\"\($0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\""))\"" }.joined(separator: ", ")
+    return """
+    name = "\(name)"
+    description = "\(name)"
+    visibility = "\(visibility)"
+
+    [launch]
+    exec = [\(quoted)]
+    """
+}

@@ -1,0 +1,152 @@
+import Foundation
+import Testing
+
+/// USP end to end with real processes on loopback: uspd, usp, OpenSSH's ssh and sshd, curl and an
+/// HTTP server.
+@Suite(.serialized) struct EndToEndTests {
+    @Test func sshThroughProxyCommandOnlyAfterLogin() throws {
+        guard SSHDPeer.sshdPath != nil else {
+            if Harness.strict { Issue.record("sshd is not installed (apt-get install openssh-server)") } else { print("SKIP: sshd not installed") }
+            return
+        }
+        let sshd = try SSHDPeer()
+        let daemon = try DaemonFixture(apps: ["ssh.toml": tcpApp("ssh", port: sshd.port, visibility: "authenticated")])
+        let usp = try Harness.executable("usp")
+        let proxy = "\(usp) --home \(daemon.home.path) connect \(daemon.uri) ssh"
+
+        // Before login: not on the menu, cannot be opened, ssh fails.
+        let menu = try daemon.usp(["menu", daemon.uri, "--json"])
+        #expect(menu.status == 0)
+        #expect(!menu.stdout.contains("\"ssh\""))
+        let refused = try daemon.usp(["connect", daemon.uri, "ssh"], stdin: "")
+        #expect(refused.status == 1)
+        #expect(refused.stderr.hasPrefix("usp: "))
+        let before = try Harness.run("/usr/bin/ssh", sshd.sshArguments(proxyCommand: proxy, command: "echo reached"), stdin: "", timeout: 60)
+        #expect(before.status != 0)
+        #expect(!before.stdout.contains("reached"))
+
+        // After login: listed, and ssh logs in to the real sshd through USP.
+        try daemon.loginAdmin()
+        let after = try daemon.usp(["menu", daemon.uri, "--json"])
+        #expect(after.stdout.contains("\"ssh\""))
+        let ssh = try Harness.run("/usr/bin/ssh", sshd.sshArguments(proxyCommand: proxy, command: "echo reached-$((6*7))"), stdin: "", timeout: 60)
+        #expect(ssh.status == 0, "ssh failed: \(ssh.stderr)")
+        #expect(ssh.stdout.contains("reached-42"))
+    }
+
+    @Test func curlThroughForward() throws {
+        let web = try HTTPPeer()
+        let daemon = try DaemonFixture(apps: ["web.toml": tcpApp("web", port: web.port, visibility: "public")])
+        let local = try Harness.freePort()
+        let forward = try RunningProcess("usp forward", executable: try Harness.executable("usp"),
+                                         arguments: ["--home", daemon.home.path, "forward", "--listen", "127.0.0.1:\(local)", daemon.uri, "web"])
+        defer { forward.stop() }
+        try Harness.waitForPort(local)
+        for _ in 0..<2 {
+            let curl = try Harness.run("/usr/bin/curl", ["-sS", "--max-time", "20", "http://127.0.0.1:\(local)/index.html"])
+            #expect(curl.status == 0, "curl: \(curl.stderr)")
+            #expect(curl.stdout == web.body)
+        }
+    }
+
+    @Test func execApplicationGetsOneProcessPerSession() throws {
+        let daemon = try DaemonFixture(apps: ["pid.toml": execApp("pid", command: ["/bin/sh", "-c", "echo pid=$$; exec cat"], visibility: "public")])
+        let usp = try Harness.executable("usp")
+        var clients: [(RunningProcess, Pipe)] = []
+        for i in 0..<2 {
+            let input = Pipe()
+            let p = try RunningProcess("client\(i)", executable: usp, arguments: ["--home", daemon.home.path, "connect", daemon.uri, "pid"],
+                                       stdin: input.fileHandleForReading)
+            try input.fileHandleForReading.close()
+            clients.append((p, input))
+        }
+        // Both sessions are live at once, each with its own process.
+        var pids: [String] = []
+        for (p, input) in clients {
+            input.fileHandleForWriting.write(Data("ping\n".utf8))
+            let text = try p.waitForOutput { $0.contains("ping") }
+            pids.append(String(text.split(separator: "\n").first { $0.hasPrefix("pid=") } ?? ""))
+        }
+        #expect(pids.count == 2 && !pids[0].isEmpty && !pids[1].isEmpty)
+        #expect(pids[0] != pids[1], "two clients at once must get two processes: \(pids)")
+        for (p, input) in clients {
+            try input.fileHandleForWriting.close()
+            #expect(try p.wait(timeout: 20) == 0)
+        }
+    }
+
+    @Test func logoutEndsTheOpenStreamAndTheTokenStopsWorking() throws {
+        let daemon = try DaemonFixture(apps: ["vault.toml": execApp("vault", command: ["/bin/cat"], visibility: "authenticated")])
+        try daemon.loginAdmin()
+        let input = Pipe()
+        let client = try RunningProcess("vault", executable: try Harness.executable("usp"),
+                                        arguments: ["--home", daemon.home.path, "connect", daemon.uri, "vault"], stdin: input.fileHandleForReading)
+        try input.fileHandleForReading.close()
+        input.fileHandleForWriting.write(Data("secret\n".utf8))
+        _ = try client.waitForOutput { $0.contains("secret") }
+
+        let started = Date()
+        let logout = try daemon.usp(["logout", daemon.uri])
+        #expect(logout.status == 0, "logout: \(logout.stderr)")
+        // The open stream ends at once, although its stdin is still open.
+        let status = try client.wait(timeout: 10)
+        #expect(Date().timeIntervalSince(started) < 5)
+        #expect(status != 0 || client.stderr.contains("revoked"), "stream should end with token_revoked: \(client.stderr)")
+        try? input.fileHandleForWriting.close()
+
+        let again = try daemon.usp(["connect", daemon.uri, "vault"], stdin: "x\n")
+        #expect(again.status == 1)
+        #expect(again.stderr.hasPrefix("usp: "))
+        #expect(!again.stdout.contains("x"))
+        let invalidated = try daemon.audit().filter { $0["kind"] as? String == "token_invalidated" }
+        #expect(!invalidated.isEmpty)
+    }
+
+    @Test func authorizationTokenSurvivesKill9AndAuditShowsTheChain() throws {
+        let daemon = try DaemonFixture()
+        try daemon.loginAdmin()
+        try daemon.crash()
+        try daemon.start()
+        // whoami is only for logged-in users; the cached token from before the crash still works.
+        let who = try daemon.usp(["connect", daemon.uri, "whoami"], stdin: "")
+        #expect(who.status == 0, "whoami after restart: \(who.stderr)")
+        #expect(who.stdout.contains("identity=admin"))
+
+        // stream → application token → authorization token → identity.
+        let events = try daemon.audit()
+        let stream = try #require(events.last { $0["kind"] as? String == "stream_opened" && $0["application"] as? String == "whoami" })
+        let appToken = try #require(stream["token_id"] as? String)
+        let authToken = try #require(stream["authorization_token_id"] as? String)
+        let issued = try #require(events.first { $0["kind"] as? String == "token_issued" && $0["token_id"] as? String == appToken })
+        #expect(issued["authorization_token_id"] as? String == authToken)
+        let login = try #require(events.first { $0["kind"] as? String == "token_issued" && $0["token_id"] as? String == authToken })
+        #expect(login["identity"] as? String == "admin")
+        #expect(login["method"] as? String == "password")
+        #expect(stream["identity"] as? String == "admin")
+    }
+
+    @Test func badInputsGetSpecificErrorsWhileAnotherClientIsServed() throws {
+        let daemon = try DaemonFixture()
+        // A client that sends garbage, and one that sends nothing, hold connections open.
+        let garbage = try RawConnection(port: daemon.port)
+        try garbage.send(Array("GET / HTTP/1.0\r\n\r\n".utf8))
+        let silent = try RawConnection(port: daemon.port)
+
+        // Meanwhile a real client is served, and each bad request gets its own error line.
+        let menu = try daemon.usp(["menu", daemon.uri])
+        #expect(menu.status == 0)
+        #expect(menu.stdout.contains("echo"))
+        let wrong = try daemon.usp(["login", daemon.uri, "--user", "admin"], stdin: "not-the-password\n")
+        #expect(wrong.status == 1)
+        #expect(wrong.stderr.contains("wrong user or password"))
+        let unknown = try daemon.usp(["connect", daemon.uri, "nosuch"], stdin: "")
+        #expect(unknown.status == 1)
+        #expect(unknown.stderr.contains("no application named \"nosuch\""))
+        let echo = try daemon.usp(["connect", daemon.uri, "echo"], stdin: "still serving\n")
+        #expect(echo.stdout == "still serving\n")
+
+        // The server never answered the garbage or the silence, and closed both at the deadline.
+        #expect(try garbage.readUntilClosed(timeout: 10).isEmpty)
+        #expect(try silent.readUntilClosed(timeout: 10).isEmpty)
+    }
+}

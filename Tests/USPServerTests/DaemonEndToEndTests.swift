@@ -1,0 +1,337 @@
+import Foundation
+import Testing
+import USPConfig
+import USPCore
+import USPNIO
+@testable import USPServer
+import USPStore
+
+/// The daemon in-process over real loopback TCP, driven by `ClientSession`s on plain sockets.
+@Suite("uspd end to end", .serialized)
+struct DaemonEndToEndTests {
+    @Test func menuLoginExecAndTCPApplicationsThenRevocationEndsStreams() async throws {
+        let d = try TestDaemon()
+        try await d.start()
+        defer { Task { try await d.stop() } }
+
+        let client = try SocketClient(port: d.port4)
+        try client.start()
+        #expect(try client.pumpMenu())
+        #expect(client.log.notes.contains(.menu(["0:password,publickey,noise_static", "echo", "env", "time"])))
+        try client.login("bob", "hunter2")
+        #expect(client.log.notes.last == .menu(["0:invalidate", "echo", "env", "time", "notes"]))
+        let auth = try #require(client.log.token(at: 0))
+
+        let echo = try #require(client.log.index(of: "echo"))
+        let notes = try #require(client.log.index(of: "notes"))
+        try client.request([echo: [:], notes: [:]])
+        let echoToken = try #require(client.log.token(at: echo))
+        let notesToken = try #require(client.log.token(at: notes))
+
+        // exec: /bin/cat.  tcp: a NIO echo server. Both on this session, as streams.
+        let a = try client.session.openStream(applicationToken: echoToken)
+        let b = try client.session.openStream(applicationToken: notesToken)
+        try client.flush()
+        try client.write(a, "hello exec")
+        try client.write(b, "hello tcp")
+        #expect(try client.pump { $0.notes.contains(.accepted(a)) && $0.notes.contains(.accepted(b)) })
+        #expect(try client.pump { _ in client.text(a) == "hello exec" && client.text(b) == "hello tcp" })
+
+        // A second connection of bob's (authorization token in its first message) invalidates the token:
+        // both streams of the first session end at once, with token_revoked.
+        let other = try SocketClient(port: d.port4, mode: .knownServer(serverKey: Fixtures.serverKey.publicKey, clientStatic: Fixtures.otherClientKey))
+        try other.start(ClientStart(authorizationToken: auth))
+        #expect(try other.pumpMenu())
+        #expect(other.log.notes.contains(.menu(["0:invalidate", "echo", "env", "time", "notes"])))
+        let started = ServerClock.monotonic()
+        try other.request([:], authentication: .invalidateTokens([auth]))
+        #expect(other.log.notes.last == .reply([0: "invalidated 3"]))
+        #expect(try client.pump(timeout: 2) { $0.closedCode(a) != nil && $0.closedCode(b) != nil })
+        #expect(ServerClock.monotonic() - started < 1)
+        #expect(client.log.closedCode(a) == "token_revoked")
+        #expect(client.log.closedCode(b) == "token_revoked")
+        // New use is refused.
+        let c = try client.session.openStream(applicationToken: echoToken)
+        try client.flush()
+        #expect(try client.pump { $0.notes.contains(.rejected(c, "token_revoked")) })
+
+        // The audit trail has the streams with their byte counts.
+        try await Task.sleep(for: .milliseconds(100))
+        let closed = d.store.allAudit.filter { $0.kind == .streamClosed }
+        #expect(closed.count == 2)
+        #expect(closed.allSatisfy { $0.bytesIn == $0.bytesOut && ($0.bytesIn ?? 0) > 0 && $0.result == "token_revoked" && $0.identity == "bob" })
+        let opened = d.store.allAudit.filter { $0.kind == .connectionOpened }
+        #expect(opened.contains { $0.clientKey == Fingerprint.of(Fixtures.clientKey.publicKey) && $0.peerAddress == "127.0.0.1" })
+        #expect(d.store.allAudit.filter { $0.kind == .tokenInvalidated }.count == 3)
+    }
+
+    @Test func applicationSessionOnItsOwnConnectionWithEarlyData() async throws {
+        let d = try TestDaemon()
+        try await d.start()
+        defer { Task { try await d.stop() } }
+        let client = try SocketClient(port: d.port4)
+        try client.start()
+        #expect(try client.pumpMenu())
+        let echo = try #require(client.log.index(of: "echo"))
+        try client.request([echo: [:]])
+        let token = try #require(client.log.token(at: echo))
+
+        // The token in the first message (IK early data), the first bytes with it.
+        let app = try SocketClient(port: d.port4)
+        try app.start(ClientStart(application: .init(token: token), initialData: Array("ping".utf8)))
+        #expect(try app.pump { $0.notes.contains(.accepted(1)) })
+        #expect(try app.pump { _ in app.text(1) == "ping" })
+        try app.write(1, " pong")
+        #expect(try app.pump { _ in app.text(1) == "ping pong" })
+        // Half-close: cat sees EOF, exits, and the stream closes cleanly.
+        try app.session.finish(stream: 1) { _ in }
+        try app.flush()
+        #expect(try app.pump { $0.notes.contains(.finished(1)) })
+        #expect(try app.pump { $0.closedCode(1) == "ok" })
+
+        // The same token from another address is refused; here, over IPv6 (::1 is not 127.0.0.1).
+        let port6 = try #require(d.port6)
+        let v6 = try SocketClient(host: "::1", port: port6)
+        try v6.start(ClientStart(application: .init(token: token)))
+        #expect(try v6.pump { $0.notes.contains(.rejected(1, "token_wrong_address")) })
+    }
+
+    @Test func execApplicationsGetTheSessionInTheirEnvironment() async throws {
+        let d = try TestDaemon()
+        try await d.start()
+        defer { Task { try await d.stop() } }
+        let client = try SocketClient(port: d.port4)
+        try client.start()
+        #expect(try client.pumpMenu())
+        let env = try #require(client.log.index(of: "env"))
+        let time = try #require(client.log.index(of: "time"))
+        try client.request([env: ["greeting": "hi there", "count": 2], time: [:]])
+        let s = try client.session.openStream(applicationToken: try #require(client.log.token(at: env)))
+        let t = try client.session.openStream(applicationToken: try #require(client.log.token(at: time)))
+        try client.flush()
+        #expect(try client.pump { $0.notes.contains(.finished(s)) && $0.notes.contains(.finished(t)) })
+        let lines = Set(client.text(s).split(separator: "\n").map(String.init))
+        #expect(lines.contains("USP_FIELD_GREETING=hi there"))
+        #expect(lines.contains("USP_FIELD_COUNT=2"))
+        #expect(lines.contains("USP_APPLICATION=env"))
+        #expect(lines.contains("USP_PEER_ADDRESS=127.0.0.1"))
+        #expect(lines.contains("USP_IDENTITY="))
+        #expect(lines.contains("EXTRA=yes"))
+        #expect(lines.contains { $0.hasPrefix("USP_SESSION=s-") })
+        #expect(lines.contains { $0.hasPrefix("USP_TOKEN_ID=") })
+        #expect(client.text(t).contains("UTC"))
+    }
+
+    @Test func garbageAndSilentClientsGetNothingAndAreClosedAtTheDeadline() async throws {
+        let d = try TestDaemon(handshakeTimeout: 1)
+        try await d.start()
+        defer { Task { try await d.stop() } }
+        let started = ServerClock.monotonic()
+        let garbage = try RawSocket(host: "127.0.0.1", port: d.port4)
+        try garbage.send((0..<700).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) })
+        let silent = try RawSocket(host: "127.0.0.1", port: d.port4)
+        let trickle = try RawSocket(host: "127.0.0.1", port: d.port4)
+
+        // Meanwhile a real client is served at once.
+        let client = try SocketClient(port: d.port4)
+        try client.start()
+        #expect(try client.pump(timeout: 0.8) { !$0.menus.isEmpty })
+        #expect(ServerClock.monotonic() - started < 0.9)
+
+        // A client that trickles a byte at a time is cut off at the same absolute deadline.
+        for _ in 0..<6 {
+            try? trickle.send([0x42])
+            try await Task.sleep(for: .milliseconds(150))
+        }
+        let g = garbage.readToEnd(timeout: 3)
+        let s = silent.readToEnd(timeout: 3)
+        let t = trickle.readToEnd(timeout: 3)
+        let elapsed = ServerClock.monotonic() - started
+        #expect(g.bytes.isEmpty && g.closed)
+        #expect(s.bytes.isEmpty && s.closed)
+        #expect(t.bytes.isEmpty && t.closed)
+        #expect(elapsed >= 0.9 && elapsed < 2.5)
+        // The served client is still fine after the deadline.
+        try client.session.ping(1)
+        try client.flush()
+        #expect(client.session.state == .established)
+        try await Task.sleep(for: .milliseconds(200))
+        let timedOut = d.store.allAudit.filter { $0.kind == .connectionClosed && $0.result == "handshake_timeout" }
+        #expect(timedOut.count == 3, "\(d.store.allAudit.map { "\($0.kind) \($0.result ?? "")" })")
+    }
+
+    @Test func drainSendsShuttingDownToEverySession() async throws {
+        let d = try TestDaemon()
+        try await d.start()
+        let client = try SocketClient(port: d.port4)
+        try client.start()
+        #expect(try client.pumpMenu())
+        let stopping = Task { try await d.stop() }
+        // Poll in short slices and yield between them: a blocking wait here could hold one of the
+        // two cooperative threads that the drain itself needs.
+        var sawClose = false
+        for _ in 0..<150 where !sawClose {
+            sawClose = try client.pump(timeout: 0.01) { $0.notes.contains { if case .closed = $0 { true } else { false } } }
+            if !sawClose { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        #expect(sawClose)
+        #expect(client.log.notes.last == .closed("shutting_down"))
+        try await stopping.value
+        // Nothing listens any more.
+        #expect(throws: SocketError.self) { _ = try RawSocket(host: "127.0.0.1", port: d.port4) }
+    }
+
+    @Test func handshakeFloodFromOneSourceIsCutByTheBucket() async throws {
+        let d = try TestDaemon(handshakeTimeout: 10)
+        try await d.start()
+        defer { Task { try await d.stop() } }
+        // Burst 5 at 20/s: of 12 connections opened at once, several are closed without a byte.
+        var sockets: [RawSocket] = []
+        for _ in 0..<12 { sockets.append(try RawSocket(host: "127.0.0.1", port: d.port4)) }
+        var dropped = 0
+        for s in sockets {
+            let r = s.readToEnd(timeout: 0.3)
+            #expect(r.bytes.isEmpty)
+            if r.closed { dropped += 1 }
+        }
+        #expect(dropped >= 5)
+        #expect(dropped <= 8)
+    }
+
+    @Test func bulkDataThroughCatRespectsFlowControlBothWays() async throws {
+        let d = try TestDaemon()
+        try await d.start()
+        defer { Task { try await d.stop() } }
+        let client = try SocketClient(port: d.port4)
+        try client.start()
+        #expect(try client.pumpMenu())
+        let echo = try #require(client.log.index(of: "echo"))
+        try client.request([echo: [:]])
+        let s = try client.session.openStream(applicationToken: try #require(client.log.token(at: echo)))
+        try client.flush()
+        // 1 MiB, four times the stream window: only possible if credit comes back both ways.
+        let total = 1 << 20
+        let payload = (0..<total).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 9) }
+        var sent = 0
+        let end = ServerClock.monotonic() + 20
+        while (client.log.data[s]?.count ?? 0) < total, ServerClock.monotonic() < end {
+            if sent < total {
+                let n = try payload[sent..<min(total, sent + 32768)].withUnsafeBytes { try client.session.write(stream: s, $0) }
+                sent += n
+                try client.flush()
+            }
+            try client.pumpOnce(timeout: 0.05)
+        }
+        #expect(sent == total)
+        #expect(client.log.data[s] == payload)
+    }
+
+    @Test func maxSessionsRefusesTheStreamBeyondIt() async throws {
+        let d = try TestDaemon()
+        try d.store.upsertUser(UserRecord(name: "carol", passwordHash: "plain:pw"))
+        try await d.start()
+        defer { Task { try await d.stop() } }
+        let client = try SocketClient(port: d.port4)
+        try client.start()
+        #expect(try client.pumpMenu())
+        try client.login("carol", "pw")
+        let solo = try #require(client.log.index(of: "solo"))
+        try client.request([solo: [:]])
+        let token = try #require(client.log.token(at: solo))
+        let a = try client.session.openStream(applicationToken: token)
+        let b = try client.session.openStream(applicationToken: token)
+        try client.flush()
+        #expect(try client.pump { $0.closedCode(b) != nil })
+        #expect(client.log.closedCode(b) == "stream_refused")
+        try client.write(a, "still here")
+        #expect(try client.pump { _ in client.text(a) == "still here" })
+    }
+
+    @Test func appsDirectoryChangesAreServedWithoutDroppingSessions() async throws {
+        let d = try TestDaemon()
+        try await d.start()
+        defer { Task { try await d.stop() } }
+        let client = try SocketClient(port: d.port4)
+        try client.start()
+        #expect(try client.pumpMenu())
+        d.applications.withLock {
+            $0.removeAll { $0.name == "time" }
+            $0.append(ApplicationDefinition(name: "banner", visibility: .public, launch: .exec(command: ["/bin/echo", "hi"], environment: [:])))
+        }
+        try await Task.sleep(for: .milliseconds(600))
+        let fresh = try SocketClient(port: d.port4)
+        try fresh.start()
+        #expect(try fresh.pumpMenu())
+        #expect(fresh.log.notes.contains(.menu(["0:password,publickey,noise_static", "banner", "echo", "env"])))
+        // The old session is still there; asking for an application that is gone is refused by name.
+        let time = try #require(client.log.index(of: "time"))
+        try client.request([time: [:]])
+        #expect(client.log.notes.last == .reply([time.rawValue: "unknown_index"]))
+    }
+
+    @Test func aFailedLoginIsAnsweredLate() async throws {
+        let d = try TestDaemon()
+        try await d.start()
+        defer { Task { try await d.stop() } }
+        let client = try SocketClient(port: d.port4)
+        try client.start()
+        #expect(try client.pumpMenu())
+        var started = ServerClock.monotonic()
+        try client.request([:], authentication: .credentials(["auth_method": "password", "user": "bob", "password": "nope"]))
+        #expect(client.log.notes.last == .reply([0: "authentication_failed"]))
+        #expect(ServerClock.monotonic() - started >= 0.24)
+        // A second failure waits twice as long.
+        started = ServerClock.monotonic()
+        try client.request([:], authentication: .credentials(["auth_method": "password", "user": "bob", "password": "nope again"]))
+        #expect(client.log.notes.last == .reply([0: "authentication_failed"]))
+        #expect(ServerClock.monotonic() - started >= 0.49)
+        // Once the reply came, the window is over: the right password works.
+        try client.login("bob", "hunter2")
+        #expect(client.log.notes.contains(.reply([0: "token"])))
+    }
+
+    @Test func tokensAndRevocationsSurviveARestartOnSQLite() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("uspd-restart-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/usp.sqlite"
+        let first = try SQLiteStore(path: path)
+        try first.upsertUser(UserRecord(name: "bob", passwordHash: try PasswordHash.hash(password: "hunter2", parameters: .init(n: 1 << 10, r: 8, p: 1))))
+
+        let d1 = try TestDaemon(backing: first)
+        try await d1.start()
+        let client = try SocketClient(port: d1.port4)
+        try client.start()
+        #expect(try client.pumpMenu())
+        try client.login("bob", "hunter2")
+        let kept = try #require(client.log.token(at: 0))
+        let echo = try #require(client.log.index(of: "echo"))
+        try client.request([echo: [:]])
+        let echoToken = try #require(client.log.token(at: echo))
+        try client.login("bob", "hunter2")
+        let revoked = try #require(client.log.token(at: 0))
+        try client.request([:], authentication: .invalidateTokens([revoked]))
+        #expect(client.log.notes.last == .reply([0: "invalidated 1"]))
+        // The first daemon goes away without closing its store (as after kill -9, only what was
+        // committed is left), and a new one opens the same file.
+        try await d1.stop()
+
+        let second = try SQLiteStore(path: path)
+        let d2 = try TestDaemon(backing: second)
+        try await d2.start()
+        defer { Task { try await d2.stop() } }
+        let again = try SocketClient(port: d2.port4)
+        try again.start(ClientStart(authorizationToken: kept))
+        #expect(try again.pumpMenu())
+        #expect(again.log.notes.contains(.menu(["0:invalidate", "echo", "env", "time", "notes"])))
+        let app = try SocketClient(port: d2.port4)
+        try app.start(ClientStart(application: .init(token: echoToken), initialData: Array("after restart".utf8)))
+        #expect(try app.pump { _ in app.text(1) == "after restart" })
+        let refused = try SocketClient(port: d2.port4)
+        try refused.start(ClientStart(authorizationToken: revoked))
+        #expect(try refused.pump { $0.notes.contains(.serverError("token_revoked")) })
+        let trail = try second.audit(identity: "bob", since: nil, limit: nil)
+        #expect(trail.contains { $0.kind == .authentication && $0.result == "ok" && $0.method == "password" })
+        #expect(trail.contains { $0.kind == .tokenInvalidated })
+    }
+}

@@ -30,8 +30,13 @@ public struct ClientSession {
     public let clientSessionID: String
     private var initiator: InitiatorHandshake
     private var handshakeBuffer: [UInt8] = []
-    private var pendingHandshakeBytes: [UInt8] = []
-    private var link: SessionLink?
+    private var output = SessionOutput()
+    /// The transport once the handshake is done (kept in `output`, which owns the outbound bytes).
+    private var link: SessionLink? {
+        get { output.link }
+        _modify { yield &output.link }
+        set { output.link = newValue }
+    }
     private var start = ClientStart()
     private var earlySent = false
     private let random: any RandomSource
@@ -65,7 +70,7 @@ public struct ClientSession {
         let hello = configuration.hello(now: now)
         var failure: USPError?
         if initiator.pattern == .xx {
-            pendingHandshakeBytes += try initiator.writeMessage1(hello: hello)
+            output.handshakeBytes += try initiator.writeMessage1(hello: hello)
         } else {
             let capacity = initiator.earlyFrameCapacity
             let request = self.start
@@ -81,7 +86,7 @@ public struct ClientSession {
                 } catch { failure = error; return [] }
             }
             if let failure { throw failure }
-            pendingHandshakeBytes += message
+            output.handshakeBytes += message
             earlySent = included
         }
         state = .awaitingMessage2
@@ -157,7 +162,7 @@ public struct ClientSession {
                     throw USPError(.serverKeyMismatch, "server key \(Fingerprint.of(serverStatic)) refused")
                 }
                 let (message3, r) = try initiator.writeMessage3(hello: configuration.hello(now: now))
-                pendingHandshakeBytes += message3
+                output.handshakeBytes += message3
                 result = r
             }
             link = try SessionLink(result: result, configuration: configuration, role: .client)
@@ -355,36 +360,28 @@ public struct ClientSession {
         try link!.flush()
     }
 
+    /// Sends bytes on `stream`, as much as the server's credit allows; returns the bytes taken.
     public mutating func write(stream: UInt32, _ data: UnsafeRawBufferPointer) throws(USPError) -> Int {
-        guard state == .established || state == .awaitingReply, link != nil else { return 0 }
-        let n = try link!.sendData(localID: stream, data)
-        try link!.flush()
-        return n
+        guard state == .established || state == .awaitingReply else { return 0 }
+        return try output.write(stream: stream, data)
     }
 
+    /// The caller took `count` bytes of `stream`: returns credit to the server when due.
     public mutating func consumed(stream: UInt32, count: Int) throws(USPError) {
-        guard state != .closed, let increment = link?.streams.consumed(stream, count) else { return }
-        try link!.send(.window(stream: stream, increment: increment))
-        try link!.flush()
+        guard state != .closed else { return }
+        try output.consumed(stream: stream, count: count)
     }
 
+    /// Half-closes `stream`.
     public mutating func finish(stream: UInt32, onEvent: (ClientEvent) -> Void) throws(USPError) {
-        guard state != .closed, link != nil else { return }
-        let wasLive = link!.streams.contains(stream)
-        if link!.streams.finish(stream) {
-            try link!.send(.fin(stream: stream))
-            try link!.flush()
-        }
-        if wasLive, !link!.streams.contains(stream) { onEvent(.streamClosed(stream: stream, code: .ok)) }
+        guard state != .closed else { return }
+        if try output.finish(stream: stream) { onEvent(.streamClosed(stream: stream, code: .ok)) }
     }
 
+    /// Aborts `stream` with `code`.
     public mutating func reset(stream: UInt32, code: USPError.Code, onEvent: (ClientEvent) -> Void) throws(USPError) {
-        guard state != .closed, link != nil else { return }
-        if link!.streams.reset(stream) {
-            try link!.send(.reset(stream: stream, code: code.wireValue))
-            try link!.flush()
-            onEvent(.streamClosed(stream: stream, code: code))
-        }
+        guard state != .closed else { return }
+        if try output.reset(stream: stream, code: code) { onEvent(.streamClosed(stream: stream, code: code)) }
     }
 
     public mutating func ping(_ value: UInt64) throws(USPError) {
@@ -395,43 +392,25 @@ public struct ClientSession {
 
     public mutating func close(code: USPError.Code = .ok, onEvent: (ClientEvent) -> Void) {
         guard state != .closed else { return }
-        if link != nil {
-            try? link!.send(.close(code: code.wireValue, reason: code.name))
-            try? link!.flush()
-        }
+        output.sendClose(code)
         state = .closed
         onEvent(.closed(code == .ok ? nil : USPError(code, "client closed the session")))
     }
 
-    public mutating func drainOutbound<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
-        if link == nil || !pendingHandshakeBytes.isEmpty {
-            var all = pendingHandshakeBytes
-            pendingHandshakeBytes = []
-            if link != nil { link!.composer.drain { all.append(contentsOf: $0) } }
-            return all.withUnsafeBytes(body)
-        }
-        return link!.composer.drain(body)
-    }
+    /// Hands the bytes to send to `body` and forgets them (their storage is kept for reuse).
+    public mutating func drainOutbound<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R { output.drain(body) }
 
     /// Frees buffer storage while nothing is pending (call when the connection goes idle).
-    public mutating func releaseIdleStorage() {
-        if outboundByteCount == 0 { pendingHandshakeBytes = [] ; link?.releaseIdleStorage() }
-    }
+    public mutating func releaseIdleStorage() { output.releaseIdleStorage() }
 
-    public var outboundByteCount: Int { pendingHandshakeBytes.count + (link?.composer.pendingByteCount ?? 0) }
+    /// Bytes waiting to be sent.
+    public var outboundByteCount: Int { output.byteCount }
 
     // test hook: seals `plaintext` (frame bytes) as one record, unchecked, as a hostile peer would.
-    mutating func _sendRawRecord(_ plaintext: [UInt8]) throws(USPError) {
-        try link!.composer.reserve(plaintext.count)
-        link!.composer.withWriter { $0.writeBytes(plaintext) }
-        try link!.flush()
-    }
+    mutating func _sendRawRecord(_ plaintext: [UInt8]) throws(USPError) { try output.sendRawRecord(plaintext) }
 
     private mutating func fail(_ error: USPError, onEvent: (ClientEvent) -> Void, sendClose: Bool = true) {
-        if sendClose, link != nil {
-            try? link!.send(.close(code: error.code.wireValue, reason: error.code.name))
-            try? link!.flush()
-        }
+        if sendClose { output.sendClose(error.code) }
         state = .closed
         onEvent(.closed(error))
     }

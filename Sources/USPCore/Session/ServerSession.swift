@@ -31,8 +31,13 @@ public struct ServerSession {
     public let peerAddress: String
     private var responder: ResponderHandshake
     private var handshakeBuffer: [UInt8] = []
-    private var pendingHandshakeBytes: [UInt8] = []
-    private var link: SessionLink?
+    private var output = SessionOutput()
+    /// The transport once the handshake is done (kept in `output`, which owns the outbound bytes).
+    private var link: SessionLink? {
+        get { output.link }
+        _modify { yield &output.link }
+        set { output.link = newValue }
+    }
     private var earlyBinding: [UInt8] = []
     private var processingEarlyData = false
     private let random: any RandomSource
@@ -136,7 +141,7 @@ public struct ServerSession {
             earlyDataAccepted = true
         }
         let (m2, result) = try responder.writeMessage2(hello: configuration.hello(now: now, flags: flags))
-        pendingHandshakeBytes += m2
+        output.handshakeBytes += m2
         guard let result else {
             state = .awaitingMessage3
             return
@@ -506,38 +511,26 @@ public struct ServerSession {
     /// Sends application bytes on `stream`, as much as the client's credit allows. Returns the
     /// number of bytes taken; the rest waits for `.streamWritable`.
     public mutating func write(stream: UInt32, _ data: UnsafeRawBufferPointer) throws(USPError) -> Int {
-        guard state == .established, link != nil else { return 0 }
-        let n = try link!.sendData(localID: stream, data)
-        try link!.flush()
-        return n
+        guard state == .established else { return 0 }
+        return try output.write(stream: stream, data)
     }
 
     /// The application took `count` bytes of `stream`: returns credit to the client when due.
     public mutating func consumed(stream: UInt32, count: Int) throws(USPError) {
-        guard state == .established, let increment = link?.streams.consumed(stream, count) else { return }
-        try link!.send(.window(stream: stream, increment: increment))
-        try link!.flush()
+        guard state == .established else { return }
+        try output.consumed(stream: stream, count: count)
     }
 
     /// The application finished writing `stream` (half-close).
     public mutating func finish(stream: UInt32, onEvent: (ServerEvent) -> Void) throws(USPError) {
-        guard state == .established, link != nil else { return }
-        let wasLive = link!.streams.contains(stream)
-        if link!.streams.finish(stream) {
-            try link!.send(.fin(stream: stream))
-            try link!.flush()
-        }
-        if wasLive, !link!.streams.contains(stream) { streamGone(stream, .ok, onEvent: onEvent) }
+        guard state == .established else { return }
+        if try output.finish(stream: stream) { streamGone(stream, .ok, onEvent: onEvent) }
     }
 
     /// Aborts `stream` with `code`.
     public mutating func reset(stream: UInt32, code: USPError.Code, onEvent: (ServerEvent) -> Void) throws(USPError) {
-        guard state == .established, link != nil else { return }
-        if link!.streams.reset(stream) {
-            try link!.send(.reset(stream: stream, code: code.wireValue))
-            try link!.flush()
-            streamGone(stream, code, onEvent: onEvent)
-        }
+        guard state == .established else { return }
+        if try output.reset(stream: stream, code: code) { streamGone(stream, code, onEvent: onEvent) }
     }
 
     /// Ends every stream opened under these tokens (revocation from elsewhere in the server).
@@ -550,39 +543,23 @@ public struct ServerSession {
     /// Closes the session with `code` (graceful: `.ok` or `.shuttingDown`).
     public mutating func close(code: USPError.Code = .ok, onEvent: (ServerEvent) -> Void) {
         guard state != .closed else { return }
-        if link != nil {
-            try? link!.send(.close(code: code.wireValue, reason: code.name))
-            try? link!.flush()
-        }
+        output.sendClose(code)
         state = .closed
         onEvent(.closed(code == .ok ? nil : USPError(code, "server closed the session")))
     }
 
     /// Hands the bytes to send to `body` and forgets them (their storage is kept for reuse).
-    public mutating func drainOutbound<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
-        if link == nil || !pendingHandshakeBytes.isEmpty {
-            var all = pendingHandshakeBytes
-            pendingHandshakeBytes = []
-            if link != nil { link!.composer.drain { all.append(contentsOf: $0) } }
-            return all.withUnsafeBytes(body)
-        }
-        return link!.composer.drain(body)
-    }
+    /// Hands the bytes to send to `body` and forgets them (their storage is kept for reuse).
+    public mutating func drainOutbound<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R { output.drain(body) }
+
+    /// Frees buffer storage while nothing is pending (call when the connection goes idle).
+    public mutating func releaseIdleStorage() { output.releaseIdleStorage() }
 
     /// Bytes waiting to be sent.
-    /// Frees buffer storage while nothing is pending (call when the connection goes idle).
-    public mutating func releaseIdleStorage() {
-        if outboundByteCount == 0 { pendingHandshakeBytes = [] ; link?.releaseIdleStorage() }
-    }
-
-    public var outboundByteCount: Int { pendingHandshakeBytes.count + (link?.composer.pendingByteCount ?? 0) }
+    public var outboundByteCount: Int { output.byteCount }
 
     // test hook: seals `plaintext` (frame bytes) as one record, unchecked, as a hostile peer would.
-    mutating func _sendRawRecord(_ plaintext: [UInt8]) throws(USPError) {
-        try link!.composer.reserve(plaintext.count)
-        link!.composer.withWriter { $0.writeBytes(plaintext) }
-        try link!.flush()
-    }
+    mutating func _sendRawRecord(_ plaintext: [UInt8]) throws(USPError) { try output.sendRawRecord(plaintext) }
 
     private mutating func fail(_ error: USPError, onEvent: (ServerEvent) -> Void, sendClose: Bool = true) {
         if sendClose, link != nil {

@@ -549,7 +549,6 @@ public struct ServerSession {
     }
 
     /// Hands the bytes to send to `body` and forgets them (their storage is kept for reuse).
-    /// Hands the bytes to send to `body` and forgets them (their storage is kept for reuse).
     public mutating func drainOutbound<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R { output.drain(body) }
 
     /// Frees buffer storage while nothing is pending (call when the connection goes idle).
@@ -562,11 +561,8 @@ public struct ServerSession {
     mutating func _sendRawRecord(_ plaintext: [UInt8]) throws(USPError) { try output.sendRawRecord(plaintext) }
 
     private mutating func fail(_ error: USPError, onEvent: (ServerEvent) -> Void, sendClose: Bool = true) {
-        if sendClose, link != nil {
-            // The client learns the code only; the detail stays in the server's log.
-            try? link!.send(.close(code: error.code.wireValue, reason: error.code.name))
-            try? link!.flush()
-        }
+        // The client learns the code only; the detail stays in the server's log.
+        if sendClose { output.sendClose(error.code) }
         state = .closed
         onEvent(.closed(error))
     }

@@ -1,0 +1,349 @@
+#!/usr/bin/env bash
+# uspd daemon benchmarks, side by side with OpenSSH and plain TCP in one run, each figure against
+# its target with PASS/FAIL:
+#   1. throughput of one stream through uspd to a local sink, vs `ssh -W` (chacha20-poly1305)
+#      through a local sshd, vs raw loopback TCP, all driven by the same client (scripts/bench/client.py);
+#   2. time to the first echoed byte at 50 ms RTT (two network namespaces joined by a delayed
+#      userspace link, scripts/bench/delaylink.py), in round trips: `usp connect URI echo` with a
+#      pinned server key, plain TCP echo, `ssh -W`;
+#   3. uspd's memory per idle session at N sessions (VmRSS and PSS, before and after);
+#   4. uspd's CPU per new session (utime+stime over K sequential logins / connects).
+#
+#   sudo bash scripts/bench-daemon.sh [--quick] [--only throughput,rtt,memory,cpu]
+#
+# Needs: a release build (made here), python3, OpenSSH (ssh, sshd, ssh-keygen) for the ssh
+# columns, and root for the namespaces of part 2 (without root, part 2 is skipped). Everything
+# it starts it stops, including the namespaces. It is a report: it exits 0 whether targets pass
+# or fail. Tunables: RUNS, MIB, RTT_RUNS, SESSIONS, CPU_K. See docs/BENCHMARKS.md.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+HELP="$ROOT/scripts/bench"
+
+QUICK=0
+ONLY="throughput,rtt,memory,cpu"
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --quick) QUICK=1 ;;
+        --only) ONLY=$2; shift ;;
+        *) echo "usage: $0 [--quick] [--only throughput,rtt,memory,cpu]" >&2; exit 2 ;;
+    esac
+    shift
+done
+if [[ $QUICK == 1 ]]; then
+    : "${RUNS:=3}" "${MIB:=256}" "${RTT_RUNS:=3}" "${SESSIONS:=200}" "${CPU_K:=50}"
+else
+    : "${RUNS:=5}" "${MIB:=1024}" "${RTT_RUNS:=7}" "${SESSIONS:=1000}" "${CPU_K:=200}"
+fi
+want() { [[ ",$ONLY," == *",$1,"* ]]; }
+
+echo "== building (release)"
+swift build -c release >/tmp/uspd-bench-build.$$.log 2>&1 || {
+    tail -n 40 /tmp/uspd-bench-build.$$.log; rm -f /tmp/uspd-bench-build.$$.log; echo "build failed"; exit 1; }
+rm -f /tmp/uspd-bench-build.$$.log
+BIN=$(swift build -c release --show-bin-path)
+USPD="$BIN/uspd"
+USP="$BIN/usp"
+[[ -x $USPD && -x $USP ]] || { echo "uspd/usp not found in $BIN"; exit 1; }
+
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+WORK=$(mktemp -d /tmp/uspd-bench.XXXXXX)
+chmod 755 "$WORK"
+NS_C=uspdbench-c NS_S=uspdbench-s
+ADDR_C=198.19.0.1 ADDR_S=198.19.0.2    # RFC 2544 benchmarking range, exists only in the namespaces
+ONE_WAY_MS=25
+PIDS=()
+SSHD_PIDFILES=()
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    for p in "${SSHD_PIDFILES[@]}"; do [[ -f $p ]] && kill "$(cat "$p")" 2>/dev/null; done
+    sleep 0.3
+    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+    ip netns del $NS_C 2>/dev/null
+    ip netns del $NS_S 2>/dev/null
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+median() { python3 -c 'import statistics,sys; v=[float(x) for x in sys.argv[1:]]; print(f"{statistics.median(v):.2f}" if v else "-")' "$@"; }
+wait_port() {  # wait_port HOST PORT [netns]
+    local i
+    for i in $(seq 100); do
+        if ${3:+ip netns exec $3} python3 -c 'import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 1).close()' "$1" "$2" 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    echo "nothing listens on $1:$2"; return 1
+}
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }   # utime + stime in clock ticks
+HZ=$(getconf CLK_TCK)
+
+echo "== $(date -u '+%Y-%m-%d %H:%M UTC') on $(uname -srm), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores, $(free -g | awk '/^Mem/ {print $2}') GiB"
+echo "== $(ssh -V 2>&1), python $(python3 -c 'import platform; print(platform.python_version())')"
+echo "== RUNS=$RUNS MIB=$MIB RTT_RUNS=$RTT_RUNS SESSIONS=$SESSIONS CPU_K=$CPU_K; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# ---------------------------------------------------------------- fixtures
+SINK_PORT=17007 ECHO_PORT=17008 USP_PORT=17300 SSH_PORT=17222 FWD_PORT=17301
+
+start_sink() {  # start_sink ADDR PORT MODE [netns]
+    ${4:+ip netns exec $4} python3 "$HELP/sink.py" --listen "$1:$2" --mode "$3" >"$WORK/sink-$2.log" 2>&1 &
+    PIDS+=($!)
+    wait_port "$1" "$2" "${4:-}"
+}
+
+DATA="$WORK/usp-data"
+"$USPD" init --data-dir "$DATA" >"$WORK/init.log" 2>&1 || { cat "$WORK/init.log"; exit 1; }
+cat >"$DATA/uspd.toml" <<EOF
+max_connections = 16384
+max_unauthenticated = 8192
+handshake_rate = 1000000
+handshake_burst = 1000000
+log_level = "warning"
+EOF
+app() {  # app NAME LAUNCH-LINE
+    cat >"$DATA/apps.d/$1.toml" <<EOF
+name = "$1"
+visibility = "public"
+[launch]
+$2
+[limits]
+max_sessions = 20000
+token_lifetime = 60
+EOF
+}
+app sink "tcp = \"127.0.0.1:$SINK_PORT\""
+app echotcp "tcp = \"127.0.0.1:$ECHO_PORT\""
+SERVER_KEY=$("$USPD" uri --data-dir "$DATA" | head -n 1 | sed -E 's|usp://([^@]+)@.*|\1|')
+URI_LO="usp://$SERVER_KEY@127.0.0.1:$USP_PORT"
+URI_NS="usp://$SERVER_KEY@$ADDR_S:$USP_PORT"
+
+# A client home with an identity key registered with uspd (user "bench", noise_static login).
+CH="$WORK/client"
+PUB=$("$USP" keygen --home "$CH" 2>/dev/null | grep -Eo '[A-Za-z0-9_-]{43}' | head -n 1)
+"$USPD" user add bench --key "$PUB" --data-dir "$DATA" >"$WORK/useradd.log" 2>&1 || { cat "$WORK/useradd.log"; exit 1; }
+
+UPID=""
+start_uspd() {  # start_uspd HOST [netns]: starts uspd on HOST:USP_PORT, sets UPID
+    ${2:+ip netns exec $2} "$USPD" serve --data-dir "$DATA" --listen "$1:$USP_PORT" >>"$WORK/uspd.log" 2>&1 &
+    UPID=$!
+    PIDS+=($UPID)
+    wait_port "$1" "$USP_PORT" "${2:-}"
+}
+stop_uspd() { kill "$UPID" 2>/dev/null; wait "$UPID" 2>/dev/null; UPID=""; }
+
+HAVE_SSH=0
+if command -v sshd >/dev/null 2>&1 || [[ -x /usr/sbin/sshd ]]; then HAVE_SSH=1; fi
+SSHD=$(command -v sshd || echo /usr/sbin/sshd)
+SSH_USER=$(id -un)
+if [[ $HAVE_SSH == 1 ]]; then
+    mkdir -p "$WORK/ssh"
+    ssh-keygen -q -t ed25519 -N '' -f "$WORK/ssh/host_ed25519"
+    ssh-keygen -q -t ed25519 -N '' -f "$WORK/ssh/id_ed25519"
+    cp "$WORK/ssh/id_ed25519.pub" "$WORK/ssh/authorized_keys"
+    chmod 644 "$WORK/ssh/authorized_keys"
+    mkdir -p /run/sshd 2>/dev/null
+fi
+start_sshd() {  # start_sshd ADDR NAME [netns]: an sshd with key login only; writes $WORK/ssh/NAME.config (Host bench)
+    cat >"$WORK/ssh/$2.sshd_config" <<EOF
+Port $SSH_PORT
+ListenAddress $1
+HostKey $WORK/ssh/host_ed25519
+PidFile $WORK/ssh/$2.pid
+AuthorizedKeysFile $WORK/ssh/authorized_keys
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+UsePAM no
+StrictModes no
+UseDNS no
+AllowTcpForwarding yes
+PermitOpen any
+X11Forwarding no
+MaxStartups 100:30:300
+LogLevel ERROR
+EOF
+    cat >"$WORK/ssh/$2.config" <<EOF
+Host bench
+  HostName $1
+  Port $SSH_PORT
+  User $SSH_USER
+  IdentityFile $WORK/ssh/id_ed25519
+  IdentitiesOnly yes
+  BatchMode yes
+  StrictHostKeyChecking no
+  UserKnownHostsFile /dev/null
+  GlobalKnownHostsFile /dev/null
+  ControlMaster no
+  ControlPath none
+  Compression no
+  RequestTTY no
+  LogLevel ERROR
+EOF
+    ${3:+ip netns exec $3} "$SSHD" -f "$WORK/ssh/$2.sshd_config" -E "$WORK/ssh/$2.log"
+    SSHD_PIDFILES+=("$WORK/ssh/$2.pid")
+    wait_port "$1" "$SSH_PORT" "${3:-}"
+}
+
+declare -A R   # results
+
+# ---------------------------------------------------------------- 1. throughput
+if want throughput; then
+    echo "== 1. throughput: one stream of $MIB MiB to a discarding sink, $RUNS runs each, interleaved"
+    start_sink 127.0.0.1 $SINK_PORT discard
+    start_uspd 127.0.0.1
+    SSH_CMD=()
+    if [[ $HAVE_SSH == 1 ]]; then
+        start_sshd 127.0.0.1 lo
+        SSH_CMD=(ssh -F "$WORK/ssh/lo.config" -c chacha20-poly1305@openssh.com -W "127.0.0.1:$SINK_PORT" bench)
+    fi
+    "$USP" forward --home "$CH" --listen "127.0.0.1:$FWD_PORT" "$URI_LO" sink >"$WORK/forward.log" 2>&1 &
+    PIDS+=($!); FWD_PID=$!
+    wait_port 127.0.0.1 $FWD_PORT
+    declare -a T_RAW=() T_CONN=() T_FWD=() T_SSH=()
+    for i in $(seq "$RUNS"); do
+        v=$(python3 "$HELP/client.py" throughput --mib "$MIB" --connect "127.0.0.1:$SINK_PORT") && T_RAW+=("$v")
+        v=$(python3 "$HELP/client.py" throughput --mib "$MIB" -- "$USP" connect --home "$CH" "$URI_LO" sink) && T_CONN+=("$v")
+        v=$(python3 "$HELP/client.py" throughput --mib "$MIB" --connect "127.0.0.1:$FWD_PORT") && T_FWD+=("$v")
+        if [[ ${#SSH_CMD[@]} -gt 0 ]]; then
+            v=$(python3 "$HELP/client.py" throughput --mib "$MIB" -- "${SSH_CMD[@]}") && T_SSH+=("$v")
+        fi
+        echo "   run $i: raw ${T_RAW[-1]:-?}  usp-connect ${T_CONN[-1]:-?}  usp-forward ${T_FWD[-1]:-?}  ssh-W ${T_SSH[-1]:-?}  MB/s"
+    done
+    R[raw]=$(median "${T_RAW[@]}"); R[conn]=$(median "${T_CONN[@]}"); R[fwd]=$(median "${T_FWD[@]}"); R[ssh]=$(median "${T_SSH[@]}")
+    echo "   medians: raw ${R[raw]}  usp connect ${R[conn]}  usp forward ${R[fwd]}  ssh -W ${R[ssh]}  MB/s"
+    kill "$FWD_PID" 2>/dev/null
+    stop_uspd
+    [[ $HAVE_SSH == 1 ]] && kill "$(cat "$WORK/ssh/lo.pid")" 2>/dev/null
+fi
+
+# ---------------------------------------------------------------- 4. CPU per new session
+if want cpu; then
+    echo "== 4. uspd CPU per new session: $CPU_K sequential runs of each kind (clock tick $((1000 / HZ)) ms)"
+    start_sink 127.0.0.1 $SINK_PORT discard 2>/dev/null || true   # already up if part 1 ran
+    start_uspd 127.0.0.1
+    "$USP" login --home "$CH" --key "$URI_LO" >/dev/null 2>&1   # warm-up (first login, caches)
+    t0=$(ticks "$UPID"); s0=$(date +%s.%N)
+    for i in $(seq "$CPU_K"); do "$USP" login --home "$CH" --key "$URI_LO" >/dev/null 2>&1 || echo "   login $i failed"; done
+    t1=$(ticks "$UPID"); s1=$(date +%s.%N)
+    R[cpu_login]=$(python3 -c "print(f'{($t1 - $t0) * 1000 / $HZ / $CPU_K:.3f}')")
+    echo "   usp login --key (handshake, menu, key login, authorization token): ${R[cpu_login]} ms CPU each; wall $(python3 -c "print(f'{($s1 - $s0) * 1000 / $CPU_K:.1f}')") ms each"
+    t0=$(ticks "$UPID"); s0=$(date +%s.%N)
+    for i in $(seq "$CPU_K"); do
+        python3 "$HELP/client.py" throughput --mib 0 -- "$USP" connect --home "$CH" "$URI_LO" sink >/dev/null || echo "   connect $i failed"
+    done
+    t1=$(ticks "$UPID"); s1=$(date +%s.%N)
+    R[cpu_conn]=$(python3 -c "print(f'{($t1 - $t0) * 1000 / $HZ / $CPU_K:.3f}')")
+    echo "   usp connect sink with the saved login (menu connection + app token + dedicated connection + tcp app): ${R[cpu_conn]} ms CPU each; wall $(python3 -c "print(f'{($s1 - $s0) * 1000 / $CPU_K:.1f}')") ms each"
+    stop_uspd
+fi
+
+# ---------------------------------------------------------------- 3. memory per idle session
+if want memory; then
+    echo "== 3. uspd memory per idle session at $SESSIONS sessions (usp forward: one dedicated USP connection per local connection, app = tcp echo)"
+    start_sink 127.0.0.1 $ECHO_PORT echo
+    start_uspd 127.0.0.1
+    "$USP" forward --home "$CH" --listen "127.0.0.1:$FWD_PORT" "$URI_LO" echotcp >"$WORK/forward-mem.log" 2>&1 &
+    PIDS+=($!); FWD_PID=$!
+    wait_port 127.0.0.1 $FWD_PORT
+    # warm-up: a few sessions through the same path, then the baseline
+    python3 "$HELP/client.py" hold --connect "127.0.0.1:$FWD_PORT" --count 20 < <(sleep 1) >/dev/null
+    sleep 1
+    # VmRSS, and the private pages (Private_Clean + Private_Dirty: not shared with the usp client,
+    # which maps the same Swift libraries, so unlike PSS it does not move when other processes come and go)
+    mem() { echo "$(awk '/^VmRSS/ {print $2}' /proc/$UPID/status) $(awk '/^Private_(Clean|Dirty):/ {s += $2} END {print s}' /proc/$UPID/smaps_rollup)"; }
+    read -r RSS0 PSS0 <<<"$(mem)"
+    mkfifo "$WORK/hold.in"
+    python3 "$HELP/client.py" hold --connect "127.0.0.1:$FWD_PORT" --count "$SESSIONS" <"$WORK/hold.in" >"$WORK/hold.out" 2>&1 &
+    HOLD_PID=$!; PIDS+=($HOLD_PID)
+    exec 9>"$WORK/hold.in"
+    for i in $(seq 1200); do grep -q HELD "$WORK/hold.out" && break; kill -0 $HOLD_PID 2>/dev/null || break; sleep 0.25; done
+    if grep -q HELD "$WORK/hold.out"; then
+        sleep 2
+        read -r RSS1 PSS1 <<<"$(mem)"
+        CONNS=$(ls /proc/$UPID/fd | wc -l)
+        R[mem_rss]=$(( (RSS1 - RSS0) * 1024 / SESSIONS ))
+        R[mem_pss]=$(( (PSS1 - PSS0) * 1024 / SESSIONS ))
+        echo "   uspd VmRSS $RSS0 -> $RSS1 KiB, private $PSS0 -> $PSS1 KiB, $CONNS fds open"
+        echo "   per session: RSS $(( R[mem_rss] / 1024 )) KiB ($(( R[mem_rss] )) bytes), private $(( R[mem_pss] / 1024 )) KiB"
+    else
+        echo "   the sessions did not all come up: $(tail -n 3 "$WORK/hold.out") / $(tail -n 3 "$WORK/forward-mem.log")"
+    fi
+    exec 9>&-
+    wait $HOLD_PID 2>/dev/null
+    kill "$FWD_PID" 2>/dev/null
+    stop_uspd
+fi
+
+# ---------------------------------------------------------------- 2. first echoed byte at 50 ms RTT
+if want rtt; then
+    if [[ $(id -u) != 0 || ! -c /dev/net/tun ]]; then
+        echo "== 2. skipped: needs root and /dev/net/tun for the namespaces"
+    else
+        RTT=$((2 * ONE_WAY_MS))
+        echo "== 2. first echoed byte at $RTT ms RTT ($NS_C $ADDR_C <-> $NS_S $ADDR_S, delaylink.py), $RTT_RUNS runs each"
+        ip netns add $NS_C && ip netns add $NS_S || exit 1
+        ip -n $NS_C link set lo up; ip -n $NS_S link set lo up
+        TRACE="$WORK/link.trace"
+        python3 "$HELP/delaylink.py" $NS_C uspdbench-t0 $NS_S uspdbench-t1 --delay-ms $ONE_WAY_MS --trace "$TRACE" >"$WORK/link.log" 2>&1 &
+        PIDS+=($!)
+        for i in $(seq 50); do grep -q READY "$WORK/link.log" && break; sleep 0.1; done
+        ip -n $NS_C addr add $ADDR_C peer $ADDR_S dev uspdbench-t0
+        ip -n $NS_S addr add $ADDR_S peer $ADDR_C dev uspdbench-t1
+        ip -n $NS_C link set uspdbench-t0 up; ip -n $NS_S link set uspdbench-t1 up
+        start_sink $ADDR_S $ECHO_PORT echo $NS_S
+        start_sink 127.0.0.1 $ECHO_PORT echo $NS_S
+        start_uspd $ADDR_S $NS_S
+        [[ $HAVE_SSH == 1 ]] && start_sshd $ADDR_S ns $NS_S
+        RH="$WORK/client-rtt"      # identity key, server key pinned by the URI, no saved login
+        "$USP" keygen --home "$RH" >/dev/null 2>&1
+        INC=(ip netns exec $NS_C)
+        declare -a F_TCP=() F_USP=() F_DED=() F_SSH=()
+        for i in $(seq "$RTT_RUNS"); do
+            v=$("${INC[@]}" python3 "$HELP/client.py" firstbyte --connect "$ADDR_S:$ECHO_PORT") && F_TCP+=("$v")
+            before=$(wc -l <"$TRACE")
+            v=$("${INC[@]}" python3 "$HELP/client.py" firstbyte -- "$USP" connect --home "$RH" "$URI_NS" echo) && F_USP+=("$v")
+            sleep 0.3
+            tail -n +"$((before + 1))" "$TRACE" >"$WORK/run.trace"
+            python3 "$HELP/split_trace.py" "$WORK/run.trace" $ONE_WAY_MS >"$WORK/run.split"
+            [[ $i == 1 ]] && sed 's/^/   trace: /' "$WORK/run.split"
+            ded=$(awk '$1 == "conn" && $2 == "1" { print $6 }' "$WORK/run.split")
+            [[ -n $ded && $ded != - ]] && F_DED+=("$ded")
+            if [[ $HAVE_SSH == 1 ]]; then
+                v=$("${INC[@]}" python3 "$HELP/client.py" firstbyte -- ssh -F "$WORK/ssh/ns.config" -W "127.0.0.1:$ECHO_PORT" bench) && F_SSH+=("$v")
+            fi
+            echo "   run $i: tcp ${F_TCP[-1]:-?}  usp ${F_USP[-1]:-?} (dedicated connection ${F_DED[-1]:-?})  ssh-W ${F_SSH[-1]:-?}  ms"
+        done
+        R[rtt_tcp]=$(median "${F_TCP[@]}"); R[rtt_usp]=$(median "${F_USP[@]}"); R[rtt_ded]=$(median "${F_DED[@]}"); R[rtt_ssh]=$(median "${F_SSH[@]}")
+        rt() { python3 -c "import sys; print('-' if sys.argv[1] == '-' else f'{float(sys.argv[1]) / $RTT:.2f}')" "$1"; }
+        R[rtt_tcp_n]=$(rt "${R[rtt_tcp]}"); R[rtt_usp_n]=$(rt "${R[rtt_usp]}"); R[rtt_ded_n]=$(rt "${R[rtt_ded]}"); R[rtt_ssh_n]=$(rt "${R[rtt_ssh]}")
+        echo "   medians: tcp ${R[rtt_tcp]} ms (${R[rtt_tcp_n]} RTT)  usp ${R[rtt_usp]} ms (${R[rtt_usp_n]} RTT; dedicated connection ${R[rtt_ded]} ms = ${R[rtt_ded_n]} RTT)  ssh -W ${R[rtt_ssh]} ms (${R[rtt_ssh_n]} RTT)"
+        stop_uspd
+    fi
+fi
+
+# ---------------------------------------------------------------- table
+verdict() { python3 -c "import sys; v=sys.argv[1]; print('n/a' if v in ('', '-') else ('PASS' if eval(v + sys.argv[2]) else 'FAIL'))" "$1" "$2"; }
+ratio() { python3 -c "import sys; a,b=sys.argv[1],sys.argv[2]; print('-' if '-' in (a,b) or '' in (a,b) else f'{float(a)/float(b):.2f}')" "$1" "$2"; }
+echo
+echo "| target | figure (median) | goal | result |"
+echo "|---|---|---|---|"
+if want throughput; then
+    rc=$(ratio "${R[conn]:-}" "${R[ssh]:-}"); rf=$(ratio "${R[fwd]:-}" "${R[ssh]:-}")
+    echo "| 1. throughput, usp connect vs ssh -W chacha20 | ${R[conn]:-?} vs ${R[ssh]:-?} MB/s = ${rc}x (${R[conn]:+$(ratio "${R[conn]}" "${R[raw]}")}x raw ${R[raw]:-?}) | >= 1.5x (aim 2x) | $(verdict "$rc" '>=1.5') |"
+    echo "| 1. throughput, usp forward vs ssh -W chacha20 | ${R[fwd]:-?} vs ${R[ssh]:-?} MB/s = ${rf}x (${R[fwd]:+$(ratio "${R[fwd]}" "${R[raw]}")}x raw) | >= 1.5x (aim 2x) | $(verdict "$rf" '>=1.5') |"
+fi
+if want rtt; then
+    echo "| 2. first echoed byte, usp connect (known key) | ${R[rtt_usp_n]:-?} RTT (${R[rtt_usp]:-?} ms); dedicated connection ${R[rtt_ded_n]:-?} RTT; tcp ${R[rtt_tcp_n]:-?}, ssh -W ${R[rtt_ssh_n]:-?} RTT | <= 3 RTT (aim 2) | $(verdict "${R[rtt_usp_n]:-}" '<=3') |"
+fi
+if want memory; then
+    mk=$([[ -n ${R[mem_rss]:-} ]] && python3 -c "print(f'{${R[mem_rss]}/1024:.1f}')" || echo -)
+    pk=$([[ -n ${R[mem_pss]:-} ]] && python3 -c "print(f'{${R[mem_pss]}/1024:.1f}')" || echo -)
+    echo "| 3. uspd memory per idle session at $SESSIONS | RSS $mk KiB, private $pk KiB | <= 32 KiB | $(verdict "$mk" '<=32') |"
+fi
+if want cpu; then
+    echo "| 4. uspd CPU per new session (login --key) | ${R[cpu_login]:-?} ms | <= 1 ms | $(verdict "${R[cpu_login]:-}" '<=1') |"
+    echo "| 4. uspd CPU per usp connect (menu + token + dedicated) | ${R[cpu_conn]:-?} ms | <= 1 ms | $(verdict "${R[cpu_conn]:-}" '<=1') |"
+fi
+exit 0

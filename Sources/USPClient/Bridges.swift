@@ -227,19 +227,33 @@ public actor ApplicationTokenSource {
 /// dedicated USP connection, opened with a fresh application token, and bytes are copied both
 /// ways with half-close (a local FIN becomes a stream FIN and the reverse).
 public final class USPForwarder: Sendable {
+    /// How each dedicated connection begins its application session.
+    public enum Begin: Sendable {
+        /// By name, with `options.authorizationToken` (a saved login) selecting the menu.
+        case byName(String, request: [String: JSONValue])
+        /// With a fresh application token from a menu connection.
+        case tokens(ApplicationTokenSource)
+    }
+
     public let localAddress: SocketAddress
     private let serverChannel: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
-    private let tokens: ApplicationTokenSource
+    private let begin: Begin
     private let server: ServerURI
     private let home: ClientHome
     private let options: USPConnectionOptions
 
     /// Binds `host:port` (port 0 picks one; see `localAddress`).
-    public init(listenHost: String, listenPort: Int, server: ServerURI, home: ClientHome, tokens: ApplicationTokenSource,
+    public convenience init(listenHost: String, listenPort: Int, server: ServerURI, home: ClientHome, tokens: ApplicationTokenSource,
+                            options: USPConnectionOptions = USPConnectionOptions()) async throws {
+        try await self.init(listenHost: listenHost, listenPort: listenPort, server: server, home: home, begin: .tokens(tokens), options: options)
+    }
+
+    /// Binds `host:port` (port 0 picks one; see `localAddress`).
+    public init(listenHost: String, listenPort: Int, server: ServerURI, home: ClientHome, begin: Begin,
                 options: USPConnectionOptions = USPConnectionOptions()) async throws {
         self.server = server
         self.home = home
-        self.tokens = tokens
+        self.begin = begin
         self.options = options
         let group = options.eventLoopGroup ?? MultiThreadedEventLoopGroup.singleton
         do {
@@ -266,13 +280,13 @@ public final class USPForwarder: Sendable {
     /// Accepts connections until the listener is closed. `onError` hears per-connection failures
     /// (one line each); they do not stop the forwarder.
     public func run(onError: @escaping @Sendable (USPClientError) -> Void = { _ in }) async throws {
-        let (server, home, options, tokens) = (self.server, self.home, self.options, self.tokens)
+        let (server, home, options, begin) = (self.server, self.home, self.options, self.begin)
         try await serverChannel.executeThenClose { inbound in
             try await withThrowingDiscardingTaskGroup { group in
                 for try await local in inbound {
                     group.addTask {
                         do {
-                            try await Self.serve(local, server: server, home: home, options: options, tokens: tokens)
+                            try await Self.serve(local, server: server, home: home, options: options, begin: begin)
                         } catch {
                             onError(ErrorText.local(error, server: server))
                         }
@@ -288,10 +302,15 @@ public final class USPForwarder: Sendable {
     }
 
     static func serve(_ local: NIOAsyncChannel<ByteBuffer, ByteBuffer>, server: ServerURI, home: ClientHome,
-                      options: USPConnectionOptions, tokens: ApplicationTokenSource) async throws {
+                      options: USPConnectionOptions, begin: Begin) async throws {
         try await local.executeThenClose { inbound, outbound in
-            let token = try await tokens.token()
-            let stream = try await USPConnection.connectDedicated(to: server, home: home, token: token, options: options)
+            let stream: USPStream
+            switch begin {
+            case .byName(let name, let request):
+                stream = try await USPConnection.connectDedicated(to: server, home: home, application: name, request: request, options: options)
+            case .tokens(let tokens):
+                stream = try await USPConnection.connectDedicated(to: server, home: home, token: try await tokens.token(), options: options)
+            }
             do {
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask {

@@ -11,11 +11,20 @@ enum ErrorText {
     }
 
     /// A per-index error in a service reply for application `name`.
-    static func applicationRequest(_ e: WireError, name: String, offer: ApplicationOffer?, server: ServerURI) -> USPClientError {
+    /// `byName`: the answer to a begin by name, whose `authorization_token_missing` does not say
+    /// whether the application exists.
+    static func applicationRequest(_ e: WireError, name: String, offer: ApplicationOffer?, server: ServerURI,
+                                   byName: Bool = false) -> USPClientError {
         let s = server.hostPort
         switch e.code {
         case .authorizationMissing:
+            if byName {
+                // A begin by name: before login the server does not say whether the name exists.
+                return USPClientError(.loginRequired, "\"\(name)\" on \(s) is not open without a login (or there is no such application): log in first (\(loginHint(server))) or see usp menu \(server.withoutKey)", wireCode: e.code)
+            }
             return USPClientError(.loginRequired, "\"\(name)\" on \(s) needs a login; log in first: \(loginHint(server))", wireCode: e.code)
+        case .unknownApplication:
+            return USPClientError(.unknownApplication, "no application named \"\(name)\" on your menu at \(s); run usp menu \(server.withoutKey) to see what is offered", wireCode: e.code)
         case .authorizationInvalid, .tokenExpired, .tokenRevoked:
             return loginExpired(e.code, server: server)
         case .invalidRequestBody:

@@ -82,9 +82,32 @@ public final class USPConnection: Sendable {
     /// has then been written. Closing the stream closes the connection.
     public static func connectDedicated(to server: ServerURI, home: ClientHome, token: String, initialData: [UInt8] = [],
                                         options: USPConnectionOptions = USPConnectionOptions()) async throws -> USPStream {
+        try await dedicated(to: server, home: home, application: .init(token: token), authorizationToken: nil,
+                            initialData: initialData, options: options)
+    }
+
+    /// Opens a connection dedicated to the application `name`, begun **by name**: message 1
+    /// carries the name, the request body, `options.authorizationToken` (a saved login, which
+    /// selects the menu the name is looked up on) and the first bytes, and the server issues the
+    /// application token itself (docs/PROTOCOL.md §6.1). With a known server key the application's
+    /// first answer arrives one round trip after the TCP handshake, with no menu connection before.
+    public static func connectDedicated(to server: ServerURI, home: ClientHome, application name: String,
+                                        request: [String: JSONValue] = [:], initialData: [UInt8] = [],
+                                        options: USPConnectionOptions = USPConnectionOptions()) async throws -> USPStream {
+        do {
+            return try await dedicated(to: server, home: home, application: .init(name: name, request: request),
+                                       authorizationToken: options.authorizationToken, initialData: initialData, options: options)
+        } catch let e as USPClientError {
+            guard let code = e.wireCode, [.authorizationMissing, .unknownApplication, .invalidRequestBody].contains(code) else { throw e }
+            throw ErrorText.applicationRequest(WireError(code, e.message), name: name, offer: nil, server: server, byName: true)
+        }
+    }
+
+    private static func dedicated(to server: ServerURI, home: ClientHome, application: ClientStart.Application, authorizationToken: String?,
+                                  initialData: [UInt8], options: USPConnectionOptions) async throws -> USPStream {
         let plan = try Plan(server: server, home: home, options: options)
-        let early = min(initialData.count, earlyDataBudget(plan.pattern))
-        let start = ClientStart(application: .init(token: token), initialData: Array(initialData.prefix(early)))
+        let early = min(initialData.count, earlyDataBudget(plan.pattern, application: application, authorizationToken: authorizationToken != nil))
+        let start = ClientStart(authorizationToken: authorizationToken, application: application, initialData: Array(initialData.prefix(early)))
         let (core, facts) = try await plan.run(start: start, dedicated: true)
         _ = try? plan.recordIfNew(facts)
         guard let streamCore = core.dedicatedStream else {
@@ -104,13 +127,19 @@ public final class USPConnection: Sendable {
     /// Bytes of first stream data that fit in message 1 beside the initial request and its
     /// token presentation (0 for XX, whose message 1 carries nothing encrypted; there the data
     /// follows the handshake, still before the server's reply, up to the smallest window).
-    public static func earlyDataBudget(_ pattern: HandshakeLayout.Pattern) -> Int {
+    /// `application` nil stands for a begin with an application token; a begin by name also
+    /// carries its name, request body and, with `authorizationToken`, a login presentation.
+    public static func earlyDataBudget(_ pattern: HandshakeLayout.Pattern, application: ClientStart.Application? = nil,
+                                       authorizationToken: Bool = false) -> Int {
         let capacity = HandshakeLayout.earlyFrameCapacity(pattern)
         guard capacity > 0 else { return StreamLimits.minInitialWindow }
-        // The request as the session will write it, with a presentation of the real length.
+        // The request as the session will write it, with presentations of the real length.
         let presentation = TokenProof.presentationPrefix + Base64URL.encode([UInt8](repeating: 0, count: 80))
-        let request = InitialRequest(clientSessionID: "c-" + Base64URL.encode([UInt8](repeating: 0, count: 12)), authorizationToken: nil,
-                                     applicationSession: ApplicationSessionRequest(token: presentation, action: .begin, clientTCPStream: 1))
+        let session = application?.name.map { ApplicationSessionRequest(application: $0, request: application?.request ?? [:], clientTCPStream: 1) }
+            ?? ApplicationSessionRequest(token: presentation, action: .begin, clientTCPStream: 1)
+        let request = InitialRequest(clientSessionID: "c-" + Base64URL.encode([UInt8](repeating: 0, count: 12)),
+                                     authorizationToken: authorizationToken && session.application != nil ? presentation : nil,
+                                     applicationSession: session)
         guard let encoded = try? SessionMessage.initialRequest(request).encode() else { return 0 }
         let messageFrame = 3 + encoded.count
         let dataHeader = 7
@@ -198,7 +227,12 @@ public final class USPConnection: Sendable {
         return try await requestApplication(name: name, fields: fields)
     }
 
-    /// The menu entry for `name`; an unknown name lists what there is.
+    /// The menu entry for `name`; an unknown name throws `.unknownApplication` with a message that
+    /// lists what there is (and, before login, says some entries need one).
+    public func offer(named name: String) async throws -> (ServiceIndex, ApplicationOffer) {
+        try await find(name)
+    }
+
     func find(_ name: String) async throws -> (ServiceIndex, ApplicationOffer) {
         let menu = try await menu()
         let apps = menu.applications.sorted { $0.key < $1.key }

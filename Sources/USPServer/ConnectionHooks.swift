@@ -11,7 +11,6 @@ import USPStore
 final class ConnectionHooks: ServerSessionHooks {
     let server: ServerRuntime
     private var starting = true
-    private var opened = false
     private var pattern: HandshakeLayout.Pattern?
 
     init(server: ServerRuntime) {
@@ -27,12 +26,8 @@ final class ConnectionHooks: ServerSessionHooks {
         self.pattern = pattern
         var e = event(.connectionOpened, handler)
         e.detail = "\(pattern)"
-        do {
-            try server.audit.record(e)
-            opened = true
-        } catch {
-            handler.close(code: .internalError)
-        }
+        // Grants nothing by itself: queued, and on disk before anything is granted on this connection.
+        server.audit.note(e)
         server.logger.debug("\(handler.serverSessionID) from \(handler.peerAddress): \(pattern) handshake done")
     }
 

@@ -132,23 +132,20 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
             let who = claimed
             let delay = throttle.failed(source: context.peerAddress, identity: who, now: now)
             replyDelays.withLock { $0[context.serverSessionID] = delay }
-            do {
-                try audit.record(event(.authentication, context, identity: who, method: method, result: error.code.name, detail: error.detail))
-            } catch {
-                return .failure(USPError(.internalError, "audit unavailable"))
-            }
+            audit.note(event(.authentication, context, identity: who, method: method, result: error.code.name, detail: error.detail))
             return .failure(USPError(.authenticationFailed, error.detail))
         case .success(let user):
             do {
-                try audit.record(event(.authentication, context, identity: user.name, method: method, result: "ok"))
+                // Written with the token below, in its transaction.
+                audit.note(event(.authentication, context, identity: user.name, method: method, result: "ok"))
                 let issued = issueToken()
                 let issuedAt = date(context.now)
                 let record = TokenRecord(id: issued.id.description, kind: .authorization, publicKey: Base64URL.encode(issued.publicKey),
                                          identity: user.name, issuedAt: issuedAt,
                                          expiresAt: issuedAt.addingTimeInterval(settings.authorizationTokenLifetime))
                 // The token and its audit row are written in one transaction: neither or both.
-                try store.insertToken(record, audit: event(.tokenIssued, context, identity: user.name, method: method, result: "ok",
-                                                           tokenID: record.id, detail: "authorization"))
+                try audit.recordToken(record, event(.tokenIssued, context, identity: user.name, method: method, result: "ok",
+                                                    tokenID: record.id, detail: "authorization"))
                 throttle.succeeded(source: context.peerAddress, identity: user.name)
                 return .success(AuthorizationGrant(identity: Identity(name: user.name, groups: user.groups), token: issued.secret, tokenID: issued.id))
             } catch {
@@ -233,7 +230,7 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
             guard let user = try store.user(named: name) else {
                 return refuse(.authorizationInvalid, id, context, "user \(name) no longer exists", identity: name)
             }
-            try audit.record(event(.tokenUsed, context, identity: name, method: "authorization_token", result: "ok", tokenID: id))
+            audit.note(event(.tokenUsed, context, identity: name, method: "authorization_token", result: "ok", tokenID: id))
             return .success((Identity(name: user.name, groups: user.groups), presentation.id))
         } catch {
             logger.error("authorization token check failed: \(error)")
@@ -265,8 +262,8 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
                                      identity: context.identity?.name, application: definition.name, peerAddress: context.peerAddress,
                                      requestJSON: json, authorizationTokenID: authorizationTokenID?.description,
                                      issuedAt: issuedAt, expiresAt: issuedAt.addingTimeInterval(lifetime))
-            try store.insertToken(record, audit: event(.tokenIssued, context, identity: record.identity, result: "ok", tokenID: record.id,
-                                                       authorizationTokenID: record.authorizationTokenID, application: definition.name))
+            try audit.recordToken(record, event(.tokenIssued, context, identity: record.identity, result: "ok", tokenID: record.id,
+                                                authorizationTokenID: record.authorizationTokenID, application: definition.name))
             return .success(issued.secret)
         } catch {
             logger.error("application token for \(entry.name) refused: \(error)")
@@ -305,8 +302,9 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
                 return refuse(.tokenInvalid, id, context, "\(application) is no longer visible to \(token.identity ?? "strangers")",
                               identity: token.identity)
             }
-            try audit.record(event(.tokenUsed, context, identity: token.identity, result: "ok", tokenID: id,
-                                   authorizationTokenID: token.authorizationTokenID, application: application))
+            // Made durable with the stream_opened that follows (ConnectionHooks.openApplication).
+            audit.note(event(.tokenUsed, context, identity: token.identity, result: "ok", tokenID: id,
+                             authorizationTokenID: token.authorizationTokenID, application: application))
             return .success(ApplicationGrant(application: application, tokenID: presentation.id, authorizationTokenID: parentID,
                                              identity: token.identity.map { Identity(name: $0, groups: groups) }))
         } catch {

@@ -228,6 +228,8 @@ public final class USPDaemon: Service, Sendable {
             try? await Task.sleep(for: .milliseconds(20))
         }
         logger.info("drained; \(runtime.registry.count) session(s) left")
+        // The last connection_closed and stream_closed rows.
+        runtime.audit.flush()
     }
 
     private func bootstrap(v6only: Bool) -> ServerBootstrap {

@@ -194,16 +194,21 @@ public final class SQLiteStore: USPStore, Sendable {
 
     /// The token and its `token_issued` audit event in one transaction.
     public func insertToken(_ token: TokenRecord, audit event: AuditEvent) throws {
+        try insertToken(token, audit: [event])
+    }
+
+    /// The token and audit events (queued ones, then its `token_issued`) in one transaction.
+    public func insertToken(_ token: TokenRecord, audit events: [AuditEvent]) throws {
         try Self.validate(token, path: path)
         try write("save token \(token.id)") { db in
             try Self.insert(token, db, path: path)
-            try Self.insert(event, db)
+            for e in events { try Self.insert(e, db) }
         }
     }
 
     public func token(id: String) throws -> TokenRecord? {
         try read("read token") { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM tokens WHERE id = ?", arguments: [id]).map { try Self.token($0, path: path) }
+            try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM tokens WHERE id = ?"), arguments: [id]).map { try Self.token($0, path: path) }
         }
     }
 
@@ -596,14 +601,14 @@ public final class SQLiteStore: USPStore, Sendable {
     }
 
     static func insert(_ t: TokenRecord, _ db: Database, path: String) throws {
-        if try Bool.fetchOne(db, sql: "SELECT 1 FROM tokens WHERE id = ?", arguments: [t.id]) == true {
+        if try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM tokens WHERE id = ?"), arguments: [t.id]) == true {
             throw StoreError(.conflict, path: path, "token ID \(t.id) is already in use")
         }
-        try db.execute(sql: """
+        try db.cachedStatement(sql: """
             INSERT INTO tokens (id, kind, public_key, identity, application, peer_address, request_json,
                                 authorization_token_id, issued_at, expires_at, revoked_at)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """, arguments: [t.id, t.kind.rawValue, t.publicKey, t.identity, t.application, t.peerAddress, t.requestJSON,
+            """).execute(arguments: [t.id, t.kind.rawValue, t.publicKey, t.identity, t.application, t.peerAddress, t.requestJSON,
                              t.authorizationTokenID, ms(t.issuedAt), ms(t.expiresAt), t.revokedAt.map(ms)])
     }
 
@@ -639,11 +644,11 @@ public final class SQLiteStore: USPStore, Sendable {
     }
 
     static func insert(_ e: AuditEvent, _ db: Database) throws {
-        try db.execute(sql: """
+        try db.cachedStatement(sql: """
             INSERT INTO audit (time, kind, session, peer_address, client_key, identity, method, result, token_id,
                                authorization_token_id, application, stream, bytes_in, bytes_out, duration_ms, detail)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """, arguments: [ms(e.time), e.kind.rawValue, e.session, e.peerAddress, e.clientKey, e.identity, e.method, e.result,
+            """).execute(arguments: [ms(e.time), e.kind.rawValue, e.session, e.peerAddress, e.clientKey, e.identity, e.method, e.result,
                              e.tokenID, e.authorizationTokenID, e.application, e.stream, e.bytesIn, e.bytesOut, e.durationMS, e.detail])
     }
 

@@ -145,6 +145,10 @@ public protocol USPStore: Sendable {
     /// Inserts a token and its `token_issued` audit event in one transaction: neither or both
     /// (GUIDE rule 10: a token whose issue was not audited is never handed out).
     func insertToken(_ token: TokenRecord, audit event: AuditEvent) throws
+    /// Inserts a token and audit events (the last its `token_issued`) in one transaction.
+    func insertToken(_ token: TokenRecord, audit events: [AuditEvent]) throws
+    /// Appends several events in one transaction: all or none.
+    func appendAudit(_ events: [AuditEvent]) throws
 }
 
 extension USPStore {
@@ -153,8 +157,16 @@ extension USPStore {
     }
 
     public func insertToken(_ token: TokenRecord, audit event: AuditEvent) throws {
-        try appendAudit(event)
+        try insertToken(token, audit: [event])
+    }
+
+    public func insertToken(_ token: TokenRecord, audit events: [AuditEvent]) throws {
+        try appendAudit(events)
         try insertToken(token)
+    }
+
+    public func appendAudit(_ events: [AuditEvent]) throws {
+        for e in events { try appendAudit(e) }
     }
 }
 

@@ -188,12 +188,23 @@ struct Connect: AsyncParsableCommand {
             let home = global.clientHome
             let options = try connection.options()
             let textFields = try RequestFields.parse(fields)
-            let menu = try await menuConnection(server, home: home, options: options)
-            let token = try await menu.requestApplication(name: application, textFields: textFields)
-            let closing = Task { await menu.close() }
-            let budget = USPConnection.earlyDataBudget(.ik)
-            let (first, ended) = input.takeAvailable(upTo: budget, waitingAtMost: .milliseconds(max(0, min(earlyWait, 1000))))
-            let stream = try await USPConnection.connectDedicated(to: server, home: home, token: token, initialData: first, options: options)
+            let wait = Duration.milliseconds(max(0, min(earlyWait, 1000)))
+            let stream: USPStream
+            var ended = false
+            var closing: Task<Void, Never>?
+            if textFields.isEmpty {
+                // Begin by name: one connection, the name, saved login and first bytes in message 1.
+                (stream, ended) = try await Self.beginByName(server, home: home, options: options, application: application,
+                                                             input: input, wait: wait)
+            } else {
+                // Fields are typed by the menu's expected_request_body: fetch the menu, then the token.
+                let menu = try await menuConnection(server, home: home, options: options)
+                let token = try await menu.requestApplication(name: application, textFields: textFields)
+                closing = Task { await menu.close() }
+                let first: [UInt8]
+                (first, ended) = input.takeAvailable(upTo: USPConnection.earlyDataBudget(.ik), waitingAtMost: wait)
+                stream = try await USPConnection.connectDedicated(to: server, home: home, token: token, initialData: first, options: options)
+            }
             do {
                 try await StdioBridge.run(stream: stream, input: input, inputEnded: ended)
             } catch {
@@ -201,8 +212,45 @@ struct Connect: AsyncParsableCommand {
                 throw error
             }
             await stream.close()
-            await closing.value
+            await closing?.value
         }
+    }
+
+    /// A dedicated connection begun by name with the saved login, if any. A saved login the
+    /// server no longer accepts is forgotten (with a warning) and the begin tried without it.
+    static func beginByName(_ server: ServerURI, home: ClientHome, options: USPConnectionOptions, application: String,
+                            input: FDReader, wait: Duration) async throws -> (USPStream, Bool) {
+        var o = options
+        let saved = try home.loadLogin(for: server)
+        o.authorizationToken = saved?.token
+        let budget = USPConnection.earlyDataBudget(.ik, application: .init(name: application), authorizationToken: saved != nil)
+        let (first, ended) = input.takeAvailable(upTo: budget, waitingAtMost: wait)
+        do {
+            do {
+                return (try await USPConnection.connectDedicated(to: server, home: home, application: application, initialData: first, options: o), ended)
+            } catch let e as USPClientError where e.code == .loginExpired && saved != nil {
+                home.removeLogin(for: server)
+                printError("warning: \(e.message); the saved login was removed")
+                o.authorizationToken = nil
+                return (try await USPConnection.connectDedicated(to: server, home: home, application: application, initialData: first, options: o), ended)
+            }
+        } catch let e as USPClientError where e.wireCode == .unknownApplication || e.wireCode == .authorizationMissing {
+            // Only on this error path: the menu says what there is, for a better message.
+            try await explainUnknown(application, server: server, home: home, options: o)
+            throw e
+        }
+    }
+
+    /// Throws the menu's "no application named … (available: …)" if `name` is not on it.
+    static func explainUnknown(_ name: String, server: ServerURI, home: ClientHome, options: USPConnectionOptions) async throws {
+        guard let menu = try? await USPConnection.connect(to: server, home: home, options: options) else { return }
+        do {
+            _ = try await menu.offer(named: name)
+        } catch {
+            await menu.close()
+            throw error
+        }
+        await menu.close()
     }
 }
 
@@ -253,9 +301,13 @@ struct Forward: AsyncParsableCommand {
             _ = try await first.requestApplication(name: application, textFields: textFields)
             await first.close()
             o.authorizationToken = try home.loadLogin(for: server)?.token
-            let tokens = ApplicationTokenSource(server: server, home: home, application: application, fields: textFields, options: o)
+            // Without fields each local connection begins by name (one round trip after TCP);
+            // fields need the menu's types, so a menu connection fetches a token for each.
+            let begin: USPForwarder.Begin = textFields.isEmpty
+                ? .byName(application, request: [:])
+                : .tokens(ApplicationTokenSource(server: server, home: home, application: application, fields: textFields, options: o))
             let (host, port) = try Self.listenAddress(listen)
-            let forwarder = try await USPForwarder(listenHost: host, listenPort: port, server: server, home: home, tokens: tokens, options: options)
+            let forwarder = try await USPForwarder(listenHost: host, listenPort: port, server: server, home: home, begin: begin, options: o)
             printError("forwarding \(forwarder.localAddress.ipAddress ?? host):\(forwarder.localAddress.port ?? port) to \(application) on \(server.hostPort)")
             try await forwarder.run { error in printError("forward: \(error.message)") }
         }

@@ -57,8 +57,10 @@ final class DaemonFixture {
         guard r.status == 0 else { throw HarnessError("usp login failed: \(r.stderr)") }
     }
 
-    /// `uspd audit --json` as parsed objects.
+    /// `uspd audit --json` as parsed objects. A running daemon writes events that grant nothing
+    /// (connection and stream closes) within 100 ms (AuditLog group commit): wait that out first.
     func audit() throws -> [[String: Any]] {
+        if process != nil { Thread.sleep(forTimeInterval: 0.4) }
         let r = try Harness.run(try Harness.executable("uspd"), ["audit", "--json", "--data-dir", dataDirectory.path])
         guard r.status == 0 else { throw HarnessError("uspd audit failed: \(r.stderr)") }
         return r.stdout.split(separator: "\n").compactMap {

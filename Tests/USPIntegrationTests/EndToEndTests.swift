@@ -125,6 +125,32 @@ import Testing
         #expect(stream["identity"] as? String == "admin")
     }
 
+    /// `usp connect` without fields begins by name: one connection, on which the server issues
+    /// the application token (audited like any other) and opens the stream.
+    @Test func connectBeginsByNameOnOneConnection() throws {
+        let daemon = try DaemonFixture()
+        let opened = { (events: [[String: Any]]) in events.filter { $0["kind"] as? String == "connection_opened" }.count }
+        let before = opened(try daemon.audit())
+        let echo = try daemon.usp(["connect", daemon.uri, "echo"], stdin: "one connection\n")
+        #expect(echo.status == 0, "\(echo.stderr)")
+        #expect(echo.stdout == "one connection\n")
+        let events = try daemon.audit()
+        #expect(opened(events) == before + 1)
+        let stream = try #require(events.last { $0["kind"] as? String == "stream_opened" && $0["application"] as? String == "echo" })
+        let session = try #require(stream["session"] as? String)
+        let issued = try #require(events.first { $0["kind"] as? String == "token_issued" && $0["token_id"] as? String == stream["token_id"] as? String })
+        #expect(issued["session"] as? String == session)
+        #expect(issued["peer_address"] as? String == "127.0.0.1")
+
+        // whoami needs the login: refused before it (one line), served after it, on one connection each.
+        let refused = try daemon.usp(["connect", daemon.uri, "whoami"], stdin: "")
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("\"whoami\"") && refused.stderr.contains("log in"), "\(refused.stderr)")
+        try daemon.loginAdmin()
+        let who = try daemon.usp(["connect", daemon.uri, "whoami"], stdin: "")
+        #expect(who.stdout.contains("identity=admin"), "\(who.stderr)")
+    }
+
     @Test func badInputsGetSpecificErrorsWhileAnotherClientIsServed() throws {
         let daemon = try DaemonFixture()
         // A client that sends garbage, and one that sends nothing, hold connections open.

@@ -108,7 +108,7 @@ enum Fixtures {
     }
 
     static func policy(store: InMemoryStore, clock: TestClock = TestClock(), tcpPort: Int = 9) -> ServerPolicy {
-        ServerPolicy(store: store, catalog: ApplicationCatalog(applications(tcpPort: tcpPort)), audit: AuditLog(store: store),
+        ServerPolicy(store: store, catalog: ApplicationCatalog(applications(tcpPort: tcpPort)), audit: AuditLog(store: store, flushInterval: .zero),
                      throttle: LoginThrottle(base: 0.25, maximum: 8), verifyPassword: testVerifyPassword,
                      monotonic: { clock.now })
     }

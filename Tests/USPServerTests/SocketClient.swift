@@ -182,7 +182,7 @@ final class TestDaemon: @unchecked Sendable {
         var logger = Logger(label: "uspd-test")
         logger.logLevel = .notice
         let used: any USPStore = backing ?? store
-        let policy = ServerPolicy(store: used, catalog: ApplicationCatalog(), audit: AuditLog(store: used, logger: logger),
+        let policy = ServerPolicy(store: used, catalog: ApplicationCatalog(), audit: AuditLog(store: used, logger: logger, flushInterval: .zero),
                                   verifyPassword: testVerifyPassword, logger: logger)
         var options = ServerRuntime.Options()
         options.listen = listen

@@ -14,6 +14,9 @@ struct FieldReader {
         self.path = path
     }
 
+    /// Whether the field is present (null included) and not taken yet.
+    func contains(_ key: String) -> Bool { fields[key] != nil }
+
     /// The field, or nil when it is absent.
     mutating func take(_ key: String) -> JSONValue? {
         fields.removeValue(forKey: key)
@@ -104,6 +107,9 @@ enum MessageKeys {
     static let authorizationToken = "authorization_token"
     static let applicationSession = "application_session"
     static let token = "token"
+    static let application = "application"
+    static let request = "request"
+    static let tokenID = "token_id"
     static let action = "action"
     static let clientTCPStream = "client_tcp_stream"
     static let serverTCPStream = "server_tcp_stream"

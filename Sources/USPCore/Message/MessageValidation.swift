@@ -23,6 +23,17 @@ func checkToken(_ token: String, _ path: MessagePath) throws(USPError) {
     guard isPrintableASCII(token) else { throw path.malformed("token is not printable ASCII") }
 }
 
+func checkApplicationName(_ name: String, _ path: MessagePath) throws(USPError) {
+    guard !name.isEmpty else { throw path.malformed("empty application name") }
+    let n = name.utf8.count
+    guard n <= SessionMessage.Limits.maxApplicationNameLength else {
+        throw path.malformed("application name is \(n) bytes, limit \(SessionMessage.Limits.maxApplicationNameLength)")
+    }
+    guard !name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
+        throw path.malformed("application name contains a control character")
+    }
+}
+
 func checkNonEmpty(_ s: String, _ what: String, _ path: MessagePath) throws(USPError) {
     guard !s.isEmpty else { throw path.malformed("empty \(what)") }
 }

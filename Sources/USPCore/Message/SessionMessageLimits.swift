@@ -8,6 +8,8 @@ extension SessionMessage {
         public static let maxSessionIDLength = 128
         /// Authorization and application tokens: 1...1024 bytes of printable ASCII (0x20...0x7E).
         public static let maxTokenLength = 1024
+        /// Application names in a begin by name: 1...128 bytes, no control characters.
+        public static let maxApplicationNameLength = 128
         /// Application-session actions: 1...128 bytes, no control characters.
         public static let maxActionLength = 128
         /// Entries in one index-keyed map (`application_menu`, `requested_services`, service reply).

@@ -47,13 +47,25 @@ public struct ClientStart: Sendable {
     public var initialData: [UInt8]
 
     public struct Application: Sendable {
-        public var token: String
+        /// The application token secret; nil for a begin by name.
+        public var token: String?
+        /// For a begin by name: the application, looked up on the menu of `authorizationToken`'s
+        /// identity (or the public menu), and its request body. The server issues the token.
+        public var name: String?
+        public var request: [String: JSONValue]
         public var action: ApplicationAction
         public var parameters: [String: JSONValue]?
         public init(token: String, action: ApplicationAction = .begin, parameters: [String: JSONValue]? = nil) {
             self.token = token
+            self.request = [:]
             self.action = action
             self.parameters = parameters
+        }
+        /// Begin `name` with `request`, without a token of one's own (docs/PROTOCOL.md §6.1).
+        public init(name: String, request: [String: JSONValue] = [:]) {
+            self.name = name
+            self.request = request
+            self.action = .begin
         }
     }
 

@@ -92,16 +92,30 @@ public struct ClientSession {
         state = .awaitingMessage2
     }
 
-    /// The initial request (and first DATA) as frames, with tokens presented for `binding`.
-    private static func initialFrames(_ start: ClientStart, sessionID: String, binding: [UInt8], maxData: Int) throws(USPError) -> [UInt8] {
+    /// The `initial_request` for `start`, with tokens presented for `binding`. The authorization
+    /// token goes with a menu request and with a begin by name (whose menu it selects); a begin
+    /// with an application token needs none.
+    private static func initialRequest(_ start: ClientStart, sessionID: String, binding: [UInt8]) throws(USPError) -> InitialRequest {
         var request = InitialRequest(clientSessionID: sessionID, authorizationToken: nil, applicationSession: nil)
         if let app = start.application {
-            request.applicationSession = ApplicationSessionRequest(
-                token: try TokenProof.present(secret: app.token, handshakeHash: binding), action: app.action,
-                clientTCPStream: app.action == .begin ? 1 : nil, parameters: app.parameters)
-        } else if let token = start.authorizationToken {
+            if let secret = app.token {
+                request.applicationSession = ApplicationSessionRequest(
+                    token: try TokenProof.present(secret: secret, handshakeHash: binding), action: app.action,
+                    clientTCPStream: app.action == .begin ? 1 : nil, parameters: app.parameters)
+                return request
+            }
+            guard let name = app.name else { throw USPError(.malformedMessage, "an application start needs a token or a name") }
+            request.applicationSession = ApplicationSessionRequest(application: name, request: app.request, clientTCPStream: 1)
+        }
+        if let token = start.authorizationToken {
             request.authorizationToken = try TokenProof.present(secret: token, handshakeHash: binding)
         }
+        return request
+    }
+
+    /// The initial request (and first DATA) as frames, with tokens presented for `binding`.
+    private static func initialFrames(_ start: ClientStart, sessionID: String, binding: [UInt8], maxData: Int) throws(USPError) -> [UInt8] {
+        let request = try initialRequest(start, sessionID: sessionID, binding: binding)
         var w = WireWriter()
         let message = SessionMessage.initialRequest(request)
         var body = WireWriter()
@@ -191,15 +205,7 @@ public struct ClientSession {
         }
         let data = start.application?.action == .begin ? start.initialData : []
         if !earlyAccepted {
-            var request = InitialRequest(clientSessionID: clientSessionID, authorizationToken: nil, applicationSession: nil)
-            let h = link!.result.handshakeHash
-            if let app = start.application {
-                request.applicationSession = ApplicationSessionRequest(
-                    token: try TokenProof.present(secret: app.token, handshakeHash: h), action: app.action,
-                    clientTCPStream: app.action == .begin ? 1 : nil, parameters: app.parameters)
-            } else if let token = start.authorizationToken {
-                request.authorizationToken = try TokenProof.present(secret: token, handshakeHash: h)
-            }
+            let request = try Self.initialRequest(start, sessionID: clientSessionID, binding: link!.result.handshakeHash)
             try link!.send(.initialRequest(request))
             if !data.isEmpty {
                 let sent = try withBytes(data) { (d) throws(USPError) in try link!.sendData(localID: 1, d) }
@@ -347,6 +353,18 @@ public struct ClientSession {
         let session = ApplicationSessionRequest(token: try TokenProof.present(secret: applicationToken, handshakeHash: link!.result.handshakeHash),
                                                 action: .begin, clientTCPStream: nil, parameters: nil)
         try link!.send(.open(stream: id, session: try session.encodeOpenBody()))
+        try link!.flush()
+        return id
+    }
+
+    /// Opens a stream on this connection for the application `name` on this session's menu; the
+    /// server issues the application token (docs/PROTOCOL.md §7.1). Returns the stream ID.
+    public mutating func openStream(application name: String, request: [String: JSONValue] = [:]) throws(USPError) -> UInt32 {
+        guard state == .established, link != nil else { preconditionFailure("openStream after the menu arrived") }
+        let session = ApplicationSessionRequest(application: name, request: request)
+        let body = try session.encodeOpenBody()
+        let id = try link!.streams.open()
+        try link!.send(.open(stream: id, session: body))
         try link!.flush()
         return id
     }

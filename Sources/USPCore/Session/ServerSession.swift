@@ -287,7 +287,7 @@ public struct ServerSession {
             return
         }
         clientSessionID = request.clientSessionID
-        if let app = request.applicationSession {
+        if let app = request.applicationSession, app.application == nil {
             // The proposal's client step 5: this connection is for one application session;
             // the authorization token is ignored (it is only for menu access).
             try handleApplicationSession(app, initial: true, now: now, delegate: delegate, onEvent: onEvent)
@@ -305,8 +305,45 @@ public struct ServerSession {
                 throw error
             }
         }
+        if let app = request.applicationSession {
+            // Begin by name: the authorization token (checked above) says whose menu the name is on.
+            try handleApplicationSession(app, initial: true, now: now, delegate: delegate, onEvent: onEvent)
+            return
+        }
         try sendMenu(now: now, delegate: delegate)
         state = .established
+    }
+
+    /// A begin by name: the application named on the caller's menu, its request body checked,
+    /// an application token issued by policy as for a `service_request`, and presented here on
+    /// the caller's behalf (bound to this channel), so the begin goes on like any other.
+    private mutating func presentationForBeginByName(_ app: ApplicationSessionRequest, now: Timestamp,
+                                                     delegate: some ServerSessionDelegate) -> Result<(presentation: String, tokenID: TokenProof.TokenID), USPError> {
+        guard let name = app.application else { return .failure(USPError(.malformedMessage, "no application named")) }
+        let ctx = context(now: now)
+        let offers = (menu ?? delegate.menu(for: identity, context: ctx)).applications
+        guard let (index, entry) = offers.first(where: { $0.value.name == name }) else {
+            // Before login the answer does not tell a hidden application from a missing one.
+            return .failure(identity == nil
+                ? USPError(.authorizationMissing, "\(name) is not on the menu of a caller who has not logged in")
+                : USPError(.unknownApplication, "\(name) is not on the menu of \(identity!.name)"))
+        }
+        let body = app.request ?? [:]
+        if let problem = RequestBodyValidator.validate(body, against: entry.expectedRequestBody) {
+            return .failure(problem)
+        }
+        switch delegate.issueApplicationToken(index: index, entry: entry, request: body,
+                                              authorizationTokenID: authorizationTokenID, context: ctx) {
+        case .success(let secret):
+            do {
+                return .success((try TokenProof.present(secret: secret, handshakeHash: ctx.channelBinding),
+                                 try TokenProof.tokenID(secret: secret)))
+            } catch {
+                return .failure(USPError(.internalError, "policy issued an unusable token: \(error.detail)"))
+            }
+        case .failure(let error):
+            return .failure(error)
+        }
     }
 
     private func validateAuthorization(_ token: String, now: Timestamp, delegate: some ServerSessionDelegate)
@@ -407,8 +444,21 @@ public struct ServerSession {
 
     private mutating func handleApplicationSession(_ app: ApplicationSessionRequest, initial: Bool, now: Timestamp,
                                                    delegate: some ServerSessionDelegate, onEvent: (ServerEvent) -> Void) throws(USPError) {
+        var token = app.token ?? ""
+        var issuedHere: TokenProof.TokenID?
+        if app.application != nil {
+            switch presentationForBeginByName(app, now: now, delegate: delegate) {
+            case .success(let issued):
+                token = issued.presentation
+                issuedHere = issued.tokenID
+            case .failure(let error):
+                try replyApplicationSession(.error(WireError(error.code, error.code == .invalidRequestBody ? error.detail : nil)))
+                if initial { throw error }
+                return
+            }
+        }
         let grant: ApplicationGrant
-        switch validateApplication(app.token, now: now, delegate: delegate) {
+        switch validateApplication(token, now: now, delegate: delegate) {
         case .success(let g): grant = g
         case .failure(let error):
             try replyApplicationSession(.error(WireError(error.code)))
@@ -433,7 +483,10 @@ public struct ServerSession {
                 guard let localID = link!.streams.accept(peerID) else { return }
                 streamGrants[localID] = grant
                 state = .established
-                try replyApplicationSession(.session(.began(clientTCPStream: peerID, serverTCPStream: localID)))
+                var began = ApplicationSessionResult.began(clientTCPStream: peerID, serverTCPStream: localID)
+                // A begin by name learns the ID of the token issued for it, for its own records.
+                if let id = issuedHere { began.result = [MessageKeys.tokenID: .string(id.description)] }
+                try replyApplicationSession(.session(began))
                 onEvent(.streamOpened(stream: localID, grant: grant))
             }
         case .end:
@@ -480,7 +533,18 @@ public struct ServerSession {
             try link!.send(.reject(opener: peerID, code: USPError.Code.unknownAction.wireValue, message: "OPEN carries action begin"))
             return
         }
-        switch validateApplication(request.token, now: now, delegate: delegate) {
+        var token = request.token ?? ""
+        if request.application != nil {
+            switch presentationForBeginByName(request, now: now, delegate: delegate) {
+            case .success(let issued): token = issued.presentation
+            case .failure(let error):
+                link!.streams.reject(peerID)
+                try link!.streams.noteControlFrame()
+                try link!.send(.reject(opener: peerID, code: error.code.wireValue, message: WireError.humanMessage(for: error.code)))
+                return
+            }
+        }
+        switch validateApplication(token, now: now, delegate: delegate) {
         case .success(let grant):
             guard let localID = link!.streams.accept(peerID) else { return }
             streamGrants[localID] = grant

@@ -103,6 +103,9 @@ public struct USPError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let unknownAction = Code(509, "unknown_action")
         public static let rateLimited = Code(510, "rate_limited")
         public static let unknownMethod = Code(511, "unknown_auth_method")
+        /// A begin by name for an application that is not on the caller's menu (a logged-in
+        /// caller; before login the answer is the token problem, so nothing leaks).
+        public static let unknownApplication = Code(512, "unknown_application")
 
         // MARK: 6xx: session end
         public static let closedByPeer = Code(600, "closed_by_peer")
@@ -121,7 +124,7 @@ public struct USPError: Error, Hashable, Sendable, CustomStringConvertible {
             windowOverflow, streamClosed, streamIDNotIncreasing, streamRefused, controlFlood,
             malformedMessage, unexpectedMessage, unsupportedVersion, messageTooLarge, sessionIDMismatch,
             authenticationFailed, authorizationMissing, authorizationInvalid, unknownIndex, invalidRequestBody,
-            tokenInvalid, tokenExpired, tokenWrongAddress, tokenRevoked, unknownAction, rateLimited, unknownMethod,
+            tokenInvalid, tokenExpired, tokenWrongAddress, tokenRevoked, unknownAction, rateLimited, unknownMethod, unknownApplication,
             closedByPeer, shuttingDown, idleTimeout, internalError, unexpectedEOF,
         ]
     }

@@ -18,9 +18,49 @@ public final class FDReader: @unchecked Sendable {
     private var waiter: CheckedContinuation<Void, Never>?
     private var started = false
 
+    private var stopping = false
+    private let wake: (read: Int32, write: Int32)
+    private let exited = DispatchSemaphore(value: 0)
+
     public init(fd: Int32 = STDIN_FILENO, bufferLimit: Int = 1 << 20) {
         self.fd = fd
         self.bufferLimit = bufferLimit
+        var p: [Int32] = [-1, -1]
+        if pipe(&p) == 0 {
+            _ = fcntl(p[0], F_SETFD, FD_CLOEXEC)
+            _ = fcntl(p[1], F_SETFD, FD_CLOEXEC)
+        } else {
+            p = [-1, -1]
+        }
+        wake = (p[0], p[1])
+    }
+
+    deinit {
+        if wake.read >= 0 { close(wake.read) }
+        if wake.write >= 0 { close(wake.write) }
+    }
+
+    /// Stops the reading thread without losing a byte: returns what it had read and not handed
+    /// out, and whether input had ended. Afterwards the descriptor is free for another reader.
+    /// Nil when it cannot be stopped safely (no wake-up pipe); keep using `next()` then.
+    public func stop() -> (chunks: [[UInt8]], atEnd: Bool)? {
+        guard wake.write >= 0 else { return nil }
+        condition.lock()
+        let wasStarted = started
+        stopping = true
+        condition.broadcast()
+        condition.unlock()
+        if wasStarted {
+            var one: UInt8 = 1
+            _ = Glibc.write(wake.write, &one, 1)
+            exited.wait()
+        }
+        condition.lock()
+        defer { condition.unlock() }
+        let out = chunks
+        chunks.removeAll()
+        queued = 0
+        return (out, atEnd && failure == nil)
     }
 
     public func start() {
@@ -34,11 +74,20 @@ public final class FDReader: @unchecked Sendable {
     }
 
     private func loop() {
-        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        defer { exited.signal() }
+        var buffer = [UInt8](repeating: 0, count: 256 * 1024)
         while true {
             condition.lock()
-            while queued >= bufferLimit { condition.wait() }
+            while queued >= bufferLimit, !stopping { condition.wait() }
+            let stop = stopping
             condition.unlock()
+            if stop { return }
+            // Wait for input or for stop(), so that stop() never leaves a read pending that
+            // would take bytes meant for whoever reads the descriptor next.
+            var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: wake.read, events: Int16(POLLIN), revents: 0)]
+            let ready = poll(&fds, 2, -1)
+            if ready < 0, errno == EINTR { continue }
+            if fds[1].revents != 0 { return }
             let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
             if n < 0, errno == EINTR { continue }
             let error = n < 0 ? String(cString: strerror(errno)) : nil

@@ -68,6 +68,8 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
     private var clientStatic: [UInt8]?
     private let allocator = ByteBufferAllocator()
     private var lastWrite: EventLoopFuture<Void>?
+    /// Streams given bytes during the current dispatch, told `receivedBatchEnded` after it.
+    private var streamsFed: [UInt32] = []
 
     public init(session: ServerSession, policy: any ServerSessionDelegate, hooks: any ServerSessionHooks,
                 configuration: Configuration = Configuration()) {
@@ -302,6 +304,8 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
             handle(note)
         }
         notes.removeAll(keepingCapacity: true)
+        for stream in streamsFed { streams[stream]?.application?.receivedBatchEnded() }
+        streamsFed.removeAll(keepingCapacity: true)
     }
 
     private func handle(_ note: Note) {
@@ -324,6 +328,7 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
             if let application = streams[stream]?.application {
                 streams[stream]!.bytesIn += Int64(buffer.readableBytes)
                 application.received(buffer)
+                if !streamsFed.contains(stream) { streamsFed.append(stream) }
             } else {
                 // No application (refused or gone): drop the bytes but keep the credit flowing.
                 streamConsumed(stream, buffer.readableBytes)

@@ -20,6 +20,13 @@ public protocol ServerStreamApplication: AnyObject {
     /// The stream is gone (both sides finished, a reset, a revocation or the session's end):
     /// stop the application and release it. No other call follows.
     func closed(code: USPError.Code)
+    /// Everything one read from the client carried has been handed over by `received`: a good
+    /// moment to flush (one write for several records' bytes).
+    func receivedBatchEnded()
+}
+
+extension ServerStreamApplication {
+    public func receivedBatchEnded() {}
 }
 
 /// Facts about the session a stream belongs to, for launchers and audit.

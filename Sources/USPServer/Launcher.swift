@@ -169,6 +169,7 @@ class ChannelBridge: ServerStreamApplication {
         self.channel = channel
         for buffer in early { forward(buffer) }
         early = []
+        channel.flush()
         if clientDone { channel.close(mode: .output, promise: nil) }
     }
 
@@ -189,8 +190,13 @@ class ChannelBridge: ServerStreamApplication {
         guard let channel else { return }
         let count = data.readableBytes
         let port = self.port
-        // Credit goes back to the client only once the application accepted the bytes.
-        channel.writeAndFlush(data).assumeIsolated().whenComplete { _ in port.consumed(count) }
+        // Credit goes back to the client only once the application accepted the bytes. The
+        // flush comes at the end of the batch (`receivedBatchEnded`): one writev for its records.
+        channel.write(data).assumeIsolated().whenComplete { _ in port.consumed(count) }
+    }
+
+    func receivedBatchEnded() {
+        channel?.flush()
     }
 
     func clientFinished() {

@@ -245,6 +245,9 @@ public final class USPDaemon: Service, Sendable {
             }
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 4)
+            // Reads grow up to 256 KiB on a busy stream (four full records per read), and shrink
+            // back on idle ones, so idle sessions hold no large buffers.
+            .childChannelOption(ChannelOptions.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 2048, maximum: 256 * 1024))
             .childChannelInitializer { channel in runtime.initialize(channel) }
         if v6only {
             bootstrap = bootstrap.serverChannelOption(ChannelOptions.Types.SocketOption(level: .ipv6, name: .ipv6_v6only), value: 1)

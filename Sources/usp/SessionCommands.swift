@@ -206,7 +206,10 @@ struct Connect: AsyncParsableCommand {
                 stream = try await USPConnection.connectDedicated(to: server, home: home, token: token, initialData: first, options: options)
             }
             do {
-                try await StdioBridge.run(stream: stream, input: input, inputEnded: ended)
+                // Pipes, sockets and terminals go through the event loop; files through a thread.
+                if try await !StdioPipeBridge.run(stream: stream, input: input, inputEnded: ended) {
+                    try await StdioBridge.run(stream: stream, input: input, inputEnded: ended)
+                }
             } catch {
                 await stream.close()
                 throw error

@@ -151,6 +151,24 @@ import Testing
         #expect(who.stdout.contains("identity=admin"), "\(who.stderr)")
     }
 
+    /// Regular files cannot go into an event loop: `usp connect < file > file` takes the
+    /// thread-based bridge, pipes the event-loop one; both carry the same bytes both ways.
+    @Test func connectBridgesFilesAndPipesAlike() throws {
+        let daemon = try DaemonFixture()
+        let dir = daemon.home.deletingLastPathComponent()
+        let input = dir.appendingPathComponent("in.bin"), output = dir.appendingPathComponent("out.bin")
+        let payload = Data((0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) })
+        try payload.write(to: input)
+        let usp = try Harness.executable("usp")
+        let script = "'\(usp)' --home '\(daemon.home.path)' connect '\(daemon.uri)' echo < '\(input.path)' > '\(output.path)'"
+        let files = try Harness.run("/bin/sh", ["-c", script])
+        #expect(files.status == 0, "\(files.stderr)")
+        #expect(try Data(contentsOf: output) == payload)
+        let piped = try Harness.run("/bin/sh", ["-c", "cat '\(input.path)' | '\(usp)' --home '\(daemon.home.path)' connect '\(daemon.uri)' echo | cat > '\(output.path)'"])
+        #expect(piped.status == 0, "\(piped.stderr)")
+        #expect(try Data(contentsOf: output) == payload)
+    }
+
     @Test func badInputsGetSpecificErrorsWhileAnotherClientIsServed() throws {
         let daemon = try DaemonFixture()
         // A client that sends garbage, and one that sends nothing, hold connections open.

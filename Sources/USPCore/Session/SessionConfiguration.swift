@@ -3,8 +3,10 @@
 public struct SessionConfiguration: Sendable {
     /// The largest record plaintext accepted (announced as `max_record_plaintext`).
     public var maxRecordPlaintext: Int = RecordLayout.maxPlaintext
-    /// Receive window per stream (announced as `stream_window`).
-    public var streamWindow: UInt32 = 256 * 1024
+    /// Receive window per stream (announced as `stream_window`). 1 MiB, like OpenSSH's 2 MiB
+    /// channel window in spirit: credit comes back every 512 KiB, so a fast stream is not paced by
+    /// WINDOW round trips. Nothing is allocated for it: it bounds what a peer may have in flight.
+    public var streamWindow: UInt32 = 1024 * 1024
     /// Concurrent streams accepted (announced as `max_streams`).
     public var maxStreams: UInt16 = 100
     /// Bytes the peer may send under one key (announced as `rekey_limit`).

@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "USPCore", targets: ["USPCore"]),
         .library(name: "USPClient", targets: ["USPClient"]),
         .library(name: "USPServer", targets: ["USPServer"]),
+        .library(name: "USPUnix", targets: ["USPUnix"]),
         .executable(name: "uspd", targets: ["uspd"]),
         .executable(name: "usp", targets: ["usp"]),
         .executable(name: "usp-demo", targets: ["usp-demo"]),
@@ -48,6 +49,9 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        // AF_UNIX plumbing without NIO: socketpairs, descriptor passing (SCM_RIGHTS), peer
+        // credentials, close-on-exec. Shared by the daemon, USPApp and client agents.
+        .target(name: "USPUnix"),
         // uspd.toml and apps.d/*.toml: the model and its TOML loaders.
         .target(
             name: "USPConfig",
@@ -121,6 +125,7 @@ let package = Package(
         ),
         .testTarget(name: "USPConfigTests", dependencies: ["USPConfig"]),
         .testTarget(name: "USPStoreTests", dependencies: ["USPStore"]),
+        .testTarget(name: "USPUnixTests", dependencies: ["USPUnix"]),
         .testTarget(name: "USPServerTests", dependencies: ["USPServer", "USPCore", "USPClient"]),
         .testTarget(
             name: "USPClientTests",

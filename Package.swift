@@ -72,7 +72,7 @@ let package = Package(
         .target(
             name: "USPServer",
             dependencies: [
-                "USPCore", "USPNIO", "USPConfig", "USPStore",
+                "USPCore", "USPNIO", "USPConfig", "USPStore", "USPUnix",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -103,6 +103,14 @@ public struct USPError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let unknownAction = Code(509, "unknown_action")
         public static let rateLimited = Code(510, "rate_limited")
         public static let unknownMethod = Code(511, "unknown_auth_method")
+        /// The application behind a stream cannot be reached or started: its socket is missing,
+        /// refuses connections, or closed (or timed out) without accepting the hand-off; an exec'd
+        /// program could not be started.
+        public static let applicationUnavailable = Code(512, "application_unavailable")
+        /// The application answered the hand-off with an error (e.g. it could not parse the metadata).
+        public static let applicationRefused = Code(513, "application_refused")
+        /// The server ran out of descriptors (EMFILE/ENFILE) setting up the stream.
+        public static let resourcesExhausted = Code(514, "resources_exhausted")
 
         // MARK: 6xx: session end
         public static let closedByPeer = Code(600, "closed_by_peer")
@@ -122,6 +130,7 @@ public struct USPError: Error, Hashable, Sendable, CustomStringConvertible {
             malformedMessage, unexpectedMessage, unsupportedVersion, messageTooLarge, sessionIDMismatch,
             authenticationFailed, authorizationMissing, authorizationInvalid, unknownIndex, invalidRequestBody,
             tokenInvalid, tokenExpired, tokenWrongAddress, tokenRevoked, unknownAction, rateLimited, unknownMethod,
+            applicationUnavailable, applicationRefused, resourcesExhausted,
             closedByPeer, shuttingDown, idleTimeout, internalError, unexpectedEOF,
         ]
     }

@@ -32,6 +32,8 @@ struct ExampleUpper {
                 exit(64)
             }
         }
+        let stopping = stopOnSignals(removing: socketPath)
+        defer { stopping.forEach { $0.cancel() } }
         do {
             let sessions = try ApplicationListener.sessions(socketPath: socketPath)
             if let socketPath { log("listening on \(socketPath)") }
@@ -74,6 +76,25 @@ struct ExampleUpper {
             }
         } catch {
             log("session \(session.metadata.session): \(error)")
+        }
+    }
+
+    /// SIGTERM and SIGINT remove the socket file and exit. They are unblocked first: a parent may
+    /// have left them blocked, and every thread started later inherits this mask.
+    static func stopOnSignals(removing socketPath: String?) -> [any DispatchSourceSignal] {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for sig in [SIGTERM, SIGINT] { sigaddset(&set, sig) }
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
+        return [SIGTERM, SIGINT].map { sig in
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig)
+            source.setEventHandler {
+                if let socketPath { unlink(socketPath) }
+                exit(0)
+            }
+            source.resume()
+            return source
         }
     }
 

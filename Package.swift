@@ -141,7 +141,7 @@ let package = Package(
         .testTarget(name: "USPStoreTests", dependencies: ["USPStore"]),
         .testTarget(name: "USPUnixTests", dependencies: ["USPUnix"]),
         .testTarget(name: "USPAppTests", dependencies: ["USPApp", "USPUnix", .product(name: "NIOCore", package: "swift-nio")]),
-        .testTarget(name: "USPServerTests", dependencies: ["USPServer", "USPCore", "USPClient"]),
+        .testTarget(name: "USPServerTests", dependencies: ["USPServer", "USPCore", "USPClient", "USPUnix"]),
         .testTarget(
             name: "USPClientTests",
             dependencies: ["USPClient", "USPCore", "USPNIO", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]

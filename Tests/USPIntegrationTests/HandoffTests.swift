@@ -88,6 +88,23 @@ import USPUnix
         _ = try upper.waitForOutput { $0.components(separatedBy: "session ").count >= 3 }
     }
 
+    /// 4 MB each way through the relay of a unix hand-off: back-pressure holds and nothing is lost.
+    @Test func bulkDataThroughAHandedOffStream() throws {
+        let dir = try Harness.temporaryDirectory("bulk")
+        let socket = dir.appendingPathComponent("upper.sock").path
+        let upper = try HandoffPeers.exampleApp(socket: socket)
+        defer { upper.stop() }
+        let daemon = try DaemonFixture(apps: ["upper.toml": unixApp("upper", socket: socket, visibility: "public")], config: Self.config)
+        let line = String(repeating: "abcdefghij", count: 9) + "\n"
+        let count = 4 * 1024 * 1024 / line.utf8.count
+        let r = try daemon.usp(["connect", daemon.uri, "upper"], stdin: String(repeating: line, count: count), timeout: 120)
+        #expect(r.status == 0, "\(r.stderr)")
+        let lines = r.stdout.split(separator: "\n")
+        #expect(lines.count == count + 2)
+        #expect(lines.dropFirst().dropLast().allSatisfy { $0 == line.dropLast().uppercased() })
+        #expect(lines.last == "bye anonymous: \(count) line(s)")
+    }
+
     @Test func handOffFailuresGetSpecificCodesAndLogLinesWhileOthersAreServed() throws {
         let dir = try Harness.temporaryDirectory("errors")
         let missing = dir.appendingPathComponent("missing.sock").path

@@ -37,6 +37,7 @@ final class UnixHandoffBridge: ChannelBridge {
     }
 
     private var what: String { "\(application): hand-off to \(path)" }
+    static let closedWithoutAccepting = "the application closed the connection without accepting"
 
     func start(metadata: JSONValue) {
         guard let frame = HandoffMessage.frame(metadata) else {
@@ -59,7 +60,13 @@ final class UnixHandoffBridge: ChannelBridge {
             }
             wrapControl(connection, rest: Array(frame[sent...]))
         } catch {
-            let reason = error.errno == EAGAIN ? "the application's listen backlog is full" : error.detail
+            let reason: String
+            switch error.errno {
+            case EAGAIN: reason = "the application's listen backlog is full"
+            // It accepted and closed before the message went: the same as closing without answering.
+            case EPIPE, ECONNRESET: reason = Self.closedWithoutAccepting
+            default: reason = error.detail
+            }
             failSoon("\(what): \(reason)", code: error.streamCode)
         }
     }
@@ -119,7 +126,7 @@ final class UnixHandoffBridge: ChannelBridge {
         case .line(let line):
             failedToStart("\(what): the application refused: \(HandoffMessage.printable(line))", code: .applicationRefused)
         case .endOfFile:
-            failedToStart("\(what): the application closed the connection without accepting", code: .applicationUnavailable)
+            failedToStart("\(what): \(Self.closedWithoutAccepting)", code: .applicationUnavailable)
         case .timedOut:
             failedToStart("\(what): no answer within \(HandoffMessage.answerTimeout.nanoseconds / 1_000_000_000) s", code: .applicationUnavailable)
         }

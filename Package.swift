@@ -8,6 +8,9 @@ let package = Package(
         .library(name: "USPCore", targets: ["USPCore"]),
         .library(name: "USPClient", targets: ["USPClient"]),
         .library(name: "USPServer", targets: ["USPServer"]),
+        .library(name: "USPUnix", targets: ["USPUnix"]),
+        .library(name: "USPApp", targets: ["USPApp"]),
+        .executable(name: "usp-example-upper", targets: ["usp-example-upper"]),
         .executable(name: "uspd", targets: ["uspd"]),
         .executable(name: "usp", targets: ["usp"]),
         .executable(name: "usp-demo", targets: ["usp-demo"]),
@@ -48,6 +51,21 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        // AF_UNIX plumbing without NIO: socketpairs, descriptor passing (SCM_RIGHTS), peer
+        // credentials, close-on-exec. Shared by the daemon, USPApp and client agents.
+        .target(name: "USPUnix"),
+        // For application authors: sessions handed over by uspd (unix hand-off or fd 3) as an
+        // async sequence of (metadata, NIOAsyncChannel). See docs/APPLICATIONS.md.
+        .target(
+            name: "USPApp",
+            dependencies: [
+                "USPUnix",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        // An example application on USPApp: greets the identity, upper-cases lines.
+        .executableTarget(name: "usp-example-upper", dependencies: ["USPApp"]),
         // uspd.toml and apps.d/*.toml: the model and its TOML loaders.
         .target(
             name: "USPConfig",
@@ -68,7 +86,7 @@ let package = Package(
         .target(
             name: "USPServer",
             dependencies: [
-                "USPCore", "USPNIO", "USPConfig", "USPStore",
+                "USPCore", "USPNIO", "USPConfig", "USPStore", "USPUnix",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -121,11 +139,14 @@ let package = Package(
         ),
         .testTarget(name: "USPConfigTests", dependencies: ["USPConfig"]),
         .testTarget(name: "USPStoreTests", dependencies: ["USPStore"]),
-        .testTarget(name: "USPServerTests", dependencies: ["USPServer", "USPCore", "USPClient"]),
+        .testTarget(name: "USPUnixTests", dependencies: ["USPUnix"]),
+        .testTarget(name: "USPAppTests", dependencies: ["USPApp", "USPUnix", .product(name: "NIOCore", package: "swift-nio")]),
+        .testTarget(name: "USPServerTests", dependencies: ["USPServer", "USPCore", "USPClient", "USPUnix"]),
         .testTarget(
             name: "USPClientTests",
             dependencies: ["USPClient", "USPCore", "USPNIO", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
         ),
-        .testTarget(name: "USPIntegrationTests", dependencies: ["USPCore", "uspd", "usp"]),
+        .testTarget(name: "USPIntegrationTests", dependencies: ["USPCore", "USPUnix", "uspd", "usp", "usp-example-upper"],
+                    exclude: ["Python"]),
     ]
 )

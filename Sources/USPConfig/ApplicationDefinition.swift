@@ -7,7 +7,8 @@
 /// [expected_request_body]
 /// user = "string?"
 /// [launch]
-/// tcp = "127.0.0.1:22"                      # or: exec = ["/usr/bin/cat"]
+/// tcp = "127.0.0.1:22"                      # or: exec = ["/usr/bin/cat"] (stream = "stdio" or "fd3"),
+///                                          # or: unix = "/run/myapp.sock" (hand-off to a running app)
 /// [limits]
 /// max_sessions = 20
 /// token_lifetime = 60                      # seconds an application token stays valid
@@ -23,10 +24,22 @@ public struct ApplicationDefinition: Hashable, Sendable {
     }
 
     public enum Launch: Hashable, Sendable {
-        /// Started once per session; the stream is the process's stdin and stdout.
-        case exec(command: [String], environment: [String: String])
+        /// Started once per session; the stream is the process's stdin and stdout, or a socket on fd 3.
+        case exec(command: [String], environment: [String: String], stream: ExecStream = .stdio)
         /// Connect to an existing daemon.
         case tcp(host: String, port: Int)
+        /// Hand each session to a running application listening on this AF_UNIX socket path
+        /// (docs/APPLICATIONS.md).
+        case unix(path: String)
+    }
+
+    /// How an exec'd command gets its stream (`[launch] stream`).
+    public enum ExecStream: String, Hashable, Sendable, CaseIterable {
+        /// Pipes on stdin and stdout.
+        case stdio
+        /// A connected AF_UNIX stream socket on fd 3, systemd style (`LISTEN_FDS=1`, `LISTEN_PID`,
+        /// `LISTEN_FDNAMES=usp`); stdin is /dev/null, stdout goes where uspd's stderr goes.
+        case fd3
     }
 
     public struct Limits: Hashable, Sendable {

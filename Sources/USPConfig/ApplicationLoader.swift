@@ -9,14 +9,18 @@ import TOMLKit
 /// | `description` | optional string, default `""` |
 /// | `visibility` | `"public"`, `"authenticated"` (the default when absent), or a non-empty array of identity names and `"group:NAME"` entries |
 /// | `[expected_request_body]` | optional table: field name → type string (`string`, `integer`, `number`, `boolean`, `object`, `array`, `any`, or `""` for any; a `?` suffix makes the field optional), the vocabulary of USPCore's `RequestBodyValidator` |
-/// | `[launch]` | required, exactly one of `exec` (non-empty array of strings, the first one the program; optional `[launch.environment]` table of `NAME = "value"`) and `tcp` (`"host:port"`, port 1…65535) |
+/// | `[launch]` | required, exactly one of `exec` (non-empty array of strings, the first one the program; optional `[launch.environment]` table of `NAME = "value"`; optional `stream`, `"stdio"` (the default) or `"fd3"`), `tcp` (`"host:port"`, port 1…65535) and `unix` (an absolute socket path of at most 107 bytes) |
 /// | `[limits]` | optional: `max_sessions` 1…1,000,000 (absent: no limit), `token_lifetime` 1…86,400 seconds (absent: the server's `application_token_lifetime`) |
 ///
 /// Unknown keys at any level are errors. When a file has several problems the earliest one in
 /// the file is thrown; `problems(path:)` lists them all.
 public enum ApplicationLoader {
     public static let keys = ["name", "description", "visibility", "expected_request_body", "launch", "limits"]
-    public static let launchKeys = ["exec", "tcp", "environment"]
+    public static let launchKeys = ["exec", "tcp", "unix", "environment", "stream"]
+    /// The keys of `[launch]` that say how to launch; exactly one must be there.
+    static let launchKinds = ["exec", "tcp", "unix"]
+    /// The longest `unix` path: what `sockaddr_un.sun_path` holds besides its NUL.
+    public static let maximumSocketPathLength = 107
     public static let limitKeys = ["max_sessions", "token_lifetime"]
     /// Type names of `expected_request_body` values, before an optional `?`.
     public static let fieldTypes = ["string", "integer", "number", "boolean", "object", "array", "any", ""]
@@ -149,28 +153,30 @@ public enum ApplicationLoader {
     }
 
     static func readLaunch(_ r: TOMLReader, _ t: TOMLTable) -> ApplicationDefinition.Launch? {
+        let ways = "exec = [\"/path/to/program\", …], tcp = \"host:port\" or unix = \"/path/to/socket\""
         guard t["launch"] != nil else {
-            r.report(.missingKey, nil, "missing required table [launch] with exec = [\"/path/to/program\", …] or tcp = \"host:port\"")
+            r.report(.missingKey, nil, "missing required table [launch] with \(ways)")
             return nil
         }
         guard let launch = r.table(t, [], "launch") else { return nil }
         r.checkKeys(launch, at: ["launch"], allowed: launchKeys)
-        let hasExec = launch["exec"] != nil, hasTCP = launch["tcp"] != nil
-        if hasExec && hasTCP {
-            // Point at whichever of the two comes second in the file.
-            let e = r.positions.key(["launch", "exec"]), c = r.positions.key(["launch", "tcp"])
-            let second = [e, c].compactMap { $0 }.max { ($0.line, $0.column) < ($1.line, $1.column) }
-            r.report(.invalidValue, second, "[launch] has both \"exec\" and \"tcp\"; an application is launched one way")
+        // The kinds present, in file order.
+        let kinds = launchKinds.filter { launch[$0] != nil }
+            .map { ($0, r.positions.key(["launch", $0])) }
+            .sorted { a, b in (a.1?.line ?? 0, a.1?.column ?? 0) < (b.1?.line ?? 0, b.1?.column ?? 0) }
+        guard let kind = kinds.first?.0 else {
+            r.reportAtKey(.missingKey, ["launch"], "[launch] needs \(ways)")
             return nil
         }
-        if !hasExec && !hasTCP {
-            r.reportAtKey(.missingKey, ["launch"], "[launch] needs exec = [\"/path/to/program\", …] or tcp = \"host:port\"")
+        if kinds.count > 1 {
+            r.report(.invalidValue, kinds[1].1, "[launch] has both \"\(kind)\" and \"\(kinds[1].0)\"; an application is launched one way")
             return nil
         }
-        if hasTCP {
-            if launch["environment"] != nil {
-                r.reportAtKey(.invalidValue, ["launch", "environment"], "launch.environment applies to exec, not to tcp")
-            }
+        for key in ["environment", "stream"] where kind != "exec" && launch[key] != nil {
+            r.reportAtKey(.invalidValue, ["launch", key], "launch.\(key) applies to exec, not to \(kind)")
+        }
+        switch kind {
+        case "tcp":
             guard let text = r.string(launch, ["launch"], "tcp") else { return nil }
             switch HostPort.parse(text, ports: 1...65535) {
             case .success(let hp): return .tcp(host: hp.host, port: hp.port)
@@ -178,12 +184,34 @@ public enum ApplicationLoader {
                 r.reportAtValue(.invalidValue, ["launch", "tcp"], "launch.tcp: \(problem)")
                 return nil
             }
+        case "unix":
+            guard let path = r.string(launch, ["launch"], "unix") else { return nil }
+            guard path.hasPrefix("/"), path.utf8.count <= maximumSocketPathLength, !path.utf8.contains(0) else {
+                r.reportAtValue(.invalidValue, ["launch", "unix"],
+                                "launch.unix: \"\(path)\" must be an absolute socket path of at most \(maximumSocketPathLength) bytes")
+                return nil
+            }
+            return .unix(path: path)
+        default:
+            return readExec(r, launch)
         }
+    }
+
+    static func readExec(_ r: TOMLReader, _ launch: TOMLTable) -> ApplicationDefinition.Launch? {
         guard let command = r.strings(launch, ["launch"], "exec") else { return nil }
         guard let program = command.first, !program.isEmpty else {
             r.reportAtValue(.invalidValue, ["launch", "exec"],
                             command.isEmpty ? "launch.exec is empty: it needs at least the program" : "launch.exec[0], the program, is empty")
             return nil
+        }
+        var stream = ApplicationDefinition.ExecStream.stdio
+        if launch["stream"] != nil {
+            guard let text = r.string(launch, ["launch"], "stream") else { return nil }
+            guard let value = ApplicationDefinition.ExecStream(rawValue: text) else {
+                r.reportAtValue(.invalidValue, ["launch", "stream"], "launch.stream must be \"stdio\" or \"fd3\", got \"\(text)\"")
+                return nil
+            }
+            stream = value
         }
         var environment: [String: String] = [:]
         if launch["environment"] != nil {
@@ -200,7 +228,7 @@ public enum ApplicationLoader {
             }
             if !ok { return nil }
         }
-        return .exec(command: command, environment: environment)
+        return .exec(command: command, environment: environment, stream: stream)
     }
 
     static func isEnvironmentName(_ s: String) -> Bool {

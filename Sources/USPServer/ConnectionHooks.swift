@@ -51,7 +51,8 @@ final class ConnectionHooks: ServerSessionHooks {
                            application: grant.application, stream: Int64(port.stream))
         let request = Launcher.Request(application: definition, identity: grant.identity?.name, peerAddress: session.peerAddress,
                                        serverSessionID: session.serverSessionID, tokenID: grant.tokenID.description,
-                                       requestJSON: token?.requestJSON ?? "{}")
+                                       requestJSON: token?.requestJSON ?? "{}",
+                                       authorizationTokenID: grant.authorizationTokenID?.description)
         do {
             try server.audit.record(e)
         } catch {

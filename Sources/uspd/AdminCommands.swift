@@ -136,7 +136,9 @@ struct App: AsyncParsableCommand {
                 }
                 let launch: String
                 switch d.launch {
-                case .exec(let command, _): launch = "exec " + command.joined(separator: " ")
+                case .exec(let command, _, let stream):
+                    launch = "exec " + command.joined(separator: " ") + (stream == .stdio ? "" : " (stream \(stream.rawValue))")
+                case .unix(let path): launch = "unix " + path
                 case .tcp(let host, let port): launch = "tcp \(host.contains(":") ? "[\(host)]" : host):\(port)"
                 }
                 if json {

@@ -69,6 +69,15 @@ struct ApplicationLoaderTests {
         #expect(try ApplicationLoader.parse(app("[limits]\nmax_sessions = 1"), path: p).limits.maxSessions == 1)
     }
 
+    @Test func streamAndUnixLaunches() throws {
+        let fd3 = try ApplicationLoader.parse("name = \"x\"\n[launch]\nexec = [\"/bin/app\"]\nstream = \"fd3\"\n", path: p)
+        #expect(fd3.launch == .exec(command: ["/bin/app"], environment: [:], stream: .fd3))
+        let stdio = try ApplicationLoader.parse("name = \"x\"\n[launch]\nexec = [\"/bin/app\"]\nstream = \"stdio\"\n", path: p)
+        #expect(stdio.launch == .exec(command: ["/bin/app"], environment: [:]))
+        let unix = try ApplicationLoader.parse("name = \"x\"\n[launch]\nunix = \"/run/myapp.sock\"\n", path: p)
+        #expect(unix.launch == .unix(path: "/run/myapp.sock"))
+    }
+
     @Test func inlineAndDottedTables() throws {
         let a = try ApplicationLoader.parse("""
             name = "x"
@@ -127,14 +136,14 @@ struct ApplicationLoaderTests {
         #expect(configError { try ApplicationLoader.parse("[launch]\ntcp = \"127.0.0.1:22\"\n", path: p) }?.description
                 == "\(p): missing required key \"name\"")
         #expect(configError { try ApplicationLoader.parse("name = \"x\"\n", path: p) }?.description
-                == "\(p): missing required table [launch] with exec = [\"/path/to/program\", …] or tcp = \"host:port\"")
+                == "\(p): missing required table [launch] with exec = [\"/path/to/program\", …], tcp = \"host:port\" or unix = \"/path/to/socket\"")
         #expect(configError { try ApplicationLoader.parse("", path: p) }?.code == .missingKey)
     }
 
     @Test(arguments: [
         // Launch
-        ("[launch]\n", "2:1: [launch] needs exec = [\"/path/to/program\", …] or tcp = \"host:port\""),
-        ("[launch]\ntcp = \"127.0.0.1:22\"\nexec = [\"/bin/cat\"]\n", "4:1: [launch] has both \"exec\" and \"tcp\"; an application is launched one way"),
+        ("[launch]\n", "2:1: [launch] needs exec = [\"/path/to/program\", …], tcp = \"host:port\" or unix = \"/path/to/socket\""),
+        ("[launch]\ntcp = \"127.0.0.1:22\"\nexec = [\"/bin/cat\"]\n", "4:1: [launch] has both \"tcp\" and \"exec\"; an application is launched one way"),
         ("[launch]\nexec = [\"/bin/cat\"]\ntcp = \"127.0.0.1:22\"\n", "4:1: [launch] has both \"exec\" and \"tcp\"; an application is launched one way"),
         ("[launch]\nexec = []\n", "3:8: launch.exec is empty: it needs at least the program"),
         ("[launch]\nexec = [\"\"]\n", "3:8: launch.exec[0], the program, is empty"),
@@ -148,6 +157,12 @@ struct ApplicationLoaderTests {
         ("[launch]\nexec = [\"/bin/cat\"]\nenvironment = { A = 1 }\n", "4:21: launch.environment.A must be a string, not an integer"),
         ("[launch]\nexec = [\"/bin/cat\"]\nenviron = { A = \"1\" }\n", "4:1: unknown key \"environ\" in [launch]"),
         ("launch = \"tcp\"\n", "2:10: launch must be a table, not a string"),
+        ("[launch]\nunix = \"run/app.sock\"\n", "3:8: launch.unix: \"run/app.sock\" must be an absolute socket path of at most 107 bytes"),
+        ("[launch]\nunix = \"/\(String(repeating: "x", count: 107))\"\n",
+         "3:8: launch.unix: \"/\(String(repeating: "x", count: 107))\" must be an absolute socket path of at most 107 bytes"),
+        ("[launch]\nunix = \"/run/a.sock\"\ntcp = \"127.0.0.1:22\"\n", "4:1: [launch] has both \"unix\" and \"tcp\"; an application is launched one way"),
+        ("[launch]\nunix = \"/run/a.sock\"\nstream = \"fd3\"\n", "4:1: launch.stream applies to exec, not to unix"),
+        ("[launch]\nexec = [\"/bin/cat\"]\nstream = \"fd4\"\n", "4:10: launch.stream must be \"stdio\" or \"fd3\", got \"fd4\""),
         ("launch = { tcp = \"127.0.0.1:22\", port = 22 }\n", "2:34: unknown key \"port\" in [launch]"),
         ("launch.tcp = \"127.0.0.1:99999\"\n", "2:14: launch.tcp: \"127.0.0.1:99999\": the port must be 1…65535, got 99999"),
         // Visibility

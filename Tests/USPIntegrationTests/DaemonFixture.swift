@@ -85,15 +85,35 @@ func tcpApp(_ name: String, port: Int, visibility: String) -> String {
     """
 }
 
-/// An apps.d file for an `exec` application.
-func execApp(_ name: String, command: [String], visibility: String) -> String {
-    let quoted = command.map { "\"\($0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\""))\"" }.joined(separator: ", ")
-    return """
+/// A TOML basic string.
+func tomlString(_ s: String) -> String {
+    "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+}
+
+/// An apps.d file for an `exec` application; `stream` is "stdio" (the default) or "fd3".
+func execApp(_ name: String, command: [String], visibility: String, stream: String? = nil) -> String {
+    """
     name = "\(name)"
     description = "\(name)"
     visibility = "\(visibility)"
 
     [launch]
-    exec = [\(quoted)]
+    exec = [\(command.map(tomlString).joined(separator: ", "))]
+    \(stream.map { "stream = " + tomlString($0) } ?? "")
+    """
+}
+
+/// An apps.d file for a `unix` application (a running application that takes hand-offs).
+func unixApp(_ name: String, socket: String, visibility: String, body: [String: String] = [:]) -> String {
+    """
+    name = "\(name)"
+    description = "\(name) on \(socket)"
+    visibility = "\(visibility)"
+
+    [expected_request_body]
+    \(body.map { $0.key + " = " + tomlString($0.value) }.sorted().joined(separator: "\n"))
+
+    [launch]
+    unix = \(tomlString(socket))
     """
 }

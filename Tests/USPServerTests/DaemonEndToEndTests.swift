@@ -116,6 +116,7 @@ struct DaemonEndToEndTests {
         #expect(lines.contains("USP_APPLICATION=env"))
         #expect(lines.contains("USP_PEER_ADDRESS=127.0.0.1"))
         #expect(lines.contains("USP_IDENTITY="))
+        #expect(lines.contains("USP_AUTHORIZATION_TOKEN_ID="))
         #expect(lines.contains("EXTRA=yes"))
         #expect(lines.contains { $0.hasPrefix("USP_SESSION=s-") })
         #expect(lines.contains { $0.hasPrefix("USP_TOKEN_ID=") })

@@ -103,9 +103,17 @@ public struct USPError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let unknownAction = Code(509, "unknown_action")
         public static let rateLimited = Code(510, "rate_limited")
         public static let unknownMethod = Code(511, "unknown_auth_method")
+        /// The application behind a stream cannot be reached or started: its socket is missing,
+        /// refuses connections, or closed (or timed out) without accepting the hand-off; an exec'd
+        /// program could not be started.
+        public static let applicationUnavailable = Code(512, "application_unavailable")
+        /// The application answered the hand-off with an error (e.g. it could not parse the metadata).
+        public static let applicationRefused = Code(513, "application_refused")
+        /// The server ran out of descriptors (EMFILE/ENFILE) setting up the stream.
+        public static let resourcesExhausted = Code(514, "resources_exhausted")
         /// A begin by name for an application that is not on the caller's menu (a logged-in
         /// caller; before login the answer is the token problem, so nothing leaks).
-        public static let unknownApplication = Code(512, "unknown_application")
+        public static let unknownApplication = Code(515, "unknown_application")
 
         // MARK: 6xx: session end
         public static let closedByPeer = Code(600, "closed_by_peer")
@@ -124,7 +132,8 @@ public struct USPError: Error, Hashable, Sendable, CustomStringConvertible {
             windowOverflow, streamClosed, streamIDNotIncreasing, streamRefused, controlFlood,
             malformedMessage, unexpectedMessage, unsupportedVersion, messageTooLarge, sessionIDMismatch,
             authenticationFailed, authorizationMissing, authorizationInvalid, unknownIndex, invalidRequestBody,
-            tokenInvalid, tokenExpired, tokenWrongAddress, tokenRevoked, unknownAction, rateLimited, unknownMethod, unknownApplication,
+            tokenInvalid, tokenExpired, tokenWrongAddress, tokenRevoked, unknownAction, rateLimited, unknownMethod,
+            applicationUnavailable, applicationRefused, resourcesExhausted, unknownApplication,
             closedByPeer, shuttingDown, idleTimeout, internalError, unexpectedEOF,
         ]
     }

@@ -1,0 +1,32 @@
+import NIOCore
+import NIOPosix
+
+/// One client's session as an application sees it: what uspd said about it, and the stream.
+///
+/// `channel` reads the client's bytes and writes to the client. Finishing its outbound side
+/// (`outbound.finish()`) half-closes: the client sees end of file while the inbound side goes on.
+/// The inbound sequence ends when the client half-closes.
+public struct ApplicationSession: Sendable {
+    public let metadata: SessionMetadata
+    public let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+
+    public init(metadata: SessionMetadata, channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>) {
+        self.metadata = metadata
+        self.channel = channel
+    }
+
+    /// Wraps `descriptor`, a connected stream socket the channel then owns, on `group`.
+    public static func make(metadata: SessionMetadata, descriptor: CInt,
+                            group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> ApplicationSession {
+        let channel = try await ClientBootstrap(group: group)
+            .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+            .withConnectedSocket(descriptor) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
+                        wrappingChannelSynchronously: channel,
+                        configuration: .init(isOutboundHalfClosureEnabled: true))
+                }
+            }
+        return ApplicationSession(metadata: metadata, channel: channel)
+    }
+}

@@ -1,0 +1,51 @@
+import NIOCore
+import USPCore
+
+/// The bytes of a `unix` hand-off (docs/APPLICATIONS.md, "Hand-off to a running application").
+///
+/// uspd → application, once per session, in one sendmsg whose SCM_RIGHTS carries exactly one
+/// descriptor (the application's end of the stream's socketpair):
+///
+/// ```
+/// u32 big-endian N (1 ≤ N ≤ 65536) ‖ N bytes: a UTF-8 JSON object
+/// {"v":1,"application":"notes","identity":"alice","peer_address":"127.0.0.1","session":"…",
+///  "token_id":"…","authorization_token_id":"…","request":{"user":"alice"}}
+/// ```
+///
+/// application → uspd: one line, `ok\n` to accept; any other line (by convention
+/// `error <reason>\n`) refuses. The application then closes the connection.
+enum HandoffMessage {
+    /// The largest JSON body; a longer one is not sent (the stream is refused).
+    static let maximumLength = 65536
+    /// The longest answer line read, newline included.
+    static let maximumAnswerLength = 1024
+    /// How long the application has to answer.
+    static let answerTimeout: TimeAmount = .seconds(10)
+
+    /// The JSON object for `request`: the same facts as the exec variables.
+    static func metadata(for request: Launcher.Request) -> JSONValue {
+        let body = (try? JSONValue.parse(Array(request.requestJSON.utf8))) ?? .object([:])
+        return .object([
+            "v": .integer(1),
+            "application": .string(request.application.name),
+            "identity": request.identity.map(JSONValue.string) ?? .null,
+            "peer_address": .string(request.peerAddress),
+            "session": .string(request.serverSessionID),
+            "token_id": .string(request.tokenID),
+            "authorization_token_id": request.authorizationTokenID.map(JSONValue.string) ?? .null,
+            "request": body,
+        ])
+    }
+
+    /// Length prefix and JSON; nil if the JSON is longer than `maximumLength`.
+    static func frame(_ metadata: JSONValue) -> [UInt8]? {
+        guard let json = try? metadata.encoded(), (1...maximumLength).contains(json.count) else { return nil }
+        let n = UInt32(json.count)
+        return [UInt8(n >> 24), UInt8(n >> 16 & 0xff), UInt8(n >> 8 & 0xff), UInt8(n & 0xff)] + json
+    }
+
+    /// The answer line, for the log: control characters replaced, at most 200 characters.
+    static func printable(_ line: String) -> String {
+        String(String.UnicodeScalarView(line.unicodeScalars.prefix(200).map { $0.properties.generalCategory == .control ? "?" : $0 }))
+    }
+}

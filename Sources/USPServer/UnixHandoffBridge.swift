@@ -1,0 +1,193 @@
+import Logging
+import NIOCore
+import NIOPosix
+import USPCore
+import USPNIO
+import USPUnix
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A stream handed to a running application on an AF_UNIX socket (`[launch] unix`):
+///
+/// 1. a socketpair for the stream (EMFILE/ENFILE: `resources_exhausted`);
+/// 2. a non-blocking connect to the application's socket (missing, refused, backlog full:
+///    `application_unavailable`);
+/// 3. one sendmsg with the metadata frame (`HandoffMessage`) and the application's end of the
+///    socketpair (SCM_RIGHTS); the daemon closes its copy of that end;
+/// 4. the answer line, read through a NIO channel on the session's event loop: `ok` starts the
+///    relay over the daemon's end; another line is `application_refused`; end of file or
+///    `HandoffMessage.answerTimeout` without a line is `application_unavailable`.
+///
+/// Client bytes that arrive meanwhile wait in `ChannelBridge.early` (bounded by the stream window).
+final class UnixHandoffBridge: ChannelBridge {
+    let application: String
+    let path: String
+    /// The daemon's end of the socketpair until the relay owns it.
+    private var relayEnd: CInt = -1
+    private var control: (any Channel)?
+    private var timeout: Scheduled<Void>?
+    private var answered = false
+
+    init(port: ServerStreamPort, application: String, path: String, logger: Logger, release: @escaping @Sendable () -> Void) {
+        self.application = application
+        self.path = path
+        super.init(port: port, logger: logger, release: release)
+    }
+
+    private var what: String { "\(application): hand-off to \(path)" }
+    static let closedWithoutAccepting = "the application closed the connection without accepting"
+
+    func start(metadata: JSONValue) {
+        guard let frame = HandoffMessage.frame(metadata) else {
+            failSoon("\(what): the metadata is larger than \(HandoffMessage.maximumLength) bytes", code: .applicationUnavailable)
+            return
+        }
+        let connection: CInt
+        do throws(UnixError) {
+            let address = try UnixSocketAddress(path: path)
+            let pair = try SocketPair.make()
+            relayEnd = pair.first
+            defer { close(pair.second) }
+            connection = try UnixSocket.connect(to: address, nonBlocking: true)
+            let sent: Int
+            do throws(UnixError) {
+                sent = try DescriptorPassing.send(connection, bytes: frame, descriptors: [pair.second])
+            } catch {
+                close(connection)
+                throw error
+            }
+            wrapControl(connection, rest: Array(frame[sent...]))
+        } catch {
+            let reason: String
+            switch error.errno {
+            case EAGAIN: reason = "the application's listen backlog is full"
+            // It accepted and closed before the message went: the same as closing without answering.
+            case EPIPE, ECONNRESET: reason = Self.closedWithoutAccepting
+            default: reason = error.detail
+            }
+            failSoon("\(what): \(reason)", code: error.streamCode)
+        }
+    }
+
+    /// Reads the answer on the control connection; sends what sendmsg did not take.
+    private func wrapControl(_ connection: CInt, rest: [UInt8]) {
+        let me = NIOLoopBound(self, eventLoop: port.eventLoop)
+        let loop = port.eventLoop
+        ClientBootstrap(group: loop)
+            .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(HandoffAnswerHandler { me.value.answer($0) })
+                }
+            }
+            .withConnectedSocket(connection)
+            .assumeIsolated()
+            .whenComplete { result in
+                switch result {
+                case .success(let channel):
+                    me.value.controlReady(channel, rest: rest)
+                case .failure(let error):
+                    me.value.failedToStart("\(me.value.what): \(error)", code: .applicationUnavailable)
+                }
+            }
+        timeout = loop.scheduleTask(in: HandoffMessage.answerTimeout) {
+            me.value.answer(.timedOut)
+        }
+    }
+
+    private func controlReady(_ channel: any Channel, rest: [UInt8]) {
+        guard !closed, !answered else { channel.close(promise: nil); return }
+        control = channel
+        if !rest.isEmpty { channel.writeAndFlush(channel.allocator.buffer(bytes: rest), promise: nil) }
+    }
+
+    enum Answer {
+        case line(String)
+        case endOfFile
+        case timedOut
+    }
+
+    func answer(_ answer: Answer) {
+        guard !answered else { return }
+        answered = true
+        timeout?.cancel()
+        timeout = nil
+        control?.close(promise: nil)
+        control = nil
+        guard !closed else { return }
+        switch answer {
+        case .line("ok"):
+            let end = relayEnd
+            relayEnd = -1
+            logger.debug("stream \(port.stream): \(application) accepted the hand-off on \(path)")
+            attachSocket(end) { [what] in "\(what): relay socket" }
+        case .line(let line):
+            failedToStart("\(what): the application refused: \(HandoffMessage.printable(line))", code: .applicationRefused)
+        case .endOfFile:
+            failedToStart("\(what): \(Self.closedWithoutAccepting)", code: .applicationUnavailable)
+        case .timedOut:
+            failedToStart("\(what): no answer within \(HandoffMessage.answerTimeout.nanoseconds / 1_000_000_000) s", code: .applicationUnavailable)
+        }
+    }
+
+    override func stopped(code: USPError.Code) {
+        timeout?.cancel()
+        timeout = nil
+        answered = true
+        control?.close(promise: nil)
+        control = nil
+        if relayEnd >= 0 {
+            close(relayEnd)
+            relayEnd = -1
+        }
+    }
+}
+
+/// Collects the application's answer line on the control connection.
+final class HandoffAnswerHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    private var line: [UInt8] = []
+    private var done = false
+    private let onAnswer: (UnixHandoffBridge.Answer) -> Void
+
+    init(onAnswer: @escaping (UnixHandoffBridge.Answer) -> Void) { self.onAnswer = onAnswer }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !done else { return }
+        let buffer = unwrapInboundIn(data)
+        for byte in buffer.readableBytesView {
+            if byte == UInt8(ascii: "\n") || line.count >= HandoffMessage.maximumAnswerLength {
+                finish(.line(String(decoding: line, as: UTF8.self).trimmingTrailingCarriageReturn))
+                return
+            }
+            line.append(byte)
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case ChannelEvent.inputClosed = event { finish(line.isEmpty ? .endOfFile : .line(String(decoding: line, as: UTF8.self))) }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        finish(.endOfFile)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        finish(.endOfFile)
+        context.close(promise: nil)
+    }
+
+    private func finish(_ answer: UnixHandoffBridge.Answer) {
+        guard !done else { return }
+        done = true
+        onAnswer(answer)
+    }
+}
+
+private extension String {
+    var trimmingTrailingCarriageReturn: String { hasSuffix("\r") ? String(dropLast()) : self }
+}

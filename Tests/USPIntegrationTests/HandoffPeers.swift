@@ -1,0 +1,58 @@
+import Foundation
+
+/// The applications of the hand-off tests: the Python scripts in Python/ and the Swift example.
+enum HandoffPeers {
+    /// python3's real path (a pyenv shim needs more environment than uspd gives an exec'd command).
+    static let python: String? = {
+        guard let r = try? Harness.run("/usr/bin/env", ["python3", "-c", "import sys; print(sys.executable)"]), r.status == 0 else { return nil }
+        let path = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        return path.isEmpty ? nil : path
+    }()
+
+    static func script(_ name: String) -> String {
+        Harness.packageRoot.appendingPathComponent("Tests/USPIntegrationTests/Python/\(name)").path
+    }
+
+    /// The Python `unix` application on `socket`, once it listens; `mode` is ok, refuse or close.
+    static func pythonApp(socket: String, mode: String = "ok") throws -> RunningProcess {
+        let python = try requirePython()
+        let p = try RunningProcess("handoff_app.py", executable: python, arguments: [script("handoff_app.py"), socket, mode])
+        _ = try p.waitForOutput { $0.contains("ready") }
+        return p
+    }
+
+    /// usp-example-upper listening on `socket`.
+    static func exampleApp(socket: String) throws -> RunningProcess {
+        let p = try RunningProcess("usp-example-upper", executable: try Harness.executable("usp-example-upper"), arguments: ["--socket", socket])
+        _ = try p.waitForOutput { $0.contains("listening on") }
+        return p
+    }
+
+    static func requirePython() throws -> String {
+        guard let python else { throw HarnessError("python3 is not installed") }
+        return python
+    }
+}
+
+/// A `usp connect` whose stdin the test writes and closes, to hold several sessions open at once.
+final class InteractiveClient {
+    let process: RunningProcess
+    private let input = Pipe()
+
+    init(_ daemon: DaemonFixture, application: String, fields: [String] = []) throws {
+        process = try RunningProcess("usp connect \(application)", executable: try Harness.executable("usp"),
+                                     arguments: ["--home", daemon.home.path, "connect", daemon.uri, application] + fields.flatMap { ["--field", $0] },
+                                     stdin: input.fileHandleForReading)
+        try input.fileHandleForReading.close()
+    }
+
+    func send(_ text: String) { input.fileHandleForWriting.write(Data(text.utf8)) }
+
+    func waitFor(_ text: String) throws { _ = try process.waitForOutput { $0.contains(text) } }
+
+    /// Closes stdin (a FIN to the application) and waits for the exit status.
+    func finish() throws -> Int32 {
+        try input.fileHandleForWriting.close()
+        return try process.wait(timeout: 20)
+    }
+}

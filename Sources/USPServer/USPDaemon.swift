@@ -28,6 +28,8 @@ public final class ServerRuntime: Sendable {
         public var session = SessionConfiguration()
         /// How often apps.d is polled for changes (SIGHUP reloads at once).
         public var reloadInterval: Double = 2
+        /// How often the store is checked for tokens revoked by another process, seconds.
+        public var revocationPollInterval: Double = 1
         /// How long a drain waits for sessions to go after CLOSE shutting_down.
         public var drainTimeout: Double = 10
         public init() {}
@@ -200,6 +202,15 @@ public final class USPDaemon: Service, Sendable {
                             let purged = (try? runtime.policy.store.purgeExpiredTokens(before: Date().addingTimeInterval(-86400))) ?? 0
                             if purged > 0 { logger.info("purged \(purged) expired token(s)") }
                         }
+                    }
+                }
+                tasks.addTask { [self] in
+                    // Revocations made by another process (uspd user remove) end streams here too.
+                    let watcher = RevocationWatcher(store: runtime.policy.store, registry: runtime.registry, logger: logger)
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: .milliseconds(Int(runtime.options.revocationPollInterval * 1000)))
+                        if Task.isCancelled { break }
+                        watcher.poll(on: group.next())
                     }
                 }
                 tasks.addTask { [self] in

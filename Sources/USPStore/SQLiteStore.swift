@@ -251,6 +251,16 @@ public final class SQLiteStore: USPStore, Sendable {
         }
     }
 
+    /// Tokens revoked after `time` (ms precision), with the time of the latest: what a running
+    /// daemon polls to end streams whose tokens another process revoked.
+    public func tokensRevoked(after time: Date) throws(StoreError) -> (ids: [String], latest: Date?) {
+        try read("read revocations") { db in
+            let rows = try Row.fetchAll(db.cachedStatement(sql: "SELECT id, revoked_at FROM tokens WHERE revoked_at > ? ORDER BY revoked_at"),
+                                        arguments: [Self.ms(time)])
+            return (rows.map { $0["id"] }, rows.last.map { Self.date($0["revoked_at"] as Int64) })
+        }
+    }
+
     public func purgeExpiredTokens(before time: Date) throws -> Int {
         try write("purge tokens") { db in
             try db.execute(sql: "DELETE FROM tokens WHERE expires_at < ?", arguments: [Self.ms(time)])
@@ -554,6 +564,10 @@ public final class SQLiteStore: USPStore, Sendable {
                 CREATE INDEX audit_authorization ON audit(authorization_token_id);
                 CREATE TABLE store_meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
                 """)
+        }
+        // v2: a running daemon polls for revocations made by another process (uspd user remove).
+        m.registerMigration("v2-revoked-index") { db in
+            try db.execute(sql: "CREATE INDEX tokens_revoked ON tokens(revoked_at) WHERE revoked_at IS NOT NULL")
         }
         return m
     }()

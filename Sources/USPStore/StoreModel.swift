@@ -131,6 +131,8 @@ public protocol USPStore: Sendable {
     func revokeTokens(ids: [String], at time: Date) throws -> [String]
     /// Deletes tokens that expired before `time` (audit rows keep their IDs).
     func purgeExpiredTokens(before time: Date) throws -> Int
+    /// Tokens revoked after `time`, oldest revocation first, and the latest revocation time.
+    func tokensRevoked(after time: Date) throws -> (ids: [String], latest: Date?)
 
     func appendAudit(_ event: AuditEvent) throws
     /// Newest last. Filters are optional: `identity` matches exactly, `since` is inclusive, and

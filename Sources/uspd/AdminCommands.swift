@@ -77,7 +77,13 @@ struct User: AsyncParsableCommand {
             home.bootstrapLogging(config)
             let store = try Backend.openStore(homeDir.databasePath)
             guard try store.removeUser(named: name) else { throw Failure("no user \(name)") }
-            print("removed \(name)")
+            // Their logins and the application tokens issued under them stop working now; a
+            // running uspd sees the revocations within a second and ends their open streams.
+            let revoked = try store.revokeTokens(identity: name, at: Date())
+            try store.appendAudit(revoked.map {
+                AuditEvent(time: Date(), kind: .tokenInvalidated, identity: name, result: "ok", tokenID: $0, detail: "user removed by an administrator")
+            })
+            print("removed \(name); revoked \(revoked.count) token(s)")
         }
     }
 

@@ -15,7 +15,7 @@ enum Backend {
 
     static func tomlText(_ config: ServerConfig) -> String { config.tomlText }
 
-    static func openStore(_ path: String) throws -> any USPStore {
+    static func openStore(_ path: String) throws -> SQLiteStore {
         do { return try SQLiteStore(path: path) } catch { throw Failure("\(error)") }
     }
 

@@ -102,6 +102,36 @@ import Testing
         #expect(!invalidated.isEmpty)
     }
 
+    /// `uspd user remove`, a separate process, revokes the user's tokens in the store; the
+    /// running daemon notices within about a second and ends the user's open stream.
+    @Test func removingAUserEndsTheirOpenStreamOnTheRunningDaemon() throws {
+        let daemon = try DaemonFixture(apps: ["vault.toml": execApp("vault", command: ["/bin/cat"], visibility: "authenticated")])
+        let uspd = try Harness.executable("uspd")
+        let add = try Harness.run(uspd, ["user", "add", "bob", "--password-stdin", "--data-dir", daemon.dataDirectory.path], stdin: "bob-password-1\n")
+        #expect(add.status == 0, "\(add.stderr)")
+        let bobHome = try Harness.temporaryDirectory("bob")
+        let login = try Harness.run(try Harness.executable("usp"), ["--home", bobHome.path, "login", daemon.uri, "--user", "bob"], stdin: "bob-password-1\n")
+        #expect(login.status == 0, "\(login.stderr)")
+        let input = Pipe()
+        let client = try RunningProcess("bob-vault", executable: try Harness.executable("usp"),
+                                        arguments: ["--home", bobHome.path, "connect", daemon.uri, "vault"], stdin: input.fileHandleForReading)
+        try input.fileHandleForReading.close()
+        input.fileHandleForWriting.write(Data("still here\n".utf8))
+        _ = try client.waitForOutput { $0.contains("still here") }
+
+        let started = Date()
+        let remove = try Harness.run(uspd, ["user", "remove", "bob", "--data-dir", daemon.dataDirectory.path])
+        #expect(remove.status == 0, "\(remove.stderr)")
+        #expect(remove.stdout.contains("revoked"))
+        let status = try client.wait(timeout: 10)
+        #expect(Date().timeIntervalSince(started) < 5)
+        #expect(status != 0 && client.stderr.contains("revoked"), "stream should end with token_revoked: \(client.stderr)")
+        try? input.fileHandleForWriting.close()
+        let events = try daemon.audit()
+        #expect(events.contains { $0["kind"] as? String == "token_invalidated" && ($0["detail"] as? String)?.contains("administrator") == true })
+        #expect(events.contains { $0["kind"] as? String == "stream_closed" && $0["identity"] as? String == "bob" && $0["result"] as? String == "token_revoked" })
+    }
+
     @Test func authorizationTokenSurvivesKill9AndAuditShowsTheChain() throws {
         let daemon = try DaemonFixture()
         try daemon.loginAdmin()

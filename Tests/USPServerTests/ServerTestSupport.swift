@@ -47,6 +47,12 @@ final class InMemoryStore: USPStore, @unchecked Sendable {
             return old.count
         }
     }
+    func tokensRevoked(after time: Date) throws -> (ids: [String], latest: Date?) {
+        lock.withLock {
+            let hits = tokens.values.filter { ($0.revokedAt ?? .distantPast) > time }.sorted { $0.revokedAt! < $1.revokedAt! }
+            return (hits.map(\.id), hits.last?.revokedAt)
+        }
+    }
     func appendAudit(_ event: AuditEvent) throws {
         try lock.withLock {
             if _failAudit { throw AuditUnavailable() }

@@ -8,7 +8,7 @@ struct SQLiteStoreOpenTests {
         let dir = TempDirectory()
         let path = dir.file("usp.sqlite")
         let store = try SQLiteStore(path: path)
-        #expect(try store.appliedMigrations() == ["v1"])
+        #expect(try store.appliedMigrations() == ["v1", "v2-revoked-index"])
         #expect(FileManager.default.fileExists(atPath: path))
         #expect(try store.users().isEmpty)
         #expect(try store.audit(identity: nil, since: nil, limit: nil).isEmpty)
@@ -20,7 +20,7 @@ struct SQLiteStoreOpenTests {
             #expect(tables.split(separator: "\n") == ["audit", "grdb_migrations", "store_meta", "tokens", "user_keys", "users"])
             let indexes = try sqlite3(path, "SELECT name FROM sqlite_master WHERE type='index' AND name NOT LIKE 'sqlite_%' ORDER BY name")
             #expect(indexes.split(separator: "\n") == ["audit_authorization", "audit_identity", "audit_kind", "audit_session", "audit_time",
-                                                       "audit_token", "tokens_authorization", "tokens_expires", "tokens_identity", "user_keys_user"])
+                                                       "audit_token", "tokens_authorization", "tokens_expires", "tokens_identity", "tokens_revoked", "user_keys_user"])
             #expect(try sqlite3(path, "PRAGMA application_id") == String(SQLiteStore.applicationID))
             #expect(try sqlite3(path, "PRAGMA journal_mode") == "wal")
         }
@@ -41,7 +41,7 @@ struct SQLiteStoreOpenTests {
         let path = dir.file("usp.sqlite")
         try SQLiteStore(path: path).close()
         let again = try SQLiteStore(path: path)
-        #expect(try again.appliedMigrations() == ["v1"])
+        #expect(try again.appliedMigrations() == ["v1", "v2-revoked-index"])
         #expect(try again.connectionSettings().synchronous == 2)
     }
 
@@ -533,4 +533,26 @@ final class Counter: @unchecked Sendable {
     private var items: [String] = []
     func add(_ s: String) { lock.lock(); items.append(s); lock.unlock() }
     var values: [String] { lock.lock(); defer { lock.unlock() }; return items }
+}
+
+@Suite("SQLiteStore: revocations seen by another process")
+struct SQLiteStoreRevocationTests {
+    @Test func tokensRevokedAfterATimeInOrder() throws {
+        let dir = TempDirectory("revoked")
+        let path = dir.file("usp.sqlite")
+        let store = try SQLiteStore(path: path)
+        for id in ["A", "B", "C"] {
+            try store.insertToken(TokenRecord(id: id, kind: .authorization, publicKey: "k\(id)", identity: "ann",
+                                              issuedAt: Date(timeIntervalSince1970: 100), expiresAt: Date(timeIntervalSince1970: 10_000)))
+        }
+        #expect(try store.tokensRevoked(after: Date(timeIntervalSince1970: 0)).ids.isEmpty)
+        _ = try store.revokeTokens(ids: ["B"], at: Date(timeIntervalSince1970: 200))
+        // Another connection (another process in real life) revokes C later.
+        let other = try SQLiteStore(path: path)
+        _ = try other.revokeTokens(ids: ["C"], at: Date(timeIntervalSince1970: 300))
+        let all = try store.tokensRevoked(after: Date(timeIntervalSince1970: 150))
+        #expect(all.ids == ["B", "C"])
+        #expect(all.latest == Date(timeIntervalSince1970: 300))
+        #expect(try store.tokensRevoked(after: Date(timeIntervalSince1970: 200)).ids == ["C"])
+    }
 }

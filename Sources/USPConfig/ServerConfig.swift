@@ -7,6 +7,7 @@
 /// host_key = "host_key"
 /// allow_first_contact = true                # false: stealth, only IK/NK clients get an answer
 /// handshake_timeout = 10                    # seconds
+/// idle_timeout = 600                        # seconds without input on a session with no open stream; 0: never
 /// max_connections = 4096
 /// max_unauthenticated = 256
 /// handshake_rate = 20                       # per source address per second
@@ -24,6 +25,7 @@ public struct ServerConfig: Hashable, Sendable {
     public var hostKey: String = "host_key"
     public var allowFirstContact = true
     public var handshakeTimeout: Double = 10
+    public var idleTimeout: Double = 600
     public var maxConnections = 4096
     public var maxUnauthenticated = 256
     public var handshakeRate: Double = 20

@@ -11,6 +11,7 @@ import TOMLKit
 ///   It may be empty when every socket comes from systemd.
 /// - `apps_dir`, `database`, `host_key`: non-empty strings (relative to the data directory).
 /// - `handshake_timeout`: more than 0 and at most 600 seconds.
+/// - `idle_timeout`: 0 (never) to 604800 seconds (a week).
 /// - `max_connections`: 1…1,048,576; `max_unauthenticated`: 1…`max_connections`.
 /// - `handshake_rate`: more than 0 and at most 1,000,000 per second; `handshake_burst`: 1…1,000,000.
 /// - `authorization_token_lifetime`: 1…31,536,000 s (a year); `application_token_lifetime`: 1…86,400 s.
@@ -18,7 +19,7 @@ import TOMLKit
 /// - `log_level`: trace, debug, info, notice, warning, error or critical (swift-log's levels).
 public enum ServerConfigLoader {
     public static let keys = [
-        "listen", "apps_dir", "database", "host_key", "allow_first_contact", "handshake_timeout", "max_connections",
+        "listen", "apps_dir", "database", "host_key", "allow_first_contact", "handshake_timeout", "idle_timeout", "max_connections",
         "max_unauthenticated", "handshake_rate", "handshake_burst", "authorization_token_lifetime",
         "application_token_lifetime", "login_delay_base", "login_delay_max", "log_level",
     ]
@@ -80,6 +81,7 @@ public enum ServerConfigLoader {
         }
         if let b = r.bool(t, [], "allow_first_contact") { c.allowFirstContact = b }
         if let d = r.number(t, [], "handshake_timeout", in: 0...600, lowerOpen: true) { c.handshakeTimeout = d }
+        if let d = r.number(t, [], "idle_timeout", in: 0...604_800) { c.idleTimeout = d }
         if let i = r.integer(t, [], "max_connections", in: 1...1_048_576) { c.maxConnections = i }
         if let i = r.integer(t, [], "max_unauthenticated", in: 1...1_048_576) {
             if i > c.maxConnections {
@@ -142,6 +144,7 @@ extension ServerConfig {
             host_key = \(q(hostKey))
             allow_first_contact = \(allowFirstContact)
             handshake_timeout = \(n(handshakeTimeout))
+            idle_timeout = \(n(idleTimeout))
             max_connections = \(maxConnections)
             max_unauthenticated = \(maxUnauthenticated)
             handshake_rate = \(n(handshakeRate))

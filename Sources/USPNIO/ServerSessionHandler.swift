@@ -21,8 +21,13 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
         /// From accept to the menu (or application reply): the handshake **and** the initial request
         /// must be done by then. Absolute, not an idle timer.
         public var handshakeTimeout: TimeAmount
-        public init(handshakeTimeout: TimeAmount = .seconds(10)) {
+        /// After the handshake: a session with no open stream that receives nothing for this long
+        /// is closed with `idle_timeout`. Nil: never. Sessions with a stream are never idle-closed
+        /// (an ssh session may sit quiet for hours).
+        public var idleTimeout: TimeAmount?
+        public init(handshakeTimeout: TimeAmount = .seconds(10), idleTimeout: TimeAmount? = nil) {
             self.handshakeTimeout = handshakeTimeout
+            self.idleTimeout = idleTimeout
         }
     }
 
@@ -68,6 +73,9 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
     private var clientStatic: [UInt8]?
     private let allocator = ByteBufferAllocator()
     private var lastWrite: EventLoopFuture<Void>?
+    private var idleCheck: Scheduled<Void>?
+    /// When input last arrived (ServerClock.monotonic seconds).
+    private var lastInput: Double = ServerClock.monotonic()
     /// Streams given bytes during the current dispatch, told `receivedBatchEnded` after it.
     private var streamsFed: [UInt32] = []
 
@@ -123,6 +131,7 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var buffer = unwrapInboundIn(data)
+        lastInput = ServerClock.monotonic()
         guard !reportedClosed else { return }
         if holding {
             if heldInput == nil { heldInput = buffer } else { heldInput!.writeBuffer(&buffer) }
@@ -244,7 +253,29 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
         reportedEstablished = true
         deadline?.cancel()
         deadline = nil
+        startIdleCheck()
         hooks.sessionEstablished(self)
+    }
+
+    /// Checks a quarter of the idle timeout apart, so a session is closed between 1 and 1.25
+    /// timeouts after its last input; reads only note the time (no timer per read).
+    private func startIdleCheck() {
+        guard let idle = configuration.idleTimeout else { return }
+        scheduleIdleCheck(in: idle, idle: idle)
+    }
+
+    private func scheduleIdleCheck(in delay: TimeAmount, idle: TimeAmount) {
+        guard let context, !reportedClosed else { return }
+        idleCheck = context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in
+            idleCheck = nil
+            guard !reportedClosed else { return }
+            let quiet = ServerClock.monotonic() - lastInput
+            if streams.isEmpty, quiet >= Double(idle.nanoseconds) / 1e9 {
+                close(code: .idleTimeout)
+            } else {
+                scheduleIdleCheck(in: .nanoseconds(max(idle.nanoseconds / 4, 1_000_000)), idle: idle)
+            }
+        }
     }
 
     /// Holds this session's replies and further input for `delay` (a failed login is answered late).
@@ -355,6 +386,8 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
         reportedClosed = true
         deadline?.cancel()
         deadline = nil
+        idleCheck?.cancel()
+        idleCheck = nil
         holding = false
         let code = error?.code ?? .ok
         let remaining = streams

@@ -21,6 +21,8 @@ public final class ServerRuntime: Sendable {
         public var inheritedSockets: [CInt] = []
         public var allowFirstContact = true
         public var handshakeTimeout: Double = 10
+        /// Seconds without input after which a session with no open stream is closed (`idle_timeout`); 0: never.
+        public var idleTimeout: Double = 600
         public var maxConnections = 4096
         public var maxUnauthenticated = 256
         public var handshakeRate: Double = 20
@@ -38,6 +40,7 @@ public final class ServerRuntime: Sendable {
             listen = config.listen
             allowFirstContact = config.allowFirstContact
             handshakeTimeout = config.handshakeTimeout
+            idleTimeout = config.idleTimeout
             maxConnections = config.maxConnections
             maxUnauthenticated = config.maxUnauthenticated
             handshakeRate = config.handshakeRate
@@ -86,7 +89,8 @@ public final class ServerRuntime: Sendable {
                                     allowFirstContact: options.allowFirstContact)
         let hooks = ConnectionHooks(server: self)
         let handler = ServerSessionHandler(session: session, policy: policy, hooks: hooks,
-                                           configuration: .init(handshakeTimeout: .nanoseconds(Int64(options.handshakeTimeout * 1e9))))
+                                           configuration: .init(handshakeTimeout: .nanoseconds(Int64(options.handshakeTimeout * 1e9)),
+                                                                idleTimeout: options.idleTimeout > 0 ? .nanoseconds(Int64(options.idleTimeout * 1e9)) : nil))
         return channel.eventLoop.makeCompletedFuture {
             try channel.pipeline.syncOperations.addHandler(handler)
             registry.register(handler, on: channel.eventLoop)

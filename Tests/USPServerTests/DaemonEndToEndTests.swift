@@ -161,6 +161,34 @@ struct DaemonEndToEndTests {
         #expect(timedOut.count == 3, "\(d.store.allAudit.map { "\($0.kind) \($0.result ?? "")" })")
     }
 
+    /// A session with no stream that sends nothing is closed with idle_timeout; one with an open
+    /// stream is left alone however quiet it is.
+    @Test func idleSessionsWithoutStreamsAreClosed() async throws {
+        let d = try TestDaemon(idleTimeout: 0.3)
+        try await d.start()
+        defer { Task { try await d.stop() } }
+        let idle = try SocketClient(port: d.port4)
+        try idle.start()
+        #expect(try idle.pumpMenu())
+        let busy = try SocketClient(port: d.port4)
+        try busy.start()
+        #expect(try busy.pumpMenu())
+        let stream = try busy.session.openStream(application: "echo")
+        try busy.flush()
+        #expect(try busy.pump { $0.notes.contains(.accepted(stream)) })
+        var closed = false
+        for _ in 0..<60 where !closed {
+            closed = try idle.pump(timeout: 0.05) { $0.notes.contains { if case .closed = $0 { true } else { false } } }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(closed)
+        #expect(idle.log.notes.last == .closed("idle_timeout"))
+        // The quiet session with a stream still echoes.
+        try busy.write(stream, "still open")
+        #expect(try busy.pump { $0.data[stream] != nil })
+        #expect(busy.text(stream) == "still open")
+    }
+
     @Test func drainSendsShuttingDownToEverySession() async throws {
         let d = try TestDaemon()
         try await d.start()

@@ -171,7 +171,8 @@ final class TestDaemon: @unchecked Sendable {
     let applications: ApplicationsBox
 
     /// `backing`: the store the daemon uses (default: `store`, in memory).
-    init(handshakeTimeout: Double = 1, listen: [String] = ["127.0.0.1:0", "[::1]:0"], backing: (any USPStore)? = nil) throws {
+    init(handshakeTimeout: Double = 1, idleTimeout: Double = 600, listen: [String] = ["127.0.0.1:0", "[::1]:0"],
+         backing: (any USPStore)? = nil) throws {
         echoChannel = try ServerBootstrap(group: group)
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
@@ -187,6 +188,7 @@ final class TestDaemon: @unchecked Sendable {
         var options = ServerRuntime.Options()
         options.listen = listen
         options.handshakeTimeout = handshakeTimeout
+        options.idleTimeout = idleTimeout
         options.drainTimeout = 3
         options.reloadInterval = 0.2
         let runtime = ServerRuntime(options: options, staticKey: Fixtures.serverKey, policy: policy, logger: logger)

@@ -43,6 +43,7 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
         case writable(UInt32)
         case invalidated([TokenProof.TokenID])
         case closed(USPError?)
+        case authenticate([String: JSONValue], SessionContext)
     }
 
     private struct StreamEntry {
@@ -248,6 +249,28 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
         flush()
     }
 
+    /// A slow login: stop reading, let the hooks check it off the loop, then resume the session
+    /// with the outcome (answered late after a failure, like any login).
+    private func checkLoginElsewhere(_ fields: [String: JSONValue], _ ctx: SessionContext) {
+        guard let context else { return }
+        context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
+        let loop = context.eventLoop
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        hooks.authenticate(fields: fields, context: ctx, policy: policy, on: loop).whenComplete { result in
+            let me = bound.value
+            guard !me.reportedClosed else { return }
+            let outcome = (try? result.get()) ?? .failure(USPError(.internalError, "the login check failed"))
+            me.session.completeAuthentication(outcome, now: ServerClock.now(), delegate: me.policy) { me.collect($0) }
+            me.dispatch()
+            if !me.reportedClosed, let delay = me.hooks.replyDelay(me), delay > .zero {
+                me.hold(for: delay)   // turns reading back on when it ends
+            } else if !me.reportedClosed {
+                me.context?.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+            }
+            me.flush()
+        }
+    }
+
     private func noteEstablished() {
         guard !reportedEstablished, session.state == .established else { return }
         reportedEstablished = true
@@ -319,6 +342,7 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
         case .streamWritable(let stream): notes.append(.writable(stream))
         case .tokensInvalidated(let ids): notes.append(.invalidated(ids))
         case .closed(let error): notes.append(.closed(error))
+        case .authenticationRequested(let fields, let ctx): notes.append(.authenticate(fields, ctx))
         }
     }
 
@@ -375,6 +399,8 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
                                bytesOut: entry.bytesOut, seconds: ServerClock.monotonic() - entry.openedAt)
         case .invalidated(let ids):
             hooks.tokensInvalidated(self, ids)
+        case .authenticate(let fields, let ctx):
+            checkLoginElsewhere(fields, ctx)
         case .closed(let error):
             sessionOver(error)
         }

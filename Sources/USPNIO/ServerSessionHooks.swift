@@ -24,6 +24,17 @@ public protocol ServerSessionHooks: AnyObject {
     func replyDelay(_ handler: ServerSessionHandler) -> TimeAmount?
     /// The session is over (nil: a clean CLOSE). Called once, after which the handler calls nothing more.
     func sessionClosed(_ handler: ServerSessionHandler, error: USPError?, bytesIn: Int64, bytesOut: Int64, seconds: Double)
+    /// Checks a slow login (`ServerEvent.authenticationRequested`: a password hash) off the event
+    /// loop; the future completes on `loop`. The default runs `policy.authenticate` right here.
+    func authenticate(fields: [String: JSONValue], context: SessionContext, policy: any ServerSessionDelegate,
+                      on loop: any EventLoop) -> EventLoopFuture<Result<AuthorizationGrant, USPError>>
+}
+
+extension ServerSessionHooks {
+    public func authenticate(fields: [String: JSONValue], context: SessionContext, policy: any ServerSessionDelegate,
+                             on loop: any EventLoop) -> EventLoopFuture<Result<AuthorizationGrant, USPError>> {
+        loop.makeSucceededFuture(policy.authenticate(fields: fields, context: context))
+    }
 }
 
 /// The real clock, for the I/O shell: USPCore reads none, every call into a session gets `now`.

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NIOCore
+import NIOPosix
 import USPConfig
 import USPCore
 import USPNIO
@@ -87,6 +88,14 @@ final class ConnectionHooks: ServerSessionHooks {
         guard let loop = handler.eventLoop else { return }
         server.logger.info("\(handler.serverSessionID): \(ids.count) token(s) invalidated; ending their streams everywhere")
         server.registry.revoke(Set(ids), on: loop)
+    }
+
+    /// Password hashing (scrypt, tens of milliseconds) runs on NIO's blocking-work pool, so one
+    /// login never stalls the other sessions of this event loop.
+    func authenticate(fields: [String: JSONValue], context: SessionContext, policy: any ServerSessionDelegate,
+                      on loop: any EventLoop) -> EventLoopFuture<Result<AuthorizationGrant, USPError>> {
+        let policy = server.policy
+        return NIOThreadPool.singleton.runIfActive(eventLoop: loop) { policy.authenticate(fields: fields, context: context) }
     }
 
     func replyDelay(_ handler: ServerSessionHandler) -> TimeAmount? {

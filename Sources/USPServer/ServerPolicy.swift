@@ -96,6 +96,12 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
 
     // MARK: - Login
 
+    /// Password checks hash with scrypt (~25 ms): the session hands them to the shell to run off
+    /// the event loop. Key logins are a signature check or nothing: they stay inline.
+    public func authenticationIsSlow(fields: [String: JSONValue]) -> Bool {
+        fields["auth_method"]?.stringValue == "password"
+    }
+
     public func authenticate(fields: [String: JSONValue], context: SessionContext) -> Result<AuthorizationGrant, USPError> {
         guard case .string(let method)? = fields["auth_method"] else {
             return .failure(USPError(.invalidRequestBody, "auth_method missing"))

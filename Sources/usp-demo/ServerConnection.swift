@@ -20,7 +20,7 @@ struct ServerConnection {
             case .streamFinished(let stream): self = .finished(stream)
             case .streamWritable(let stream): self = .writable(stream)
             case .streamClosed(let stream, _): self = .streamClosed(stream)
-            case .handshakeCompleted, .authenticated, .tokensInvalidated, .closed: self = .other
+            case .handshakeCompleted, .authenticated, .tokensInvalidated, .closed, .authenticationRequested: self = .other
             }
         }
     }

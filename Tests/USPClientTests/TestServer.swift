@@ -241,7 +241,7 @@ final class TestServerHandler: ChannelInboundHandler {
         case .streamWritable(let s): .writable(s)
         case .tokensInvalidated(let ids): .invalidated(ids)
         case .closed: .closed
-        case .authenticated, .streamOpened, .streamClosed: .writable(0)
+        case .authenticated, .streamOpened, .streamClosed, .authenticationRequested: .writable(0)
         }
     }
 

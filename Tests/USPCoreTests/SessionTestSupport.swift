@@ -120,6 +120,10 @@ final class TestPolicy: ServerSessionDelegate, @unchecked Sendable {
     func admitEarlyData(clientEphemeral: [UInt8], timestamp: Timestamp, now: Timestamp) -> Bool {
         replay.check(ephemeral: clientEphemeral, timestamp: timestamp, now: now) == .accept
     }
+
+    /// When true, password logins are "slow": the session defers them to the test (the shell).
+    var slowPasswords = false
+    func authenticationIsSlow(fields: [String: JSONValue]) -> Bool { slowPasswords && fields["password"] != nil }
 }
 
 /// Owned copies of events, for assertions.
@@ -139,6 +143,7 @@ enum Seen: Equatable {
     case serverError(USPError.Code)
     case accepted(UInt32)
     case rejected(UInt32, USPError.Code)
+    case authenticationRequested(String)
 
     init(_ e: ServerEvent) {
         switch e {
@@ -151,6 +156,7 @@ enum Seen: Equatable {
         case .streamWritable(let s): self = .writable(s)
         case .tokensInvalidated(let ids): self = .invalidated(ids.count)
         case .closed(let e): self = .closed(e?.code)
+        case .authenticationRequested(let fields, _): self = .authenticationRequested(fields["user"]?.stringValue ?? "")
         }
     }
 

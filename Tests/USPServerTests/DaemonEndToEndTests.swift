@@ -189,6 +189,35 @@ struct DaemonEndToEndTests {
         #expect(busy.text(stream) == "still open")
     }
 
+    /// A password check runs off the event loop: with one event loop and a 600 ms password hash,
+    /// another client still gets its menu and its echo while the login is being checked.
+    @Test func aSlowPasswordCheckDoesNotStallOtherSessions() async throws {
+        let d = try TestDaemon(threads: 1, verifyPassword: { password, hash in
+            Thread.sleep(forTimeInterval: 0.6)
+            return testVerifyPassword(password, hash)
+        })
+        try await d.start()
+        defer { Task { try await d.stop() } }
+        let slow = try SocketClient(port: d.port4)
+        try slow.start()
+        #expect(try slow.pumpMenu())
+        try slow.session.requestServices([:], authentication: .credentials(["auth_method": "password", "user": "alice", "password": "correct horse"]))
+        try slow.flush()
+        let started = ServerClock.monotonic()
+        let other = try SocketClient(port: d.port4)
+        try other.start()
+        #expect(try other.pumpMenu())
+        let stream = try other.session.openStream(application: "echo")
+        try other.flush()
+        #expect(try other.pump { $0.notes.contains(.accepted(stream)) })
+        try other.write(stream, "not blocked")
+        #expect(try other.pump { $0.data[stream] != nil })
+        #expect(ServerClock.monotonic() - started < 0.45, "the other session waited for the password hash")
+        // The login itself completes.
+        #expect(try slow.pump(timeout: 5) { $0.replies.count == 1 })
+        #expect(slow.log.notes.contains(.reply([0: "token"])))
+    }
+
     @Test func drainSendsShuttingDownToEverySession() async throws {
         let d = try TestDaemon()
         try await d.start()

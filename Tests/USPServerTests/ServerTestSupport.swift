@@ -240,15 +240,23 @@ struct MemoryPair {
                 var opened: [(UInt32, ApplicationGrant)] = []
                 var closed: [(UInt32, USPError.Code)] = []
                 var invalidated: [TokenProof.TokenID] = []
-                server.receive(bytes, now: now, delegate: policy) { e in
+                var deferredLogin: ([String: JSONValue], SessionContext)?
+                let record: (ServerEvent) -> Void = { e in
                     switch e {
                     case .streamOpened(let s, let g): opened.append((s, g)); events.append("opened \(s) \(g.application)")
                     case .streamClosed(let s, let c): closed.append((s, c)); events.append("closed \(s) \(c.name)")
                     case .tokensInvalidated(let ids): invalidated += ids; events.append("invalidated \(ids.count)")
                     case .authenticated(let who, _): events.append("authenticated \(who.name)")
                     case .closed(let err): events.append("session closed \(err?.code.name ?? "ok")")
+                    case .authenticationRequested(let fields, let ctx): deferredLogin = (fields, ctx); events.append("login deferred")
                     default: break
                     }
+                }
+                server.receive(bytes, now: now, delegate: policy, onEvent: record)
+                // Play the shell: check a deferred (password) login, as uspd does on its thread pool.
+                while let (fields, ctx) = deferredLogin {
+                    deferredLogin = nil
+                    server.completeAuthentication(policy.authenticate(fields: fields, context: ctx), now: now, delegate: policy, onEvent: record)
                 }
                 serverEvents += events
                 for (s, g) in opened { self.opened[s] = g }

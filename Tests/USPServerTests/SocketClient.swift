@@ -159,7 +159,7 @@ final class SocketClient {
 
 /// The daemon, in-process, on loopback port 0, with a NIO echo server behind the `notes` tcp app.
 final class TestDaemon: @unchecked Sendable {
-    let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+    let group: MultiThreadedEventLoopGroup
     let store = Fixtures.store()
     let daemon: USPDaemon
     let serviceGroup: ServiceGroup
@@ -172,7 +172,9 @@ final class TestDaemon: @unchecked Sendable {
 
     /// `backing`: the store the daemon uses (default: `store`, in memory).
     init(handshakeTimeout: Double = 1, idleTimeout: Double = 600, listen: [String] = ["127.0.0.1:0", "[::1]:0"],
-         backing: (any USPStore)? = nil) throws {
+         backing: (any USPStore)? = nil, threads: Int = 2,
+         verifyPassword: @escaping @Sendable (String, String) -> Bool = testVerifyPassword) throws {
+        group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
         echoChannel = try ServerBootstrap(group: group)
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
@@ -184,7 +186,7 @@ final class TestDaemon: @unchecked Sendable {
         logger.logLevel = .notice
         let used: any USPStore = backing ?? store
         let policy = ServerPolicy(store: used, catalog: ApplicationCatalog(), audit: AuditLog(store: used, logger: logger, flushInterval: .zero),
-                                  verifyPassword: testVerifyPassword, logger: logger)
+                                  verifyPassword: verifyPassword, logger: logger)
         var options = ServerRuntime.Options()
         options.listen = listen
         options.handshakeTimeout = handshakeTimeout

@@ -16,6 +16,11 @@ public enum ServerEvent {
     case streamWritable(stream: UInt32)
     /// Tokens were invalidated through index 0; the server ends their streams everywhere.
     case tokensInvalidated([TokenProof.TokenID])
+    /// A login whose check is slow (the delegate said so: a password hash) waits for the shell:
+    /// run `delegate.authenticate(fields:context:)` off the event loop, then call
+    /// `completeAuthentication(_:now:delegate:onEvent:)`. Until then the session processes no input
+    /// (it keeps it); stop reading the socket meanwhile.
+    case authenticationRequested(fields: [String: JSONValue], context: SessionContext)
     /// The session is over: nil for a clean CLOSE, else the reason. Drain the outbound bytes, then close.
     case closed(USPError?)
 }

@@ -40,6 +40,24 @@ public struct ServerSession {
     }
     private var earlyBinding: [UInt8] = []
     private var processingEarlyData = false
+    /// A service_request whose login the shell is checking (`.authenticationRequested`).
+    private var pendingLogin: PendingLogin?
+    /// The frames that followed it in its record, handled once the login is complete.
+    private var deferredFrames: [UInt8] = []
+
+    /// A service_request paused after its index 0 asked for a slow authentication.
+    struct PendingLogin {
+        let request: ServiceRequest
+        let seenMenu: ApplicationMenu?
+        var reply: ServiceReply
+        let requestIdentity: Identity?
+        let requestAuthorization: TokenProof.TokenID?
+        let tokenProblem: USPError.Code?
+        let requestContext: SessionContext
+    }
+
+    /// True while a login waits for `completeAuthentication`.
+    public var isAwaitingAuthentication: Bool { pendingLogin != nil }
     private let random: any RandomSource
 
     public private(set) var clientSessionID: String?
@@ -124,7 +142,8 @@ public struct ServerSession {
             if !rest.isEmpty { try withBytes(rest) { (r) throws(USPError) in try consume(r, now: now, delegate: delegate, onEvent: onEvent) } }
         case .awaitingInitialRequest, .established:
             link!.reader!.append(bytes)
-            try processRecords(now: now, delegate: delegate, onEvent: onEvent)
+            // While a login is being checked, input waits in the reader, in order.
+            if pendingLogin == nil { try processRecords(now: now, delegate: delegate, onEvent: onEvent) }
         case .closed:
             return
         }
@@ -165,7 +184,7 @@ public struct ServerSession {
                                          onEvent: (ServerEvent) -> Void) throws(USPError) {
         var reader = link!.reader.take()!
         defer { link?.reader = reader }
-        while state != .closed {
+        while state != .closed, pendingLogin == nil {
             let outcome = try reader.nextRecord { (plaintext) throws(USPError) -> Bool in
                 try handleRecord(UnsafeRawBufferPointer(plaintext), now: now, delegate: delegate, onEvent: onEvent)
             }
@@ -186,6 +205,12 @@ public struct ServerSession {
                 continue
             }
             try handleFrame(frame, now: now, delegate: delegate, onEvent: onEvent)
+            if pendingLogin != nil {
+                // Paused for a slow login: keep the rest of this record for afterwards. A REKEY
+                // among those frames takes effect when they are handled, before the next record.
+                deferredFrames = Array(plaintext[frames.offset...])
+                break
+            }
         }
         return sawRekey
     }
@@ -386,16 +411,15 @@ public struct ServerSession {
         var loggedIn = false
         switch request.authentication {
         case .credentials(let fields)?:
-            switch delegate.authenticate(fields: fields, context: context(now: now)) {
-            case .success(let grant):
-                identity = grant.identity
-                authorizationTokenID = grant.tokenID
-                loggedIn = true
-                reply.results[.authentication] = .token(grant.token)
-                onEvent(.authenticated(grant.identity, tokenID: grant.tokenID))
-            case .failure(let error):
-                reply.results[.authentication] = .error(WireError(error.code))
+            if !processingEarlyData, delegate.authenticationIsSlow(fields: fields) {
+                // The shell checks it off the I/O thread; the rest of this request waits.
+                let ctx = context(now: now)
+                pendingLogin = PendingLogin(request: request, seenMenu: seenMenu, reply: reply, requestIdentity: requestIdentity,
+                                            requestAuthorization: requestAuthorization, tokenProblem: tokenProblem, requestContext: ctx)
+                onEvent(.authenticationRequested(fields: fields, context: ctx))
+                return
             }
+            loggedIn = apply(delegate.authenticate(fields: fields, context: context(now: now)), to: &reply, onEvent: onEvent)
         case .invalidateTokens(let tokens)?:
             if requestIdentity == nil {
                 reply.results[.authentication] = .error(WireError(tokenProblem ?? .authorizationMissing))
@@ -412,10 +436,66 @@ public struct ServerSession {
         case nil:
             break
         }
+        try answerApplications(request, seenMenu: seenMenu, reply: reply, loggedIn: loggedIn, requestIdentity: requestIdentity,
+                               requestAuthorization: requestAuthorization, tokenProblem: tokenProblem, now: now,
+                               isEarlyData: processingEarlyData, delegate: delegate)
+    }
+
+    /// A login's outcome into the reply's index 0; true if the session is now logged in.
+    private mutating func apply(_ outcome: Result<AuthorizationGrant, USPError>, to reply: inout ServiceReply,
+                                onEvent: (ServerEvent) -> Void) -> Bool {
+        switch outcome {
+        case .success(let grant):
+            identity = grant.identity
+            authorizationTokenID = grant.tokenID
+            reply.results[.authentication] = .token(grant.token)
+            onEvent(.authenticated(grant.identity, tokenID: grant.tokenID))
+            return true
+        case .failure(let error):
+            reply.results[.authentication] = .error(WireError(error.code))
+            return false
+        }
+    }
+
+    /// The outcome of the login announced by `.authenticationRequested` (computed by the shell
+    /// with `delegate.authenticate`). Finishes that service_request, then handles the input that
+    /// waited meanwhile.
+    public mutating func completeAuthentication(_ outcome: Result<AuthorizationGrant, USPError>, now: Timestamp,
+                                                delegate: some ServerSessionDelegate, onEvent: (ServerEvent) -> Void) {
+        guard state != .closed, let pending = pendingLogin else { return }
+        pendingLogin = nil
+        do throws(USPError) {
+            var reply = pending.reply
+            let loggedIn = apply(outcome, to: &reply, onEvent: onEvent)
+            try answerApplications(pending.request, seenMenu: pending.seenMenu, reply: reply, loggedIn: loggedIn,
+                                   requestIdentity: pending.requestIdentity, requestAuthorization: pending.requestAuthorization,
+                                   tokenProblem: pending.tokenProblem, now: now, isEarlyData: false, delegate: delegate)
+            if !deferredFrames.isEmpty {
+                var frames = deferredFrames
+                deferredFrames = []
+                let sawRekey = try withMutableBytes(&frames) { (f) throws(USPError) -> Bool in
+                    try handleRecord(UnsafeRawBufferPointer(f), now: now, delegate: delegate, onEvent: onEvent)
+                }
+                if sawRekey { try link!.reader!.opener.rekey() }
+            }
+            if pendingLogin == nil, state != .closed { try processRecords(now: now, delegate: delegate, onEvent: onEvent) }
+            try link?.flush()
+        } catch {
+            fail(error, onEvent: onEvent)
+        }
+    }
+
+    /// Step 4 and 5 of a service_request (docs/PROTOCOL.md §6.3): every index but 0, then the
+    /// reply, then a new menu after a login.
+    private mutating func answerApplications(_ request: ServiceRequest, seenMenu: ApplicationMenu?, reply: ServiceReply, loggedIn: Bool,
+                                             requestIdentity: Identity?, requestAuthorization: TokenProof.TokenID?,
+                                             tokenProblem: USPError.Code?, now: Timestamp, isEarlyData: Bool,
+                                             delegate: some ServerSessionDelegate) throws(USPError) {
+        var reply = reply
         // Indices refer to the menu the client saw before this message.
         let requestContext = SessionContext(peerAddress: peerAddress, pattern: link!.result.pattern, clientStatic: link!.result.remoteStatic,
-                                            channelBinding: processingEarlyData ? earlyBinding : link!.result.handshakeHash,
-                                            isEarlyData: processingEarlyData,
+                                            channelBinding: isEarlyData ? earlyBinding : link!.result.handshakeHash,
+                                            isEarlyData: isEarlyData,
                                             serverSessionID: serverSessionID, clientSessionID: clientSessionID,
                                             identity: requestIdentity, now: now)
         let visible = (requestIdentity == identity ? seenMenu : delegate.menu(for: requestIdentity, context: requestContext))?.applications ?? [:]

@@ -87,4 +87,13 @@ public protocol ServerSessionDelegate {
     /// Early-data replay rule: may the early frames of this message 1 be acted on?
     /// A typical implementation keeps one `ReplayGuard` for the whole server.
     func admitEarlyData(clientEphemeral: [UInt8], timestamp: Timestamp, now: Timestamp) -> Bool
+
+    /// Whether checking these authentication fields is too slow for the I/O thread (a password
+    /// hash: tens of milliseconds). If so the session emits `.authenticationRequested` and waits
+    /// for `completeAuthentication` instead of calling `authenticate` itself. Default: false.
+    func authenticationIsSlow(fields: [String: JSONValue]) -> Bool
+}
+
+extension ServerSessionDelegate {
+    public func authenticationIsSlow(fields: [String: JSONValue]) -> Bool { false }
 }

@@ -1,3 +1,4 @@
+import Crypto
 import NIOCore
 import NIOPosix
 import USPCore
@@ -175,6 +176,25 @@ public final class USPConnection: Sendable {
             throw USPClientError(.localFile, "no identity key was used on this connection: run usp keygen, give the server's administrator the public key, then log in with --key")
         }
         return try await authenticate(method: "noise_static", fields: [:], user: nil)
+    }
+
+    /// Login with an Ed25519 key (method `publickey`): the key signs this connection's handshake
+    /// hash, so the proof is useless on any other connection. `user` picks the account when the
+    /// key is registered to several.
+    public func login(signingKey: Curve25519.Signing.PrivateKey, user: String? = nil) async throws -> String {
+        let core = self.core
+        let h = try await core.eventLoop.submit { () throws -> [UInt8] in
+            guard let handler = core.handler else { throw USPClientError(.connectionLost, "the connection is closed") }
+            return try handler.withSession { session, _ throws(USPError) -> [UInt8] in
+                guard let h = session.handshake?.handshakeHash else { throw USPError(.unexpectedMessage, "no handshake yet") }
+                return h
+            }
+        }.get()
+        let signature = try AuthenticationProof.sign(handshakeHash: h, with: signingKey)
+        var fields: [String: JSONValue] = ["public_key": .string(Base64URL.encode(signingKey.publicKey.rawRepresentation)),
+                                           "signature": .string(Base64URL.encode(signature))]
+        if let user { fields["user"] = .string(user) }
+        return try await authenticate(method: "publickey", fields: fields, user: user)
     }
 
     private func authenticate(method: String, fields: [String: JSONValue], user: String?) async throws -> String {

@@ -208,6 +208,7 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
     /// Raw key bytes from base64url or standard base64 (padded or not), with an optional
     /// `x25519:` / `ed25519:` type prefix.
     public static func decodeKey(_ text: String) -> [UInt8]? {
+        if let key = OpenSSHPublicKey.ed25519(line: text) { return key }
         var t = Substring(text.trimmingCharacters(in: .whitespaces))
         for prefix in ["x25519:", "ed25519:"] where t.hasPrefix(prefix) { t = t.dropFirst(prefix.count) }
         let normalized = t.replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")

@@ -82,16 +82,22 @@ enum MenuText {
 struct Login: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Log in and save the authorization token.",
-        discussion: "With --user, the password comes from --password-file, a prompt (when stdin is a terminal) or the first line of stdin. With --key, the client's identity key logs in.")
+        discussion: "With --user, the password comes from --password-file, a prompt (when stdin is a terminal) or the first line of stdin. With --key, the client's identity key logs in. With --ssh-key, an OpenSSH Ed25519 key (unencrypted) signs this connection's handshake hash; --user then names the account if the key has several.")
     @OptionGroup var global: GlobalOptions
     @OptionGroup var connection: ConnectionOptions
     @Argument(help: "The server: usp://[KEY@]host:port") var uri: String
     @Option(name: .long, help: "User name (password login).") var user: String?
     @Option(name: .long, help: ArgumentHelp("Read the password from the first line of this file.", valueName: "file")) var passwordFile: String?
     @Flag(name: .long, help: "Log in with the identity key (method noise_static).") var key = false
+    @Option(name: .customLong("ssh-key"), help: ArgumentHelp("Log in with this OpenSSH Ed25519 private key (method publickey).", valueName: "file"))
+    var sshKey: String?
 
     func validate() throws {
-        guard (user != nil) != key else { throw ValidationError("give either --user NAME or --key") }
+        if sshKey != nil {
+            guard !key, passwordFile == nil else { throw ValidationError("--ssh-key goes alone (with an optional --user), not with --key or --password-file") }
+            return
+        }
+        guard (user != nil) != key else { throw ValidationError("give either --user NAME, --key or --ssh-key FILE") }
         if key, passwordFile != nil { throw ValidationError("--password-file goes with --user, not --key") }
         if key, connection.anonymous { throw ValidationError("--key needs the identity key; drop --anonymous") }
     }
@@ -102,7 +108,13 @@ struct Login: AsyncParsableCommand {
             let home = global.clientHome
             let token: String
             let c: USPConnection
-            if let user {
+            var method = user == nil ? "noise_static" : "password"
+            if let sshKey {
+                let signingKey = try SSHKeyFile.privateKey(at: sshKey)
+                c = try await menuConnection(server, home: home, options: try connection.options(), useSavedLogin: false)
+                token = try await c.login(signingKey: signingKey, user: user)
+                method = "publickey"
+            } else if let user {
                 let password = try readPassword(user: user, server: server)
                 c = try await menuConnection(server, home: home, options: try connection.options(), useSavedLogin: false)
                 token = try await c.login(user: user, password: password)
@@ -115,9 +127,9 @@ struct Login: AsyncParsableCommand {
             }
             await c.close()
             let now = UInt64(Date().timeIntervalSince1970)
-            try home.saveLogin(SavedLogin(server: server.hostPort, user: user, method: user == nil ? "noise_static" : "password",
-                                          token: token, savedAt: now), for: server)
-            print("logged in to \(server.hostPort)" + (user.map { " as \($0)" } ?? " with the identity key") + "; login saved in \(home.tokenPath(for: server))")
+            try home.saveLogin(SavedLogin(server: server.hostPort, user: user, method: method, token: token, savedAt: now), for: server)
+            let how = sshKey.map { " with the SSH key \($0)" } ?? (user == nil ? " with the identity key" : "")
+            print("logged in to \(server.hostPort)" + (user.map { " as \($0)" } ?? "") + how + "; login saved in \(home.tokenPath(for: server))")
         }
     }
 

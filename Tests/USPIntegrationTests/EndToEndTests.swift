@@ -132,6 +132,44 @@ import Testing
         #expect(events.contains { $0["kind"] as? String == "stream_closed" && $0["identity"] as? String == "bob" && $0["result"] as? String == "token_revoked" })
     }
 
+    /// A user's existing OpenSSH Ed25519 key: registered from its .pub line, it logs in (method
+    /// publickey, a signature over this connection's handshake hash) and opens a secure app.
+    @Test func loginWithAnExistingSSHKey() throws {
+        let daemon = try DaemonFixture()
+        let dir = try Harness.temporaryDirectory("sshkey")
+        let key = dir.appendingPathComponent("id_ed25519").path
+        let gen = try Harness.run("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "carol@test", "-f", key])
+        guard gen.status == 0 else {
+            if Harness.strict { Issue.record("ssh-keygen failed: \(gen.stderr)") } else { print("SKIP: ssh-keygen unavailable") }
+            return
+        }
+        let pub = try String(contentsOfFile: key + ".pub", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let uspd = try Harness.executable("uspd")
+        let add = try Harness.run(uspd, ["user", "add", "carol", "--key", pub, "--data-dir", daemon.dataDirectory.path])
+        #expect(add.status == 0, "\(add.stderr)")
+        let home = try Harness.temporaryDirectory("carol")
+        let usp = try Harness.executable("usp")
+        let login = try Harness.run(usp, ["--home", home.path, "login", daemon.uri, "--ssh-key", key])
+        #expect(login.status == 0, "\(login.stderr)")
+        #expect(login.stdout.contains("as carol") || login.stdout.contains("SSH key"), "\(login.stdout)")
+        let who = try Harness.run(usp, ["--home", home.path, "connect", daemon.uri, "whoami"], stdin: "")
+        #expect(who.stdout.contains("identity=carol"), "\(who.stderr)")
+        let events = try daemon.audit()
+        #expect(events.contains { $0["kind"] as? String == "authentication" && $0["method"] as? String == "publickey" && $0["identity"] as? String == "carol" })
+
+        // A key nobody registered, and a passphrase-protected key, each get their own line.
+        let other = dir.appendingPathComponent("other").path
+        _ = try Harness.run("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", other])
+        let stranger = try Harness.run(usp, ["--home", home.path, "login", daemon.uri, "--ssh-key", other])
+        #expect(stranger.status == 1)
+        #expect(stranger.stderr.hasPrefix("usp: ") && stranger.stderr.contains("does not accept"), "\(stranger.stderr)")
+        let locked = dir.appendingPathComponent("locked").path
+        _ = try Harness.run("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "a passphrase", "-f", locked])
+        let encrypted = try Harness.run(usp, ["--home", home.path, "login", daemon.uri, "--ssh-key", locked])
+        #expect(encrypted.status == 1)
+        #expect(encrypted.stderr.contains("passphrase") && encrypted.stderr.contains(locked), "\(encrypted.stderr)")
+    }
+
     @Test func authorizationTokenSurvivesKill9AndAuditShowsTheChain() throws {
         let daemon = try DaemonFixture()
         try daemon.loginAdmin()

@@ -24,6 +24,7 @@ public final class AuditLog: Sendable {
     /// Events noted and not yet written, and whether a flush is scheduled.
     private let pending = Mutex<(events: [AuditEvent], scheduled: Bool)>(([], false))
     private let queue = DispatchQueue(label: "uspd.audit-flush")
+    private let groupCommit: GroupCommit
     /// Beyond this many unwritten events (the store keeps failing) the oldest are dropped, logged.
     static let pendingLimit = 100_000
 
@@ -31,28 +32,31 @@ public final class AuditLog: Sendable {
         self.store = store
         self.logger = logger
         self.flushInterval = flushInterval
+        groupCommit = GroupCommit(store: store)
     }
 
     /// Writes every queued event and `event` durably, in one transaction; throws if it could not.
     public func record(_ event: AuditEvent) throws {
-        let batch = takePending() + [event]
+        let queued = takePending()
         do {
-            try store.appendAudit(batch)
+            try groupCommit.commit(queued.map(StoreWrite.audit) + [.audit(event)])
         } catch {
-            requeue(Array(batch.dropLast()))
+            requeue(queued)
             logger.error("audit write failed, refusing \(event.kind.rawValue): \(error)")
             throw error
         }
     }
 
     /// Inserts `token` and writes every queued event and `event` (its `token_issued`) in one
-    /// transaction: the token exists only with its trail.
-    public func recordToken(_ token: TokenRecord, _ event: AuditEvent) throws {
-        let batch = takePending() + [event]
+    /// transaction: the token exists only with its trail. `durable: false` for a token that never
+    /// leaves the server (begin by name): the stream it opens is recorded durably right after.
+    public func recordToken(_ token: TokenRecord, _ event: AuditEvent, durable: Bool = true) throws {
+        let queued = takePending()
+        let writes = [StoreWrite.token(token)] + queued.map(StoreWrite.audit) + [.audit(event)]
         do {
-            try store.insertToken(token, audit: batch)
+            if durable { try groupCommit.commit(writes) } else { try store.commit(writes, durable: false) }
         } catch {
-            requeue(Array(batch.dropLast()))
+            requeue(queued)
             logger.error("audit or token write failed, refusing token \(token.id): \(error)")
             throw error
         }

@@ -270,7 +270,8 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
                                      requestJSON: json, authorizationTokenID: authorizationTokenID?.description,
                                      issuedAt: issuedAt, expiresAt: issuedAt.addingTimeInterval(lifetime))
             try audit.recordToken(record, event(.tokenIssued, context, identity: record.identity, result: "ok", tokenID: record.id,
-                                                authorizationTokenID: record.authorizationTokenID, application: definition.name))
+                                                authorizationTokenID: record.authorizationTokenID, application: definition.name),
+                                  durable: !context.issuingForBeginByName)
             return .success(issued.secret)
         } catch {
             logger.error("application token for \(entry.name) refused: \(error)")

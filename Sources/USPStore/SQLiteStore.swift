@@ -398,6 +398,33 @@ public final class SQLiteStore: USPStore, Sendable {
         try write("execute test SQL") { db in try db.execute(sql: sql) }
     }
 
+    // MARK: - Batches
+
+    /// One transaction for tokens and audit rows, in order. Non-durable commits run with
+    /// `synchronous=NORMAL` (WAL: no fsync at commit; a kill -9 loses nothing, a power cut may lose
+    /// them until the next durable commit, which fsyncs the WAL up to itself); the writer goes back
+    /// to FULL right after, whatever happens.
+    public func commit(_ writes: [StoreWrite], durable: Bool) throws {
+        for case .token(let t) in writes { try Self.validate(t, path: path) }
+        do {
+            try pool.writeWithoutTransaction { db in
+                if !durable { try db.execute(sql: "PRAGMA synchronous = NORMAL") }
+                defer { if !durable { try? db.execute(sql: "PRAGMA synchronous = FULL") } }
+                try db.inTransaction(.immediate) {
+                    for w in writes {
+                        switch w {
+                        case .token(let t): try Self.insert(t, db, path: path)
+                        case .audit(let e): try Self.insert(e, db)
+                        }
+                    }
+                    return .commit
+                }
+            }
+        } catch {
+            throw Self.storeError(error, path: path, doing: "save \(writes.count) row(s)")
+        }
+    }
+
     // MARK: - Access with error mapping
 
     private func read<T>(_ doing: String, _ body: (Database) throws -> T) throws(StoreError) -> T {

@@ -115,6 +115,12 @@ public struct AuditEvent: Hashable, Sendable {
     }
 }
 
+/// One row of a batch written in one transaction (`USPStore.commit`).
+public enum StoreWrite: Sendable {
+    case token(TokenRecord)
+    case audit(AuditEvent)
+}
+
 /// Everything the daemon persists. Writes are durable when they return (SQLite: WAL with
 /// `synchronous=FULL`); audit of security events fails closed: if it throws, the action fails.
 public protocol USPStore: Sendable {
@@ -151,6 +157,10 @@ public protocol USPStore: Sendable {
     func insertToken(_ token: TokenRecord, audit events: [AuditEvent]) throws
     /// Appends several events in one transaction: all or none.
     func appendAudit(_ events: [AuditEvent]) throws
+    /// Writes `writes` in one transaction: all or none. `durable: false` lets the commit return
+    /// before the disk has it (it still survives the process being killed; a later durable commit
+    /// makes it durable too) — only for rows whose loss in a power cut grants nothing.
+    func commit(_ writes: [StoreWrite], durable: Bool) throws
 }
 
 extension USPStore {
@@ -169,6 +179,13 @@ extension USPStore {
 
     public func appendAudit(_ events: [AuditEvent]) throws {
         for e in events { try appendAudit(e) }
+    }
+
+    /// Without transactions: the audit rows first, so that a store refusing them never keeps a
+    /// token whose issue was not recorded.
+    public func commit(_ writes: [StoreWrite], durable: Bool) throws {
+        for case .audit(let e) in writes { try appendAudit(e) }
+        for case .token(let t) in writes { try insertToken(t) }
     }
 }
 

@@ -68,3 +68,52 @@ struct AuditLogTests {
         #expect(store.allAudit.map(\.detail) == ["now"])
     }
 }
+
+/// Durable writes from concurrent callers share commits, and each caller returns only after its
+/// own rows are in the store.
+@Suite("GroupCommit")
+struct GroupCommitTests {
+    @Test func concurrentCallersShareCommitsAndSeeTheirRows() throws {
+        let counting = CountingStore()
+        let group = GroupCommit(store: counting)
+        let threads = 16
+        let done = DispatchGroup()
+        for i in 0..<threads {
+            done.enter()
+            Thread.detachNewThread {
+                try? group.commit([.audit(AuditEvent(time: Date(), kind: .streamOpened, detail: "t\(i)"))])
+                // Our row is there as soon as commit returns.
+                if !counting.allAudit.contains(where: { $0.detail == "t\(i)" }) { counting.missing.withLock { $0 += 1 } }
+                done.leave()
+            }
+        }
+        done.wait()
+        #expect(counting.allAudit.count == threads)
+        #expect(counting.missing.withLock { $0 } == 0)
+        // 16 callers against a 20 ms commit: far fewer than 16 commits.
+        #expect(counting.commits.withLock { $0 } < threads)
+    }
+
+    @Test func aFailedCommitFailsItsCallers() {
+        let counting = CountingStore()
+        counting.failAudit = true
+        let group = GroupCommit(store: counting)
+        #expect(throws: (any Error).self) { try group.commit([.audit(AuditEvent(time: Date(), kind: .streamOpened))]) }
+        counting.failAudit = false
+        #expect(throws: Never.self) { try group.commit([.audit(AuditEvent(time: Date(), kind: .streamOpened))]) }
+    }
+}
+
+import Synchronization
+
+/// InMemoryStore whose commits take 20 ms and are counted.
+final class CountingStore: InMemoryStore, @unchecked Sendable {
+    let commits = Mutex(0)
+    let missing = Mutex(0)
+    override func commit(_ writes: [StoreWrite], durable: Bool) throws {
+        commits.withLock { $0 += 1 }
+        Thread.sleep(forTimeInterval: 0.02)
+        for case .audit(let e) in writes { try appendAudit(e) }
+        for case .token(let t) in writes { try insertToken(t) }
+    }
+}

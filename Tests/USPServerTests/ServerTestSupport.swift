@@ -8,7 +8,7 @@ import USPStore
 
 /// A `USPStore` in memory, for policy and end-to-end tests. `failAudit` makes every audit append
 /// throw, to check that security events fail closed.
-final class InMemoryStore: USPStore, @unchecked Sendable {
+class InMemoryStore: USPStore, @unchecked Sendable {
     private let lock = NSLock()
     private var usersByName: [String: UserRecord] = [:]
     private var tokens: [String: TokenRecord] = [:]
@@ -52,6 +52,10 @@ final class InMemoryStore: USPStore, @unchecked Sendable {
             let hits = tokens.values.filter { ($0.revokedAt ?? .distantPast) > time }.sorted { $0.revokedAt! < $1.revokedAt! }
             return (hits.map(\.id), hits.last?.revokedAt)
         }
+    }
+    func commit(_ writes: [StoreWrite], durable: Bool) throws {
+        for case .audit(let e) in writes { try appendAudit(e) }
+        for case .token(let t) in writes { try insertToken(t) }
     }
     func appendAudit(_ event: AuditEvent) throws {
         try lock.withLock {

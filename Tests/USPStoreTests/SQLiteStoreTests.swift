@@ -556,3 +556,25 @@ struct SQLiteStoreRevocationTests {
         #expect(try store.tokensRevoked(after: Date(timeIntervalSince1970: 200)).ids == ["C"])
     }
 }
+
+@Suite("SQLiteStore: batch commits")
+struct SQLiteStoreBatchTests {
+    @Test func aNonDurableBatchIsWrittenAndTheWriterStaysFull() throws {
+        let dir = TempDirectory("batch")
+        let store = try SQLiteStore(path: dir.file("usp.sqlite"))
+        let token = TokenRecord(id: "T", kind: .application, publicKey: "k", identity: nil, issuedAt: Date(timeIntervalSince1970: 1),
+                                expiresAt: Date(timeIntervalSince1970: 100))
+        try store.commit([.token(token), .audit(AuditEvent(time: Date(), kind: .tokenIssued, tokenID: "T"))], durable: false)
+        #expect(try store.token(id: "T") != nil)
+        #expect(try store.connectionSettings().synchronous == 2)
+        // A failing batch leaves nothing behind: the second token reuses the ID.
+        #expect(throws: (any Error).self) {
+            try store.commit([.audit(AuditEvent(time: Date(), kind: .tokenIssued, detail: "lost")), .token(token)], durable: true)
+        }
+        #expect(try store.audit(identity: nil, since: nil, limit: nil).allSatisfy { $0.detail != "lost" })
+        #expect(try store.connectionSettings().synchronous == 2)
+        // Another connection (a restart) sees the non-durable rows too.
+        let again = try SQLiteStore(path: dir.file("usp.sqlite"))
+        #expect(try again.token(id: "T") != nil)
+    }
+}

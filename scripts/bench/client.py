@@ -11,6 +11,8 @@ stdin/stdout carry the stream (after --, e.g. `usp connect URI app` or `ssh -W .
   client.py firstbyte (--connect H:P | -- CMD...)
       Clock starts before connect() / process start; writes one byte at once, stops at the
       first byte back from an echo server. Prints milliseconds.
+  client.py sessions --connect H:P --count N [--concurrency C]
+      N short sessions, C at a time: connect, one byte echoed, close. Prints sessions/s.
   client.py hold --connect H:P --count N
       Opens N connections one after another, each sends one byte and waits for it to come back
       (the session is up end to end); prints HELD N, then holds them until stdin closes.
@@ -98,6 +100,40 @@ def hold(a):
     print(f"HELD {len(socks)}", flush=True)
     sys.stdin.read()
 
+def sessions(a):
+    """N short sessions, `concurrency` at a time: connect, send one byte, wait for its echo, close.
+    Prints sessions per second (wall clock over all N)."""
+    import threading
+    host, port = a.connect.rsplit(":", 1)
+    lock = threading.Lock()
+    left = [a.count]
+    failures = []
+    def worker():
+        while True:
+            with lock:
+                if left[0] == 0:
+                    return
+                left[0] -= 1
+            try:
+                s = socket.create_connection((host, int(port)), timeout=30)
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                s.sendall(b"x")
+                if s.recv(1) != b"x":
+                    failures.append("no echo")
+                s.close()
+            except OSError as e:
+                failures.append(str(e))
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(a.concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    dt = time.perf_counter() - t0
+    if failures:
+        sys.exit(f"{len(failures)} of {a.count} sessions failed, e.g. {failures[0]}")
+    print(f"{a.count / dt:.1f}")
+
 def main():
     argv = sys.argv[1:]
     cmd = []
@@ -105,15 +141,16 @@ def main():
         i = argv.index("--")
         argv, cmd = argv[:i], argv[i + 1:]
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["throughput", "firstbyte", "hold"])
+    ap.add_argument("what", choices=["throughput", "firstbyte", "hold", "sessions"])
     ap.add_argument("--connect")
     ap.add_argument("--mib", type=int, default=512)
     ap.add_argument("--count", type=int, default=1000)
+    ap.add_argument("--concurrency", type=int, default=8)
     a = ap.parse_args(argv)
     a.cmd = cmd
     if not a.connect and not cmd:
         sys.exit("give --connect HOST:PORT or -- CMD...")
-    {"throughput": throughput, "firstbyte": firstbyte, "hold": hold}[a.what](a)
+    {"throughput": throughput, "firstbyte": firstbyte, "hold": hold, "sessions": sessions}[a.what](a)
 
 if __name__ == "__main__":
     main()

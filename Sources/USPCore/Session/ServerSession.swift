@@ -345,7 +345,8 @@ public struct ServerSession {
     private mutating func presentationForBeginByName(_ app: ApplicationSessionRequest, now: Timestamp,
                                                      delegate: some ServerSessionDelegate) -> Result<(presentation: String, tokenID: TokenProof.TokenID), USPError> {
         guard let name = app.application else { return .failure(USPError(.malformedMessage, "no application named")) }
-        let ctx = context(now: now)
+        var ctx = context(now: now)
+        ctx.issuingForBeginByName = true
         let offers = (menu ?? delegate.menu(for: identity, context: ctx)).applications
         guard let (index, entry) = offers.first(where: { $0.value.name == name }) else {
             // Before login the answer does not tell a hidden application from a missing one.

@@ -26,6 +26,10 @@ public struct SessionContext: Sendable {
     /// The identity this session has authenticated as, if any.
     public let identity: Identity?
     public let now: Timestamp
+    /// Set while policy issues an application token for a begin by name: the token never leaves
+    /// the server (it is presented by the session itself, at once), so policy may store it without
+    /// waiting for the disk — the stream it opens is recorded durably right after.
+    public var issuingForBeginByName = false
 }
 
 /// An authorization granted at index 0.

@@ -4,7 +4,8 @@ echoes its input upper-cased until end of file.
 The first line is a JSON object:
   uid, gid, groups         the process's IDs (os.getuid, os.getgid, os.getgroups)
   nofile, as, cpu, nproc   soft limits of RLIMIT_NOFILE, RLIMIT_AS, RLIMIT_CPU, RLIMIT_NPROC (-1: unlimited)
-  interfaces               network interfaces it sees (/sys/class/net)
+  interfaces               network interfaces of its network namespace (/proc/self/net/dev; /sys/class/net
+                           would show those of the namespace /sys was mounted in)
   tcp_loopback             "connected" or the errno name of a TCP connect to 127.0.0.1:$PROBE_PORT,
                            a listener of the test in the daemon's network namespace
   udp_external             "routed" or the errno name of a UDP connect to 192.0.2.1:9 (TEST-NET-1):
@@ -21,6 +22,11 @@ import sys
 def limit(r):
     soft, _ = resource.getrlimit(r)
     return -1 if soft == resource.RLIM_INFINITY else soft
+
+
+def interfaces():
+    with open("/proc/self/net/dev") as f:
+        return sorted(line.split(":")[0].strip() for line in f.readlines()[2:])
 
 
 def attempt(kind, address):
@@ -45,7 +51,7 @@ def main():
         "as": limit(resource.RLIMIT_AS),
         "cpu": limit(resource.RLIMIT_CPU),
         "nproc": limit(resource.RLIMIT_NPROC),
-        "interfaces": sorted(os.listdir("/sys/class/net")),
+        "interfaces": interfaces(),
         "tcp_loopback": attempt(socket.SOCK_STREAM, ("127.0.0.1", port)),
         "udp_external": attempt(socket.SOCK_DGRAM, ("192.0.2.1", 9)),
     }

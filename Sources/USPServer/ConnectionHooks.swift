@@ -50,13 +50,18 @@ final class ConnectionHooks: ServerSessionHooks {
     /// stream's RESET. Then `stream_opened` is written (fail closed) and the application started.
     func openApplication(_ port: ServerStreamPort, grant: ApplicationGrant, session: ServerSessionInfo)
         -> Result<any ServerStreamApplication, USPError> {
-        guard let definition = server.policy.catalog.application(named: grant.application) else {
-            return .failure(USPError(.streamRefused, "\(grant.application) is no longer offered"))
-        }
         let e = AuditEvent(time: Date(), kind: .streamOpened, session: session.serverSessionID, peerAddress: session.peerAddress,
                            clientKey: session.clientStatic.map(Fingerprint.of), identity: grant.identity?.name,
                            tokenID: grant.tokenID.description, authorizationTokenID: grant.authorizationTokenID?.description,
                            application: grant.application, stream: Int64(port.stream))
+        guard let definition = server.policy.catalog.application(named: grant.application) else {
+            var gone = e
+            gone.kind = .streamClosed
+            gone.result = USPError.Code.streamRefused.name
+            gone.detail = "\(grant.application) is no longer in apps.d"
+            server.audit.note(gone)
+            return .failure(USPError(.streamRefused, gone.detail!))
+        }
         let caller = StreamLimiter.caller(identity: grant.identity?.name, peerAddress: session.peerAddress)
         if let refusal = server.streamLimiter.admit(caller, now: ServerClock.monotonic()) {
             return refuse(refusal, e)

@@ -100,6 +100,8 @@ import Testing
         let r = try daemon.usp(["connect", daemon.uri, "limited"], stdin: "within limits\n")
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout == "40\n20\n\(1 << 20)\n64\nwithin limits\n", "ulimit -n, -t, -v (KiB), -p (RLIMIT_NPROC): \(r.stdout)")
+        let listed = try Harness.run(try Harness.executable("uspd"), ["app", "list", "--data-dir", daemon.dataDirectory.path])
+        #expect(listed.stdout.contains("[nofile 40, as 1073741824, cpu 20, nproc 64]"), "uspd app list shows the limits: \(listed.stdout)")
     }
 
     @Test func theProcessCapRefusesTheExtraSessionWithItsCode() throws {

@@ -138,6 +138,7 @@ import Testing
         let daemon = try DaemonFixture(apps: [
             "crashy.toml": Self.app("crashy", ["/bin/sh", "-c", "ulimit -c 0; echo ready; read line; echo got $line; kill -SEGV $$"]),
             "steady.toml": Self.app("steady", ["/bin/cat"]),
+            "failing.toml": Self.app("failing", ["/bin/sh", "-c", "echo giving up; exit 3"]),
         ], config: Self.config)
         let pid = try #require(daemon.process).pid
         let steady = try InteractiveClient(daemon, application: "steady")
@@ -168,6 +169,13 @@ import Testing
         #expect(exited.first?["result"] as? String == "SIGSEGV")
         #expect((exited.first?["detail"] as? String)?.hasPrefix("killed by SIGSEGV (pid ") == true)
         #expect((exited.first?["session"] as? String)?.hasPrefix("s-") == true)
+
+        // A non-zero exit is recorded the same way.
+        let failing = try daemon.usp(["connect", daemon.uri, "failing"], stdin: "")
+        #expect(failing.stdout == "giving up\n")
+        let failed = try daemon.audit().filter { $0["kind"] as? String == "application_exited" && $0["application"] as? String == "failing" }
+        #expect(failed.map { $0["result"] as? String } == ["status 3"], "\(failed)")
+        #expect(try #require(daemon.process).stderr.contains("exited with status 3"))
 
         #expect(try steady.finish() == 0)
         // Every child is reaped: none of uspd's children is a zombie.

@@ -53,7 +53,10 @@ let package = Package(
         ),
         // AF_UNIX plumbing without NIO: socketpairs, descriptor passing (SCM_RIGHTS), peer
         // credentials, close-on-exec. Shared by the daemon, USPApp and client agents.
-        .target(name: "USPUnix"),
+        .target(name: "USPUnix", dependencies: ["CUSPSpawn"]),
+        // fork + execve for exec'd applications: network namespace, resource limits, user and
+        // group, all between fork and exec, where only async-signal-safe calls may run.
+        .target(name: "CUSPSpawn"),
         // For application authors: sessions handed over by uspd (unix hand-off or fd 3) as an
         // async sequence of (metadata, NIOAsyncChannel). See docs/APPLICATIONS.md.
         .target(

@@ -10,9 +10,12 @@
 /// tcp = "127.0.0.1:22"                      # or: exec = ["/usr/bin/cat"] (stream = "stdio" or "fd3"),
 ///                                          # or: unix = "/run/myapp.sock" (hand-off to a running app)
 /// [limits]
-/// max_sessions = 20
+/// max_sessions = 20                        # for exec: also the cap on its processes
 /// token_lifetime = 60                      # seconds an application token stays valid
 /// ```
+///
+/// An `exec` application can also be isolated (`Isolation`): `sandbox`, `user` and `group` in
+/// `[launch]`, and a `[rlimits]` table.
 public struct ApplicationDefinition: Hashable, Sendable {
     public enum Visibility: Hashable, Sendable {
         /// On every menu, before login too.
@@ -60,17 +63,20 @@ public struct ApplicationDefinition: Hashable, Sendable {
     public var expectedRequestBody: [String: String]
     public var launch: Launch
     public var limits: Limits
+    /// How an exec'd command is confined (nothing for `tcp` and `unix`).
+    public var isolation: Isolation
     /// The file it came from, for messages.
     public var sourcePath: String
 
     public init(name: String, description: String = "", visibility: Visibility, expectedRequestBody: [String: String] = [:],
-                launch: Launch, limits: Limits = Limits(), sourcePath: String = "") {
+                launch: Launch, limits: Limits = Limits(), isolation: Isolation = Isolation(), sourcePath: String = "") {
         self.name = name
         self.description = description
         self.visibility = visibility
         self.expectedRequestBody = expectedRequestBody
         self.launch = launch
         self.limits = limits
+        self.isolation = isolation
         self.sourcePath = sourcePath
     }
 

@@ -10,13 +10,18 @@ import TOMLKit
 /// | `visibility` | `"public"`, `"authenticated"` (the default when absent), or a non-empty array of identity names and `"group:NAME"` entries |
 /// | `[expected_request_body]` | optional table: field name → type string (`string`, `integer`, `number`, `boolean`, `object`, `array`, `any`, or `""` for any; a `?` suffix makes the field optional), the vocabulary of USPCore's `RequestBodyValidator` |
 /// | `[launch]` | required, exactly one of `exec` (non-empty array of strings, the first one the program; optional `[launch.environment]` table of `NAME = "value"`; optional `stream`, `"stdio"` (the default) or `"fd3"`), `tcp` (`"host:port"`, port 1…65535) and `unix` (an absolute socket path of at most 107 bytes) |
+/// | `[launch]` for exec only | `sandbox` (`"none"`, the default, or `"no-network"`); `user` and `group` (a name, resolved now against the system's user database, or a number; `group` defaults to the user's primary group; refused unless uspd runs as root) |
 /// | `[limits]` | optional: `max_sessions` 1…1,000,000 (absent: no limit), `token_lifetime` 1…86,400 seconds (absent: the server's `application_token_lifetime`) |
+/// | `[rlimits]` | optional, exec only: `max_open_files` 1…1,048,576, `max_memory` (bytes, 1 MiB…2⁶², an integer or a string with a K, M, G or T suffix, powers of 1024), `max_cpu_seconds` 1…31,536,000, `max_processes` 1…4,194,304 |
 ///
 /// Unknown keys at any level are errors. When a file has several problems the earliest one in
 /// the file is thrown; `problems(path:)` lists them all.
 public enum ApplicationLoader {
-    public static let keys = ["name", "description", "visibility", "expected_request_body", "launch", "limits"]
-    public static let launchKeys = ["exec", "tcp", "unix", "environment", "stream"]
+    public static let keys = ["name", "description", "visibility", "expected_request_body", "launch", "limits", "rlimits"]
+    public static let launchKeys = ["exec", "tcp", "unix", "environment", "stream", "sandbox", "user", "group"]
+    /// The keys of `[launch]` that only an exec'd command has.
+    static let execOnlyKeys = ["environment", "stream", "sandbox", "user", "group"]
+    public static let rlimitKeys = ["max_open_files", "max_memory", "max_cpu_seconds", "max_processes"]
     /// The keys of `[launch]` that say how to launch; exactly one must be there.
     static let launchKinds = ["exec", "tcp", "unix"]
     /// The longest `unix` path: what `sockaddr_un.sun_path` holds besides its NUL.
@@ -25,18 +30,20 @@ public enum ApplicationLoader {
     /// Type names of `expected_request_body` values, before an optional `?`.
     public static let fieldTypes = ["string", "integer", "number", "boolean", "object", "array", "any", ""]
 
-    /// Loads the file at `path`. `defaultTokenLifetime` applies when `[limits]` has no `token_lifetime`.
-    public static func load(path: String, defaultTokenLifetime: Int = 60) throws(ConfigError) -> ApplicationDefinition {
+    /// Loads the file at `path`. `defaultTokenLifetime` applies when `[limits]` has no `token_lifetime`;
+    /// `launch.user` and `launch.group` are resolved against `accounts`.
+    public static func load(path: String, defaultTokenLifetime: Int = 60, accounts: SystemAccounts = .system) throws(ConfigError) -> ApplicationDefinition {
         let reader = try TOMLReader(path: path)
-        let app = read(reader, defaultTokenLifetime: defaultTokenLifetime)
+        let app = read(reader, defaultTokenLifetime: defaultTokenLifetime, accounts: accounts)
         if let e = reader.firstError { throw e }
         return app!
     }
 
     /// Validates `text` as if it were the file `path`.
-    public static func parse(_ text: String, path: String, defaultTokenLifetime: Int = 60) throws(ConfigError) -> ApplicationDefinition {
+    public static func parse(_ text: String, path: String, defaultTokenLifetime: Int = 60,
+                             accounts: SystemAccounts = .system) throws(ConfigError) -> ApplicationDefinition {
         let reader = try TOMLReader(path: path, text: text)
-        let app = read(reader, defaultTokenLifetime: defaultTokenLifetime)
+        let app = read(reader, defaultTokenLifetime: defaultTokenLifetime, accounts: accounts)
         if let e = reader.firstError { throw e }
         return app!
     }
@@ -45,7 +52,7 @@ public enum ApplicationLoader {
     public static func problems(path: String) -> [ConfigError] {
         do {
             let reader = try TOMLReader(path: path)
-            _ = read(reader, defaultTokenLifetime: 60)
+            _ = read(reader, defaultTokenLifetime: 60, accounts: .system)
             return reader.sortedErrors
         } catch {
             return [error]
@@ -66,7 +73,7 @@ public enum ApplicationLoader {
     }
 
     /// Nil when the reader recorded a problem that leaves no definition.
-    static func read(_ r: TOMLReader, defaultTokenLifetime: Int) -> ApplicationDefinition? {
+    static func read(_ r: TOMLReader, defaultTokenLifetime: Int, accounts: SystemAccounts) -> ApplicationDefinition? {
         let t = r.root
         r.checkKeys(t, at: [], allowed: keys)
 
@@ -85,10 +92,11 @@ public enum ApplicationLoader {
         let body = readRequestBody(r, t)
         let launch = readLaunch(r, t)
         let limits = readLimits(r, t, defaultTokenLifetime: defaultTokenLifetime)
+        let isolation = IsolationReader(reader: r, accounts: accounts).read(t, launch: launch)
 
-        guard let name, let visibility, let body, let launch, let limits else { return nil }
+        guard let name, let visibility, let body, let launch, let limits, let isolation else { return nil }
         return ApplicationDefinition(name: name, description: description, visibility: visibility, expectedRequestBody: body,
-                                     launch: launch, limits: limits, sourcePath: r.path)
+                                     launch: launch, limits: limits, isolation: isolation, sourcePath: r.path)
     }
 
     static func readVisibility(_ r: TOMLReader, _ t: TOMLTable) -> ApplicationDefinition.Visibility? {
@@ -172,7 +180,7 @@ public enum ApplicationLoader {
             r.report(.invalidValue, kinds[1].1, "[launch] has both \"\(kind)\" and \"\(kinds[1].0)\"; an application is launched one way")
             return nil
         }
-        for key in ["environment", "stream"] where kind != "exec" && launch[key] != nil {
+        for key in execOnlyKeys where kind != "exec" && launch[key] != nil {
             r.reportAtKey(.invalidValue, ["launch", key], "launch.\(key) applies to exec, not to \(kind)")
         }
         switch kind {

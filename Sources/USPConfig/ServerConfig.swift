@@ -12,6 +12,10 @@
 /// max_unauthenticated = 256
 /// handshake_rate = 20                       # per source address per second
 /// handshake_burst = 5
+/// max_connections_per_source = 256         # concurrent, per source address (IPv6: per /64); 0: no limit
+/// max_streams_per_minute = 600              # opened, per identity (anonymous: per source address); 0: no limit
+/// max_streams_per_identity = 128            # concurrent, per identity (anonymous: per source address); 0: no limit
+/// max_streams_per_application = 0           # concurrent, per application (caps each one's max_sessions); 0: no limit
 /// authorization_token_lifetime = 86400      # seconds
 /// application_token_lifetime = 60
 /// login_delay_base = 0.25                   # seconds; doubles per failure, per source and per identity
@@ -30,6 +34,10 @@ public struct ServerConfig: Hashable, Sendable {
     public var maxUnauthenticated = 256
     public var handshakeRate: Double = 20
     public var handshakeBurst: Int = 5
+    public var maxConnectionsPerSource = 256
+    public var maxStreamsPerMinute = 600
+    public var maxStreamsPerIdentity = 128
+    public var maxStreamsPerApplication = 0
     public var authorizationTokenLifetime: Int = 86400
     public var applicationTokenLifetime: Int = 60
     public var loginDelayBase: Double = 0.25

@@ -14,13 +14,16 @@ import TOMLKit
 /// - `idle_timeout`: 0 (never) to 604800 seconds (a week).
 /// - `max_connections`: 1…1,048,576; `max_unauthenticated`: 1…`max_connections`.
 /// - `handshake_rate`: more than 0 and at most 1,000,000 per second; `handshake_burst`: 1…1,000,000.
+/// - `max_connections_per_source`: 0…1,048,576; `max_streams_per_minute`, `max_streams_per_identity`,
+///   `max_streams_per_application`: 0…1,000,000 (0: no limit).
 /// - `authorization_token_lifetime`: 1…31,536,000 s (a year); `application_token_lifetime`: 1…86,400 s.
 /// - `login_delay_base`: 0…60 s; `login_delay_max`: `login_delay_base`…3,600 s.
 /// - `log_level`: trace, debug, info, notice, warning, error or critical (swift-log's levels).
 public enum ServerConfigLoader {
     public static let keys = [
         "listen", "apps_dir", "database", "host_key", "allow_first_contact", "handshake_timeout", "idle_timeout", "max_connections",
-        "max_unauthenticated", "handshake_rate", "handshake_burst", "authorization_token_lifetime",
+        "max_unauthenticated", "handshake_rate", "handshake_burst", "max_connections_per_source", "max_streams_per_minute",
+        "max_streams_per_identity", "max_streams_per_application", "authorization_token_lifetime",
         "application_token_lifetime", "login_delay_base", "login_delay_max", "log_level",
     ]
     public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
@@ -96,6 +99,11 @@ public enum ServerConfigLoader {
         }
         if let d = r.number(t, [], "handshake_rate", in: 0...1_000_000, lowerOpen: true) { c.handshakeRate = d }
         if let i = r.integer(t, [], "handshake_burst", in: 1...1_000_000) { c.handshakeBurst = i }
+        if let i = r.integer(t, [], "max_connections_per_source", in: 0...1_048_576) { c.maxConnectionsPerSource = i }
+        for (key, keyPath) in [("max_streams_per_minute", \ServerConfig.maxStreamsPerMinute),
+                               ("max_streams_per_identity", \.maxStreamsPerIdentity), ("max_streams_per_application", \.maxStreamsPerApplication)] {
+            if let i = r.integer(t, [], key, in: 0...1_000_000) { c[keyPath: keyPath] = i }
+        }
         if let i = r.integer(t, [], "authorization_token_lifetime", in: 1...31_536_000) { c.authorizationTokenLifetime = i }
         if let i = r.integer(t, [], "application_token_lifetime", in: 1...86_400) { c.applicationTokenLifetime = i }
         if let d = r.number(t, [], "login_delay_base", in: 0...60) { c.loginDelayBase = d }
@@ -149,6 +157,10 @@ extension ServerConfig {
             max_unauthenticated = \(maxUnauthenticated)
             handshake_rate = \(n(handshakeRate))
             handshake_burst = \(handshakeBurst)
+            max_connections_per_source = \(maxConnectionsPerSource)
+            max_streams_per_minute = \(maxStreamsPerMinute)
+            max_streams_per_identity = \(maxStreamsPerIdentity)
+            max_streams_per_application = \(maxStreamsPerApplication)
             authorization_token_lifetime = \(authorizationTokenLifetime)
             application_token_lifetime = \(applicationTokenLifetime)
             login_delay_base = \(n(loginDelayBase))

@@ -374,10 +374,12 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
             streams[stream] = StreamEntry(application: nil, grant: grant, openedAt: ServerClock.monotonic())
             guard let loop = context?.eventLoop else { streamReset(stream, code: .streamRefused); return }
             let port = ServerStreamPort(stream: stream, eventLoop: loop, handler: self)
-            if let application = hooks.openApplication(port, grant: grant, session: info) {
+            switch hooks.openApplication(port, grant: grant, session: info) {
+            case .success(let application):
                 if streams[stream] != nil { streams[stream]!.application = application } else { application.closed(code: .streamRefused) }
-            } else {
-                streamReset(stream, code: .streamRefused)
+            case .failure(let refusal):
+                streams[stream] = nil
+                streamReset(stream, code: refusal.code)
             }
         case .data(let stream, let buffer):
             if let application = streams[stream]?.application {

@@ -11,9 +11,11 @@ public protocol ServerSessionHooks: AnyObject {
     func sessionEstablished(_ handler: ServerSessionHandler)
     /// The client logged in (index 0) or presented a valid authorization token.
     func authenticated(_ handler: ServerSessionHandler, identity: Identity, tokenID: TokenProof.TokenID)
-    /// A stream was opened with a valid application token: start the application. Return nil to
-    /// refuse it (the stream is reset with `stream_refused`).
-    func openApplication(_ port: ServerStreamPort, grant: ApplicationGrant, session: ServerSessionInfo) -> (any ServerStreamApplication)?
+    /// A stream was opened with a valid application token: start the application, or refuse the
+    /// stream with an error whose code the client gets in the RESET (`streamClosed` is then not
+    /// called for it: the refusal is the whole story).
+    func openApplication(_ port: ServerStreamPort, grant: ApplicationGrant, session: ServerSessionInfo)
+        -> Result<any ServerStreamApplication, USPError>
     /// A stream ended; `bytesIn` came from the client, `bytesOut` went to it.
     func streamClosed(_ handler: ServerSessionHandler, stream: UInt32, grant: ApplicationGrant, code: USPError.Code,
                       bytesIn: Int64, bytesOut: Int64, seconds: Double)

@@ -2,6 +2,8 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import Synchronization
+import USPConfig
 import USPCore
 import USPNIO
 import USPUnix
@@ -10,8 +12,13 @@ import USPUnix
 import Glibc
 #endif
 
-/// A child process started with posix_spawn in its own process group, its stream either on pipes
+/// An exec'd application's process, started with `ProcessSpawn` (fork + execve) in its own
+/// process group and confined by the application's `Isolation`; its stream either on pipes
 /// (stdin and stdout) or on a connected socket at fd 3 (systemd socket-activation style).
+///
+/// Every child is reaped by `ChildReaper`, which calls `onExit` once with how it ended (nil when
+/// something else in the process reaped it first). Signals go to the process group only while
+/// the child is not reaped, under the same lock as the reaping, so a recycled pid is never hit.
 final class ChildProcess: Sendable {
     /// Where the child's stream goes.
     enum Stream {
@@ -23,150 +30,164 @@ final class ChildProcess: Sendable {
         case socket(CInt)
     }
 
+    /// Called once when the child is reaped: how it ended (nil: reaped elsewhere, unknown), and
+    /// whether uspd had signalled it to stop before.
+    typealias ExitHandler = @Sendable (_ pid: pid_t, _ exit: ProcessExit?, _ stopRequested: Bool) -> Void
+
     let pid: pid_t
     /// The daemon's pipe ends in `.pipes` mode, else -1.
     let stdinWrite: CInt
     let stdoutRead: CInt
 
-    private init(pid: pid_t, stdinWrite: CInt, stdoutRead: CInt) {
+    private struct State {
+        var reaped = false
+        var stopRequested = false
+        var onExit: ExitHandler?
+    }
+    private let state: Mutex<State>
+
+    private init(pid: pid_t, stdinWrite: CInt, stdoutRead: CInt, onExit: ExitHandler?) {
         self.pid = pid
         self.stdinWrite = stdinWrite
         self.stdoutRead = stdoutRead
+        self.state = Mutex(State(onExit: onExit))
     }
 
-    /// The shell script that sets LISTEN_PID for a `.socket` child: posix_spawn learns the pid only
-    /// once the child runs, but `$$` is the shell's own pid and `exec` keeps it, so the program
-    /// sees its own pid in LISTEN_PID, as sd_listen_fds(3) checks. It costs one exec of /bin/sh.
-    static let listenPIDScript = "LISTEN_PID=$$; export LISTEN_PID; exec \"$@\""
-
-    static func spawn(_ command: [String], environment: [String: String], stream: Stream = .pipes) throws(UnixError) -> ChildProcess {
+    static func spawn(_ command: [String], environment: [String: String], stream: Stream = .pipes, isolation: Isolation = Isolation(),
+                      onExit: ExitHandler? = nil) throws(UnixError) -> ChildProcess {
         guard let program = command.first, !program.isEmpty else { throw UnixError(.systemCall, errno: ENOENT, "exec: no program") }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
+        // execve does not search PATH: the search is done here, with the command's own PATH.
+        guard let path = ExecutableSearch.find(program, path: environment["PATH"] ?? "") else {
+            throw UnixError(.systemCall, errno: ENOENT, "exec \(program): not found or not executable")
+        }
+        var spawn = ProcessSpawn(path: path, arguments: command, environment: environment)
         var ours: [CInt] = []       // the daemon's ends, returned
         var theirs: [CInt] = []     // the child's ends, closed here after the spawn
         defer { for fd in theirs { close(fd) } }
-        var argvStrings = command
-        var env = environment
         switch stream {
         case .pipes:
-            var stdinPipe: [CInt] = [-1, -1]
-            var stdoutPipe: [CInt] = [-1, -1]
-            guard SpawnSymbols.pipe2(&stdinPipe, O_CLOEXEC) == 0 else { throw .call("pipe2") }
-            guard SpawnSymbols.pipe2(&stdoutPipe, O_CLOEXEC) == 0 else {
-                let e = UnixError.call("pipe2")
-                close(stdinPipe[0]); close(stdinPipe[1])
-                throw e
+            let input = try ProcessSpawn.pipe()
+            let output: (read: CInt, write: CInt)
+            do throws(UnixError) { output = try ProcessSpawn.pipe() } catch {
+                close(input.read); close(input.write)
+                throw error
             }
-            ours = [stdinPipe[1], stdoutPipe[0]]
-            theirs = [stdinPipe[0], stdoutPipe[1]]
-            posix_spawn_file_actions_adddup2(&actions, stdinPipe[0], 0)
-            posix_spawn_file_actions_adddup2(&actions, stdoutPipe[1], 1)
-            // Nothing of the daemon's (listeners, other sessions, the database) leaks into the child.
-            if let closefrom = SpawnSymbols.addclosefrom { _ = closefrom(&actions, 3) }
+            ours = [input.write, output.read]
+            theirs = [input.read, output.write]
+            spawn.standardInput = input.read
+            spawn.standardOutput = output.write
         case .socket(let socket):
-            guard ExecutableSearch.find(program, path: env["PATH"] ?? "") != nil else {
-                throw UnixError(.systemCall, errno: ENOENT, "exec \(program): not found or not executable")
-            }
-            // dup2 onto the same number would keep FD_CLOEXEC; a copy above 3 avoids the case.
-            var source = socket
-            if socket <= 3 {
-                source = try CloseOnExec.duplicate(socket, atLeast: 4)
-                theirs.append(source)
-            }
-            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-            posix_spawn_file_actions_adddup2(&actions, 2, 1)
-            posix_spawn_file_actions_adddup2(&actions, source, 3)
-            if let closefrom = SpawnSymbols.addclosefrom { _ = closefrom(&actions, 4) }
-            env["LISTEN_FDS"] = "1"
-            env["LISTEN_FDNAMES"] = "usp"
-            env["LISTEN_PID"] = nil
-            argvStrings = ["/bin/sh", "-c", Self.listenPIDScript, program] + command
+            spawn.descriptor3 = socket
+            spawn.setListenPID = true
+            spawn.environment["LISTEN_FDS"] = "1"
+            spawn.environment["LISTEN_FDNAMES"] = "usp"
         }
-
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        posix_spawnattr_setpgroup(&attributes, 0)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        sigaddset(&defaults, SIGPIPE)
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        var mask = sigset_t()
-        sigemptyset(&mask)
-        posix_spawnattr_setsigmask(&attributes, &mask)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
-
-        let argv = argvStrings.map { strdup($0) } + [nil]
-        let envp = env.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer {
-            for p in argv { free(p) }
-            for p in envp { free(p) }
-        }
-        var pid: pid_t = 0
-        let rc = posix_spawnp(&pid, argvStrings[0], &actions, &attributes, argv, envp)
-        guard rc == 0 else {
+        spawn.newNetworkNamespace = isolation.sandbox == .noNetwork
+        spawn.group = isolation.group?.id
+        spawn.user = isolation.user?.id
+        spawn.resourceLimits = Self.resourceLimits(isolation.rlimits)
+        let pid: pid_t
+        do throws(UnixError) { pid = try spawn.run() } catch {
             for fd in ours { close(fd) }
-            throw .call("posix_spawn \(program)", errno: rc)
+            throw error
         }
-        return ChildProcess(pid: pid, stdinWrite: ours.first ?? -1, stdoutRead: ours.last ?? -1)
+        let child = ChildProcess(pid: pid, stdinWrite: ours.first ?? -1, stdoutRead: ours.last ?? -1, onExit: onExit)
+        ChildReaper.shared.watch(child)
+        return child
     }
 
-    /// Reaps the child, sending SIGTERM to its process group after `grace` (0 when not graceful)
-    /// and SIGKILL three seconds later if it is still there.
-    func stop(graceful: Bool, on loop: any EventLoop, logger: Logger) {
-        let pid = self.pid
-        let start = ServerClock.monotonic()
-        let termAfter = graceful ? 2.0 : 0.0
-        let killAfter = termAfter + 3
-        let state = NIOLoopBoundBox((termed: false, killed: false), eventLoop: loop)
-        @Sendable func poll() {
+    static func resourceLimits(_ r: Isolation.ResourceLimits) -> [ProcessSpawn.ResourceLimit] {
+        var out: [ProcessSpawn.ResourceLimit] = []
+        if let n = r.maxOpenFiles { out.append(.openFiles(n)) }
+        if let n = r.maxMemory { out.append(.addressSpace(n)) }
+        if let n = r.maxCPUSeconds { out.append(.cpuSeconds(n)) }
+        if let n = r.maxProcesses { out.append(.processes(n)) }
+        return out
+    }
+
+    /// Reaps the child if it has exited (once); true when it is reaped, now or before.
+    @discardableResult
+    func reapIfExited() -> Bool {
+        let outcome = state.withLock { s -> (reapedNow: Bool, exit: ProcessExit?, handler: ExitHandler?, requested: Bool) in
+            guard !s.reaped else { return (false, nil, nil, false) }
             var status: CInt = 0
             let r = waitpid(pid, &status, WNOHANG)
-            if r == pid || (r < 0 && errno == ECHILD) { return }
-            let elapsed = ServerClock.monotonic() - start
-            if !state.value.termed, elapsed >= termAfter {
-                state.value.termed = true
-                kill(-pid, SIGTERM)
-            } else if !state.value.killed, elapsed >= killAfter {
-                state.value.killed = true
-                logger.notice("pid \(pid) ignored SIGTERM, killing it")
-                kill(-pid, SIGKILL)
-            }
-            loop.scheduleTask(in: .milliseconds(elapsed < 1 ? 20 : 200)) { poll() }
+            guard r == pid || (r < 0 && errno == ECHILD) else { return (false, nil, nil, false) }
+            s.reaped = true
+            defer { s.onExit = nil }
+            return (true, r == pid ? ProcessExit(waitStatus: status) : nil, s.onExit, s.stopRequested)
         }
-        poll()
+        if outcome.reapedNow { outcome.handler?(pid, outcome.exit, outcome.requested) }
+        return isReaped
+    }
+
+    var isReaped: Bool { state.withLock { $0.reaped } }
+
+    /// Sends `signal` to the child's process group, unless the child is already reaped.
+    func signalGroup(_ signal: CInt) {
+        state.withLock { s in
+            guard !s.reaped else { return }
+            s.stopRequested = true
+            kill(-pid, signal)
+        }
+    }
+
+    /// Stops the child once its stream is over: SIGTERM to its process group after `grace` (2 s
+    /// when graceful, else at once) unless it exited by itself, and SIGKILL three seconds later if
+    /// it is still there. `ChildReaper` reaps it.
+    func stop(graceful: Bool, on loop: any EventLoop, logger: Logger) {
+        let termAfter: Int64 = graceful ? 2000 : 0
+        let child = self
+        loop.scheduleTask(in: .milliseconds(termAfter)) {
+            guard !child.reapIfExited() else { return }
+            child.signalGroup(SIGTERM)
+            loop.scheduleTask(in: .seconds(3)) {
+                guard !child.reapIfExited() else { return }
+                logger.notice("pid \(child.pid) ignored SIGTERM, killing it")
+                child.signalGroup(SIGKILL)
+            }
+        }
     }
 }
 
-/// glibc functions that Swift's Glibc module does not show without _GNU_SOURCE, found at run time.
-enum SpawnSymbols {
-    typealias Pipe2 = @convention(c) (UnsafeMutablePointer<CInt>?, CInt) -> CInt
-    typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>?, CInt) -> CInt
+/// Reaps every exec'd child: a sweep of `waitpid(pid, WNOHANG)` over the children still running,
+/// every 100 ms while there are any. Polling rather than SIGCHLD: a SIGCHLD handler is
+/// process-wide state that a library (or a test harness) may also claim, and a signal can be
+/// coalesced; a sweep of the daemon's own pids cannot miss one or take another's child.
+final class ChildReaper: Sendable {
+    static let shared = ChildReaper()
+    static let interval: DispatchTimeInterval = .milliseconds(100)
 
-    /// pipe2(2): both descriptors close-on-exec from the start, so a process spawned at the same
-    /// moment from another event loop cannot inherit them.
-    nonisolated(unsafe) static let pipe2: Pipe2 = {
-        guard let p = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "pipe2") else {
-            return { fds, flags in
-                guard let fds, pipe(fds) == 0 else { return -1 }
-                _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
-                _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
-                return 0
-            }
+    private let children = Mutex<(running: [pid_t: ChildProcess], scheduled: Bool)>(([:], false))
+    private let queue = DispatchQueue(label: "uspd.reaper")
+
+    func watch(_ child: ChildProcess) {
+        let schedule = children.withLock { c -> Bool in
+            c.running[child.pid] = child
+            defer { c.scheduled = true }
+            return !c.scheduled
         }
-        return unsafeBitCast(p, to: Pipe2.self)
-    }()
+        if schedule { queue.asyncAfter(deadline: .now() + Self.interval) { [self] in sweep() } }
+    }
 
-    /// posix_spawn_file_actions_addclosefrom_np (glibc 2.34+): close every descriptor from 3 up in the child.
-    static let addclosefrom: AddCloseFrom? = {
-        dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np").map { unsafeBitCast($0, to: AddCloseFrom.self) }
-    }()
+    /// Children not yet reaped.
+    var count: Int { children.withLock { $0.running.count } }
+
+    func sweep() {
+        let running = children.withLock { Array($0.running.values) }
+        let reaped = running.filter { $0.reapIfExited() }
+        let again = children.withLock { c -> Bool in
+            // Only that child: its pid may already belong to a new one.
+            for child in reaped where c.running[child.pid] === child { c.running[child.pid] = nil }
+            c.scheduled = !c.running.isEmpty
+            return c.scheduled
+        }
+        if again { queue.asyncAfter(deadline: .now() + Self.interval) { [self] in sweep() } }
+    }
 }
 
-/// execvp's search, done before spawning through /bin/sh so that a missing program is an error
-/// of the launch rather than a shell's exit status 127.
+/// execvp's search, done before spawning so that a missing program is an error of the launch
+/// rather than an exit status 127.
 enum ExecutableSearch {
     static func find(_ program: String, path: String) -> String? {
         if program.contains("/") { return access(program, X_OK) == 0 ? program : nil }

@@ -13,6 +13,8 @@ final class ConnectionHooks: ServerSessionHooks {
     let server: ServerRuntime
     private var starting = true
     private var pattern: HandshakeLayout.Pattern?
+    /// Streams admitted by `StreamLimiter` and not yet ended: stream → caller.
+    private var admitted: [UInt32: String] = [:]
 
     init(server: ServerRuntime) {
         self.server = server
@@ -43,13 +45,36 @@ final class ConnectionHooks: ServerSessionHooks {
         server.logger.info("\(handler.serverSessionID) from \(handler.peerAddress): authenticated as \(identity.name)")
     }
 
-    func openApplication(_ port: ServerStreamPort, grant: ApplicationGrant, session: ServerSessionInfo) -> (any ServerStreamApplication)? {
-        guard let definition = server.policy.catalog.application(named: grant.application) else { return nil }
-        let token = try? server.policy.store.token(id: grant.tokenID.description)
-        var e = AuditEvent(time: Date(), kind: .streamOpened, session: session.serverSessionID, peerAddress: session.peerAddress,
+    /// Admits a stream against the limits, in this order: the caller's concurrent streams and
+    /// streams per minute (`StreamLimiter`), then the application's cap (`Launcher.reserve`). A
+    /// refusal is a `rate_limited` audit row naming the limit, a log line, and the code in the
+    /// stream's RESET. Then `stream_opened` is written (fail closed) and the application started.
+    func openApplication(_ port: ServerStreamPort, grant: ApplicationGrant, session: ServerSessionInfo)
+        -> Result<any ServerStreamApplication, USPError> {
+        let e = AuditEvent(time: Date(), kind: .streamOpened, session: session.serverSessionID, peerAddress: session.peerAddress,
                            clientKey: session.clientStatic.map(Fingerprint.of), identity: grant.identity?.name,
                            tokenID: grant.tokenID.description, authorizationTokenID: grant.authorizationTokenID?.description,
                            application: grant.application, stream: Int64(port.stream))
+        guard let definition = server.policy.catalog.application(named: grant.application) else {
+            var gone = e
+            gone.kind = .streamClosed
+            gone.result = USPError.Code.streamRefused.name
+            gone.detail = "\(grant.application) is no longer in apps.d"
+            server.audit.note(gone)
+            return .failure(USPError(.streamRefused, gone.detail!))
+        }
+        let caller = StreamLimiter.caller(identity: grant.identity?.name, peerAddress: session.peerAddress)
+        if let refusal = server.streamLimiter.admit(caller, now: ServerClock.monotonic()) {
+            return refuse(refusal, e)
+        }
+        let slot: Launcher.Slot
+        switch server.launcher.reserve(definition) {
+        case .success(let s): slot = s
+        case .failure(let refusal):
+            server.streamLimiter.release(caller)
+            return refuse(refusal, e)
+        }
+        let token = try? server.policy.store.token(id: grant.tokenID.description)
         let request = Launcher.Request(application: definition, identity: grant.identity?.name, peerAddress: session.peerAddress,
                                        serverSessionID: session.serverSessionID, tokenID: grant.tokenID.description,
                                        requestJSON: token?.requestJSON ?? "{}",
@@ -57,20 +82,30 @@ final class ConnectionHooks: ServerSessionHooks {
         do {
             try server.audit.record(e)
         } catch {
-            return nil
+            // Fail closed (GUIDE §4.10): nothing starts without its stream_opened on disk.
+            slot.release()
+            server.streamLimiter.release(caller)
+            return .failure(USPError(.streamRefused, "the audit trail cannot be written"))
         }
-        guard let application = server.launcher.open(request, port: port) else {
-            e.kind = .streamClosed
-            e.result = USPError.Code.streamRefused.name
-            server.audit.note(e)
-            return nil
-        }
+        let application = server.launcher.open(request, port: port, slot: slot)
+        admitted[port.stream] = caller
         server.logger.info("\(session.serverSessionID): stream \(port.stream) opened \(grant.application) for \(grant.identity?.name ?? "anonymous")")
-        return application
+        return .success(application)
+    }
+
+    private func refuse(_ refusal: USPError, _ opened: AuditEvent) -> Result<any ServerStreamApplication, USPError> {
+        var e = opened
+        e.kind = .rateLimited
+        e.result = refusal.code.name
+        e.detail = refusal.detail
+        server.audit.note(e)
+        server.logger.notice("\(e.session ?? "?"): stream \(e.stream ?? 0) of \(e.application ?? "?") refused: \(refusal.detail) (\(refusal.code.name))")
+        return .failure(refusal)
     }
 
     func streamClosed(_ handler: ServerSessionHandler, stream: UInt32, grant: ApplicationGrant, code: USPError.Code,
                       bytesIn: Int64, bytesOut: Int64, seconds: Double) {
+        if let caller = admitted.removeValue(forKey: stream) { server.streamLimiter.release(caller) }
         var e = event(.streamClosed, handler)
         e.identity = grant.identity?.name ?? e.identity
         e.tokenID = grant.tokenID.description
@@ -104,7 +139,9 @@ final class ConnectionHooks: ServerSessionHooks {
 
     func sessionClosed(_ handler: ServerSessionHandler, error: USPError?, bytesIn: Int64, bytesOut: Int64, seconds: Double) {
         server.registry.remove(handler.serverSessionID)
-        server.limiter.connectionClosed(wasStarting: starting)
+        server.limiter.connectionClosed(wasStarting: starting, from: handler.peerAddress)
+        for caller in admitted.values { server.streamLimiter.release(caller) }
+        admitted = [:]
         starting = false
         var e = event(.connectionClosed, handler)
         e.result = error?.code.name ?? "ok"

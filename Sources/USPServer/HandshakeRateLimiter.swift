@@ -2,7 +2,7 @@ import Synchronization
 
 /// A token bucket per source address for new connections, as WireGuard limits handshake
 /// initiations (20 per second per source with a burst of 5). IPv6 sources are grouped by their /64,
-/// since one host usually owns a whole /64.
+/// since one host usually owns a whole /64. `StreamLimiter` uses the same buckets, keyed by caller.
 ///
 /// Memory is bounded: past `maxSources` entries, buckets untouched long enough to be full again
 /// (they are indistinguishable from absent ones) are dropped; if an attacker with more addresses
@@ -29,8 +29,12 @@ public final class HandshakeRateLimiter: Sendable {
 
     /// Takes one token for `address` at time `now` (monotonic seconds); false: refuse the connection.
     public func admit(_ address: String, now: Double) -> Bool {
-        let key = Self.sourceKey(address)
-        return buckets.withLock { buckets in
+        admit(key: Self.sourceKey(address), now: now)
+    }
+
+    /// Takes one token from the bucket named `key` (not grouped: an identity, or a source key).
+    public func admit(key: String, now: Double) -> Bool {
+        buckets.withLock { buckets in
             var bucket = buckets[key] ?? Bucket(tokens: burst, updated: now)
             bucket.tokens = min(burst, bucket.tokens + max(0, now - bucket.updated) * rate)
             bucket.updated = now

@@ -6,6 +6,7 @@ import Synchronization
 import USPConfig
 import USPCore
 import USPNIO
+import USPStore
 import USPUnix
 
 #if canImport(Glibc)
@@ -22,7 +23,9 @@ import Glibc
 ///
 /// All run on the session's event loop through NIO channels (`NIOPipeBootstrap` over pipes,
 /// `ClientBootstrap` over TCP or the daemon's end of a socketpair), with back-pressure both ways
-/// (see `ServerStreamApplication`). `max_sessions` is enforced here: a stream beyond it is refused.
+/// (see `ServerStreamApplication`). `max_sessions` is enforced here: a stream beyond it is refused
+/// with `application_busy`. An exec'd command is confined by the application's `Isolation`
+/// (network namespace, user and group, resource limits; see `ChildProcess`).
 /// A launch that fails resets the stream with a specific code (`application_unavailable`,
 /// `application_refused`, `resources_exhausted`) and logs one line naming the application.
 public final class Launcher: Sendable {
@@ -52,12 +55,18 @@ public final class Launcher: Sendable {
     }
 
     let logger: Logger
+    /// Where crashes of exec'd applications are recorded (`application_exited`).
+    let audit: AuditLog?
+    /// uspd.toml `max_streams_per_application`: a ceiling on every application's own `max_sessions`.
+    public let maxSessionsPerApplication: Int?
     private let running = Mutex<[String: Int]>([:])
     /// Variables every exec'd command gets besides USP_*, from the daemon's own environment.
     private let baseEnvironment: [String: String]
 
-    public init(logger: Logger = Logger(label: "uspd.launcher")) {
+    public init(logger: Logger = Logger(label: "uspd.launcher"), audit: AuditLog? = nil, maxSessionsPerApplication: Int? = nil) {
         self.logger = logger
+        self.audit = audit
+        self.maxSessionsPerApplication = maxSessionsPerApplication
         // A write to a pipe whose reader exited must not kill the daemon (NIOPipeBootstrap requires it).
         signal(SIGPIPE, SIG_IGN)
         let env = ProcessInfo.processInfo.environment
@@ -66,34 +75,64 @@ public final class Launcher: Sendable {
         baseEnvironment = base
     }
 
-    /// Concurrent streams of `application` right now.
+    /// Concurrent sessions of `application` right now (for exec: processes not yet reaped).
     public func runningCount(_ application: String) -> Int { running.withLock { $0[application] ?? 0 } }
 
-    /// Starts the application for a new stream; nil if `max_sessions` is reached (the stream is
-    /// refused). A launch that fails later resets the stream itself. Call on `port.eventLoop`.
-    public func open(_ request: Request, port: ServerStreamPort) -> (any ServerStreamApplication)? {
-        let name = request.application.name
+    /// The cap on concurrent sessions of `application` and the setting it comes from.
+    func sessionCap(_ application: ApplicationDefinition) -> (limit: Int, setting: String)? {
+        let own = application.limits.maxSessions.map { ($0, "max_sessions") }
+        let server = maxSessionsPerApplication.map { ($0, "max_streams_per_application") }
+        switch (own, server) {
+        case let (own?, server?): return own.0 <= server.0 ? own : server
+        case let (own, server): return own ?? server
+        }
+    }
+
+    /// One session's place under its application's cap, taken by `reserve` before the stream is
+    /// audited and launched; given back once, when the stream is over (for exec: when its process
+    /// is reaped), or by `release()` if the launch does not happen.
+    public final class Slot: Sendable {
+        private let giveBack: Mutex<(@Sendable () -> Void)?>
+        init(_ giveBack: @escaping @Sendable () -> Void) { self.giveBack = Mutex(giveBack) }
+        /// Gives the place back; later calls do nothing.
+        public func release() { giveBack.withLock { g in defer { g = nil }; return g }?() }
+    }
+
+    /// A place for one more session of `application`, or `application_busy` when it is at its cap
+    /// (`max_sessions`, `max_streams_per_application`); the error's detail names the setting.
+    public func reserve(_ application: ApplicationDefinition) -> Result<Slot, USPError> {
+        let name = application.name
+        let cap = sessionCap(application)
         let admitted = running.withLock { r -> Bool in
-            if let max = request.application.limits.maxSessions, (r[name] ?? 0) >= max { return false }
+            if let cap, (r[name] ?? 0) >= cap.limit { return false }
             r[name, default: 0] += 1
             return true
         }
         guard admitted else {
-            logger.notice("\(name): max_sessions reached, stream refused")
-            return nil
+            return .failure(USPError(.applicationBusy, "\(cap!.setting) (\(cap!.limit)) of \(name) reached"))
         }
-        let release: @Sendable () -> Void = { [self] in
+        return .success(Slot { [self] in
             running.withLock { r in
                 r[name] = max(0, (r[name] ?? 1) - 1)
                 if r[name] == 0 { r[name] = nil }
             }
-        }
+        })
+    }
+
+    /// Starts the application for a new stream in the place `slot` holds. A launch that fails
+    /// resets the stream itself, with a specific code. Call on `port.eventLoop`.
+    ///
+    /// For exec the slot is held until the process is reaped, so `max_sessions` of an exec
+    /// application also caps its concurrent processes.
+    public func open(_ request: Request, port: ServerStreamPort, slot: Slot) -> any ServerStreamApplication {
+        let name = request.application.name
+        let release: @Sendable () -> Void = { slot.release() }
         switch request.application.launch {
         case .exec(let command, let extra, let stream):
             var env = baseEnvironment
             for (k, v) in extra { env[k] = v }
             for (k, v) in Self.environment(for: request) { env[k] = v }
-            return exec(command, environment: env, stream: stream, name: name, port: port, release: release)
+            return exec(command, environment: env, stream: stream, request: request, port: port, release: release)
         case .tcp(let host, let tcpPort):
             let bridge = ChannelBridge(port: port, logger: logger, release: release)
             let future = ClientBootstrap(group: port.eventLoop)
@@ -110,14 +149,18 @@ public final class Launcher: Sendable {
         }
     }
 
-    private func exec(_ command: [String], environment: [String: String], stream: ApplicationDefinition.ExecStream, name: String,
+    private func exec(_ command: [String], environment: [String: String], stream: ApplicationDefinition.ExecStream, request: Request,
                       port: ServerStreamPort, release: @escaping @Sendable () -> Void) -> any ServerStreamApplication {
+        let name = request.application.name
         var pair: SocketPair?
         do throws(UnixError) {
             if stream == .fd3 { pair = try SocketPair.make() }
-            let child = try ChildProcess.spawn(command, environment: environment, stream: pair.map { .socket($0.second) } ?? .pipes)
+            let child = try ChildProcess.spawn(command, environment: environment, stream: pair.map { .socket($0.second) } ?? .pipes,
+                                               isolation: request.application.isolation,
+                                               onExit: exitHandler(request, stream: port.stream, release: release))
             if let pair { close(pair.second) }
-            let bridge = ExecBridge(port: port, child: child, socket: pair?.first, logger: logger, release: release)
+            // The slot goes with the process (`onExit`), not with the stream.
+            let bridge = ExecBridge(port: port, child: child, socket: pair?.first, logger: logger, release: {})
             bridge.start()
             return bridge
         } catch {
@@ -125,6 +168,32 @@ public final class Launcher: Sendable {
             let bridge = ChannelBridge(port: port, logger: logger, release: release)
             bridge.failSoon("\(name): cannot start \(command.first ?? "?"): \(error)", code: error.streamCode)
             return bridge
+        }
+    }
+
+    /// What happens when an exec'd application's process is reaped: its slot is released; an
+    /// exit by a signal or with a non-zero status that uspd did not ask for (a crash, a kill from
+    /// outside, RLIMIT_CPU) is logged as a warning with the application, session, stream and pid,
+    /// and recorded as `application_exited`. Other sessions are not touched.
+    private func exitHandler(_ request: Request, stream: UInt32, release: @escaping @Sendable () -> Void) -> ChildProcess.ExitHandler {
+        let logger = self.logger
+        let audit = self.audit
+        return { pid, exit, stopRequested in
+            release()
+            let who = "\(request.application.name) (session \(request.serverSessionID), stream \(stream), pid \(pid))"
+            guard let exit else {
+                logger.warning("\(who): reaped elsewhere, exit status unknown")
+                return
+            }
+            if exit.isSuccess || stopRequested {
+                logger.debug("\(who): \(exit)\(stopRequested ? " after uspd stopped it" : "")")
+                return
+            }
+            logger.warning("\(who): \(exit)")
+            audit?.note(AuditEvent(kind: .applicationExited, session: request.serverSessionID, peerAddress: request.peerAddress,
+                                   identity: request.identity, result: exit.summary, tokenID: request.tokenID,
+                                   authorizationTokenID: request.authorizationTokenID, application: request.application.name,
+                                   stream: Int64(stream), detail: "\(exit) (pid \(pid))"))
         }
     }
 

@@ -115,10 +115,17 @@ public struct ServerHome: Sendable {
 
         [launch]
         exec = ["/bin/cat"]
+        # When uspd runs as root, confine it further:
+        # sandbox = "no-network"
+        # user = "nobody"
 
         [limits]
         max_sessions = 64
         token_lifetime = 60
+
+        [rlimits]
+        max_open_files = 16
+        max_cpu_seconds = 600
 
         """),
         ("time.toml", """

@@ -27,6 +27,14 @@ public final class ServerRuntime: Sendable {
         public var maxUnauthenticated = 256
         public var handshakeRate: Double = 20
         public var handshakeBurst = 5
+        /// Concurrent connections per source address (IPv6: per /64); nil: no limit.
+        public var maxConnectionsPerSource: Int?
+        /// Streams opened per minute per identity (anonymous: per source address); nil: no limit.
+        public var maxStreamsPerMinute: Int?
+        /// Concurrent streams per identity (anonymous: per source address); nil: no limit.
+        public var maxStreamsPerIdentity: Int?
+        /// Concurrent streams per application, a ceiling on each one's `max_sessions`; nil: no limit.
+        public var maxStreamsPerApplication: Int?
         public var session = SessionConfiguration()
         /// How often apps.d is polled for changes (SIGHUP reloads at once).
         public var reloadInterval: Double = 2
@@ -45,6 +53,11 @@ public final class ServerRuntime: Sendable {
             maxUnauthenticated = config.maxUnauthenticated
             handshakeRate = config.handshakeRate
             handshakeBurst = config.handshakeBurst
+            func limit(_ n: Int) -> Int? { n > 0 ? n : nil }
+            maxConnectionsPerSource = limit(config.maxConnectionsPerSource)
+            maxStreamsPerMinute = limit(config.maxStreamsPerMinute)
+            maxStreamsPerIdentity = limit(config.maxStreamsPerIdentity)
+            maxStreamsPerApplication = limit(config.maxStreamsPerApplication)
         }
     }
 
@@ -54,6 +67,7 @@ public final class ServerRuntime: Sendable {
     public let registry = SessionRegistry()
     public let limiter: ConnectionLimiter
     public let rateLimiter: HandshakeRateLimiter
+    public let streamLimiter: StreamLimiter
     public let launcher: Launcher
     public var audit: AuditLog { policy.audit }
     public let logger: Logger
@@ -63,9 +77,11 @@ public final class ServerRuntime: Sendable {
         self.options = options
         self.staticKey = staticKey
         self.policy = policy
-        self.limiter = ConnectionLimiter(maxConnections: options.maxConnections, maxStarting: options.maxUnauthenticated)
+        self.limiter = ConnectionLimiter(maxConnections: options.maxConnections, maxStarting: options.maxUnauthenticated,
+                                         maxPerSource: options.maxConnectionsPerSource)
         self.rateLimiter = HandshakeRateLimiter(rate: options.handshakeRate, burst: options.handshakeBurst)
-        self.launcher = launcher ?? Launcher(logger: logger)
+        self.streamLimiter = StreamLimiter(perMinute: options.maxStreamsPerMinute, concurrent: options.maxStreamsPerIdentity)
+        self.launcher = launcher ?? Launcher(logger: logger, audit: policy.audit, maxSessionsPerApplication: options.maxStreamsPerApplication)
         self.logger = logger
     }
 
@@ -76,8 +92,16 @@ public final class ServerRuntime: Sendable {
             logger.debug("\(peer): handshake rate limit, connection dropped")
             return channel.close()
         }
-        switch limiter.connectionAccepted() {
+        switch limiter.connectionAccepted(from: peer) {
         case .admit: break
+        case .tooManyFromSource:
+            // Before the handshake nothing is sent (GUIDE §2: darkness to strangers); the audit
+            // row and the log line say which limit. The handshake rate limit above bounds how
+            // many such rows one source can cause.
+            let detail = "max_connections_per_source (\(options.maxConnectionsPerSource ?? 0)) reached for \(HandshakeRateLimiter.sourceKey(peer))"
+            logger.notice("\(peer): \(detail), connection dropped")
+            audit.note(AuditEvent(kind: .rateLimited, peerAddress: peer, result: "dropped", detail: detail))
+            return channel.close()
         case .tooManyConnections:
             logger.notice("\(peer): max_connections (\(options.maxConnections)) reached, connection dropped")
             return channel.close()

@@ -67,7 +67,12 @@ public struct AuditEvent: Hashable, Sendable {
         case tokenRefused = "token_refused"
         case streamOpened = "stream_opened"
         case streamClosed = "stream_closed"
+        /// A limit refused a connection or a stream (`result`: the code the client got, or
+        /// `dropped` for a connection closed before its handshake; `detail`: which limit).
         case rateLimited = "rate_limited"
+        /// An exec'd application's process ended by a signal or with a non-zero status, other
+        /// than after uspd stopped it (`result`: `SIGSEGV` or `status 3`; `detail` with the pid).
+        case applicationExited = "application_exited"
     }
     public var id: Int64?
     public var time: Date

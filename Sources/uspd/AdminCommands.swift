@@ -144,6 +144,7 @@ struct App: AsyncParsableCommand {
                 switch d.launch {
                 case .exec(let command, _, let stream):
                     launch = "exec " + command.joined(separator: " ") + (stream == .stdio ? "" : " (stream \(stream.rawValue))")
+                        + Self.confinement(d.isolation)
                 case .unix(let path): launch = "unix " + path
                 case .tcp(let host, let port): launch = "tcp \(host.contains(":") ? "[\(host)]" : host):\(port)"
                 }
@@ -156,6 +157,19 @@ struct App: AsyncParsableCommand {
                 }
             }
             if !json { printTable(rows) }
+        }
+
+        /// " [sandbox no-network, user nobody (65534), group nogroup (65534), nofile 64, as 268435456, cpu 60, nproc 32]", or "".
+        static func confinement(_ i: Isolation) -> String {
+            var parts: [String] = []
+            if i.sandbox != .none { parts.append("sandbox \(i.sandbox.rawValue)") }
+            if let u = i.user { parts.append("user \(u.name) (\(u.id))") }
+            if let g = i.group { parts.append("group \(g.name) (\(g.id))") }
+            let r = i.rlimits
+            for (name, value) in [("nofile", r.maxOpenFiles), ("as", r.maxMemory), ("cpu", r.maxCPUSeconds), ("nproc", r.maxProcesses)] {
+                if let value { parts.append("\(name) \(value)") }
+            }
+            return parts.isEmpty ? "" : " [" + parts.joined(separator: ", ") + "]"
         }
     }
 }

@@ -300,7 +300,7 @@ struct DaemonEndToEndTests {
         let b = try client.session.openStream(applicationToken: token)
         try client.flush()
         #expect(try client.pump { $0.closedCode(b) != nil })
-        #expect(client.log.closedCode(b) == "stream_refused")
+        #expect(client.log.closedCode(b) == "application_busy")
         try client.write(a, "still here")
         #expect(try client.pump { _ in client.text(a) == "still here" })
     }

@@ -355,3 +355,55 @@ final class RollSequence: @unchecked Sendable {
     init(_ values: [Double]) { self.values = values }
     func next() -> Double { lock.withLock { values.isEmpty ? 0.99 : values.removeFirst() } }
 }
+
+/// uspd.toml rate limits as objects: per-source connections, per-caller streams.
+@Suite struct RateLimitPolicyTests {
+    @Test func connectionsPerSourceAreCountedByAddressAndIPv6Slash64() {
+        let limiter = ConnectionLimiter(maxConnections: 100, maxStarting: 100, maxPerSource: 2, random: { 0.99 })
+        #expect(limiter.connectionAccepted(from: "192.0.2.1") == .admit)
+        #expect(limiter.connectionAccepted(from: "192.0.2.1") == .admit)
+        #expect(limiter.connectionAccepted(from: "192.0.2.1") == .tooManyFromSource)
+        #expect(limiter.connectionAccepted(from: "192.0.2.2") == .admit)
+        #expect(limiter.connectionAccepted(from: "2001:db8:1:2::1") == .admit)
+        #expect(limiter.connectionAccepted(from: "2001:db8:1:2:ffff::9") == .admit)
+        #expect(limiter.connectionAccepted(from: "2001:db8:1:2::77") == .tooManyFromSource)
+        #expect(limiter.count(from: "192.0.2.1") == 2)
+        limiter.connectionClosed(wasStarting: true, from: "192.0.2.1")
+        #expect(limiter.count(from: "192.0.2.1") == 1)
+        #expect(limiter.connectionAccepted(from: "192.0.2.1") == .admit)
+        #expect(limiter.total == 5)
+    }
+
+    @Test func concurrentStreamsPerCaller() {
+        let limiter = StreamLimiter(perMinute: nil, concurrent: 2)
+        let alice = StreamLimiter.caller(identity: "alice", peerAddress: "192.0.2.1")
+        let stranger = StreamLimiter.caller(identity: nil, peerAddress: "192.0.2.1")
+        #expect(stranger == "anonymous from 192.0.2.1")
+        #expect(limiter.admit(alice, now: 0) == nil)
+        #expect(limiter.admit(alice, now: 0) == nil)
+        let refused = limiter.admit(alice, now: 0)
+        #expect(refused?.code == .tooManyStreams)
+        #expect(refused?.detail == "max_streams_per_identity (2) reached by alice")
+        // Another caller from the same address has its own count.
+        #expect(limiter.admit(stranger, now: 0) == nil)
+        limiter.release(alice)
+        #expect(limiter.openCount(alice) == 1)
+        #expect(limiter.admit(alice, now: 0) == nil)
+    }
+
+    @Test func streamsPerMinutePerCallerRefillOverTheMinute() {
+        let limiter = StreamLimiter(perMinute: 3, concurrent: nil)
+        for _ in 0..<3 {
+            #expect(limiter.admit("bob", now: 100) == nil)
+            limiter.release("bob")
+        }
+        let refused = limiter.admit("bob", now: 100)
+        #expect(refused?.code == .rateLimited)
+        #expect(refused?.detail == "max_streams_per_minute (3) reached by bob")
+        #expect(limiter.openCount("bob") == 0, "a refused stream holds nothing")
+        #expect(limiter.admit("carol", now: 100) == nil)
+        // One stream's worth comes back every 20 s.
+        #expect(limiter.admit("bob", now: 119) != nil)
+        #expect(limiter.admit("bob", now: 121) == nil)
+    }
+}

@@ -114,6 +114,12 @@ public struct USPError: Error, Hashable, Sendable, CustomStringConvertible {
         /// A begin by name for an application that is not on the caller's menu (a logged-in
         /// caller; before login the answer is the token problem, so nothing leaks).
         public static let unknownApplication = Code(515, "unknown_application")
+        /// The caller (an identity, or an anonymous client's source address) already has as many
+        /// concurrent streams as the server allows (uspd.toml `max_streams_per_identity`).
+        public static let tooManyStreams = Code(516, "too_many_streams")
+        /// The application already runs as many sessions as it may (apps.d `max_sessions`, uspd.toml
+        /// `max_streams_per_application`); for exec applications, processes not yet ended count.
+        public static let applicationBusy = Code(517, "application_busy")
 
         // MARK: 6xx: session end
         public static let closedByPeer = Code(600, "closed_by_peer")
@@ -133,7 +139,7 @@ public struct USPError: Error, Hashable, Sendable, CustomStringConvertible {
             malformedMessage, unexpectedMessage, unsupportedVersion, messageTooLarge, sessionIDMismatch,
             authenticationFailed, authorizationMissing, authorizationInvalid, unknownIndex, invalidRequestBody,
             tokenInvalid, tokenExpired, tokenWrongAddress, tokenRevoked, unknownAction, rateLimited, unknownMethod,
-            applicationUnavailable, applicationRefused, resourcesExhausted, unknownApplication,
+            applicationUnavailable, applicationRefused, resourcesExhausted, unknownApplication, tooManyStreams, applicationBusy,
             closedByPeer, shuttingDown, idleTimeout, internalError, unexpectedEOF,
         ]
     }

@@ -42,7 +42,8 @@ struct AgentCommand: AsyncParsableCommand {
                 c.connection.serverKeyChecking = KnownServers.Mode(text: serverKeyChecking) ?? .strict
                 let log = try AgentLog(path: home.directory + "/agent.log")
                 let server = try AgentServer(configuration: c, log: log)
-                printError("agent listening on \(c.socket.path) (log \(log.path))")
+                // Handlers before the line that says the agent is up, so a prompt SIGTERM still
+                // removes the socket.
                 let signals = [SIGTERM, SIGINT, SIGHUP].map { sig in
                     signal(sig, SIG_IGN)
                     let source = DispatchSource.makeSignalSource(signal: sig)
@@ -50,6 +51,7 @@ struct AgentCommand: AsyncParsableCommand {
                     source.resume()
                     return source
                 }
+                printError("agent listening on \(c.socket.path) (log \(log.path))")
                 await server.run()
                 signals.forEach { $0.cancel() }
             }

@@ -46,7 +46,13 @@ struct AgentRequestTests {
     }
 
     @Test func framesAreBoundedBothWays() throws {
-        #expect(throws: AgentError(.malformedRequest, "")) { try AgentFrame.length([0, 0, 0, 0]) }
+        #expect(throws: AgentError.self) { try AgentFrame.length([0, 0, 0, 0]) }
+        #expect((try? AgentFrame.length([0, 0, 0, 0])) == nil)
+        do {
+            _ = try AgentFrame.length([0, 0, 0, 0])
+        } catch {
+            #expect(error.code == .malformedRequest)
+        }
         #expect(try AgentFrame.length([0, 1, 0, 0]) == 65536)
         do {
             _ = try AgentFrame.length([0, 1, 0, 1])

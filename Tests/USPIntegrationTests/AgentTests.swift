@@ -191,6 +191,28 @@ import USPUnix
         _ = again
     }
 
+    @Test func uspForwardOpensEachConnectionThroughTheAgent() throws {
+        let web = try HTTPPeer()
+        let daemon = try DaemonFixture(apps: ["web.toml": tcpApp("web", port: web.port, visibility: "authenticated")], config: Self.config)
+        try daemon.loginAdmin()
+        let agent = try AgentProcess(home: daemon.home)
+        let local = try Harness.freePort()
+        let forward = try RunningProcess("usp forward", executable: try Harness.executable("usp"),
+                                         arguments: ["--home", daemon.home.path, "forward", "--listen", "127.0.0.1:\(local)", daemon.uri, "web"])
+        defer { forward.stop() }
+        _ = try forward.waitForOutput { $0.contains("through the agent on \(agent.socket)") }
+        for _ in 0..<2 {
+            let curl = try Harness.run("/usr/bin/curl", ["-sS", "--max-time", "20", "http://127.0.0.1:\(local)/index.html"])
+            #expect(curl.status == 0, "curl: \(curl.stderr)")
+            #expect(curl.stdout == web.body)
+        }
+        let log = try agent.waitForLog { $0.filter { $0["event"] as? String == "close" }.count == 2 }
+        let opens = log.filter { $0["event"] as? String == "open" }
+        #expect(opens.count == 2)
+        #expect(opens.allSatisfy { $0["executable"] as? String == realpath(try! Harness.executable("usp")) && $0["pid"] as? Int == Int(forward.pid) })
+        #expect(log.filter { $0["event"] as? String == "close" }.allSatisfy { ($0["bytes_received"] as? Int ?? 0) > web.body.utf8.count })
+    }
+
     @Test func statusListsAnOpenStream() throws {
         let daemon = try DaemonFixture(apps: Self.apps, config: Self.config)
         try daemon.loginAdmin()

@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "USPServer", targets: ["USPServer"]),
         .library(name: "USPUnix", targets: ["USPUnix"]),
         .library(name: "USPApp", targets: ["USPApp"]),
+        .library(name: "USPAgent", targets: ["USPAgent"]),
         .executable(name: "usp-example-upper", targets: ["usp-example-upper"]),
         .executable(name: "uspd", targets: ["uspd"]),
         .executable(name: "usp", targets: ["usp"]),
@@ -106,6 +107,16 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        // The client agent (`usp agent`): programs get streams as descriptors from it, never
+        // credentials; per-program rate limit and log. See docs/AGENT.md.
+        .target(
+            name: "USPAgent",
+            dependencies: [
+                "USPClient", "USPCore", "USPUnix",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .executableTarget(
             name: "uspd",
             dependencies: [
@@ -116,7 +127,7 @@ let package = Package(
         .executableTarget(
             name: "usp",
             dependencies: [
-                "USPClient",
+                "USPClient", "USPAgent",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -150,7 +161,8 @@ let package = Package(
             name: "USPClientTests",
             dependencies: ["USPClient", "USPCore", "USPNIO", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
         ),
-        .testTarget(name: "USPIntegrationTests", dependencies: ["USPCore", "USPUnix", "uspd", "usp", "usp-example-upper"],
+        .testTarget(name: "USPAgentTests", dependencies: ["USPAgent", "USPClient", "USPCore"]),
+        .testTarget(name: "USPIntegrationTests", dependencies: ["USPCore", "USPUnix", "USPAgent", "uspd", "usp", "usp-example-upper"],
                     exclude: ["Python"]),
     ]
 )

@@ -282,6 +282,9 @@ public final class USPForwarder: Sendable {
         case byName(String, request: [String: JSONValue])
         /// With a fresh application token from a menu connection.
         case tokens(ApplicationTokenSource)
+        /// Through the client agent (`usp agent`): the closure returns a connected stream socket
+        /// whose other end the agent relays to the application; it is relayed as it is.
+        case descriptor(@Sendable () async throws -> CInt)
     }
 
     public let localAddress: SocketAddress
@@ -359,20 +362,15 @@ public final class USPForwarder: Sendable {
                 stream = try await USPConnection.connectDedicated(to: server, home: home, application: name, request: request, options: options)
             case .tokens(let tokens):
                 stream = try await USPConnection.connectDedicated(to: server, home: home, token: try await tokens.token(), options: options)
+            case .descriptor(let open):
+                let other = try await StreamRelay.channel(adopting: try await open(), on: local.channel.eventLoop)
+                try await other.executeThenClose { otherInbound, otherOutbound in
+                    try await StreamRelay.run(inbound: inbound, outbound: outbound, otherInbound: otherInbound, otherOutbound: otherOutbound)
+                }
+                return
             }
             do {
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask {
-                        for try await chunk in inbound { try await stream.write(chunk) }
-                        try await stream.finish()
-                    }
-                    group.addTask {
-                        for try await chunk in stream.inbound { try await outbound.write(chunk) }
-                        outbound.finish()
-                    }
-                    try await group.waitForAll()
-                }
-                await stream.waitUntilClosed()
+                try await StreamRelay.run(inbound: inbound, outbound: outbound, stream: stream)
             } catch {
                 await stream.close()
                 throw error

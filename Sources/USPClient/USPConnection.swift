@@ -114,7 +114,16 @@ public final class USPConnection: Sendable {
         guard let streamCore = core.dedicatedStream else {
             throw USPClientError(.connectionLost, "internal error: no dedicated stream")
         }
-        let stream = USPStream(core: core, stream: streamCore, ownsConnection: true, earlyDataAccepted: facts.earlyDataAccepted)
+        // The reply has arrived (it completes `ready`): a begin by name names the token issued.
+        let reply = try await core.eventLoop.submit { core.applicationReply }.get()
+        var tokenID: String?
+        if case .session(let result)? = reply?.outcome, let id = result.result?["token_id"]?.stringValue {
+            tokenID = id
+        } else if let token = application.token {
+            tokenID = try? TokenProof.tokenID(secret: token).description
+        }
+        let stream = USPStream(core: core, stream: streamCore, ownsConnection: true, earlyDataAccepted: facts.earlyDataAccepted,
+                               tokenID: tokenID)
         do {
             try await streamCore.acceptance.futureResult.get()
             if early < initialData.count { try await stream.write(Array(initialData[early...])) }
@@ -271,7 +280,8 @@ public final class USPConnection: Sendable {
     public func openStream(token: String) async throws -> USPStream {
         let core = self.core
         let streamCore = try await core.eventLoop.flatSubmit { core.openStream(token: token) }.get()
-        return USPStream(core: core, stream: streamCore, ownsConnection: false, earlyDataAccepted: false)
+        return USPStream(core: core, stream: streamCore, ownsConnection: false, earlyDataAccepted: false,
+                         tokenID: try? TokenProof.tokenID(secret: token).description)
     }
 
     /// Invalidates tokens (secrets `usp1.…` or token IDs). Needs a logged-in session. Returns how

@@ -17,15 +17,21 @@ public final class USPStream: Sendable {
     public let inbound: Inbound
     /// For a dedicated connection: whether message 1's early data was acted on.
     public let earlyDataAccepted: Bool
+    /// The ID of the application token the stream was opened with (base64url), as the server's
+    /// audit trail and the application (`USP_TOKEN_ID`) name it: for a begin by name, the
+    /// `result.token_id` of the server's `application_session_reply`; otherwise the ID of the
+    /// token that was presented. Nil if the server did not say.
+    public let tokenID: String?
     let core: ConnectionCore
     let stream: StreamCore
     let ownsConnection: Bool
 
-    init(core: ConnectionCore, stream: StreamCore, ownsConnection: Bool, earlyDataAccepted: Bool) {
+    init(core: ConnectionCore, stream: StreamCore, ownsConnection: Bool, earlyDataAccepted: Bool, tokenID: String?) {
         self.core = core
         self.stream = stream
         self.ownsConnection = ownsConnection
         self.earlyDataAccepted = earlyDataAccepted
+        self.tokenID = tokenID
         id = stream.id
         inbound = Inbound(base: stream.inbound) { [core, stream] count in
             core.eventLoop.execute { core.consumed(stream, count: count) }

@@ -6,11 +6,22 @@ import Glibc
 public enum UnixSocket {
     /// A listening socket at `address`. An existing socket file there is replaced only when
     /// `replacingStale` is set and nothing answers on it (a leftover of a crashed process).
-    public static func listen(at address: UnixSocketAddress, backlog: CInt = 64, replacingStale: Bool = true) throws(UnixError) -> CInt {
+    /// With `mode`, the socket file is created with that mode (the umask is narrowed around
+    /// bind, so it never exists with a wider one; the umask is process-wide, so call this
+    /// before other threads create files) and set to it exactly.
+    public static func listen(at address: UnixSocketAddress, backlog: CInt = 64, replacingStale: Bool = true,
+                              mode: mode_t? = nil) throws(UnixError) -> CInt {
         if replacingStale, isStale(address) { unlink(address.path) }
         let fd = socket(AF_UNIX, CInt(SOCK_STREAM.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw .call("socket(AF_UNIX)") }
+        let saved = mode.map { umask(~$0 & 0o777) }
         let bound = address.withSockAddr { bind(fd, $0, $1) }
+        if let saved { umask(saved) }
+        if bound == 0, let mode, chmod(address.path, mode) != 0 {
+            let e = UnixError.call("chmod \(address.path)")
+            close(fd)
+            throw e
+        }
         guard bound == 0 else {
             let e = UnixError.call("bind \(address.path)")
             close(fd)

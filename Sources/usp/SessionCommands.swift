@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Glibc
+import USPAgent
 import USPClient
 import USPCore
 
@@ -190,8 +191,10 @@ struct Connect: AsyncParsableCommand {
     var fields: [String] = []
     @Option(name: .long, help: ArgumentHelp("Wait at most this many milliseconds for the first input bytes, which then travel in the handshake.", visibility: .hidden))
     var earlyWait: Int = 5
+    @OptionGroup var agentChoice: AgentChoice
 
     func run() async throws {
+        if try await throughAgent() { return }
         // Start reading stdin at once: its first bytes can then ride in message 1.
         let input = FDReader()
         input.start()
@@ -231,41 +234,37 @@ struct Connect: AsyncParsableCommand {
         }
     }
 
-    /// A dedicated connection begun by name with the saved login, if any. A saved login the
-    /// server no longer accepts is forgotten (with a warning) and the begin tried without it.
-    static func beginByName(_ server: ServerURI, home: ClientHome, options: USPConnectionOptions, application: String,
-                            input: FDReader, wait: Duration) async throws -> (USPStream, Bool) {
-        var o = options
-        let saved = try home.loadLogin(for: server)
-        o.authorizationToken = saved?.token
-        let budget = USPConnection.earlyDataBudget(.ik, application: .init(name: application), authorizationToken: saved != nil)
-        let (first, ended) = input.takeAvailable(upTo: budget, waitingAtMost: wait)
-        do {
+    /// When the agent runs (and the connection is not --anonymous, which the agent does not
+    /// do): the agent opens the stream and stdin/stdout are bridged to its descriptor.
+    func throughAgent() async throws -> Bool {
+        var used = false
+        try await reporting {
+            guard !connection.anonymous, let (agent, fd) = try agentChoice.connection(home: global.clientHome) else { return }
+            used = true
+            let textFields = try RequestFields.parse(fields)
+            let opened: AgentClient.OpenedStream
             do {
-                return (try await USPConnection.connectDedicated(to: server, home: home, application: application, initialData: first, options: o), ended)
-            } catch let e as USPClientError where e.code == .loginExpired && saved != nil {
-                home.removeLogin(for: server)
-                printError("warning: \(e.message); the saved login was removed")
-                o.authorizationToken = nil
-                return (try await USPConnection.connectDedicated(to: server, home: home, application: application, initialData: first, options: o), ended)
+                opened = try agent.open(AgentRequest.Open(server: try parseURI(uri), application: application,
+                                                          textFields: textFields.isEmpty ? nil : textFields), on: fd)
+            } catch {
+                close(fd)
+                throw error
             }
-        } catch let e as USPClientError where e.wireCode == .unknownApplication || e.wireCode == .authorizationMissing {
-            // Only on this error path: the menu says what there is, for a better message.
-            try await explainUnknown(application, server: server, home: home, options: o)
-            throw e
+            try await DescriptorBridge.run(socket: opened.descriptor)
         }
+        return used
     }
 
-    /// Throws the menu's "no application named … (available: …)" if `name` is not on it.
-    static func explainUnknown(_ name: String, server: ServerURI, home: ClientHome, options: USPConnectionOptions) async throws {
-        guard let menu = try? await USPConnection.connect(to: server, home: home, options: options) else { return }
-        do {
-            _ = try await menu.offer(named: name)
-        } catch {
-            await menu.close()
-            throw error
-        }
-        await menu.close()
+    /// A dedicated connection begun by name with the saved login, if any (`DedicatedBegin`).
+    static func beginByName(_ server: ServerURI, home: ClientHome, options: USPConnectionOptions, application: String,
+                            input: FDReader, wait: Duration) async throws -> (USPStream, Bool) {
+        var ended = false
+        let stream = try await DedicatedBegin.byName(application, server: server, home: home, options: options, initialData: { budget in
+            let (first, atEnd) = input.takeAvailable(upTo: budget, waitingAtMost: wait)
+            ended = atEnd
+            return first
+        }, onLoginExpired: { e in printError("warning: \(e.message); the saved login was removed") })
+        return (stream, ended)
     }
 }
 
@@ -280,6 +279,7 @@ struct Forward: AsyncParsableCommand {
     @Argument(help: "The application's name on the menu.") var application: String
     @Option(name: .customLong("field"), help: ArgumentHelp("A request field for the application (repeatable).", valueName: "name=value"))
     var fields: [String] = []
+    @OptionGroup var agentChoice: AgentChoice
 
     func validate() throws {
         _ = try Self.listenAddress(listen)
@@ -310,6 +310,21 @@ struct Forward: AsyncParsableCommand {
             let home = global.clientHome
             let options = try connection.options()
             let textFields = try RequestFields.parse(fields)
+            let (host, port) = try Self.listenAddress(listen)
+            if !connection.anonymous, let agent = try agentChoice.agent(home: home) {
+                // Each local connection gets a stream from the agent, which holds the login.
+                let request = AgentRequest.Open(server: server, application: application, textFields: textFields.isEmpty ? nil : textFields)
+                let forwarder = try await USPForwarder(listenHost: host, listenPort: port, server: server, home: home, begin: .descriptor({
+                    do {
+                        return try await agent.open(request).descriptor
+                    } catch let e as AgentError {
+                        throw USPClientError(.refused, "agent: \(e.message) (\(e.code))")
+                    }
+                }), options: options)
+                printError("forwarding \(forwarder.localAddress.ipAddress ?? host):\(forwarder.localAddress.port ?? port) to \(application) on \(server.hostPort) through the agent on \(agent.socket.path)")
+                try await forwarder.run { error in printError("forward: \(error.message)") }
+                return
+            }
             var o = options
             // Check the application and the login now, not at the first local connection.
             let first = try await menuConnection(server, home: home, options: options)
@@ -321,7 +336,6 @@ struct Forward: AsyncParsableCommand {
             let begin: USPForwarder.Begin = textFields.isEmpty
                 ? .byName(application, request: [:])
                 : .tokens(ApplicationTokenSource(server: server, home: home, application: application, fields: textFields, options: o))
-            let (host, port) = try Self.listenAddress(listen)
             let forwarder = try await USPForwarder(listenHost: host, listenPort: port, server: server, home: home, begin: begin, options: o)
             printError("forwarding \(forwarder.localAddress.ipAddress ?? host):\(forwarder.localAddress.port ?? port) to \(application) on \(server.hostPort)")
             try await forwarder.run { error in printError("forward: \(error.message)") }

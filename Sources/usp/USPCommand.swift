@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Glibc
+import USPAgent
 import USPClient
 import USPCore
 
@@ -17,7 +18,7 @@ struct USP: AsyncParsableCommand {
             """,
         version: "0.1.0",
         subcommands: [Keygen.self, Genkey.self, Pubkey.self, Menu.self, Login.self, Connect.self, Forward.self,
-                      Logout.self, Revoke.self, KnownServersCommand.self])
+                      Logout.self, Revoke.self, KnownServersCommand.self, AgentCommand.self])
 
     /// `--home DIR` is global: `usp --home DIR menu URI` works as `usp menu URI --home DIR`.
     static func main() async {
@@ -71,6 +72,9 @@ func reporting(_ body: () async throws -> Void) async throws {
     } catch let e as USPClientError {
         printError(e.message)
         throw ExitCode(e.code == .invalidArgument || e.code == .invalidURI ? 64 : 1)
+    } catch let e as AgentError {
+        printError("agent: \(e.message) (\(e.code))")
+        throw ExitCode(e.code == .invalidArgument ? 64 : 1)
     }
 }
 

@@ -1,0 +1,41 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import USPCore
+import USPUnix
+
+/// The local program at the other end of an agent connection: SO_PEERCRED's uid, gid and pid,
+/// and the executable `/proc/PID/exe` points to (read right after accept; "unknown" when the
+/// kernel does not say, e.g. a process of another user seen by an unprivileged agent).
+public struct PeerProgram: Hashable, Sendable {
+    public var uid: uid_t
+    public var gid: gid_t
+    public var pid: pid_t
+    public var executable: String
+
+    public init(uid: uid_t, gid: gid_t, pid: pid_t, executable: String) {
+        self.uid = uid
+        self.gid = gid
+        self.pid = pid
+        self.executable = executable
+    }
+
+    public static func of(_ socket: CInt) throws(UnixError) -> PeerProgram {
+        let c = try PeerCredentials.of(socket)
+        return PeerProgram(uid: c.uid, gid: c.gid, pid: c.pid, executable: executable(of: c.pid))
+    }
+
+    static func executable(of pid: pid_t) -> String {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = readlink("/proc/\(pid)/exe", &buffer, buffer.count - 1)
+        guard n > 0 else { return "unknown" }
+        return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// For log lines and status.
+    public var json: [String: JSONValue] {
+        ["uid": .integer(Int64(uid)), "pid": .integer(Int64(pid)), "executable": .string(executable)]
+    }
+
+    public var description: String { "pid \(pid) (\(executable), uid \(uid))" }
+}

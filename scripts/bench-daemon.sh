@@ -99,6 +99,9 @@ max_connections = 16384
 max_unauthenticated = 8192
 handshake_rate = 1000000
 handshake_burst = 1000000
+max_connections_per_source = 0
+max_streams_per_minute = 0
+max_streams_per_identity = 0
 log_level = "warning"
 EOF
 app() {  # app NAME LAUNCH-LINE

@@ -40,7 +40,7 @@ echo "== $(date -u '+%Y-%m-%d %H:%M UTC') on $(uname -srm), $(nproc) cores; RUNS
 SINK_PORT=17607 USP_PORT=17600 FWD_PORT=17601 SOCAT_PORT=17602
 DATA="$WORK/usp-data"
 "$BIN/uspd" init --data-dir "$DATA" >"$WORK/init.log" 2>&1 || { cat "$WORK/init.log"; exit 1; }
-printf 'max_connections = 16384\nmax_unauthenticated = 8192\nhandshake_rate = 1000000\nhandshake_burst = 1000000\nlog_level = "warning"\n' >"$DATA/uspd.toml"
+printf 'max_connections = 16384\nmax_unauthenticated = 8192\nhandshake_rate = 1000000\nhandshake_burst = 1000000\nmax_connections_per_source = 0\nmax_streams_per_minute = 0\nmax_streams_per_identity = 0\nlog_level = "warning"\n' >"$DATA/uspd.toml"
 app() { printf 'name = "%s"\nvisibility = "public"\n[launch]\n%s\n[limits]\nmax_sessions = 20000\n' "$1" "$2" >"$DATA/apps.d/$1.toml"; }
 app sinktcp "tcp = \"127.0.0.1:$SINK_PORT\""
 app sinkexec "exec = [\"python3\", \"$HELP/fdsink.py\", \"--stdio\"]"

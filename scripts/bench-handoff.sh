@@ -58,7 +58,7 @@ python3 "$HELP/fdsink.py" --unix "$WORK/sink.sock" >"$WORK/fdsink.log" 2>&1 & PI
 wait_port $SINK_PORT && wait_port $USP_PORT || exit 1
 
 echo "== 1. throughput: one stream of $MIB MiB through uspd into the application, $RUNS runs each, interleaved"
-CIPHER=$(openssl speed -evp chacha20-poly1305 -seconds 1 -bytes 16384 2>/dev/null | awk '/^chacha20-poly1305/ {v=$NF; sub("k","",v); printf "%.0f", v*1000/1e6}')
+CIPHER=$(openssl speed -evp chacha20-poly1305 -seconds 1 -bytes 16384 2>/dev/null | awk 'tolower($1) == "chacha20-poly1305" {v=$NF; sub("k","",v); printf "%.0f", v*1000/1e6}')
 declare -A T
 for kind in sinktcp sinkexec sinkfd3 sinkunix; do T[$kind]=""; done
 for i in $(seq "$RUNS"); do

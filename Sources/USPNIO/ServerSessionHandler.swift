@@ -271,7 +271,7 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
             session.handshakeDeadlinePassed { collect($0) }
         case .awaitingInitialRequest:
             session.close(code: .handshakeTimeout) { collect($0) }
-        case .established, .closed:
+        case .established, .handingOff, .closed:
             return
         }
         afterOperation()

@@ -9,14 +9,14 @@ import TOMLKit
 /// | `description` | optional string, default `""` |
 /// | `visibility` | `"public"`, `"authenticated"` (the default when absent), or a non-empty array of identity names and `"group:NAME"` entries |
 /// | `[expected_request_body]` | optional table: field name → type string (`string`, `integer`, `number`, `boolean`, `object`, `array`, `any`, or `""` for any; a `?` suffix makes the field optional), the vocabulary of USPCore's `RequestBodyValidator` |
-/// | `[launch]` | required, exactly one of `exec` (non-empty array of strings, the first one the program; optional `[launch.environment]` table of `NAME = "value"`; optional `stream`, `"stdio"` (the default) or `"fd3"`), `tcp` (`"host:port"`, port 1…65535) and `unix` (an absolute socket path of at most 107 bytes) |
+/// | `[launch]` | required, exactly one of `exec` (non-empty array of strings, the first one the program; optional `[launch.environment]` table of `NAME = "value"`; optional `stream`, `"stdio"` (the default) or `"fd3"`), `tcp` (`"host:port"`, port 1…65535) and `unix` (an absolute socket path of at most 107 bytes; optional `relay_free`, a boolean, default false) |
 /// | `[limits]` | optional: `max_sessions` 1…1,000,000 (absent: no limit), `token_lifetime` 1…86,400 seconds (absent: the server's `application_token_lifetime`) |
 ///
 /// Unknown keys at any level are errors. When a file has several problems the earliest one in
 /// the file is thrown; `problems(path:)` lists them all.
 public enum ApplicationLoader {
     public static let keys = ["name", "description", "visibility", "expected_request_body", "launch", "limits"]
-    public static let launchKeys = ["exec", "tcp", "unix", "environment", "stream"]
+    public static let launchKeys = ["exec", "tcp", "unix", "environment", "stream", "relay_free"]
     /// The keys of `[launch]` that say how to launch; exactly one must be there.
     static let launchKinds = ["exec", "tcp", "unix"]
     /// The longest `unix` path: what `sockaddr_un.sun_path` holds besides its NUL.
@@ -175,6 +175,9 @@ public enum ApplicationLoader {
         for key in ["environment", "stream"] where kind != "exec" && launch[key] != nil {
             r.reportAtKey(.invalidValue, ["launch", key], "launch.\(key) applies to exec, not to \(kind)")
         }
+        if kind != "unix", launch["relay_free"] != nil {
+            r.reportAtKey(.invalidValue, ["launch", "relay_free"], "launch.relay_free applies to unix, not to \(kind)")
+        }
         switch kind {
         case "tcp":
             guard let text = r.string(launch, ["launch"], "tcp") else { return nil }
@@ -191,7 +194,12 @@ public enum ApplicationLoader {
                                 "launch.unix: \"\(path)\" must be an absolute socket path of at most \(maximumSocketPathLength) bytes")
                 return nil
             }
-            return .unix(path: path)
+            var relayFree = false
+            if launch["relay_free"] != nil {
+                guard let value = r.bool(launch, ["launch"], "relay_free") else { return nil }
+                relayFree = value
+            }
+            return .unix(path: path, relayFree: relayFree)
         default:
             return readExec(r, launch)
         }

@@ -138,7 +138,7 @@ struct App: AsyncParsableCommand {
                 switch d.launch {
                 case .exec(let command, _, let stream):
                     launch = "exec " + command.joined(separator: " ") + (stream == .stdio ? "" : " (stream \(stream.rawValue))")
-                case .unix(let path): launch = "unix " + path
+                case .unix(let path, let relayFree): launch = "unix " + path + (relayFree ? " (relay-free)" : "")
                 case .tcp(let host, let port): launch = "tcp \(host.contains(":") ? "[\(host)]" : host):\(port)"
                 }
                 if json {

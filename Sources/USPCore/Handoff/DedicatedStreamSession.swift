@@ -14,7 +14,7 @@
 /// an OPEN gets REJECT `stream_refused`, a client session message (`initial_request`,
 /// `service_request`) is answered with an `error` message `unexpected_message`; the session goes on.
 /// A server-only message or a frame only a server sends ends the session, as in `ServerSession`.
-public struct DedicatedStreamSession {
+public struct DedicatedStreamSession: Sendable {
     public enum State: Equatable, Sendable {
         /// Created from the snapshot; `resume` has not run yet.
         case resuming

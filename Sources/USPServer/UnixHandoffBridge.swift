@@ -41,26 +41,37 @@ final class UnixHandoffBridge: ChannelBridge {
     private var what: String { "\(application): hand-off to \(path)" }
     static let closedWithoutAccepting = "the application closed the connection without accepting"
 
-    func start(metadata: JSONValue) {
+    /// The relayed hand-off: a socketpair for the stream, its far end to the application. On
+    /// `connection` if one is open to the application already.
+    func start(metadata: JSONValue, connection: CInt? = nil) {
         guard let frame = HandoffMessage.frame(metadata) else {
+            if let connection { close(connection) }
             failSoon("\(what): the metadata is larger than \(HandoffMessage.maximumLength) bytes", code: .applicationUnavailable)
             return
         }
         do throws(UnixError) {
-            let pair = try SocketPair.make()
+            let pair: SocketPair
+            do throws(UnixError) { pair = try SocketPair.make() } catch {
+                if let connection { close(connection) }
+                throw error
+            }
             relayEnd = pair.first
             defer { close(pair.second) }
-            try deliver(frame, descriptor: pair.second)
+            let target: CInt
+            if let connection { target = connection } else { target = try connectToApplication() }
+            try deliver(frame, descriptor: pair.second, on: target)
         } catch {
             failSoon("\(what): \(Self.reason(error))", code: error.streamCode)
         }
     }
 
-    /// Connects to the application and sends `frame` with `descriptor` (SCM_RIGHTS); the answer
-    /// comes to `answer(_:)`.
-    private func deliver(_ frame: [UInt8], descriptor: CInt) throws(UnixError) {
-        let address = try UnixSocketAddress(path: path)
-        let connection = try UnixSocket.connect(to: address, nonBlocking: true)
+    private func connectToApplication() throws(UnixError) -> CInt {
+        try UnixSocket.connect(to: try UnixSocketAddress(path: path), nonBlocking: true)
+    }
+
+    /// Sends `frame` with `descriptor` (SCM_RIGHTS) on `connection`, which is closed on failure;
+    /// the answer comes to `answer(_:)`.
+    private func deliver(_ frame: [UInt8], descriptor: CInt, on connection: CInt) throws(UnixError) {
         let sent: Int
         do throws(UnixError) {
             sent = try DescriptorPassing.send(connection, bytes: frame, descriptors: [descriptor])
@@ -130,9 +141,23 @@ final class UnixHandoffBridge: ChannelBridge {
         }
         // The application's copy travels in the message; this one is not needed after sendmsg.
         defer { close(socket) }
+        let connection: CInt
+        do throws(UnixError) { connection = try connectToApplication() } catch {
+            port.failHandoff()
+            failSoon("\(what): \(Self.reason(error))", code: error.streamCode)
+            return
+        }
+        // The keys go only to a process of uspd's own user (or root): the listener's SO_PEERCRED.
+        let peer = try? PeerCredentials.of(connection)
+        guard let peer, peer.uid == getuid() || peer.uid == 0 else {
+            port.failHandoff()
+            logger.debug("stream \(port.stream): \(application): no relay-free hand-off (the process on \(path) runs as uid \(peer.map { "\($0.uid)" } ?? "?"), not uspd's \(getuid())); relaying")
+            start(metadata: metadata, connection: connection)
+            return
+        }
         relayFree = true
         do throws(UnixError) {
-            try deliver(frame, descriptor: socket)
+            try deliver(frame, descriptor: socket, on: connection)
         } catch {
             relayFree = false
             port.failHandoff()

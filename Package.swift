@@ -142,7 +142,7 @@ let package = Package(
         .testTarget(name: "USPUnixTests", dependencies: ["USPUnix"]),
         .testTarget(name: "USPAppTests", dependencies: ["USPApp", "USPUnix", "USPCore", .product(name: "NIOCore", package: "swift-nio"),
                                                    .product(name: "NIOPosix", package: "swift-nio")]),
-        .testTarget(name: "USPServerTests", dependencies: ["USPServer", "USPCore", "USPClient", "USPUnix"]),
+        .testTarget(name: "USPServerTests", dependencies: ["USPServer", "USPCore", "USPClient", "USPUnix", "USPApp"]),
         .testTarget(
             name: "USPClientTests",
             dependencies: ["USPClient", "USPCore", "USPNIO", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]

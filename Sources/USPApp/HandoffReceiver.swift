@@ -19,7 +19,7 @@ public enum HandoffReceiver {
         public var metadata: SessionMetadata
         /// Owned by the caller, close-on-exec.
         public var descriptor: CInt
-        /// Set for a relay-free hand-off (docs/PROTOCOL.md §13).
+        /// Set for a relay-free hand-off (docs/PROTOCOL.md §14).
         public var relayFree: DedicatedStreamSession?
     }
 

@@ -32,7 +32,7 @@ public struct ApplicationDefinition: Hashable, Sendable {
         /// Hand each session to a running application listening on this AF_UNIX socket path
         /// (docs/APPLICATIONS.md). `relayFree`: for a dedicated connection hand over the client's
         /// TCP socket and the transport keys instead of a relayed socketpair (the application must
-        /// use USPApp or implement docs/PROTOCOL.md §13).
+        /// use USPApp or implement docs/PROTOCOL.md §14).
         case unix(path: String, relayFree: Bool = false)
     }
 

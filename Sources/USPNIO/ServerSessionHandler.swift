@@ -223,7 +223,7 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
         afterOperation()
     }
 
-    // MARK: - Relay-free hand-off (through ServerStreamPort; docs/PROTOCOL.md §13)
+    // MARK: - Relay-free hand-off (through ServerStreamPort; docs/PROTOCOL.md §14)
 
     func streamBeginHandoff(_ stream: UInt32, undelivered: [UInt8], completion: @escaping (Result<RelayFreeHandoff, USPError>) -> Void) {
         guard let context, !reportedClosed, !holding, !handingOff, streams[stream] != nil else {

@@ -80,7 +80,7 @@ public struct ServerStreamPort {
         handler?.streamReset(stream, code: code)
     }
 
-    /// Starts a relay-free hand-off of this stream's dedicated connection (docs/PROTOCOL.md §13):
+    /// Starts a relay-free hand-off of this stream's dedicated connection (docs/PROTOCOL.md §14):
     /// the session stops reading and sending, waits until everything it sent is written, and
     /// hands `completion` the snapshot and the connection's addresses (to find its socket). Then
     /// exactly one of `completeHandoff` (the application acknowledged) or `failHandoff` must follow.

@@ -47,7 +47,7 @@ enum HandoffMessage {
         return [UInt8(n >> 24), UInt8(n >> 16 & 0xff), UInt8(n >> 8 & 0xff), UInt8(n & 0xff)] + json
     }
 
-    /// A relay-free hand-off (docs/PROTOCOL.md §13.2): the metadata with
+    /// A relay-free hand-off (docs/PROTOCOL.md §14.2): the metadata with
     /// `"relay_free": {"v": 1, "snapshot_length": M}`, framed as usual, then the M bytes of the
     /// snapshot's binary form. nil if either part is too large.
     static func relayFreeFrame(_ metadata: JSONValue, snapshot: [UInt8]) -> [UInt8]? {

@@ -91,7 +91,7 @@ final class UnixHandoffBridge: ChannelBridge {
         }
     }
 
-    // MARK: - Relay-free (docs/PROTOCOL.md §13)
+    // MARK: - Relay-free (docs/PROTOCOL.md §14)
 
     /// A relay-free hand-off when the connection is dedicated to this stream, else (with a debug
     /// line saying why) the relayed hand-off of `start`. It begins on the next turn of the event

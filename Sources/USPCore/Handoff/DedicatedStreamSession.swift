@@ -1,6 +1,6 @@
 /// The server side of a dedicated connection after a relay-free hand-off, sans I/O: the application
 /// resumes from the `DedicatedStreamSnapshot` uspd sent and serves the one stream itself, over the
-/// client's TCP connection (docs/PROTOCOL.md §13).
+/// client's TCP connection (docs/PROTOCOL.md §14).
 ///
 /// ```
 ///  init(resuming:) ──resume──▶ open ──error, CLOSE (either side), end of input──▶ closed

@@ -1,14 +1,14 @@
 import CUSPCrypto
 
 /// Everything the server side of a dedicated connection needs to go on in another process after a
-/// relay-free hand-off (docs/PROTOCOL.md §13): both directions' transport keys and nonces, rekey
+/// relay-free hand-off (docs/PROTOCOL.md §14): both directions' transport keys and nonces, rekey
 /// counters and limits, record sizes, padding, the one stream's ids, credit and half-close flags,
 /// and the bytes in flight: ciphertext read from the socket but not yet opened, application bytes
 /// opened but not yet delivered, and sealed records not yet written.
 ///
 /// `ServerSession.beginHandoff` makes one; `DedicatedStreamSession(resuming:)` continues from it.
 /// `encoded()` / `init(encoded:)` are the versioned binary form that travels to the application;
-/// the layout is in docs/PROTOCOL.md §13.3. It holds live keys: zero the encoding once sent
+/// the layout is in docs/PROTOCOL.md §14.3. It holds live keys: zero the encoding once sent
 /// (`DedicatedStreamSnapshot.zeroize`).
 public struct DedicatedStreamSnapshot: Sendable, Equatable {
     /// "USPS": a relay-free snapshot.
@@ -84,7 +84,7 @@ public struct DedicatedStreamSnapshot: Sendable, Equatable {
 
     // MARK: - Binary form
 
-    /// The binary form (docs/PROTOCOL.md §13.3).
+    /// The binary form (docs/PROTOCOL.md §14.3).
     public func encoded() -> [UInt8] {
         var w = WireWriter()
         w.writeBytes(Self.magic)

@@ -610,7 +610,7 @@ public struct ServerSession {
         onEvent(.closed(code == .ok ? nil : USPError(code, "server closed the session")))
     }
 
-    // MARK: - Relay-free hand-off (docs/PROTOCOL.md §13)
+    // MARK: - Relay-free hand-off (docs/PROTOCOL.md §14)
 
     /// Takes the snapshot of a dedicated connection's transport and stream for a relay-free hand-off
     /// and stops the session (`handingOff`) until the application acknowledges or fails.

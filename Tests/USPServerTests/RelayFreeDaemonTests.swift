@@ -50,6 +50,12 @@ struct RelayFreeDaemonTests {
         try await d.start()
         defer { Task { try await d.stop() } }
 
+        // The clients block on their sockets: on a thread of their own, so that the application's
+        // tasks (and everything else on the cooperative pool) keep running meanwhile.
+        try await onThread { try Self.exchange(d, app) }
+    }
+
+    static func exchange(_ d: TestDaemon, _ app: EchoApplication) throws {
         let menu = try SocketClient(port: d.port4)
         try menu.start()
         #expect(try menu.pumpMenu())
@@ -63,21 +69,21 @@ struct RelayFreeDaemonTests {
         let s = try menu.session.openStream(applicationToken: viaOpen)
         try menu.flush()
         try menu.write(s, "through uspd")
-        #expect(try menu.pump { _ in menu.text(s) == "through uspd" })
+        #expect(try menu.pump(timeout: 20) { _ in menu.text(s) == "through uspd" })
         #expect(app.relayFree == [false])
 
         // A connection of its own: relay-free, early data included, FIN both ways.
         let dedicated = try SocketClient(port: d.port4)
         try dedicated.start(ClientStart(application: .init(token: dedicatedToken), initialData: Array("early ".utf8)))
-        #expect(try dedicated.pump { $0.notes.contains(.accepted(1)) })
+        #expect(try dedicated.pump(timeout: 20) { $0.notes.contains(.accepted(1)) })
         try dedicated.write(1, "and later")
-        #expect(try dedicated.pump { _ in dedicated.text(1) == "early and later" })
+        #expect(try dedicated.pump(timeout: 20) { _ in dedicated.text(1) == "early and later" })
         #expect(app.relayFree == [false, true])
         try dedicated.session.finish(stream: 1) { _ in }
         try dedicated.flush()
-        #expect(try dedicated.pump { $0.closedCode(1) == "ok" })
+        #expect(try dedicated.pump(timeout: 20) { $0.closedCode(1) == "ok" })
 
-        try await Task.sleep(for: .milliseconds(200))
+        Thread.sleep(forTimeInterval: 0.2)
         let handedOff = d.store.allAudit.filter { $0.kind == .streamHandedOff }
         #expect(handedOff.count == 1)
         #expect(handedOff.first?.application == "rf")
@@ -85,6 +91,12 @@ struct RelayFreeDaemonTests {
         #expect(d.store.allAudit.contains { $0.kind == .connectionClosed && $0.result == "handed_off" })
         // The menu connection's stream is still relayed by uspd.
         try menu.write(s, " again")
-        #expect(try menu.pump { _ in menu.text(s) == "through uspd again" })
+        #expect(try menu.pump(timeout: 20) { _ in menu.text(s) == "through uspd again" })
+    }
+
+    func onThread(_ body: @escaping @Sendable () throws -> Void) async throws {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
+            Thread { c.resume(with: Result { try body() }) }.start()
+        }
     }
 }

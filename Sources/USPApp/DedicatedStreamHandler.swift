@@ -10,7 +10,10 @@ import USPCore
 ///   `NIOAsyncChannel`). Credit goes back to the client as bytes are passed on; the async channel's
 ///   back-pressure stops reading the socket (`read()`), which holds the client back.
 /// - outbound: plaintext writes wait here for the client's credit; a write's promise completes
-///   once the session took all of it.
+///   once the session took all of it. `NIOAsyncChannel`'s writer paces itself by the channel's
+///   writability, which counts only the sealed bytes below this handler, so an application that
+///   writes much faster than the client reads buffers the excess here (awaiting each write's
+///   promise, as `channel.writeAndFlush(_:).get()` does, bounds it).
 /// - the stream closing (both FINs, or a reset) ends the session with CLOSE and closes the channel;
 ///   a reset or a session error reaches the next handler as `DedicatedStreamHandler.StreamError`.
 final class DedicatedStreamHandler: ChannelDuplexHandler {

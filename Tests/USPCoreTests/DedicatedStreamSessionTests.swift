@@ -197,6 +197,35 @@ import Testing
         #expect(pair.serverData[1] == Array("hello more".utf8))
     }
 
+    @Test func duringTheHandoffTheSessionWaitsForItsOutcome() throws {
+        var pair = try Self.dedicated()
+        _ = try pair.server.beginHandoff(undeliveredData: pair.serverData[1]!)
+        var events: [Seen] = []
+        pair.server.close(code: .shuttingDown) { events.append(Seen($0)) }
+        pair.server.endOfInput { events.append(Seen($0)) }
+        #expect(events.isEmpty)
+        #expect(pair.server.outboundByteCount == 0)
+        #expect(try Array("x".utf8).withUnsafeBytes { try pair.server.write(stream: 1, $0) } == 0)
+        #expect(pair.server.state == .handingOff)
+        pair.server.handoffFailed()
+        pair.server.close(code: .shuttingDown) { events.append(Seen($0)) }
+        #expect(events == [.closed(.shuttingDown)])
+    }
+
+    @Test func paddingPolicyTravelsWithTheSnapshot() throws {
+        var padded = SessionConfiguration()
+        padded.padding = .multiple(of: 128)
+        var pair = SessionPair(.ik, client: SessionConfiguration(), server: padded)
+        try pair.establish(ClientStart(application: .init(name: "echo"), initialData: Array("hi".utf8)))
+        var handedOff = try RelayFreePair(from: pair)
+        let before = try handedOff.appRecords().count
+        try handedOff.appWritesAll(Self.pattern(1000))
+        let after = try handedOff.appRecords().dropFirst(before)
+        #expect(!after.isEmpty)
+        #expect(after.allSatisfy { $0.length % 128 == 0 })
+        #expect(handedOff.clientData == Self.pattern(1000))
+    }
+
     @Test func snapshotDecodingNamesWhatIsWrong() throws {
         let pair = try Self.dedicated()
         var server = pair.server

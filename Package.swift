@@ -63,7 +63,7 @@ let package = Package(
         .target(
             name: "USPApp",
             dependencies: [
-                "USPUnix",
+                "USPUnix", "USPCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
@@ -155,8 +155,9 @@ let package = Package(
         .testTarget(name: "USPConfigTests", dependencies: ["USPConfig"]),
         .testTarget(name: "USPStoreTests", dependencies: ["USPStore"]),
         .testTarget(name: "USPUnixTests", dependencies: ["USPUnix"]),
-        .testTarget(name: "USPAppTests", dependencies: ["USPApp", "USPUnix", .product(name: "NIOCore", package: "swift-nio")]),
-        .testTarget(name: "USPServerTests", dependencies: ["USPServer", "USPCore", "USPClient", "USPUnix"]),
+        .testTarget(name: "USPAppTests", dependencies: ["USPApp", "USPUnix", "USPCore", .product(name: "NIOCore", package: "swift-nio"),
+                                                   .product(name: "NIOPosix", package: "swift-nio")]),
+        .testTarget(name: "USPServerTests", dependencies: ["USPServer", "USPCore", "USPClient", "USPUnix", "USPApp"]),
         .testTarget(
             name: "USPClientTests",
             dependencies: ["USPClient", "USPCore", "USPNIO", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]

@@ -12,7 +12,8 @@ import Glibc
 /// - exec'd by uspd with `stream = "fd3"` (LISTEN_FDS, `SocketActivation`): exactly one session,
 ///   its metadata from the `USP_*` variables;
 /// - otherwise a `unix` socket the application listens on: one session per uspd hand-off, for as
-///   long as the sequence is iterated.
+///   long as the sequence is iterated. A relay-free hand-off (`relay_free = true`) is served over
+///   the client's TCP connection itself and looks the same (`SessionMetadata.relayFree` tells).
 ///
 /// A hand-off that is malformed (bad framing, bad JSON, too large, no descriptor) is answered
 /// with an error line, reported to `onError`, and skipped: later sessions are still served.
@@ -86,12 +87,12 @@ public enum ApplicationListener {
                     // Each hand-off is read on its own, so a slow or silent peer delays nobody else.
                     DispatchQueue.global().async {
                         do throws(USPAppError) {
-                            let (metadata, fd) = try HandoffReceiver.receive(on: connection)
+                            let handoff = try HandoffReceiver.receiveHandoff(on: connection)
                             Task {
                                 do {
-                                    continuation.yield(try await ApplicationSession.make(metadata: metadata, descriptor: fd, group: group))
+                                    continuation.yield(try await ApplicationSession.make(handoff, group: group))
                                 } catch {
-                                    onError(USPAppError(.io, "session \(metadata.session): \(error)"))
+                                    onError(USPAppError(.io, "session \(handoff.metadata.session): \(error)"))
                                 }
                             }
                         } catch {

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import USPCore
 
 /// One client's session as an application sees it: what uspd said about it, and the stream.
 ///
@@ -28,5 +29,31 @@ public struct ApplicationSession: Sendable {
                 }
             }
         return ApplicationSession(metadata: metadata, channel: channel)
+    }
+
+    /// Wraps `socket`, the client's TCP connection from a relay-free hand-off, with `session`
+    /// resumed on it (`DedicatedStreamHandler`): the channel reads and writes the stream's bytes
+    /// exactly like a relayed session's.
+    public static func make(metadata: SessionMetadata, relayFreeSocket socket: CInt, session: DedicatedStreamSession,
+                            group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> ApplicationSession {
+        let channel = try await ClientBootstrap(group: group)
+            .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+            .withConnectedSocket(socket) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(DedicatedStreamHandler(session: session))
+                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
+                        wrappingChannelSynchronously: channel,
+                        configuration: .init(isOutboundHalfClosureEnabled: true))
+                }
+            }
+        return ApplicationSession(metadata: metadata, channel: channel)
+    }
+
+    /// The session of a hand-off, relayed or relay-free.
+    static func make(_ handoff: HandoffReceiver.Handoff, group: any EventLoopGroup) async throws -> ApplicationSession {
+        if let session = handoff.relayFree {
+            return try await make(metadata: handoff.metadata, relayFreeSocket: handoff.descriptor, session: session, group: group)
+        }
+        return try await make(metadata: handoff.metadata, descriptor: handoff.descriptor, group: group)
     }
 }

@@ -1,3 +1,5 @@
+import Foundation
+import USPCore
 import USPUnix
 
 #if canImport(Glibc)
@@ -11,20 +13,54 @@ public enum HandoffReceiver {
     /// How long a peer may take to send the whole message.
     public static let timeout = 5.0
 
+    /// One hand-off as received: the session's metadata, the descriptor, and for a relay-free
+    /// hand-off the session to resume on it (the descriptor is then the client's TCP connection).
+    public struct Handoff: Sendable {
+        public var metadata: SessionMetadata
+        /// Owned by the caller, close-on-exec.
+        public var descriptor: CInt
+        /// Set for a relay-free hand-off (docs/PROTOCOL.md §14).
+        public var relayFree: DedicatedStreamSession?
+    }
+
+    /// The largest relay-free snapshot accepted.
+    public static let maximumSnapshotLength = 64 << 20
+
     /// Receives one hand-off on `connection` (a blocking socket, closed here in every case).
     /// Returns the metadata and the stream's descriptor (close-on-exec, owned by the caller).
     /// On a malformed or oversized message, or none or several descriptors, answers an error
-    /// line, closes whatever descriptors came, and throws.
+    /// line, closes whatever descriptors came, and throws. A relay-free hand-off is answered
+    /// `error relay_free_unsupported` here: use `receiveHandoff`.
     public static func receive(on connection: CInt) throws(USPAppError) -> (SessionMetadata, CInt) {
+        let handoff = try receiveHandoff(on: connection, acceptRelayFree: false)
+        return (handoff.metadata, handoff.descriptor)
+    }
+
+    /// Like `receive`, and also accepts a relay-free hand-off: its snapshot is checked and turned
+    /// into a `DedicatedStreamSession` before `ok` is answered, so uspd keeps the connection if it
+    /// is unusable. Only after `ok` may the caller touch the descriptor.
+    public static func receiveHandoff(on connection: CInt, acceptRelayFree: Bool = true) throws(USPAppError) -> Handoff {
         defer { close(connection) }
         var descriptors: [CInt] = []
         do throws(USPAppError) {
-            let metadata = try read(connection, descriptors: &descriptors)
+            var (metadata, snapshot) = try read(connection, descriptors: &descriptors)
+            defer { DedicatedStreamSnapshot.zeroize(&snapshot) }
             guard descriptors.count == 1 else {
                 throw USPAppError(.wrongDescriptorCount, "the hand-off carried \(descriptors.count) descriptors; expected 1")
             }
+            var session: DedicatedStreamSession?
+            if !snapshot.isEmpty || metadata.relayFree {
+                guard acceptRelayFree else { throw USPAppError(.relayFreeUnsupported, "this receiver does not take relay-free hand-offs") }
+                do throws(USPError) {
+                    var decoded = try DedicatedStreamSnapshot(encoded: snapshot)
+                    defer { decoded.zeroize() }
+                    session = try DedicatedStreamSession(resuming: decoded)
+                } catch {
+                    throw USPAppError(.malformedSnapshot, error.detail)
+                }
+            }
             try? StreamIO.writeAll(connection, Array("ok\n".utf8))
-            return (metadata, descriptors[0])
+            return Handoff(metadata: metadata, descriptor: descriptors[0], relayFree: session)
         } catch {
             for fd in descriptors { close(fd) }
             let line = "error \(error.code): \(error.detail)".replacingOccurrences(of: "\n", with: " ")
@@ -33,7 +69,8 @@ public enum HandoffReceiver {
         }
     }
 
-    private static func read(_ connection: CInt, descriptors: inout [CInt]) throws(USPAppError) -> SessionMetadata {
+    /// The metadata and, for a relay-free hand-off, the snapshot's bytes that follow the JSON.
+    private static func read(_ connection: CInt, descriptors: inout [CInt]) throws(USPAppError) -> (SessionMetadata, [UInt8]) {
         let length: Int
         do throws(UnixError) {
             try UnixSocket.setTimeouts(connection, seconds: timeout)
@@ -59,6 +96,15 @@ public enum HandoffReceiver {
         } catch {
             throw USPAppError(.malformedMetadata, "reading \(length) bytes of metadata: \(error.detail)")
         }
-        return try SessionMetadata(json: json)
+        let metadata = try SessionMetadata(json: json)
+        guard let length = metadata.relayFreeSnapshotLength else { return (metadata, []) }
+        guard length <= maximumSnapshotLength else {
+            throw USPAppError(.malformedSnapshot, "snapshot length \(length) is above \(maximumSnapshotLength)")
+        }
+        do throws(UnixError) {
+            return (metadata, try StreamIO.readExactly(connection, length))
+        } catch {
+            throw USPAppError(.malformedSnapshot, "reading \(length) bytes of snapshot: \(error.detail)")
+        }
     }
 }

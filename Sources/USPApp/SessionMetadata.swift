@@ -20,6 +20,11 @@ public struct SessionMetadata: Hashable, Sendable {
     public var authorizationTokenID: String?
     /// The validated request body the client sent for this application, a JSON object's text.
     public var requestJSON: String
+    /// Whether the session came relay-free: the application serves the client's TCP connection
+    /// itself (USPApp does it; the channel looks the same).
+    public var relayFree: Bool { relayFreeSnapshotLength != nil }
+    /// From `"relay_free": {"v": 1, "snapshot_length": M}`: the snapshot bytes after the JSON.
+    var relayFreeSnapshotLength: Int?
 
     public init(application: String, identity: String?, peerAddress: String, session: String, tokenID: String,
                 authorizationTokenID: String?, requestJSON: String) {
@@ -70,6 +75,13 @@ public struct SessionMetadata: Hashable, Sendable {
                   peerAddress: try string("peer_address"), session: try string("session"), tokenID: try string("token_id"),
                   authorizationTokenID: try optionalString("authorization_token_id"),
                   requestJSON: String(decoding: requestData, as: UTF8.self))
+        if let relayFree = object["relay_free"] {
+            guard let fields = relayFree as? [String: Any], let version = fields["v"] as? Int, version == 1,
+                  let length = fields["snapshot_length"] as? Int, length >= 1 else {
+                throw USPAppError(.malformedSnapshot, "metadata \"relay_free\" must be {\"v\": 1, \"snapshot_length\": N ≥ 1}")
+            }
+            relayFreeSnapshotLength = length
+        }
     }
 
     /// The `USP_*` variables of a process uspd exec'd (empty USP_IDENTITY and

@@ -12,6 +12,10 @@ public struct USPAppError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let metadataTooLarge = Code("metadata_too_large")
         /// The hand-off carried no descriptor, or more than one.
         public static let wrongDescriptorCount = Code("wrong_descriptor_count")
+        /// A relay-free hand-off whose `relay_free` object or snapshot is unusable (docs/PROTOCOL.md §14).
+        public static let malformedSnapshot = Code("malformed_snapshot")
+        /// A relay-free hand-off came to a receiver that does not take them.
+        public static let relayFreeUnsupported = Code("relay_free_unsupported")
         /// Neither a socket path nor socket activation (LISTEN_FDS) says where sessions come from.
         public static let notConfigured = Code("not_configured")
         /// A socket call failed (listen, accept, read, write); the detail names it.

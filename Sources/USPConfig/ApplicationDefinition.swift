@@ -8,7 +8,8 @@
 /// user = "string?"
 /// [launch]
 /// tcp = "127.0.0.1:22"                      # or: exec = ["/usr/bin/cat"] (stream = "stdio" or "fd3"),
-///                                          # or: unix = "/run/myapp.sock" (hand-off to a running app)
+///                                          # or: unix = "/run/myapp.sock" (hand-off to a running app),
+///                                          #     with relay_free = true for a relay-free hand-off
 /// [limits]
 /// max_sessions = 20                        # for exec: also the cap on its processes
 /// token_lifetime = 60                      # seconds an application token stays valid
@@ -32,8 +33,10 @@ public struct ApplicationDefinition: Hashable, Sendable {
         /// Connect to an existing daemon.
         case tcp(host: String, port: Int)
         /// Hand each session to a running application listening on this AF_UNIX socket path
-        /// (docs/APPLICATIONS.md).
-        case unix(path: String)
+        /// (docs/APPLICATIONS.md). `relayFree`: for a dedicated connection hand over the client's
+        /// TCP socket and the transport keys instead of a relayed socketpair (the application must
+        /// use USPApp or implement docs/PROTOCOL.md §14).
+        case unix(path: String, relayFree: Bool = false)
     }
 
     /// How an exec'd command gets its stream (`[launch] stream`).

@@ -9,7 +9,7 @@ import TOMLKit
 /// | `description` | optional string, default `""` |
 /// | `visibility` | `"public"`, `"authenticated"` (the default when absent), or a non-empty array of identity names and `"group:NAME"` entries |
 /// | `[expected_request_body]` | optional table: field name → type string (`string`, `integer`, `number`, `boolean`, `object`, `array`, `any`, or `""` for any; a `?` suffix makes the field optional), the vocabulary of USPCore's `RequestBodyValidator` |
-/// | `[launch]` | required, exactly one of `exec` (non-empty array of strings, the first one the program; optional `[launch.environment]` table of `NAME = "value"`; optional `stream`, `"stdio"` (the default) or `"fd3"`), `tcp` (`"host:port"`, port 1…65535) and `unix` (an absolute socket path of at most 107 bytes) |
+/// | `[launch]` | required, exactly one of `exec` (non-empty array of strings, the first one the program; optional `[launch.environment]` table of `NAME = "value"`; optional `stream`, `"stdio"` (the default) or `"fd3"`), `tcp` (`"host:port"`, port 1…65535) and `unix` (an absolute socket path of at most 107 bytes; optional `relay_free`, a boolean, default false) |
 /// | `[launch]` for exec only | `sandbox` (`"none"`, the default, or `"no-network"`); `user` and `group` (a name, resolved now against the system's user database, or a number; `group` defaults to the user's primary group; refused unless uspd runs as root) |
 /// | `[limits]` | optional: `max_sessions` 1…1,000,000 (absent: no limit), `token_lifetime` 1…86,400 seconds (absent: the server's `application_token_lifetime`) |
 /// | `[rlimits]` | optional, exec only: `max_open_files` 1…1,048,576, `max_memory` (bytes, 1 MiB…2⁶², an integer or a string with a K, M, G or T suffix, powers of 1024), `max_cpu_seconds` 1…31,536,000, `max_processes` 1…4,194,304 |
@@ -18,7 +18,7 @@ import TOMLKit
 /// the file is thrown; `problems(path:)` lists them all.
 public enum ApplicationLoader {
     public static let keys = ["name", "description", "visibility", "expected_request_body", "launch", "limits", "rlimits"]
-    public static let launchKeys = ["exec", "tcp", "unix", "environment", "stream", "sandbox", "user", "group"]
+    public static let launchKeys = ["exec", "tcp", "unix", "environment", "stream", "sandbox", "user", "group", "relay_free"]
     /// The keys of `[launch]` that only an exec'd command has.
     static let execOnlyKeys = ["environment", "stream", "sandbox", "user", "group"]
     public static let rlimitKeys = ["max_open_files", "max_memory", "max_cpu_seconds", "max_processes"]
@@ -183,6 +183,9 @@ public enum ApplicationLoader {
         for key in execOnlyKeys where kind != "exec" && launch[key] != nil {
             r.reportAtKey(.invalidValue, ["launch", key], "launch.\(key) applies to exec, not to \(kind)")
         }
+        if kind != "unix", launch["relay_free"] != nil {
+            r.reportAtKey(.invalidValue, ["launch", "relay_free"], "launch.relay_free applies to unix, not to \(kind)")
+        }
         switch kind {
         case "tcp":
             guard let text = r.string(launch, ["launch"], "tcp") else { return nil }
@@ -199,7 +202,12 @@ public enum ApplicationLoader {
                                 "launch.unix: \"\(path)\" must be an absolute socket path of at most \(maximumSocketPathLength) bytes")
                 return nil
             }
-            return .unix(path: path)
+            var relayFree = false
+            if launch["relay_free"] != nil {
+                guard let value = r.bool(launch, ["launch"], "relay_free") else { return nil }
+                relayFree = value
+            }
+            return .unix(path: path, relayFree: relayFree)
         default:
             return readExec(r, launch)
         }

@@ -79,6 +79,10 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
     private var lastInput: Double = ServerClock.monotonic()
     /// Streams given bytes during the current dispatch, told `receivedBatchEnded` after it.
     private var streamsFed: [UInt32] = []
+    /// A relay-free hand-off is under way: input is held in `heldInput`, nothing is sent.
+    private var handingOff = false
+    /// The connection was handed to an application relay-free.
+    public private(set) var handedOff = false
 
     public init(session: ServerSession, policy: any ServerSessionDelegate, hooks: any ServerSessionHooks,
                 configuration: Configuration = Configuration()) {
@@ -134,7 +138,7 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
         var buffer = unwrapInboundIn(data)
         lastInput = ServerClock.monotonic()
         guard !reportedClosed else { return }
-        if holding {
+        if holding || handingOff {
             if heldInput == nil { heldInput = buffer } else { heldInput!.writeBuffer(&buffer) }
             return
         }
@@ -227,6 +231,87 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
             session.close(code: error.code) { collect($0) }
         }
         afterOperation()
+    }
+
+    // MARK: - Relay-free hand-off (through ServerStreamPort; docs/PROTOCOL.md §14)
+
+    func streamBeginHandoff(_ stream: UInt32, undelivered: [UInt8], completion: @escaping (Result<RelayFreeHandoff, USPError>) -> Void) {
+        guard let context, !reportedClosed, !holding, !handingOff, streams[stream] != nil else {
+            completion(.failure(USPError(.internalError, "the session is closing, holding its replies or already handing off")))
+            return
+        }
+        guard session.dedicatedStream == stream, session.openStreamCount == 1 else {
+            completion(.failure(USPError(.internalError, "not a dedicated connection (the stream was opened with OPEN on a menu connection)")))
+            return
+        }
+        guard let local = context.channel.localAddress, let remote = context.channel.remoteAddress else {
+            completion(.failure(USPError(.internalError, "the channel has no addresses")))
+            return
+        }
+        // Stop reading (what NIO has already read is held), send what is pending, and take the
+        // snapshot once every byte sent is in the kernel: nothing of the session stays in NIO.
+        handingOff = true
+        context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
+        flush()
+        whenWritten { [self] result in
+            guard handingOff, !reportedClosed else {
+                completion(.failure(USPError(.internalError, "the connection closed during the hand-off")))
+                return
+            }
+            if case .failure(let error) = result {
+                streamFailHandoff(stream)
+                completion(.failure(USPError(.internalError, "writing to the client failed: \(error)")))
+                return
+            }
+            do throws(USPError) {
+                let held = heldInput.map { Array($0.readableBytesView) } ?? []
+                let snapshot = try session.beginHandoff(undeliveredData: undelivered, unreadInput: held)
+                completion(.success(RelayFreeHandoff(snapshot: snapshot, localAddress: local, remoteAddress: remote)))
+            } catch {
+                streamFailHandoff(stream)
+                completion(.failure(error))
+            }
+        }
+    }
+
+    /// Calls `body` once every byte handed to NIO is written, including bytes written meanwhile.
+    private func whenWritten(_ body: @escaping (Result<Void, any Error>) -> Void) {
+        guard let waited = lastWrite else { body(.success(())); return }
+        waited.assumeIsolated().whenComplete { [self] result in
+            if case .success = result, let latest = lastWrite, latest !== waited {
+                whenWritten(body)
+            } else {
+                body(result)
+            }
+        }
+    }
+
+    func streamCompleteHandoff(_ stream: UInt32) {
+        guard handingOff, !reportedClosed else { return }
+        handingOff = false
+        handedOff = true
+        heldInput = nil
+        if let entry = streams.removeValue(forKey: stream) {
+            hooks.streamHandedOff(self, stream: stream, grant: entry.grant, bytesIn: entry.bytesIn, bytesOut: entry.bytesOut,
+                                  seconds: ServerClock.monotonic() - entry.openedAt)
+        }
+        // The session reports `.closed(nil)`: sessionOver closes the channel, which is close(2)
+        // of this descriptor only; the application's copy keeps the connection.
+        session.handoffAcknowledged { collect($0) }
+        dispatch()
+    }
+
+    func streamFailHandoff(_ stream: UInt32) {
+        guard handingOff else { return }
+        handingOff = false
+        guard !reportedClosed else { return }
+        if session.state == .handingOff { session.handoffFailed() }
+        context?.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+        flush()
+        if let held = heldInput {
+            heldInput = nil
+            feed(held)
+        }
     }
 
     // MARK: - Internals
@@ -325,7 +410,7 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
             session.handshakeDeadlinePassed { collect($0) }
         case .awaitingInitialRequest:
             session.close(code: .handshakeTimeout) { collect($0) }
-        case .established, .closed:
+        case .established, .handingOff, .closed:
             return
         }
         afterOperation()

@@ -19,6 +19,11 @@ public protocol ServerSessionHooks: AnyObject {
     /// A stream ended; `bytesIn` came from the client, `bytesOut` went to it.
     func streamClosed(_ handler: ServerSessionHandler, stream: UInt32, grant: ApplicationGrant, code: USPError.Code,
                       bytesIn: Int64, bytesOut: Int64, seconds: Double)
+    /// A dedicated connection's stream was handed to its application relay-free: the connection
+    /// leaves this process (`sessionClosed` follows, with `handler.handedOff` set). `bytesIn` and
+    /// `bytesOut` are counted up to the hand-off.
+    func streamHandedOff(_ handler: ServerSessionHandler, stream: UInt32, grant: ApplicationGrant,
+                         bytesIn: Int64, bytesOut: Int64, seconds: Double)
     /// Tokens were invalidated through index 0 of this session: end their streams everywhere else.
     func tokensInvalidated(_ handler: ServerSessionHandler, _ ids: [TokenProof.TokenID])
     /// Asked after every batch of input: hold this session's reply (and its further input) this long,

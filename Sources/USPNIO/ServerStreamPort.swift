@@ -29,6 +29,14 @@ extension ServerStreamApplication {
     public func receivedBatchEnded() {}
 }
 
+/// What a relay-free hand-off carries from the session: the snapshot of its transport and stream,
+/// and the TCP connection's addresses as the daemon sees them (its local and the client's).
+public struct RelayFreeHandoff: Sendable {
+    public var snapshot: DedicatedStreamSnapshot
+    public let localAddress: SocketAddress
+    public let remoteAddress: SocketAddress
+}
+
 /// Facts about the session a stream belongs to, for launchers and audit.
 public struct ServerSessionInfo: Sendable {
     public let serverSessionID: String
@@ -70,6 +78,28 @@ public struct ServerStreamPort {
     /// Aborts the stream in both directions.
     public func reset(code: USPError.Code) {
         handler?.streamReset(stream, code: code)
+    }
+
+    /// Starts a relay-free hand-off of this stream's dedicated connection (docs/PROTOCOL.md §14):
+    /// the session stops reading and sending, waits until everything it sent is written, and
+    /// hands `completion` the snapshot and the connection's addresses (to find its socket). Then
+    /// exactly one of `completeHandoff` (the application acknowledged) or `failHandoff` must follow.
+    /// A failure (not a dedicated connection, the session ending) changes nothing.
+    /// `undelivered`: the client's bytes the application side holds, not yet passed on.
+    public func beginHandoff(undelivered: [UInt8], completion: @escaping (Result<RelayFreeHandoff, USPError>) -> Void) {
+        guard let handler else { completion(.failure(USPError(.internalError, "the session is gone"))); return }
+        handler.streamBeginHandoff(stream, undelivered: undelivered, completion: completion)
+    }
+
+    /// The application owns the connection now: the session ends without a word to the client and
+    /// the daemon's descriptor is closed (close(2) only, no shutdown).
+    public func completeHandoff() {
+        handler?.streamCompleteHandoff(stream)
+    }
+
+    /// The hand-off did not happen: the session goes on where it stopped.
+    public func failHandoff() {
+        handler?.streamFailHandoff(stream)
     }
 
     /// The session this stream belongs to, if it is still there.

@@ -18,6 +18,8 @@ class ChannelBridge: ServerStreamApplication {
     private var channel: (any Channel)?
     /// Client bytes that arrived before the channel was ready.
     private var early: [ByteBuffer] = []
+    /// Those bytes in one array (for a relay-free hand-off, which takes them along).
+    var earlyBytes: [UInt8] { early.flatMap { Array($0.readableBytesView) } }
     private var clientDone = false
     /// Application bytes the client's credit did not allow yet.
     private var unsent: ByteBuffer?

@@ -106,17 +106,35 @@ final class ConnectionHooks: ServerSessionHooks {
     func streamClosed(_ handler: ServerSessionHandler, stream: UInt32, grant: ApplicationGrant, code: USPError.Code,
                       bytesIn: Int64, bytesOut: Int64, seconds: Double) {
         if let caller = admitted.removeValue(forKey: stream) { server.streamLimiter.release(caller) }
-        var e = event(.streamClosed, handler)
+        server.audit.note(streamEvent(.streamClosed, handler, stream: stream, grant: grant, result: code.name,
+                                      bytesIn: bytesIn, bytesOut: bytesOut, seconds: seconds))
+    }
+
+    func streamHandedOff(_ handler: ServerSessionHandler, stream: UInt32, grant: ApplicationGrant,
+                         bytesIn: Int64, bytesOut: Int64, seconds: Double) {
+        // From here the application owns the connection; the limits count it no more.
+        if let caller = admitted.removeValue(forKey: stream) { server.streamLimiter.release(caller) }
+        var e = streamEvent(.streamHandedOff, handler, stream: stream, grant: grant, result: "handed_off",
+                            bytesIn: bytesIn, bytesOut: bytesOut, seconds: seconds)
+        e.detail = "relay-free: the TCP connection and its keys now belong to \(grant.application)"
+        server.audit.note(e)
+        server.logger.info("\(handler.serverSessionID): stream \(stream) handed off relay-free to \(grant.application)")
+    }
+
+    /// The audit row of a stream's end (closed or handed off), with its counts up to then.
+    private func streamEvent(_ kind: AuditEvent.Kind, _ handler: ServerSessionHandler, stream: UInt32, grant: ApplicationGrant,
+                             result: String, bytesIn: Int64, bytesOut: Int64, seconds: Double) -> AuditEvent {
+        var e = event(kind, handler)
         e.identity = grant.identity?.name ?? e.identity
         e.tokenID = grant.tokenID.description
         e.authorizationTokenID = grant.authorizationTokenID?.description
         e.application = grant.application
         e.stream = Int64(stream)
-        e.result = code.name
+        e.result = result
         e.bytesIn = bytesIn
         e.bytesOut = bytesOut
         e.durationMS = Int64((seconds * 1000).rounded())
-        server.audit.note(e)
+        return e
     }
 
     func tokensInvalidated(_ handler: ServerSessionHandler, _ ids: [TokenProof.TokenID]) {
@@ -144,7 +162,7 @@ final class ConnectionHooks: ServerSessionHooks {
         admitted = [:]
         starting = false
         var e = event(.connectionClosed, handler)
-        e.result = error?.code.name ?? "ok"
+        e.result = handler.handedOff ? "handed_off" : error?.code.name ?? "ok"
         e.detail = error.map { "\(pattern.map { "\($0)" } ?? "no handshake"): \($0.detail)" } ?? pattern.map { "\($0)" }
         e.bytesIn = bytesIn
         e.bytesOut = bytesOut

@@ -19,6 +19,9 @@ enum HandoffMessage {
     static let maximumLength = 65536
     /// The longest answer line read, newline included.
     static let maximumAnswerLength = 1024
+    /// The largest relay-free snapshot sent; a larger one (a huge stream window full of early
+    /// data) is not handed off relay-free, the stream is relayed.
+    static let maximumSnapshotLength = 64 << 20
     /// How long the application has to answer.
     static let answerTimeout: TimeAmount = .seconds(10)
 
@@ -42,6 +45,16 @@ enum HandoffMessage {
         guard let json = try? metadata.encoded(), (1...maximumLength).contains(json.count) else { return nil }
         let n = UInt32(json.count)
         return [UInt8(n >> 24), UInt8(n >> 16 & 0xff), UInt8(n >> 8 & 0xff), UInt8(n & 0xff)] + json
+    }
+
+    /// A relay-free hand-off (docs/PROTOCOL.md §14.2): the metadata with
+    /// `"relay_free": {"v": 1, "snapshot_length": M}`, framed as usual, then the M bytes of the
+    /// snapshot's binary form. nil if either part is too large.
+    static func relayFreeFrame(_ metadata: JSONValue, snapshot: [UInt8]) -> [UInt8]? {
+        guard case .object(var fields) = metadata, snapshot.count <= maximumSnapshotLength else { return nil }
+        fields["relay_free"] = .object(["v": .integer(1), "snapshot_length": .integer(Int64(snapshot.count))])
+        guard let head = frame(.object(fields)) else { return nil }
+        return head + snapshot
     }
 
     /// The answer line, for the log: control characters replaced, at most 200 characters.

@@ -142,9 +142,13 @@ public final class Launcher: Sendable {
                 .connect(host: host, port: tcpPort)
             bridge.attach(when: future) { "\(name): connect to \(host):\(tcpPort)" }
             return bridge
-        case .unix(let path):
+        case .unix(let path, let relayFree):
             let bridge = UnixHandoffBridge(port: port, application: name, path: path, logger: logger, release: release)
-            bridge.start(metadata: HandoffMessage.metadata(for: request))
+            if relayFree {
+                bridge.startRelayFree(metadata: HandoffMessage.metadata(for: request))
+            } else {
+                bridge.start(metadata: HandoffMessage.metadata(for: request))
+            }
             return bridge
         }
     }

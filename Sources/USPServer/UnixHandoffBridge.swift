@@ -29,6 +29,8 @@ final class UnixHandoffBridge: ChannelBridge {
     private var control: (any Channel)?
     private var timeout: Scheduled<Void>?
     private var answered = false
+    /// The hand-off under way is relay-free: the session is frozen until the answer.
+    private var relayFree = false
 
     init(port: ServerStreamPort, application: String, path: String, logger: Logger, release: @escaping @Sendable () -> Void) {
         self.application = application
@@ -39,36 +41,132 @@ final class UnixHandoffBridge: ChannelBridge {
     private var what: String { "\(application): hand-off to \(path)" }
     static let closedWithoutAccepting = "the application closed the connection without accepting"
 
-    func start(metadata: JSONValue) {
+    /// The relayed hand-off: a socketpair for the stream, its far end to the application. On
+    /// `connection` if one is open to the application already.
+    func start(metadata: JSONValue, connection: CInt? = nil) {
         guard let frame = HandoffMessage.frame(metadata) else {
+            if let connection { close(connection) }
             failSoon("\(what): the metadata is larger than \(HandoffMessage.maximumLength) bytes", code: .applicationUnavailable)
             return
         }
-        let connection: CInt
         do throws(UnixError) {
-            let address = try UnixSocketAddress(path: path)
-            let pair = try SocketPair.make()
-            relayEnd = pair.first
-            defer { close(pair.second) }
-            connection = try UnixSocket.connect(to: address, nonBlocking: true)
-            let sent: Int
-            do throws(UnixError) {
-                sent = try DescriptorPassing.send(connection, bytes: frame, descriptors: [pair.second])
-            } catch {
-                close(connection)
+            let pair: SocketPair
+            do throws(UnixError) { pair = try SocketPair.make() } catch {
+                if let connection { close(connection) }
                 throw error
             }
-            wrapControl(connection, rest: Array(frame[sent...]))
+            relayEnd = pair.first
+            defer { close(pair.second) }
+            let target: CInt
+            if let connection { target = connection } else { target = try connectToApplication() }
+            try deliver(frame, descriptor: pair.second, on: target)
         } catch {
-            let reason: String
-            switch error.errno {
-            case EAGAIN: reason = "the application's listen backlog is full"
-            // It accepted and closed before the message went: the same as closing without answering.
-            case EPIPE, ECONNRESET: reason = Self.closedWithoutAccepting
-            default: reason = error.detail
-            }
-            failSoon("\(what): \(reason)", code: error.streamCode)
+            failSoon("\(what): \(Self.reason(error))", code: error.streamCode)
         }
+    }
+
+    private func connectToApplication() throws(UnixError) -> CInt {
+        try UnixSocket.connect(to: try UnixSocketAddress(path: path), nonBlocking: true)
+    }
+
+    /// Sends `frame` with `descriptor` (SCM_RIGHTS) on `connection`, which is closed on failure;
+    /// the answer comes to `answer(_:)`.
+    private func deliver(_ frame: [UInt8], descriptor: CInt, on connection: CInt) throws(UnixError) {
+        let sent: Int
+        do throws(UnixError) {
+            sent = try DescriptorPassing.send(connection, bytes: frame, descriptors: [descriptor])
+        } catch {
+            close(connection)
+            throw error
+        }
+        wrapControl(connection, rest: Array(frame[sent...]))
+    }
+
+    private static func reason(_ error: UnixError) -> String {
+        switch error.errno {
+        case EAGAIN: return "the application's listen backlog is full"
+        // It accepted and closed before the message went: the same as closing without answering.
+        case EPIPE, ECONNRESET: return closedWithoutAccepting
+        default: return error.detail
+        }
+    }
+
+    // MARK: - Relay-free (docs/PROTOCOL.md §14)
+
+    /// A relay-free hand-off when the connection is dedicated to this stream, else (with a debug
+    /// line saying why) the relayed hand-off of `start`. It begins on the next turn of the event
+    /// loop, once the begin reply and any early DATA have been processed and sent.
+    func startRelayFree(metadata: JSONValue) {
+        let me = NIOLoopBound(self, eventLoop: port.eventLoop)
+        port.eventLoop.execute { me.value.beginRelayFree(metadata) }
+    }
+
+    private func beginRelayFree(_ metadata: JSONValue) {
+        guard !closed else { return }
+        let me = NIOLoopBound(self, eventLoop: port.eventLoop)
+        port.beginHandoff(undelivered: earlyBytes) { result in
+            switch result {
+            case .success(let handoff): me.value.sendRelayFree(handoff, metadata: metadata)
+            case .failure(let error): me.value.relayInstead(metadata, because: error.detail, handoffBegun: false)
+            }
+        }
+    }
+
+    private func relayInstead(_ metadata: JSONValue, because reason: String, handoffBegun: Bool) {
+        if handoffBegun { port.failHandoff() }
+        guard !closed else { return }
+        logger.debug("stream \(port.stream): \(application): no relay-free hand-off (\(reason)); relaying")
+        start(metadata: metadata)
+    }
+
+    /// The socket is found by its addresses (NIO does not expose descriptors; `TCPSocketLookup`)
+    /// and duplicated; the duplicate goes to the application, and this process's copies are closed
+    /// only once the application acknowledged (`answer`), by closing the session's channel.
+    private func sendRelayFree(_ handoff: RelayFreeHandoff, metadata: JSONValue) {
+        var handoff = handoff
+        var snapshot = handoff.snapshot.encoded()
+        handoff.snapshot.zeroize()
+        defer { DedicatedStreamSnapshot.zeroize(&snapshot) }
+        guard var frame = HandoffMessage.relayFreeFrame(metadata, snapshot: snapshot) else {
+            relayInstead(metadata, because: "the snapshot of \(snapshot.count) bytes is too large", handoffBegun: true)
+            return
+        }
+        defer { DedicatedStreamSnapshot.zeroize(&frame) }
+        let socket: CInt
+        do throws(UnixError) {
+            socket = try TCPSocketLookup.duplicate(local: Self.endpoint(handoff.localAddress), remote: Self.endpoint(handoff.remoteAddress))
+        } catch {
+            relayInstead(metadata, because: "the connection's socket: \(error.detail)", handoffBegun: true)
+            return
+        }
+        // The application's copy travels in the message; this one is not needed after sendmsg.
+        defer { close(socket) }
+        let connection: CInt
+        do throws(UnixError) { connection = try connectToApplication() } catch {
+            port.failHandoff()
+            failSoon("\(what): \(Self.reason(error))", code: error.streamCode)
+            return
+        }
+        // The keys go only to a process of uspd's own user (or root): the listener's SO_PEERCRED.
+        let peer = try? PeerCredentials.of(connection)
+        guard let peer, peer.uid == getuid() || peer.uid == 0 else {
+            port.failHandoff()
+            logger.debug("stream \(port.stream): \(application): no relay-free hand-off (the process on \(path) runs as uid \(peer.map { "\($0.uid)" } ?? "?"), not uspd's \(getuid())); relaying")
+            start(metadata: metadata, connection: connection)
+            return
+        }
+        relayFree = true
+        do throws(UnixError) {
+            try deliver(frame, descriptor: socket, on: connection)
+        } catch {
+            relayFree = false
+            port.failHandoff()
+            failSoon("\(what): \(Self.reason(error))", code: error.streamCode)
+        }
+    }
+
+    private static func endpoint(_ address: SocketAddress) -> TCPSocketLookup.Endpoint {
+        TCPSocketLookup.Endpoint(address: address.ipAddress ?? "", port: address.port ?? 0)
     }
 
     /// Reads the answer on the control connection; sends what sendmsg did not take.
@@ -117,6 +215,17 @@ final class UnixHandoffBridge: ChannelBridge {
         control?.close(promise: nil)
         control = nil
         guard !closed else { return }
+        if relayFree {
+            relayFree = false
+            if case .line("ok") = answer {
+                logger.debug("stream \(port.stream): \(application) took the connection over relay-free on \(path)")
+                port.completeHandoff()
+                closed(code: .ok)
+                return
+            }
+            // Not acknowledged: the session is ours again; the stream is reset as below.
+            port.failHandoff()
+        }
         switch answer {
         case .line("ok"):
             let end = relayEnd

@@ -67,6 +67,9 @@ public struct AuditEvent: Hashable, Sendable {
         case tokenRefused = "token_refused"
         case streamOpened = "stream_opened"
         case streamClosed = "stream_closed"
+        /// A dedicated connection's stream was handed to its application relay-free (the TCP socket
+        /// and the transport keys): uspd is out of its data path from here on.
+        case streamHandedOff = "stream_handed_off"
         /// A limit refused a connection or a stream (`result`: the code the client got, or
         /// `dropped` for a connection closed before its handshake; `detail`: which limit).
         case rateLimited = "rate_limited"

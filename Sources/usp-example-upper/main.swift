@@ -50,7 +50,7 @@ struct ExampleUpper {
 
     static func serve(_ session: ApplicationSession) async {
         let who = session.metadata.identity ?? "anonymous"
-        log("session \(session.metadata.session) for \(who) from \(session.metadata.peerAddress)")
+        log("session \(session.metadata.session) for \(who) from \(session.metadata.peerAddress)\(session.metadata.relayFree ? " (relay-free)" : "")")
         do {
             try await session.channel.executeThenClose { inbound, outbound in
                 try await outbound.write(ByteBuffer(string:

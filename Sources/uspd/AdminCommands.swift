@@ -145,7 +145,7 @@ struct App: AsyncParsableCommand {
                 case .exec(let command, _, let stream):
                     launch = "exec " + command.joined(separator: " ") + (stream == .stdio ? "" : " (stream \(stream.rawValue))")
                         + Self.confinement(d.isolation)
-                case .unix(let path): launch = "unix " + path
+                case .unix(let path, let relayFree): launch = "unix " + path + (relayFree ? " (relay-free)" : "")
                 case .tcp(let host, let port): launch = "tcp \(host.contains(":") ? "[\(host)]" : host):\(port)"
                 }
                 if json {

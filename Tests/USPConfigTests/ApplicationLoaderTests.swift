@@ -76,6 +76,10 @@ struct ApplicationLoaderTests {
         #expect(stdio.launch == .exec(command: ["/bin/app"], environment: [:]))
         let unix = try ApplicationLoader.parse("name = \"x\"\n[launch]\nunix = \"/run/myapp.sock\"\n", path: p)
         #expect(unix.launch == .unix(path: "/run/myapp.sock"))
+        let relayFree = try ApplicationLoader.parse("name = \"x\"\n[launch]\nunix = \"/run/myapp.sock\"\nrelay_free = true\n", path: p)
+        #expect(relayFree.launch == .unix(path: "/run/myapp.sock", relayFree: true))
+        let relayed = try ApplicationLoader.parse("name = \"x\"\n[launch]\nunix = \"/run/myapp.sock\"\nrelay_free = false\n", path: p)
+        #expect(relayed.launch == .unix(path: "/run/myapp.sock", relayFree: false))
     }
 
     @Test func inlineAndDottedTables() throws {
@@ -162,6 +166,8 @@ struct ApplicationLoaderTests {
          "3:8: launch.unix: \"/\(String(repeating: "x", count: 107))\" must be an absolute socket path of at most 107 bytes"),
         ("[launch]\nunix = \"/run/a.sock\"\ntcp = \"127.0.0.1:22\"\n", "4:1: [launch] has both \"unix\" and \"tcp\"; an application is launched one way"),
         ("[launch]\nunix = \"/run/a.sock\"\nstream = \"fd3\"\n", "4:1: launch.stream applies to exec, not to unix"),
+        ("[launch]\ntcp = \"127.0.0.1:22\"\nrelay_free = true\n", "4:1: launch.relay_free applies to unix, not to tcp"),
+        ("[launch]\nunix = \"/run/a.sock\"\nrelay_free = \"yes\"\n", "4:14: launch.relay_free must be true or false, not a string"),
         ("[launch]\nexec = [\"/bin/cat\"]\nstream = \"fd4\"\n", "4:10: launch.stream must be \"stdio\" or \"fd3\", got \"fd4\""),
         ("launch = { tcp = \"127.0.0.1:22\", port = 22 }\n", "2:34: unknown key \"port\" in [launch]"),
         ("launch.tcp = \"127.0.0.1:99999\"\n", "2:14: launch.tcp: \"127.0.0.1:99999\": the port must be 1…65535, got 99999"),

@@ -104,7 +104,8 @@ func execApp(_ name: String, command: [String], visibility: String, stream: Stri
 }
 
 /// An apps.d file for a `unix` application (a running application that takes hand-offs).
-func unixApp(_ name: String, socket: String, visibility: String, body: [String: String] = [:]) -> String {
+/// `relayFree`: `relay_free = true` (the application must take relay-free hand-offs: USPApp).
+func unixApp(_ name: String, socket: String, visibility: String, body: [String: String] = [:], relayFree: Bool = false) -> String {
     """
     name = "\(name)"
     description = "\(name) on \(socket)"
@@ -115,5 +116,6 @@ func unixApp(_ name: String, socket: String, visibility: String, body: [String: 
 
     [launch]
     unix = \(tomlString(socket))
+    \(relayFree ? "relay_free = true" : "")
     """
 }

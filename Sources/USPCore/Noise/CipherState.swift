@@ -4,6 +4,9 @@ import CUSPCrypto
 /// `CipherState` (the handshake's roll-back copy, for instance) never shares a key that later changes.
 final class AEADKey: @unchecked Sendable {
     let context: OpaquePointer
+    /// The raw key, kept only so that a relay-free hand-off can export it (`CipherState.exportKey`);
+    /// zeroed when the key is dropped.
+    private let raw: UnsafeMutableRawBufferPointer
 
     init(_ key: [UInt8]) throws(NoiseError) {
         guard key.count == 32 else { throw .invalidKey }
@@ -11,9 +14,17 @@ final class AEADKey: @unchecked Sendable {
             throw .cryptoUnavailable
         }
         context = ctx
+        raw = .allocate(byteCount: 32, alignment: 8)
+        key.withUnsafeBytes { raw.copyMemory(from: $0) }
     }
 
-    deinit { usp_aead_free(context) }
+    var bytes: [UInt8] { Array(raw) }
+
+    deinit {
+        usp_secure_zero(raw.baseAddress, raw.count)
+        raw.deallocate()
+        usp_aead_free(context)
+    }
 }
 
 /// Noise §5.1 CipherState: a key `k` (or none) and a 64-bit nonce `n`.
@@ -44,6 +55,10 @@ public struct CipherState: Sendable {
 
     /// HasKey()
     public var hasKey: Bool { key != nil }
+
+    /// The current key `k` (nil when empty), for a relay-free hand-off snapshot
+    /// (`DedicatedStreamSnapshot`). The caller zeroes its copy once it has sent it.
+    public func exportKey() -> [UInt8]? { key?.bytes }
 
     /// SetNonce(nonce)
     public mutating func setNonce(_ n: UInt64) { nonce = n }

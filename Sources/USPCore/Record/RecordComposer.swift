@@ -20,6 +20,13 @@ public struct RecordComposer: Sendable {
         out = WireWriter()
     }
 
+    /// Resumes with `pending`, records sealed elsewhere and not yet written (a relay-free hand-off);
+    /// they go out before anything sealed here.
+    init(sealer: RecordSealer, padding: PaddingPolicy, pending: [UInt8]) {
+        self.init(sealer: sealer, padding: padding)
+        out.writeBytes(pending)
+    }
+
     /// Bytes of the record being built so far.
     public var openPlaintextCount: Int {
         guard let start = openRecordStart else { return 0 }
@@ -97,4 +104,11 @@ public struct RecordComposer: Sendable {
     }
 
     public var pendingByteCount: Int { out.count }
+
+    /// Puts drained bytes back, to go out first (a relay-free hand-off that failed). Only when
+    /// nothing is pending and no record is open.
+    mutating func requeue(_ sealed: [UInt8]) {
+        precondition(openRecordStart == nil && out.count == 0, "requeue only right after a drain")
+        out.writeBytes(sealed)
+    }
 }

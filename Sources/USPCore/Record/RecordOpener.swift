@@ -1,7 +1,8 @@
 /// Opens records for one direction, in place. Any failure ends the session: nonces are strictly
 /// sequential over TCP, so a tampered, replayed, reordered or truncated record cannot be skipped.
 public struct RecordOpener: Sendable {
-    private var cipher: CipherState
+    /// Internal read access for a relay-free hand-off snapshot.
+    private(set) var cipher: CipherState
     /// This side's limit, announced in its hello.
     public let maxPlaintext: Int
     /// The peer must rekey before sending more than this many bytes under one key.
@@ -16,6 +17,13 @@ public struct RecordOpener: Sendable {
         self.cipher = cipher
         self.maxPlaintext = maxPlaintext
         self.rekeyLimit = rekeyLimit
+    }
+
+    /// Resumes an opener mid-session (a relay-free hand-off): the cipher with its nonce and the counters.
+    init(resuming cipher: CipherState, maxPlaintext: Int, rekeyLimit: UInt64, bytesSinceRekey: UInt64, recordsOpened: UInt64) {
+        self.init(cipher: cipher, maxPlaintext: maxPlaintext, rekeyLimit: rekeyLimit)
+        self.bytesSinceRekey = bytesSinceRekey
+        self.recordsOpened = recordsOpened
     }
 
     /// Decrypts an 18-byte header in place and returns the body's plaintext length L; the caller then

@@ -14,6 +14,20 @@ public struct RecordReader: Sendable {
         self.opener = opener
     }
 
+    /// Resumes mid-stream (a relay-free hand-off): `unread` are bytes received but not yet opened;
+    /// `pendingBodyLength` is set when the header of the next record was already opened, so
+    /// `unread` starts with that record's body.
+    init(opener: RecordOpener, unread: [UInt8], pendingBodyLength: Int?) {
+        self.opener = opener
+        buffer = unread
+        self.pendingBodyLength = pendingBodyLength
+    }
+
+    /// What `init(opener:unread:pendingBodyLength:)` needs to resume this reader elsewhere.
+    var resumeState: (unread: [UInt8], pendingBodyLength: Int?) {
+        (Array(buffer[readIndex...]), pendingBodyLength)
+    }
+
     /// Frees the buffer's storage when nothing is pending (for idle sessions).
     public mutating func releaseStorage() {
         if readIndex == buffer.count, pendingBodyLength == nil {

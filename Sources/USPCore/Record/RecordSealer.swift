@@ -1,6 +1,7 @@
 /// Seals records for one direction, in place, allocating nothing.
 public struct RecordSealer: Sendable {
-    private var cipher: CipherState
+    /// Internal read access for a relay-free hand-off snapshot.
+    private(set) var cipher: CipherState
     /// The peer's limit from its hello.
     public let maxPlaintext: Int
     /// After this many plaintext bytes under one key the sender should send REKEY.
@@ -14,6 +15,13 @@ public struct RecordSealer: Sendable {
         self.cipher = cipher
         self.maxPlaintext = maxPlaintext
         self.rekeyAfterBytes = rekeyAfterBytes
+    }
+
+    /// Resumes a sealer mid-session (a relay-free hand-off): the cipher with its nonce and the counters.
+    init(resuming cipher: CipherState, maxPlaintext: Int, rekeyAfterBytes: UInt64, bytesSinceRekey: UInt64, recordsSealed: UInt64) {
+        self.init(cipher: cipher, maxPlaintext: maxPlaintext, rekeyAfterBytes: rekeyAfterBytes)
+        self.bytesSinceRekey = bytesSinceRekey
+        self.recordsSealed = recordsSealed
     }
 
     /// True when the next record should carry a REKEY frame.

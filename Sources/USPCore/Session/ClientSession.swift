@@ -55,7 +55,8 @@ public struct ClientSession {
     }
 
     public var pattern: HandshakeLayout.Pattern { initiator.pattern }
-    public var handshake: HandshakeResult? { link?.result }
+    /// The handshake result once it is finished (its transport keys are the initial ones).
+    public private(set) var handshake: HandshakeResult?
 
     // MARK: - Start
 
@@ -179,6 +180,7 @@ public struct ClientSession {
                 output.handshakeBytes += message3
                 result = r
             }
+            handshake = result
             link = try SessionLink(result: result, configuration: configuration, role: .client)
             let accepted = earlySent && result.peerHello.flags.contains(.earlyDataAccepted)
             try afterHandshake(earlyAccepted: accepted)
@@ -205,7 +207,7 @@ public struct ClientSession {
         }
         let data = start.application?.action == .begin ? start.initialData : []
         if !earlyAccepted {
-            let request = try Self.initialRequest(start, sessionID: clientSessionID, binding: link!.result.handshakeHash)
+            let request = try Self.initialRequest(start, sessionID: clientSessionID, binding: handshake!.handshakeHash)
             try link!.send(.initialRequest(request))
             if !data.isEmpty {
                 let sent = try withBytes(data) { (d) throws(USPError) in try link!.sendData(localID: 1, d) }
@@ -337,7 +339,7 @@ public struct ClientSession {
             preconditionFailure("requestServices after the menu arrived (state established)")
         }
         let presentation = try authorizationToken.map { (t) throws(USPError) -> String in
-            try TokenProof.present(secret: t, handshakeHash: link!.result.handshakeHash)
+            try TokenProof.present(secret: t, handshakeHash: handshake!.handshakeHash)
         }
         let request = ServiceRequest(clientSessionID: clientSessionID, authorizationToken: presentation,
                                      authentication: authentication, services: services)
@@ -350,7 +352,7 @@ public struct ClientSession {
     public mutating func openStream(applicationToken: String) throws(USPError) -> UInt32 {
         guard state == .established, link != nil else { preconditionFailure("openStream after the menu arrived") }
         let id = try link!.streams.open()
-        let session = ApplicationSessionRequest(token: try TokenProof.present(secret: applicationToken, handshakeHash: link!.result.handshakeHash),
+        let session = ApplicationSessionRequest(token: try TokenProof.present(secret: applicationToken, handshakeHash: handshake!.handshakeHash),
                                                 action: .begin, clientTCPStream: nil, parameters: nil)
         try link!.send(.open(stream: id, session: try session.encodeOpenBody()))
         try link!.flush()
@@ -372,7 +374,7 @@ public struct ClientSession {
     /// Sends an `application_session` action (`end` or application-defined) for a token.
     public mutating func applicationAction(token: String, action: ApplicationAction, parameters: [String: JSONValue]? = nil) throws(USPError) {
         guard state == .established, link != nil else { preconditionFailure("applicationAction after the menu arrived") }
-        let app = ApplicationSessionRequest(token: try TokenProof.present(secret: token, handshakeHash: link!.result.handshakeHash),
+        let app = ApplicationSessionRequest(token: try TokenProof.present(secret: token, handshakeHash: handshake!.handshakeHash),
                                             action: action, clientTCPStream: nil, parameters: parameters)
         try link!.send(.initialRequest(InitialRequest(clientSessionID: clientSessionID, authorizationToken: nil, applicationSession: app)))
         try link!.flush()

@@ -5,6 +5,8 @@
 ///        │                                   ▲                                          │
 ///        └──XX message 1 / message 2──▶ awaitingMessage3 ──message 3──┘                  │
 ///  every state ──error, CLOSE, end of input──▶ closed ◀──────────────────────────────────┘
+///                                                    established ──beginHandoff──▶ handingOff
+///                                  handingOff ──handoffFailed──▶ established, ──handoffAcknowledged──▶ closed
 /// ```
 ///
 /// Every peer-caused problem is a `USPError` with a code: before the handshake finishes the
@@ -21,6 +23,9 @@ public struct ServerSession {
         case awaitingInitialRequest
         /// Menu sent or application session begun: serving requests and streams.
         case established
+        /// A relay-free hand-off is under way (`beginHandoff`): the snapshot is out, so nothing is
+        /// read or sent until `handoffAcknowledged` (→ closed) or `handoffFailed` (→ established).
+        case handingOff
         /// Over. Further input is ignored.
         case closed
     }
@@ -39,6 +44,8 @@ public struct ServerSession {
         set { output.link = newValue }
     }
     private var earlyBinding: [UInt8] = []
+    /// Sealed bytes taken into a hand-off snapshot, sent after all if the hand-off fails.
+    private var handoffRequeue: [UInt8] = []
     private var processingEarlyData = false
     /// A service_request whose login the shell is checking (`.authenticationRequested`).
     private var pendingLogin: PendingLogin?
@@ -68,6 +75,9 @@ public struct ServerSession {
     /// Which grant opened each local stream.
     public private(set) var streamGrants: [UInt32: ApplicationGrant] = [:]
     public private(set) var earlyDataAccepted = false
+    /// The stream of a dedicated connection: begun in the `initial_request` (by token or by name),
+    /// not by OPEN on a menu connection. Only such a stream can be handed off relay-free.
+    public private(set) var dedicatedStream: UInt32?
     /// The code of the client's CLOSE frame, once it sent one (`.closed` then reports `closed_by_peer`).
     public private(set) var peerCloseCode: USPError.Code?
 
@@ -80,8 +90,8 @@ public struct ServerSession {
         serverSessionID = "s-" + Base64URL.encode(random.bytes(12))
     }
 
-    /// The handshake result once it is finished.
-    public var handshake: HandshakeResult? { link?.result }
+    /// The handshake result once it is finished (its transport keys are the initial ones).
+    public private(set) var handshake: HandshakeResult?
     public var openStreamCount: Int { link?.streams.count ?? 0 }
 
     // MARK: - Input
@@ -96,6 +106,7 @@ public struct ServerSession {
     public mutating func receive(_ bytes: UnsafeRawBufferPointer, now: Timestamp, delegate: some ServerSessionDelegate,
                                  onEvent: (ServerEvent) -> Void) {
         guard state != .closed else { return }
+        precondition(state != .handingOff, "the I/O shell holds input while a hand-off is under way")
         do throws(USPError) {
             try consume(bytes, now: now, delegate: delegate, onEvent: onEvent)
             try link?.flush()
@@ -106,7 +117,8 @@ public struct ServerSession {
 
     /// The client closed its side of the TCP connection.
     public mutating func endOfInput(onEvent: (ServerEvent) -> Void) {
-        guard state != .closed else { return }
+        // During a hand-off the application decides; the shell reads nothing meanwhile.
+        guard state != .closed, state != .handingOff else { return }
         if let reader = link?.reader {
             do throws(USPError) { try reader.checkEndOfInput() } catch { fail(error, onEvent: onEvent); return }
         }
@@ -136,6 +148,7 @@ public struct ServerSession {
             let rest = Array(handshakeBuffer[HandshakeLayout.message3Length...])
             let result = try responder.readMessage3(Array(handshakeBuffer[0..<HandshakeLayout.message3Length]))
             handshakeBuffer = []
+            handshake = result
             link = try SessionLink(result: result, configuration: configuration, role: .server)
             state = .awaitingInitialRequest
             onEvent(.handshakeCompleted(pattern: .xx, clientStatic: result.remoteStatic, earlyDataAccepted: false))
@@ -144,7 +157,7 @@ public struct ServerSession {
             link!.reader!.append(bytes)
             // While a login is being checked, input waits in the reader, in order.
             if pendingLogin == nil { try processRecords(now: now, delegate: delegate, onEvent: onEvent) }
-        case .closed:
+        case .closed, .handingOff:
             return
         }
     }
@@ -165,6 +178,7 @@ public struct ServerSession {
             state = .awaitingMessage3
             return
         }
+        handshake = result
         link = try SessionLink(result: result, configuration: configuration, role: .server)
         state = .awaitingInitialRequest
         onEvent(.handshakeCompleted(pattern: m1.pattern, clientStatic: result.remoteStatic, earlyDataAccepted: earlyDataAccepted))
@@ -225,43 +239,25 @@ public struct ServerSession {
             }
         }
         switch frame {
-        case .padding, .rekey:
-            return
         case .message(let kind, let json):
             link!.streams.noteProgress()
             try handleMessage(kind: kind, json: json, now: now, delegate: delegate, onEvent: onEvent)
         case .open(let peerID, let body):
             try handleOpen(peerID: peerID, body: body, now: now, delegate: delegate, onEvent: onEvent)
-        case .accept, .reject:
-            throw USPError(.unexpectedMessage, "\(frame.type.name) from a client: only the server accepts or rejects streams")
-        case .data(let peerID, let data):
-            switch try link!.streams.peerData(peerID: peerID, count: data.count) {
-            case .data(let localID, _): onEvent(.streamData(stream: localID, data: data))
-            default: return
+        case .padding, .rekey, .pong, .accept, .reject, .data, .window, .fin, .reset, .ping, .close:
+            switch try link!.applyClientFrame(frame) {
+            case .none: return
+            case .data(let stream, let data): onEvent(.streamData(stream: stream, data: data))
+            case .writable(let stream): onEvent(.streamWritable(stream: stream))
+            case .finished(let stream, let closed):
+                onEvent(.streamFinished(stream: stream))
+                if closed { streamGone(stream, .ok, onEvent: onEvent) }
+            case .reset(let stream, let code): streamGone(stream, code, onEvent: onEvent)
+            case .close(let c):
+                state = .closed
+                peerCloseCode = c
+                onEvent(.closed(c == .ok ? nil : USPError(.closedByPeer, "client closed the session with \(c.name)")))
             }
-        case .window(let peerID, let increment):
-            if case .credit(let localID, let available) = try link!.streams.peerWindow(peerID: peerID, increment: increment), available > 0 {
-                onEvent(.streamWritable(stream: localID))
-            }
-        case .fin(let peerID):
-            if case .peerFinished(let localID, let closed) = try link!.streams.peerFinished(peerID: peerID) {
-                onEvent(.streamFinished(stream: localID))
-                if closed { streamGone(localID, .ok, onEvent: onEvent) }
-            }
-        case .reset(let peerID, let code):
-            if case .reset(let localID, let code) = try link!.streams.peerReset(peerID: peerID, code: code) {
-                streamGone(localID, .fromWire(code), onEvent: onEvent)
-            }
-        case .ping(let value):
-            try link!.streams.noteControlFrame()
-            try link!.send(.pong(value))
-        case .pong:
-            return
-        case .close(let code, _):
-            state = .closed
-            let c = USPError.Code.fromWire(code)
-            peerCloseCode = c
-            onEvent(.closed(c == .ok ? nil : USPError(.closedByPeer, "client closed the session with \(c.name)")))
         }
     }
 
@@ -273,9 +269,9 @@ public struct ServerSession {
     // MARK: - Session messages
 
     private func context(now: Timestamp) -> SessionContext {
-        let h = link?.result.handshakeHash ?? []
-        return SessionContext(peerAddress: peerAddress, pattern: link?.result.pattern ?? .xx,
-                              clientStatic: link?.result.remoteStatic,
+        let h = handshake?.handshakeHash ?? []
+        return SessionContext(peerAddress: peerAddress, pattern: handshake?.pattern ?? .xx,
+                              clientStatic: handshake?.remoteStatic,
                               channelBinding: processingEarlyData ? earlyBinding : h, isEarlyData: processingEarlyData,
                               serverSessionID: serverSessionID, clientSessionID: clientSessionID, identity: identity, now: now)
     }
@@ -494,8 +490,8 @@ public struct ServerSession {
                                              delegate: some ServerSessionDelegate) throws(USPError) {
         var reply = reply
         // Indices refer to the menu the client saw before this message.
-        let requestContext = SessionContext(peerAddress: peerAddress, pattern: link!.result.pattern, clientStatic: link!.result.remoteStatic,
-                                            channelBinding: isEarlyData ? earlyBinding : link!.result.handshakeHash,
+        let requestContext = SessionContext(peerAddress: peerAddress, pattern: handshake!.pattern, clientStatic: handshake!.remoteStatic,
+                                            channelBinding: isEarlyData ? earlyBinding : handshake!.handshakeHash,
                                             isEarlyData: isEarlyData,
                                             serverSessionID: serverSessionID, clientSessionID: clientSessionID,
                                             identity: requestIdentity, now: now)
@@ -563,6 +559,7 @@ public struct ServerSession {
             case .pending:
                 guard let localID = link!.streams.accept(peerID) else { return }
                 streamGrants[localID] = grant
+                if initial { dedicatedStream = localID }
                 state = .established
                 var began = ApplicationSessionResult.began(clientTCPStream: peerID, serverTCPStream: localID)
                 // A begin by name learns the ID of the token issued for it, for its own records.
@@ -685,12 +682,69 @@ public struct ServerSession {
         try link!.flush()
     }
 
-    /// Closes the session with `code` (graceful: `.ok` or `.shuttingDown`).
+    /// Closes the session with `code` (graceful: `.ok` or `.shuttingDown`). Not during a hand-off:
+    /// its outcome decides (after `handoffFailed` the session can be closed).
     public mutating func close(code: USPError.Code = .ok, onEvent: (ServerEvent) -> Void) {
-        guard state != .closed else { return }
+        guard state != .closed, state != .handingOff else { return }
         output.sendClose(code)
         state = .closed
         onEvent(.closed(code == .ok ? nil : USPError(code, "server closed the session")))
+    }
+
+    // MARK: - Relay-free hand-off (docs/PROTOCOL.md §14)
+
+    /// Takes the snapshot of a dedicated connection's transport and stream for a relay-free hand-off
+    /// and stops the session (`handingOff`) until the application acknowledges or fails.
+    ///
+    /// - Parameters:
+    ///   - undeliveredData: the stream's bytes the shell holds, opened but not yet given to an
+    ///     application (all of them: exactly the stream's `buffered` count).
+    ///   - unreadInput: bytes read from the socket after the last `receive` (held by the shell).
+    ///   - unwrittenOutput: bytes drained earlier but not yet written to the socket.
+    /// Throws (and changes nothing) when the connection cannot be handed off: not a dedicated
+    /// connection, another stream was ever opened, the stream is gone or the session is not
+    /// established. The detail says which; the shell then relays as usual.
+    public mutating func beginHandoff(undeliveredData: [UInt8], unreadInput: [UInt8] = [],
+                                      unwrittenOutput: [UInt8] = []) throws(USPError) -> DedicatedStreamSnapshot {
+        guard state == .established, let link else {
+            throw USPError(.internalError, "the session is not established (\(state))")
+        }
+        guard let stream = dedicatedStream else {
+            throw USPError(.internalError, "not a dedicated connection: the stream was opened with OPEN on a menu connection")
+        }
+        guard link.streams.lastLocalID == stream, link.streams.count == 1, let live = link.streams.state(of: stream) else {
+            throw USPError(.internalError, "the connection has had other streams than its dedicated one, or that stream is gone")
+        }
+        guard live.buffered == undeliveredData.count else {
+            throw USPError(.internalError, "the shell holds \(undeliveredData.count) undelivered bytes, the stream \(live.buffered)")
+        }
+        let pending = output.drain { Array($0) }
+        let snapshot = try link.snapshot(stream: stream, serverSessionID: serverSessionID, undeliveredData: undeliveredData,
+                                         unreadInput: unreadInput, unwrittenOutput: unwrittenOutput + pending)
+        handoffRequeue = pending
+        state = .handingOff
+        return snapshot
+    }
+
+    /// The application took the connection over: the session ends here without a word to the
+    /// client, and its keys are dropped (zeroed as their storage goes).
+    public mutating func handoffAcknowledged(onEvent: (ServerEvent) -> Void) {
+        precondition(state == .handingOff, "acknowledge only a hand-off under way")
+        state = .closed
+        output = SessionOutput()
+        handshake = nil
+        handoffRequeue = []
+        if let stream = dedicatedStream { streamGrants[stream] = nil }
+        onEvent(.closed(nil))
+    }
+
+    /// The hand-off did not happen: the session goes on where it stopped (what was pending to send
+    /// is queued again).
+    public mutating func handoffFailed() {
+        precondition(state == .handingOff, "fail only a hand-off under way")
+        state = .established
+        if !handoffRequeue.isEmpty { link!.composer.requeue(handoffRequeue) }
+        handoffRequeue = []
     }
 
     /// Hands the bytes to send to `body` and forgets them (their storage is kept for reuse).

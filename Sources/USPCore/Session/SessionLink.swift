@@ -5,12 +5,16 @@ struct SessionLink: Sendable {
     var reader: RecordReader?
     var composer: RecordComposer
     var streams: StreamTable
-    let result: HandshakeResult
     /// The peer's limit on DATA payload per frame, from its record size.
     var maxDataPerFrame: Int { composer.recordCapacity - Frame.dataHeaderLength }
 
+    init(reader: RecordReader, composer: RecordComposer, streams: StreamTable) {
+        self.reader = reader
+        self.composer = composer
+        self.streams = streams
+    }
+
     init(result: HandshakeResult, configuration: SessionConfiguration, role: StreamTable.Role) throws(USPError) {
-        self.result = result
         let peer = result.peerHello
         let sealer = RecordSealer(cipher: result.transport.send, maxPlaintext: Int(peer.maxRecordPlaintext),
                                   rekeyAfterBytes: min(configuration.rekeyAfterBytes, peer.rekeyLimit / 2))
@@ -68,9 +72,64 @@ struct SessionLink: Sendable {
 
     mutating func flush() throws(USPError) { try composer.flush() }
 
+    /// Applies a frame from the client that is neither MESSAGE nor OPEN (the server roles decide
+    /// those by policy) to the stream table, answering PING, and says what the session must report.
+    /// The same rules, in `ServerSession` and in `DedicatedStreamSession` after a relay-free hand-off.
+    mutating func applyClientFrame(_ frame: FrameView) throws(USPError) -> ClientFrameOutcome {
+        switch frame {
+        case .padding, .rekey, .pong:
+            return .none
+        case .message, .open:
+            preconditionFailure("MESSAGE and OPEN are decided by the session, not the link")
+        case .accept, .reject:
+            throw USPError(.unexpectedMessage, "\(frame.type.name) from a client: only the server accepts or rejects streams")
+        case .data(let peerID, let data):
+            if case .data(let localID, _) = try streams.peerData(peerID: peerID, count: data.count) { return .data(stream: localID, data) }
+            return .none
+        case .window(let peerID, let increment):
+            if case .credit(let localID, let available) = try streams.peerWindow(peerID: peerID, increment: increment), available > 0 {
+                return .writable(stream: localID)
+            }
+            return .none
+        case .fin(let peerID):
+            if case .peerFinished(let localID, let closed) = try streams.peerFinished(peerID: peerID) {
+                return .finished(stream: localID, closed: closed)
+            }
+            return .none
+        case .reset(let peerID, let code):
+            if case .reset(let localID, let code) = try streams.peerReset(peerID: peerID, code: code) {
+                return .reset(stream: localID, code: .fromWire(code))
+            }
+            return .none
+        case .ping(let value):
+            try streams.noteControlFrame()
+            try send(.pong(value))
+            return .none
+        case .close(let code, _):
+            return .close(.fromWire(code))
+        }
+    }
+
     /// Drops buffer storage while idle, so an idle session holds only its keys and tables.
     mutating func releaseIdleStorage() {
         reader?.releaseStorage()
         composer.releaseStorage()
     }
+}
+
+/// What a client frame did (`SessionLink.applyClientFrame`). Byte views are valid only while the
+/// record is being handled.
+enum ClientFrameOutcome {
+    /// Nothing to report (PADDING, REKEY, PONG, PING answered, a frame for a stream gone here).
+    case none
+    /// Application bytes on `stream`.
+    case data(stream: UInt32, UnsafeRawBufferPointer)
+    /// The client granted credit on `stream`.
+    case writable(stream: UInt32)
+    /// The client half-closed `stream`; `closed`: this side had finished too, the stream is gone.
+    case finished(stream: UInt32, closed: Bool)
+    /// The client reset `stream`.
+    case reset(stream: UInt32, code: USPError.Code)
+    /// The client's CLOSE.
+    case close(USPError.Code)
 }

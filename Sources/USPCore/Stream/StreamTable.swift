@@ -70,6 +70,20 @@ public struct StreamTable: Sendable {
         self.peerInitialWindow = peerInitialWindow
     }
 
+    /// Resumes a table that holds one stream, as another process left it (a relay-free hand-off):
+    /// the ids this side and the peer used so far, and the control frames counted since progress.
+    init(role: Role, limits: StreamLimits, peerInitialWindow: Int, adopting stream: StreamState?,
+         lastLocalID: UInt32, highestPeerID: UInt32, controlFramesSinceProgress: Int) throws(USPError) {
+        try self.init(role: role, limits: limits, peerInitialWindow: peerInitialWindow)
+        self.lastLocalID = lastLocalID
+        self.highestPeerID = highestPeerID
+        self.controlFramesSinceProgress = controlFramesSinceProgress
+        if let stream {
+            streams[stream.localID] = stream
+            if let peerID = stream.peerID { localByPeer[peerID] = stream.localID }
+        }
+    }
+
     // MARK: - Inspection
 
     /// Live streams (opening, pending, open, half-closed).

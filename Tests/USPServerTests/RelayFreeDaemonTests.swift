@@ -1,0 +1,102 @@
+import Foundation
+import NIOCore
+import Testing
+import USPApp
+import USPConfig
+import USPCore
+@testable import USPServer
+import USPStore
+
+/// The daemon in-process with a `relay_free` unix application served by USPApp in the same
+/// process: a dedicated connection is handed over relay-free, a stream opened with OPEN on a menu
+/// connection is relayed (it shares its connection with the menu, so it cannot be handed over).
+@Suite("relay-free hand-off in the daemon", .serialized)
+struct RelayFreeDaemonTests {
+    /// Echoes every session and records whether it came relay-free.
+    final class EchoApplication: @unchecked Sendable {
+        private let lock = NSLock()
+        private var seen: [Bool] = []
+        var relayFree: [Bool] { lock.withLock { seen } }
+        private(set) var task: Task<Void, Never>?
+
+        init(socket: String) throws {
+            let sessions = try ApplicationListener.listening(at: socket)
+            task = Task { [self] in
+                await withDiscardingTaskGroup { group in
+                    for await session in sessions {
+                        lock.withLock { seen.append(session.metadata.relayFree) }
+                        group.addTask {
+                            try? await session.channel.executeThenClose { inbound, outbound in
+                                for try await buffer in inbound { try await outbound.write(buffer) }
+                                outbound.finish()
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    @Test func dedicatedConnectionIsHandedOverAndAMenuStreamIsRelayed() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("rf-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let socket = dir.appendingPathComponent("rf.sock").path
+        let app = try EchoApplication(socket: socket)
+        defer { app.task?.cancel() }
+        let d = try TestDaemon(listen: ["127.0.0.1:0"])
+        d.applications.withLock {
+            $0.append(ApplicationDefinition(name: "rf", visibility: .public, launch: .unix(path: socket, relayFree: true)))
+        }
+        try await d.start()
+        defer { Task { try await d.stop() } }
+
+        // The clients block on their sockets: on a thread of their own, so that the application's
+        // tasks (and everything else on the cooperative pool) keep running meanwhile.
+        try await onThread { try Self.exchange(d, app) }
+    }
+
+    static func exchange(_ d: TestDaemon, _ app: EchoApplication) throws {
+        let menu = try SocketClient(port: d.port4)
+        try menu.start()
+        #expect(try menu.pumpMenu())
+        let rf = try #require(menu.log.index(of: "rf"))
+        try menu.request([rf: [:]])
+        let viaOpen = try #require(menu.log.token(at: rf))
+        try menu.request([rf: [:]])
+        let dedicatedToken = try #require(menu.log.token(at: rf))
+
+        // OPEN on the menu connection: relayed.
+        let s = try menu.session.openStream(applicationToken: viaOpen)
+        try menu.flush()
+        try menu.write(s, "through uspd")
+        #expect(try menu.pump(timeout: 20) { _ in menu.text(s) == "through uspd" })
+        #expect(app.relayFree == [false])
+
+        // A connection of its own: relay-free, early data included, FIN both ways.
+        let dedicated = try SocketClient(port: d.port4)
+        try dedicated.start(ClientStart(application: .init(token: dedicatedToken), initialData: Array("early ".utf8)))
+        #expect(try dedicated.pump(timeout: 20) { $0.notes.contains(.accepted(1)) })
+        try dedicated.write(1, "and later")
+        #expect(try dedicated.pump(timeout: 20) { _ in dedicated.text(1) == "early and later" })
+        #expect(app.relayFree == [false, true])
+        try dedicated.session.finish(stream: 1) { _ in }
+        try dedicated.flush()
+        #expect(try dedicated.pump(timeout: 20) { $0.closedCode(1) == "ok" })
+
+        Thread.sleep(forTimeInterval: 0.2)
+        let handedOff = d.store.allAudit.filter { $0.kind == .streamHandedOff }
+        #expect(handedOff.count == 1)
+        #expect(handedOff.first?.application == "rf")
+        #expect(handedOff.first?.tokenID == (try TokenProof.tokenID(secret: dedicatedToken)).description)
+        #expect(d.store.allAudit.contains { $0.kind == .connectionClosed && $0.result == "handed_off" })
+        // The menu connection's stream is still relayed by uspd.
+        try menu.write(s, " again")
+        #expect(try menu.pump(timeout: 20) { _ in menu.text(s) == "through uspd again" })
+    }
+
+    func onThread(_ body: @escaping @Sendable () throws -> Void) async throws {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
+            Thread { c.resume(with: Result { try body() }) }.start()
+        }
+    }
+}

@@ -10,8 +10,6 @@ import USPCore
 /// (the reason `StdioBridge` costs about twice the CPU per byte). Regular files cannot be polled;
 /// for them `StdioBridge` stays in use.
 public enum StdioPipeBridge {
-    /// Linux's F_SETPIPE_SZ (not exported by Glibc's module without _GNU_SOURCE).
-    static let fcntlSetPipeSize: Int32 = 1031
 
     /// Whether `fd` can go into an event loop (a FIFO, a socket or a character device).
     public static func isPollable(_ fd: Int32) -> Bool {
@@ -29,9 +27,6 @@ public enum StdioPipeBridge {
                            inputFD: Int32 = STDIN_FILENO, outputFD: Int32 = STDOUT_FILENO) async throws -> Bool {
         guard isPollable(inputFD), isPollable(outputFD), let (buffered, atEnd) = input.stop() else { return false }
         for chunk in buffered { try await stream.write(chunk) }
-        // A 1 MiB pipe (if the system allows it) lets a fast writer run ahead and a read take
-        // four records' worth at once: fewer wake-ups on both sides of the pipe.
-        for fd in [inputFD, outputFD] { _ = fcntl(fd, fcntlSetPipeSize, 1 << 20) }
         let inDup = dup(inputFD), outDup = dup(outputFD)
         guard inDup >= 0, outDup >= 0 else {
             if inDup >= 0 { close(inDup) }

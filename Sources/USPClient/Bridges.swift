@@ -355,6 +355,10 @@ public final class USPForwarder: Sendable {
 
     static func serve(_ local: NIOAsyncChannel<ByteBuffer, ByteBuffer>, server: ServerURI, home: ClientHome,
                       options: USPConnectionOptions, begin: Begin) async throws {
+        // The USP connection lives on the local connection's event loop: both channels' I/O then
+        // happens on one thread, without a wake-up of another loop per chunk.
+        var options = options
+        options.eventLoopGroup = local.channel.eventLoop
         try await local.executeThenClose { inbound, outbound in
             let stream: USPStream
             switch begin {

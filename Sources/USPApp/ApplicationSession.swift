@@ -34,25 +34,39 @@ public struct ApplicationSession: Sendable {
     /// Wraps `socket`, the client's TCP connection from a relay-free hand-off, with `session`
     /// resumed on it (`DedicatedStreamHandler`): the channel reads and writes the stream's bytes
     /// exactly like a relayed session's.
+    /// `control`, if given, is the hand-off's control connection (§14.5): a `reset <code>` line
+    /// from uspd resets the stream with that code and ends the session; it is closed with the session.
     public static func make(metadata: SessionMetadata, relayFreeSocket socket: CInt, session: DedicatedStreamSession,
+                            control: CInt? = nil,
                             group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> ApplicationSession {
-        let channel = try await ClientBootstrap(group: group)
+        let (channel, handler) = try await ClientBootstrap(group: group)
             .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             .withConnectedSocket(socket) { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(DedicatedStreamHandler(session: session))
-                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
+                    let handler = DedicatedStreamHandler(session: session)
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                    return (try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
                         wrappingChannelSynchronously: channel,
-                        configuration: .init(isOutboundHalfClosureEnabled: true))
+                        configuration: .init(isOutboundHalfClosureEnabled: true)),
+                            NIOLoopBound(handler, eventLoop: channel.eventLoop))
                 }
             }
+        if let control {
+            do {
+                try await ControlLine.watch(control, for: channel.channel, on: handler)
+            } catch {
+                // The session itself is fine; only revocation will not reach it.
+                close(control)
+            }
+        }
         return ApplicationSession(metadata: metadata, channel: channel)
     }
 
     /// The session of a hand-off, relayed or relay-free.
     static func make(_ handoff: HandoffReceiver.Handoff, group: any EventLoopGroup) async throws -> ApplicationSession {
         if let session = handoff.relayFree {
-            return try await make(metadata: handoff.metadata, relayFreeSocket: handoff.descriptor, session: session, group: group)
+            return try await make(metadata: handoff.metadata, relayFreeSocket: handoff.descriptor, session: session,
+                                  control: handoff.control, group: group)
         }
         return try await make(metadata: handoff.metadata, descriptor: handoff.descriptor, group: group)
     }

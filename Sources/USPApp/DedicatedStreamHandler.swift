@@ -56,6 +56,15 @@ final class DedicatedStreamHandler: ChannelDuplexHandler {
         self.context = context
     }
 
+    /// uspd's control line said the session's token was revoked: reset the stream with `code`,
+    /// as uspd does for a relayed stream, and end the session.
+    func revokedByDaemon(code: USPError.Code) {
+        guard let context else { return }
+        try? session.reset(code: code) { collect($0) }
+        afterSessionCall()
+        context.channel.close(promise: nil)
+    }
+
     func channelActive(context: ChannelHandlerContext) {
         context.fireChannelActive()
         guard session.state == .resuming else { return }

@@ -21,6 +21,10 @@ public enum HandoffReceiver {
         public var descriptor: CInt
         /// Set for a relay-free hand-off (docs/PROTOCOL.md §14).
         public var relayFree: DedicatedStreamSession?
+        /// For a relay-free hand-off: the connection it came on, kept open as the session's control
+        /// line (uspd sends `reset <code>` there when the session's token is revoked; §14.5).
+        /// Owned by the caller; closing it tells uspd the session is over.
+        public var control: CInt?
     }
 
     /// The largest relay-free snapshot accepted.
@@ -40,7 +44,8 @@ public enum HandoffReceiver {
     /// into a `DedicatedStreamSession` before `ok` is answered, so uspd keeps the connection if it
     /// is unusable. Only after `ok` may the caller touch the descriptor.
     public static func receiveHandoff(on connection: CInt, acceptRelayFree: Bool = true) throws(USPAppError) -> Handoff {
-        defer { close(connection) }
+        var keepConnection = false
+        defer { if !keepConnection { close(connection) } }
         var descriptors: [CInt] = []
         do throws(USPAppError) {
             var (metadata, snapshot) = try read(connection, descriptors: &descriptors)
@@ -60,7 +65,8 @@ public enum HandoffReceiver {
                 }
             }
             try? StreamIO.writeAll(connection, Array("ok\n".utf8))
-            return Handoff(metadata: metadata, descriptor: descriptors[0], relayFree: session)
+            keepConnection = session != nil
+            return Handoff(metadata: metadata, descriptor: descriptors[0], relayFree: session, control: session != nil ? connection : nil)
         } catch {
             for fd in descriptors { close(fd) }
             let line = "error \(error.code): \(error.detail)".replacingOccurrences(of: "\n", with: " ")

@@ -59,11 +59,15 @@ public final class Launcher: Sendable {
     let audit: AuditLog?
     /// uspd.toml `max_streams_per_application`: a ceiling on every application's own `max_sessions`.
     public let maxSessionsPerApplication: Int?
+    /// Where relay-free sessions are kept for revocation (the daemon's `SessionRegistry.relayFree`).
+    let relayFreeSessions: RelayFreeSessions
     private let running = Mutex<[String: Int]>([:])
     /// Variables every exec'd command gets besides USP_*, from the daemon's own environment.
     private let baseEnvironment: [String: String]
 
-    public init(logger: Logger = Logger(label: "uspd.launcher"), audit: AuditLog? = nil, maxSessionsPerApplication: Int? = nil) {
+    public init(logger: Logger = Logger(label: "uspd.launcher"), audit: AuditLog? = nil, maxSessionsPerApplication: Int? = nil,
+                relayFreeSessions: RelayFreeSessions = RelayFreeSessions()) {
+        self.relayFreeSessions = relayFreeSessions
         self.logger = logger
         self.audit = audit
         self.maxSessionsPerApplication = maxSessionsPerApplication
@@ -144,6 +148,7 @@ public final class Launcher: Sendable {
             return bridge
         case .unix(let path, let relayFree):
             let bridge = UnixHandoffBridge(port: port, application: name, path: path, logger: logger, release: release)
+            bridge.revocation = (relayFreeSessions, Set([request.tokenID] + (request.authorizationTokenID.map { [$0] } ?? [])))
             if relayFree {
                 bridge.startRelayFree(metadata: HandoffMessage.metadata(for: request))
             } else {

@@ -19,6 +19,8 @@ public final class SessionRegistry: Sendable {
     }
 
     private let sessions = Mutex<[String: Entry]>([:])
+    /// Sessions handed to their application relay-free: reached through a control line instead.
+    public let relayFree = RelayFreeSessions()
 
     public init() {}
 
@@ -41,6 +43,7 @@ public final class SessionRegistry: Sendable {
     @discardableResult
     public func revoke(_ ids: Set<TokenProof.TokenID>, on loop: any EventLoop) -> EventLoopFuture<Void> {
         guard !ids.isEmpty else { return loop.makeSucceededVoidFuture() }
+        relayFree.revoke(ids)
         let futures = snapshot.map { entry in
             entry.loop.submit { entry.handler.value.revoke(tokenIDs: ids) }
         }

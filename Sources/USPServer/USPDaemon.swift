@@ -81,7 +81,8 @@ public final class ServerRuntime: Sendable {
                                          maxPerSource: options.maxConnectionsPerSource)
         self.rateLimiter = HandshakeRateLimiter(rate: options.handshakeRate, burst: options.handshakeBurst)
         self.streamLimiter = StreamLimiter(perMinute: options.maxStreamsPerMinute, concurrent: options.maxStreamsPerIdentity)
-        self.launcher = launcher ?? Launcher(logger: logger, audit: policy.audit, maxSessionsPerApplication: options.maxStreamsPerApplication)
+        self.launcher = launcher ?? Launcher(logger: logger, audit: policy.audit, maxSessionsPerApplication: options.maxStreamsPerApplication,
+                                             relayFreeSessions: registry.relayFree)
         self.logger = logger
     }
 

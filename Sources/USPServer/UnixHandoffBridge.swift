@@ -31,6 +31,9 @@ final class UnixHandoffBridge: ChannelBridge {
     private var answered = false
     /// The hand-off under way is relay-free: the session is frozen until the answer.
     private var relayFree = false
+    /// Where an acknowledged relay-free session's control connection is kept, with the token IDs
+    /// whose revocation must reach it (docs/PROTOCOL.md §14.5).
+    var revocation: (sessions: RelayFreeSessions, tokenIDs: Set<String>)?
 
     init(port: ServerStreamPort, application: String, path: String, logger: Logger, release: @escaping @Sendable () -> Void) {
         self.application = application
@@ -212,6 +215,11 @@ final class UnixHandoffBridge: ChannelBridge {
         answered = true
         timeout?.cancel()
         timeout = nil
+        if relayFree, case .line("ok") = answer, !closed, let control, let revocation {
+            // The connection stays open as the session's control line: a revocation is told there.
+            revocation.sessions.add(control: control, tokenIDs: revocation.tokenIDs)
+            self.control = nil
+        }
         control?.close(promise: nil)
         control = nil
         guard !closed else { return }
@@ -276,7 +284,13 @@ final class HandoffAnswerHandler: ChannelInboundHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if case ChannelEvent.inputClosed = event { finish(line.isEmpty ? .endOfFile : .line(String(decoding: line, as: UTF8.self))) }
+        if case ChannelEvent.inputClosed = event {
+            finish(line.isEmpty ? .endOfFile : .line(String(decoding: line, as: UTF8.self)))
+            // The application closed its end (a relay-free session's control line: its session
+            // is over): close ours, which also drops it from RelayFreeSessions.
+            context.close(promise: nil)
+            return
+        }
         context.fireUserInboundEventTriggered(event)
     }
 

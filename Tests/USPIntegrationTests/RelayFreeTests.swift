@@ -56,6 +56,31 @@ import USPUnix
         #expect(try daemon.audit().filter { $0["kind"] as? String == "stream_handed_off" }.count == 2)
     }
 
+    /// uspd is out of a relay-free session's data path, but not out of its accountability: logging
+    /// out (invalidating the login the stream's token was issued under) reaches the application
+    /// over the hand-off's control line, which resets the stream with token_revoked.
+    @Test func revocationReachesARelayFreeSession() throws {
+        let dir = try Harness.temporaryDirectory("relayfree-revoke")
+        let upperSocket = dir.appendingPathComponent("upper.sock").path
+        let upper = try HandoffPeers.exampleApp(socket: upperSocket)
+        defer { upper.stop() }
+        let daemon = try DaemonFixture(apps: ["upper.toml": unixApp("upper", socket: upperSocket, visibility: "authenticated", relayFree: true)],
+                                       config: Self.config)
+        try daemon.loginAdmin()
+        let client = try InteractiveClient(daemon, application: "upper")
+        client.send("handed over\n")
+        try client.waitFor("HANDED OVER")
+        _ = try upper.waitForOutput { $0.contains("(relay-free)") }
+        #expect(try daemon.audit().contains { $0["kind"] as? String == "stream_handed_off" })
+
+        let started = Date()
+        let logout = try daemon.usp(["logout", daemon.uri])
+        #expect(logout.status == 0, "logout: \(logout.stderr)")
+        let status = try client.process.wait(timeout: 10)
+        #expect(Date().timeIntervalSince(started) < 5)
+        #expect(status != 0 && client.process.stderr.contains("revoked"), "the relay-free stream should end with token_revoked: \(client.process.stderr)")
+    }
+
     /// A generic application (Python, no relay_free) keeps the relayed path: its session stalls
     /// while uspd is stopped and goes on when it continues.
     @Test func genericApplicationKeepsTheRelayedPath() throws {

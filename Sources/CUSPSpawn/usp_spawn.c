@@ -76,6 +76,33 @@ static void write_pid(char *entry) {
     *p = '\0';
 }
 
+/// Writes `length` bytes of `text` to the file at `path` in one write(2); true on success.
+static int write_file(const char *path, const char *text, size_t length) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t n = write(fd, text, length);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return n == (ssize_t)length;
+}
+
+/// Writes the one-line map "ID ID 1" (the id onto itself) to a uid_map or gid_map file.
+static int write_id_map(const char *path, unsigned long id) {
+    char digits[24];
+    int n = 0;
+    do { digits[n++] = (char)('0' + id % 10); id /= 10; } while (id > 0 && n < 20);
+    char line[64];
+    size_t length = 0;
+    for (int round = 0; round < 2; round++) {
+        for (int i = n - 1; i >= 0; i--) line[length++] = digits[i];
+        line[length++] = ' ';
+    }
+    line[length++] = '1';
+    line[length++] = '\n';
+    return write_file(path, line, length);
+}
+
 static void child(const usp_spawn_request *q, int report_fd) {
     setpgid(0, 0);
 
@@ -109,7 +136,18 @@ static void child(const usp_spawn_request *q, int report_fd) {
         if (setrlimit(q->rlimits[i].resource, &rl) != 0) fail(report, USP_SPAWN_STAGE_RLIMIT, i);
     }
     // Needs CAP_SYS_ADMIN, so before the user changes. The new namespace has only `lo`, down.
-    if (q->new_network_namespace && unshare(CLONE_NEWNET) != 0) fail(report, USP_SPAWN_STAGE_NETWORK_NAMESPACE, 0);
+    // Without the capability (uspd not root: EPERM), the network namespace comes with a user
+    // namespace of its own, in which the child keeps its uid and gid (a one-line map of each
+    // onto itself) and, once it has exec'd a program as that non-zero uid, no capability.
+    if (q->new_network_namespace && unshare(CLONE_NEWNET) != 0) {
+        if (errno != EPERM || !q->user_namespace_fallback) fail(report, USP_SPAWN_STAGE_NETWORK_NAMESPACE, 0);
+        uid_t uid = geteuid();
+        gid_t gid = getegid();
+        if (unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0) fail(report, USP_SPAWN_STAGE_USER_NAMESPACE, 0);
+        if (!write_file("/proc/self/setgroups", "deny", 4)) fail(report, USP_SPAWN_STAGE_USER_NAMESPACE, 1);
+        if (!write_id_map("/proc/self/uid_map", uid)) fail(report, USP_SPAWN_STAGE_USER_NAMESPACE, 2);
+        if (!write_id_map("/proc/self/gid_map", gid)) fail(report, USP_SPAWN_STAGE_USER_NAMESPACE, 3);
+    }
     if (q->set_groups) {
         if (syscall(SYS_setgroups, 0, NULL) != 0) fail(report, USP_SPAWN_STAGE_GROUPS, 0);
         if (syscall(SYS_setgid, q->gid) != 0) fail(report, USP_SPAWN_STAGE_SETGID, 0);

@@ -203,9 +203,13 @@ public enum StdioBridge {
         let writer = Task {
             do {
                 if !inputEnded {
-                    while let chunk = try await input.next() { try await stream.write(chunk) }
+                    while let chunk = try await input.next() {
+                        // The stream is over (reset, connection lost): the reader reports why,
+                        // after writing out what arrived before.
+                        do { try await stream.write(chunk) } catch { return }
+                    }
                 }
-                try await stream.finish()
+                try? await stream.finish()
             } catch is CancellationError {
             } catch {
                 sink.yield(.failure(error))
@@ -312,7 +316,7 @@ public final class USPForwarder: Sendable {
             serverChannel = try await ServerBootstrap(group: group)
                 .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-                .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+                .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
                 .bind(host: listenHost, port: listenPort) { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try NIOAsyncChannel<ByteBuffer, ByteBuffer>(

@@ -94,6 +94,8 @@ enum ErrorText {
         switch code {
         case .tokenRevoked:
             USPClientError(.streamReset, "\(server.hostPort) ended the stream: its token was revoked", wireCode: code)
+        case .applicationFailed:
+            USPClientError(.streamReset, "the application on \(server.hostPort) failed (it crashed or exited with an error) before the stream was over; its administrator finds the exit status in uspd's log and audit", wireCode: code)
         default:
             USPClientError(.streamReset, "\(server.hostPort) reset the stream: \(code.name)", wireCode: code)
         }

@@ -11,12 +11,14 @@ import USPCore
 /// for them `StdioBridge` stays in use.
 public enum StdioPipeBridge {
 
-    /// Whether `fd` can go into an event loop (a FIFO, a socket or a character device).
+    /// Whether `fd` can go into an event loop (a FIFO, a socket or a terminal).
     public static func isPollable(_ fd: Int32) -> Bool {
         var st = stat()
         guard fstat(fd, &st) == 0 else { return false }
         let type = st.st_mode & S_IFMT
-        return type == S_IFIFO || type == S_IFSOCK || type == S_IFCHR
+        // Of the character devices only terminals: epoll refuses /dev/null and /dev/zero with
+        // EPERM, which NIO does not survive; those go through the thread bridge.
+        return type == S_IFIFO || type == S_IFSOCK || (type == S_IFCHR && isatty(fd) == 1)
     }
 
     /// Runs like `StdioBridge.run`: until the server's FIN has been written out (returns) or
@@ -26,7 +28,9 @@ public enum StdioPipeBridge {
     public static func run(stream: USPStream, input: FDReader, inputEnded: Bool,
                            inputFD: Int32 = STDIN_FILENO, outputFD: Int32 = STDOUT_FILENO) async throws -> Bool {
         guard isPollable(inputFD), isPollable(outputFD), let (buffered, atEnd) = input.stop() else { return false }
-        for chunk in buffered { try await stream.write(chunk) }
+        // A write or FIN that fails means the stream is over (reset, connection lost): the
+        // inbound side then throws that reason, after the bytes that arrived before it.
+        for chunk in buffered { do { try await stream.write(chunk) } catch { break } }
         let inDup = dup(inputFD), outDup = dup(outputFD)
         guard inDup >= 0, outDup >= 0 else {
             if inDup >= 0 { close(inDup) }
@@ -53,7 +57,7 @@ public enum StdioPipeBridge {
             close(outDup)
             throw USPClientError(.localFile, "cannot use standard input/output: \(error)")
         }
-        if inputDone { try await stream.finish() }
+        if inputDone { try? await stream.finish() }
         do {
             // The server's bytes go to stdout; its FIN ends the bridge, as in StdioBridge.
             for try await chunk in stream.inbound {

@@ -93,7 +93,7 @@ public final class ClientSessionHandler: ChannelInboundHandler, RemovableChannel
     private func begin(context: ChannelHandlerContext) {
         guard session.state == .idle else { return }
         // Small records, one round trip each: never let Nagle hold message 1 or a keystroke back.
-        _ = context.channel.setOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+        _ = context.channel.setOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
         do throws(USPError) {
             try session.start(start, now: clock())
         } catch {

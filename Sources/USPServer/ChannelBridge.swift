@@ -132,7 +132,7 @@ class ChannelBridge: ServerStreamApplication {
         port.write(&buffer)
         if buffer.readableBytes > 0 { unsent = buffer; return }
         unsent = nil
-        if applicationDone { port.finish() } else {
+        if applicationDone { applicationOutputDelivered() } else {
             channel?.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
         }
     }
@@ -141,7 +141,13 @@ class ChannelBridge: ServerStreamApplication {
     func applicationFinished() {
         guard !applicationDone else { return }
         applicationDone = true
-        if unsent == nil, !closed { port.finish() }
+        if unsent == nil, !closed { applicationOutputDelivered() }
+    }
+
+    /// Everything the application wrote went to the client: the stream's direction to the
+    /// client ends (FIN). `ExecBridge` first learns how the process ended.
+    func applicationOutputDelivered() {
+        port.finish()
     }
 
     func closed(code: USPError.Code) {

@@ -42,6 +42,8 @@ final class ChildProcess: Sendable {
     private struct State {
         var reaped = false
         var stopRequested = false
+        /// How it ended, once reaped (nil also when reaped elsewhere).
+        var exit: ProcessExit?
         var onExit: ExitHandler?
     }
     private let state: Mutex<State>
@@ -114,14 +116,24 @@ final class ChildProcess: Sendable {
             let r = waitpid(pid, &status, WNOHANG)
             guard r == pid || (r < 0 && errno == ECHILD) else { return (false, nil, nil, false) }
             s.reaped = true
+            s.exit = r == pid ? ProcessExit(waitStatus: status) : nil
             defer { s.onExit = nil }
-            return (true, r == pid ? ProcessExit(waitStatus: status) : nil, s.onExit, s.stopRequested)
+            return (true, s.exit, s.onExit, s.stopRequested)
         }
         if outcome.reapedNow { outcome.handler?(pid, outcome.exit, outcome.requested) }
         return isReaped
     }
 
     var isReaped: Bool { state.withLock { $0.reaped } }
+
+    /// True when the child is reaped and ended by a signal or with a non-zero status that uspd
+    /// did not ask for (a crash, a kill from outside, RLIMIT_CPU).
+    var failed: Bool {
+        state.withLock { s in
+            guard s.reaped, !s.stopRequested, let exit = s.exit else { return false }
+            return !exit.isSuccess
+        }
+    }
 
     /// Sends `signal` to the child's process group, unless the child is already reaped.
     func signalGroup(_ signal: CInt) {

@@ -35,6 +35,39 @@ final class ExecBridge: ChannelBridge {
         attach(when: future) { "pipes of pid \(pid)" }
     }
 
+    /// The program's output ended (EOF on its stdout or fd 3). A program closes it when it exits,
+    /// so uspd waits a moment for the exit: a program that crashed or exited with an error has
+    /// its stream reset with `application_failed` (everything it wrote was delivered before), a
+    /// clean exit ends it with FIN. A program that closed its output and keeps running gets FIN
+    /// once `exitWait` has passed.
+    override func applicationOutputDelivered() {
+        awaitExit(delay: .zero, waited: .zero)
+    }
+
+    /// How long uspd waits after the program's EOF for its exit before it sends FIN anyway.
+    static let exitWait: TimeAmount = .milliseconds(200)
+
+    private func awaitExit(delay: TimeAmount, waited: TimeAmount) {
+        let me = NIOLoopBound(self, eventLoop: port.eventLoop)
+        port.eventLoop.scheduleTask(in: delay) {
+            let bridge = me.value
+            guard !bridge.closed else { return }
+            if bridge.child.reapIfExited() {
+                if bridge.child.failed {
+                    bridge.port.reset(code: .applicationFailed)
+                } else {
+                    bridge.port.finish()
+                }
+            } else if waited >= Self.exitWait {
+                bridge.port.finish()
+            } else {
+                // 1, 2, 4 … ms: an exiting process is reaped within a few; at most `exitWait` in all.
+                let next = delay == .zero ? .milliseconds(1) : min(delay * 2, .milliseconds(50))
+                bridge.awaitExit(delay: next, waited: waited + next)
+            }
+        }
+    }
+
     override func stopped(code: USPError.Code) {
         // A stream that ended normally gives the command a moment to exit by itself; a reset or a
         // revocation terminates it at once. Either way it is killed if it lingers, and reaped.

@@ -283,7 +283,7 @@ public final class USPDaemon: Service, Sendable {
                     try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler())
                 }
             }
-            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 4)
             // Reads grow up to 256 KiB on a busy stream (four full records per read), and shrink
             // back on idle ones, so idle sessions hold no large buffers.

@@ -40,6 +40,9 @@ public struct ProcessSpawn: Sendable {
     /// Sets `LISTEN_PID` to the child's own pid (sd_listen_fds(3) checks it).
     public var setListenPID = false
     public var newNetworkNamespace = false
+    /// With `newNetworkNamespace`, when the daemon lacks CAP_SYS_ADMIN (not root): enter a user
+    /// namespace too, in which the child keeps its uid and gid, so the network is still taken away.
+    public var userNamespaceFallback = true
     /// (gid) with supplementary groups cleared.
     public var group: UInt32?
     public var user: UInt32?
@@ -74,6 +77,7 @@ public struct ProcessSpawn: Sendable {
                             path: cPath, argv: argvBuffer.baseAddress, envp: envpBuffer.baseAddress,
                             stdin_fd: standardInput ?? -1, stdout_fd: standardOutput ?? -1, stream_fd: descriptor3 ?? -1,
                             listen_pid: listenPID, new_network_namespace: newNetworkNamespace ? 1 : 0,
+                            user_namespace_fallback: userNamespaceFallback ? 1 : 0,
                             set_groups: group == nil ? 0 : 1, gid: group ?? 0, set_user: user == nil ? 0 : 1, uid: user ?? 0,
                             rlimits: limitsBuffer.baseAddress, rlimit_count: CInt(limitsBuffer.count))
                         return usp_spawn(&request, &pid, &stage, &detail)
@@ -95,6 +99,9 @@ public struct ProcessSpawn: Sendable {
             let limit = limits.indices.contains(Int(detail)) ? limits[Int(detail)] : nil
             return "setrlimit \(limit.map { "\($0.name) \($0.value)" } ?? "?")"
         case USP_SPAWN_STAGE_NETWORK_NAMESPACE.rawValue: return "unshare(CLONE_NEWNET)"
+        case USP_SPAWN_STAGE_USER_NAMESPACE.rawValue:
+            return ["unshare(CLONE_NEWUSER|CLONE_NEWNET)", "writing /proc/self/setgroups", "writing /proc/self/uid_map",
+                    "writing /proc/self/gid_map"][Int(max(0, min(3, detail)))]
         case USP_SPAWN_STAGE_GROUPS.rawValue: return "setgroups"
         case USP_SPAWN_STAGE_SETGID.rawValue: return "setgid \(spawn.group ?? 0)"
         case USP_SPAWN_STAGE_SETUID.rawValue: return "setuid \(spawn.user ?? 0)"

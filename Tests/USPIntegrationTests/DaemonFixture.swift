@@ -9,8 +9,13 @@ final class DaemonFixture {
     private(set) var uri = ""
     let adminPassword: String
 
+    /// The uid and gid `uspd serve` runs as (through setpriv), nil: the test's own.
+    let runAs: (uid: uid_t, gid: gid_t)?
+
     /// `apps` maps file names in apps.d to their TOML text; written before the daemon starts.
-    init(apps: [String: String] = [:], config: String = "handshake_timeout = 1\n") throws {
+    /// `runAs`: serve as that uid and gid (the test must be root; the data directory is given to them).
+    init(apps: [String: String] = [:], config: String = "handshake_timeout = 1\n", runAs: (uid: uid_t, gid: gid_t)? = nil) throws {
+        self.runAs = runAs
         dataDirectory = try Harness.temporaryDirectory("uspd")
         home = try Harness.temporaryDirectory("home")
         port = try Harness.freePort()
@@ -23,12 +28,23 @@ final class DaemonFixture {
         for (name, text) in apps {
             try text.write(to: dataDirectory.appendingPathComponent("apps.d/\(name)"), atomically: true, encoding: .utf8)
         }
+        if let runAs {
+            let chown = try Harness.run("/bin/chown", ["-R", "\(runAs.uid):\(runAs.gid)", dataDirectory.path])
+            guard chown.status == 0 else { throw HarnessError("chown failed: \(chown.stderr)") }
+        }
         try start()
     }
 
     func start() throws {
-        let p = try RunningProcess("uspd", executable: try Harness.executable("uspd"),
-                                   arguments: ["serve", "--data-dir", dataDirectory.path, "--listen", "127.0.0.1:\(port)"])
+        var executable = try Harness.executable("uspd")
+        var arguments = ["serve", "--data-dir", dataDirectory.path, "--listen", "127.0.0.1:\(port)"]
+        if let runAs {
+            // The build directory may sit where that user cannot go (under /root): a copy in /tmp.
+            executable = try Harness.copyForAnyone(executable)
+            arguments = ["--reuid=\(runAs.uid)", "--regid=\(runAs.gid)", "--clear-groups", executable] + arguments
+            executable = "/usr/bin/setpriv"
+        }
+        let p = try RunningProcess("uspd", executable: executable, arguments: arguments)
         let text = try p.waitForOutput { $0.contains("usp://") && $0.contains("listening on") }
         guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("usp://") }) else {
             throw HarnessError("uspd printed no URI: \(text)")

@@ -64,6 +64,42 @@ import Testing
         #expect(boxed.stdout.hasSuffix("INSIDE THE BOX\n"), "\(boxed.stdout)")
     }
 
+    /// uspd without root (here: as nobody) cannot make a network namespace alone; it enters a user
+    /// namespace with it, in which the application keeps its uid and gid, and the sandbox holds.
+    @Test func aNoNetworkSandboxAlsoWorksWhenUspdIsNotRoot() throws {
+        guard Self.requireRoot("starting uspd as nobody") else { return }
+        // A python3 that nobody may run (the test's own may live under /root).
+        let python = "/usr/bin/python3"
+        guard access(python, X_OK) == 0 else {
+            if Harness.strict { Issue.record("\(python) is missing") } else { print("SKIP: \(python) is missing") }
+            return
+        }
+        let listener = try LoopbackListener()
+        defer { listener.close() }
+        let probe = [python, try Harness.copyForAnyone(HandoffPeers.script("isolation_app.py"))]
+        let daemon = try DaemonFixture(apps: [
+            "boxed.toml": Self.app("boxed", probe, launch: "sandbox = \"no-network\"",
+                                   tables: "[launch.environment]\nPROBE_PORT = \"\(listener.port)\""),
+        ], config: Self.config, runAs: (uid: 65534, gid: 65534))
+        let boxed = try daemon.usp(["connect", daemon.uri, "boxed"], stdin: "unprivileged box\n")
+        #expect(boxed.status == 0, "\(boxed.stderr) / uspd: \(daemon.process?.stderr ?? "")")
+        let report = try Self.report(boxed.stdout)
+        #expect(report["uid"] as? Int == 65534 && report["gid"] as? Int == 65534, "the application keeps uspd's ids: \(report)")
+        #expect(report["interfaces"] as? [String] == ["lo"], "only a loopback interface: \(report)")
+        #expect(report["tcp_loopback"] as? String == "ENETUNREACH", "\(report)")
+        #expect(report["udp_external"] as? String == "ENETUNREACH", "\(report)")
+        #expect(boxed.stdout.hasSuffix("UNPRIVILEGED BOX\n"), "\(boxed.stdout)")
+
+        // The client as an ordinary user too (socket options that need a capability would fail
+        // its connect: TCP_NODELAY once went to SOL_SOCKET, where 1 is SO_DEBUG).
+        let home = try Harness.temporaryDirectory("nobody-home")
+        _ = try Harness.run("/bin/chown", ["65534:65534", home.path])
+        let plain = try Harness.run("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", try Harness.copyForAnyone(try Harness.executable("usp")),
+                                                         "--home", home.path, "connect", daemon.uri, "boxed"], stdin: "as nobody\n")
+        #expect(plain.status == 0, "\(plain.stderr)")
+        #expect(plain.stdout.hasSuffix("AS NOBODY\n"), "\(plain.stdout)")
+    }
+
     @Test func userAndGroupAreSwitchedAndSupplementaryGroupsCleared() throws {
         guard Self.requireRoot("launch.user") else { return }
         let ids = ["/bin/sh", "-c", "id -u; id -g; id -G; exec cat"]
@@ -150,7 +186,12 @@ import Testing
         crashy.send("boom\n")
         try crashy.waitFor("got boom")
         _ = try #require(daemon.process).waitForOutput(timeout: 10) { $0.contains("killed by SIGSEGV") }
-        _ = try crashy.finish()
+        // The client learns that the application failed: the stream is reset with
+        // application_failed (518), after the bytes it wrote before the crash.
+        let crashStatus = try crashy.finish()
+        #expect(crashStatus != 0)
+        #expect(crashy.process.stdout == "ready\ngot boom\n")
+        #expect(crashy.process.stderr.contains("failed (it crashed or exited with an error)"), "\(crashy.process.stderr)")
 
         // The other session is undisturbed and the daemon serves new ones.
         steady.send("after the crash\n")
@@ -173,6 +214,7 @@ import Testing
         // A non-zero exit is recorded the same way.
         let failing = try daemon.usp(["connect", daemon.uri, "failing"], stdin: "")
         #expect(failing.stdout == "giving up\n")
+        #expect(failing.status != 0 && failing.stderr.contains("failed (it crashed or exited with an error)"), "\(failing.stderr)")
         let failed = try daemon.audit().filter { $0["kind"] as? String == "application_exited" && $0["application"] as? String == "failing" }
         #expect(failed.map { $0["result"] as? String } == ["status 3"], "\(failed)")
         #expect(try #require(daemon.process).stderr.contains("exited with status 3"))
@@ -181,6 +223,32 @@ import Testing
         // Every child is reaped: none of uspd's children is a zombie.
         Thread.sleep(forTimeInterval: 0.5)
         #expect(Self.zombieChildren(of: pid) == [], "zombies left under uspd")
+    }
+
+    /// /dev/null cannot be polled (epoll refuses it): `usp connect < /dev/null > /dev/null` takes
+    /// the thread bridge instead of crashing, and a failed application is still reported.
+    @Test func devNullAsStandardInputAndOutputIsServed() throws {
+        let daemon = try DaemonFixture(apps: [
+            "hello.toml": Self.app("hello", ["/bin/sh", "-c", "echo hello; cat"]),
+            "failing.toml": Self.app("failing", ["/bin/sh", "-c", "echo giving up; exit 3"]),
+        ], config: Self.config)
+        func connect(_ application: String) throws -> (status: Int32, stderr: String) {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: try Harness.executable("usp"))
+            process.arguments = ["--home", daemon.home.path, "connect", daemon.uri, application]
+            process.standardInput = FileHandle(forReadingAtPath: "/dev/null")
+            process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+            let errors = Pipe()
+            process.standardError = errors
+            try process.run()
+            let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            return (process.terminationStatus, text)
+        }
+        let hello = try connect("hello")
+        #expect(hello.status == 0, "\(hello.stderr)")
+        let failing = try connect("failing")
+        #expect(failing.status == 1 && failing.stderr.contains("failed (it crashed or exited with an error)"), "\(failing.stderr)")
     }
 
     /// Pids of `parent`'s children in state Z, from /proc.

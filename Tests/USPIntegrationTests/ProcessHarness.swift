@@ -160,6 +160,17 @@ enum Harness {
         candidates.first { FileManager.default.isExecutableFile(atPath: $0) }
     }
 
+    /// A copy of the file at `path` in a new temporary directory that every user may enter and
+    /// read (mode 755 both), for a process run as another user.
+    static func copyForAnyone(_ path: String) throws -> String {
+        let dir = try temporaryDirectory("shared")
+        let copy = dir.appendingPathComponent((path as NSString).lastPathComponent).path
+        try FileManager.default.copyItem(atPath: path, toPath: copy)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: dir.path)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: copy)
+        return copy
+    }
+
     static func temporaryDirectory(_ label: String) throws -> URL {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("usp-it-\(label)-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)

@@ -12,7 +12,7 @@ typedef struct {
 /// What `usp_spawn` does in the child between fork and exec, in this order: its own process
 /// group; every signal back to its default action and an empty mask; the stream descriptors on
 /// 0, 1 (and 3), everything else from 3 (or 4) up closed; the resource limits; a new network
-/// namespace; supplementary groups cleared, then the group and the user; execve.
+/// namespace (with a user namespace when asked); supplementary groups cleared, then the group and the user; execve.
 typedef struct {
     const char *path;           /* the program, already searched in PATH (execve does not search) */
     char *const *argv;
@@ -24,6 +24,10 @@ typedef struct {
        child writes its own pid there (it is its own copy of the memory after fork). */
     char *listen_pid;
     int new_network_namespace;  /* unshare(CLONE_NEWNET): only a `lo` that is down */
+    /* With new_network_namespace, when unshare(CLONE_NEWNET) fails with EPERM (no CAP_SYS_ADMIN):
+       unshare(CLONE_NEWUSER | CLONE_NEWNET) and map the child's uid and gid onto themselves
+       (setgroups denied). */
+    int user_namespace_fallback;
     int set_groups;             /* clear supplementary groups and setgid(gid) */
     unsigned int gid;
     int set_user;               /* setuid(uid), after the group */
@@ -44,6 +48,7 @@ enum usp_spawn_stage {
     USP_SPAWN_STAGE_SETGID = 7,
     USP_SPAWN_STAGE_SETUID = 8,
     USP_SPAWN_STAGE_EXEC = 9,
+    USP_SPAWN_STAGE_USER_NAMESPACE = 10,  /* detail: 0 unshare, 1 setgroups, 2 uid_map, 3 gid_map */
 };
 
 /// Starts the child described by `request`. Returns 0 and the pid once the child has exec'd, or

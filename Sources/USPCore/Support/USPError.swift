@@ -120,6 +120,9 @@ public struct USPError: Error, Hashable, Sendable, CustomStringConvertible {
         /// The application already runs as many sessions as it may (apps.d `max_sessions`, uspd.toml
         /// `max_streams_per_application`); for exec applications, processes not yet ended count.
         public static let applicationBusy = Code(517, "application_busy")
+        /// The application's process ended by a signal or with a non-zero exit status before its
+        /// stream was over (a crash, RLIMIT_CPU, a kill from outside); what was sent before arrived.
+        public static let applicationFailed = Code(518, "application_failed")
 
         // MARK: 6xx: session end
         public static let closedByPeer = Code(600, "closed_by_peer")
@@ -140,6 +143,7 @@ public struct USPError: Error, Hashable, Sendable, CustomStringConvertible {
             authenticationFailed, authorizationMissing, authorizationInvalid, unknownIndex, invalidRequestBody,
             tokenInvalid, tokenExpired, tokenWrongAddress, tokenRevoked, unknownAction, rateLimited, unknownMethod,
             applicationUnavailable, applicationRefused, resourcesExhausted, unknownApplication, tooManyStreams, applicationBusy,
+            applicationFailed,
             closedByPeer, shuttingDown, idleTimeout, internalError, unexpectedEOF,
         ]
     }

@@ -14,7 +14,7 @@ import Glibc
 class ChannelBridge: ServerStreamApplication {
     let port: ServerStreamPort
     let logger: Logger
-    private let release: @Sendable () -> Void
+    private var release: @Sendable () -> Void
     private var channel: (any Channel)?
     /// Client bytes that arrived before the channel was ready.
     private var early: [ByteBuffer] = []
@@ -30,6 +30,14 @@ class ChannelBridge: ServerStreamApplication {
         self.port = port
         self.logger = logger
         self.release = release
+    }
+
+    /// The stream's place under its application's cap, which `closed` would give back, for the
+    /// caller to give back later (a relay-free session holds it until its control line closes).
+    func takeRelease() -> @Sendable () -> Void {
+        let taken = release
+        release = {}
+        return taken
     }
 
     func attach(_ channel: any Channel) {

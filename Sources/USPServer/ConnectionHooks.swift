@@ -112,13 +112,30 @@ final class ConnectionHooks: ServerSessionHooks {
 
     func streamHandedOff(_ handler: ServerSessionHandler, stream: UInt32, grant: ApplicationGrant,
                          bytesIn: Int64, bytesOut: Int64, seconds: Double) {
-        // From here the application owns the connection; the limits count it no more.
-        if let caller = admitted.removeValue(forKey: stream) { server.streamLimiter.release(caller) }
+        // From here the application owns the connection. The session still counts under the
+        // caller's limits until its control line closes (the session ended, or was revoked);
+        // then its end is audited, with its whole duration (bytes are the application's to know).
+        let caller = admitted.removeValue(forKey: stream)
         var e = streamEvent(.streamHandedOff, handler, stream: stream, grant: grant, result: "handed_off",
                             bytesIn: bytesIn, bytesOut: bytesOut, seconds: seconds)
         e.detail = "relay-free: the TCP connection and its keys now belong to \(grant.application)"
         server.audit.note(e)
         server.logger.info("\(handler.serverSessionID): stream \(stream) handed off relay-free to \(grant.application)")
+        let server = self.server
+        let handedOffAt = ServerClock.monotonic()
+        var ended = e
+        ended.kind = .streamClosed
+        ended.result = "ok"
+        let key = RelayFreeSessions.Key(session: handler.serverSessionID, stream: stream)
+        server.registry.relayFree.whenEnded(key) { [ended] in
+            if let caller { server.streamLimiter.release(caller) }
+            var row = ended
+            let total = seconds + (ServerClock.monotonic() - handedOffAt)
+            row.durationMS = Int64((total * 1000).rounded())
+            row.detail = "relay-free session ended (its control line closed)"
+            server.audit.note(row)
+            server.logger.info("\(key.session): relay-free stream \(key.stream) of \(grant.application) ended")
+        }
     }
 
     /// The audit row of a stream's end (closed or handed off), with its counts up to then.

@@ -148,7 +148,8 @@ public final class Launcher: Sendable {
             return bridge
         case .unix(let path, let relayFree):
             let bridge = UnixHandoffBridge(port: port, application: name, path: path, logger: logger, release: release)
-            bridge.revocation = (relayFreeSessions, Set([request.tokenID] + (request.authorizationTokenID.map { [$0] } ?? [])))
+            bridge.revocation = (relayFreeSessions, RelayFreeSessions.Key(session: request.serverSessionID, stream: port.stream),
+                                 Set([request.tokenID] + (request.authorizationTokenID.map { [$0] } ?? [])))
             if relayFree {
                 bridge.startRelayFree(metadata: HandoffMessage.metadata(for: request))
             } else {

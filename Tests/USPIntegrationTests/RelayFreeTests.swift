@@ -81,6 +81,40 @@ import USPUnix
         #expect(status != 0 && client.process.stderr.contains("revoked"), "the relay-free stream should end with token_revoked: \(client.process.stderr)")
     }
 
+    /// A relay-free session keeps its place under `max_sessions` after the hand-off, until the
+    /// application closes its control line at the session's end; that end is audited.
+    @Test func aRelayFreeSessionCountsUnderMaxSessionsUntilItEnds() throws {
+        let dir = try Harness.temporaryDirectory("relayfree-cap")
+        let upperSocket = dir.appendingPathComponent("upper.sock").path
+        let upper = try HandoffPeers.exampleApp(socket: upperSocket)
+        defer { upper.stop() }
+        let daemon = try DaemonFixture(apps: [
+            "upper.toml": unixApp("upper", socket: upperSocket, visibility: "public", relayFree: true) + "\n[limits]\nmax_sessions = 1\n",
+        ], config: Self.config)
+        let first = try InteractiveClient(daemon, application: "upper")
+        first.send("holding the place\n")
+        try first.waitFor("HOLDING THE PLACE")
+        _ = try upper.waitForOutput { $0.contains("(relay-free)") }
+
+        let second = try daemon.usp(["connect", daemon.uri, "upper"], stdin: "x\n")
+        #expect(second.status != 0 && second.stderr.contains("application_busy"), "the handed-off session still counts: \(second.stderr)")
+
+        #expect(try first.finish() == 0, "\(first.process.stderr)")
+        var third = (status: Int32(-1), stdout: "", stderr: "")
+        for _ in 0..<30 {
+            third = try daemon.usp(["connect", daemon.uri, "upper"], stdin: "third\n")
+            if third.status == 0 { break }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        #expect(third.status == 0 && third.stdout.contains("THIRD\n"), "the place is free once the first session ended: \(third.stderr)")
+        let ends = try daemon.audit().filter {
+            $0["kind"] as? String == "stream_closed" && ($0["detail"] as? String)?.hasPrefix("relay-free session ended") == true
+        }
+        #expect(ends.count == 2, "both relay-free sessions' ends are audited: \(ends)")
+        #expect(ends.first?["application"] as? String == "upper")
+        #expect((ends.first?["duration_ms"] as? Int ?? 0) > 0)
+    }
+
     /// A generic application (Python, no relay_free) keeps the relayed path: its session stalls
     /// while uspd is stopped and goes on when it continues.
     @Test func genericApplicationKeepsTheRelayedPath() throws {

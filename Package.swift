@@ -120,14 +120,14 @@ let package = Package(
         .executableTarget(
             name: "uspd",
             dependencies: [
-                "USPServer",
+                "USPServer", "USPUnix",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(
             name: "usp",
             dependencies: [
-                "USPClient", "USPAgent",
+                "USPClient", "USPAgent", "USPUnix",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

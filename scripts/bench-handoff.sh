@@ -2,7 +2,9 @@
 # Issue 4 benchmarks: the operating system's part.
 #   1. throughput of one stream through uspd into an application handed the stream by each launch
 #      kind — exec on stdin/stdout, exec on fd 3, a running unix application (SCM_RIGHTS hand-off),
-#      and the tcp launch — all with the same discard sink logic (scripts/bench/fdsink.py, sink.py)
+#      the tcp launch, and a relay-free session (uspd hands the TCP connection and its keys to
+#      usp-example-upper --discard, a USPApp application, and leaves the data path) — all with the
+#      same discard sink logic (scripts/bench/fdsink.py, sink.py, usp-example-upper --discard)
 #      and the same client (scripts/bench/client.py via `usp connect`); beside the raw cipher
 #      (openssl speed, ChaCha20-Poly1305, 16 KiB);
 #   2. sessions per second that uspd launches with a process each (exec app /bin/cat, reached
@@ -47,6 +49,8 @@ app sinkexec "exec = [\"python3\", \"$HELP/fdsink.py\", \"--stdio\"]"
 app sinkfd3 "exec = [\"python3\", \"$HELP/fdsink.py\", \"--fd3\"]
 stream = \"fd3\""
 app sinkunix "unix = \"$WORK/sink.sock\""
+app sinkrelay "unix = \"$WORK/relay.sock\"
+relay_free = true"
 app cat "exec = [\"/bin/cat\"]"
 KEY=$("$BIN/uspd" uri --data-dir "$DATA" | head -n 1 | sed -E 's|usp://([^@]+)@.*|\1|')
 URI="usp://$KEY@127.0.0.1:$USP_PORT"
@@ -54,24 +58,25 @@ CH="$WORK/client"; "$BIN/usp" keygen --home "$CH" >/dev/null 2>&1
 
 python3 "$HELP/sink.py" --listen "127.0.0.1:$SINK_PORT" --mode discard >"$WORK/sink.log" 2>&1 & PIDS+=($!)
 python3 "$HELP/fdsink.py" --unix "$WORK/sink.sock" >"$WORK/fdsink.log" 2>&1 & PIDS+=($!)
+"$BIN/usp-example-upper" --socket "$WORK/relay.sock" --discard >"$WORK/relay.log" 2>&1 & PIDS+=($!)
 "$BIN/uspd" serve --data-dir "$DATA" --listen "127.0.0.1:$USP_PORT" >"$WORK/uspd.log" 2>&1 & UPID=$!; PIDS+=($UPID)
 wait_port $SINK_PORT && wait_port $USP_PORT || exit 1
 
 echo "== 1. throughput: one stream of $MIB MiB through uspd into the application, $RUNS runs each, interleaved"
 CIPHER=$(openssl speed -evp chacha20-poly1305 -seconds 1 -bytes 16384 2>/dev/null | awk 'tolower($1) == "chacha20-poly1305" {v=$NF; sub("k","",v); printf "%.0f", v*1000/1e6}')
 declare -A T
-for kind in sinktcp sinkexec sinkfd3 sinkunix; do T[$kind]=""; done
+for kind in sinktcp sinkexec sinkfd3 sinkunix sinkrelay; do T[$kind]=""; done
 for i in $(seq "$RUNS"); do
     line="   run $i:"
-    for kind in sinktcp sinkexec sinkfd3 sinkunix; do
+    for kind in sinktcp sinkexec sinkfd3 sinkunix sinkrelay; do
         v=$(python3 "$HELP/client.py" throughput --mib "$MIB" -- "$BIN/usp" connect --home "$CH" "$URI" "$kind") || v=""
         T[$kind]+=" $v"
         line+="  $kind ${v:-?}"
     done
     echo "$line MB/s"
 done
-declare -A M; for kind in sinktcp sinkexec sinkfd3 sinkunix; do M[$kind]=$(median ${T[$kind]}); done
-echo "   medians: tcp ${M[sinktcp]}  exec stdio ${M[sinkexec]}  exec fd3 ${M[sinkfd3]}  unix hand-off ${M[sinkunix]}  MB/s; raw cipher (openssl, one direction) ${CIPHER:-?} MB/s"
+declare -A M; for kind in sinktcp sinkexec sinkfd3 sinkunix sinkrelay; do M[$kind]=$(median ${T[$kind]}); done
+echo "   medians: tcp ${M[sinktcp]}  exec stdio ${M[sinkexec]}  exec fd3 ${M[sinkfd3]}  unix hand-off ${M[sinkunix]}  relay-free ${M[sinkrelay]}  MB/s; raw cipher (openssl, one direction) ${CIPHER:-?} MB/s"
 
 echo "== 2. sessions per second with a process each: $SESSIONS sessions, $CONCURRENCY at a time (connect, one byte echoed, close)"
 "$BIN/usp" forward --home "$CH" --listen "127.0.0.1:$FWD_PORT" "$URI" cat >"$WORK/forward.log" 2>&1 & FPID=$!; PIDS+=($FPID)
@@ -96,6 +101,7 @@ echo "| throughput, tcp launch | ${M[sinktcp]} MB/s |"
 echo "| throughput, exec stdio | ${M[sinkexec]} MB/s |"
 echo "| throughput, exec fd 3 | ${M[sinkfd3]} MB/s |"
 echo "| throughput, unix hand-off | ${M[sinkunix]} MB/s |"
+echo "| throughput, relay-free (USPApp holds the TCP connection) | ${M[sinkrelay]} MB/s |"
 echo "| raw ChaCha20-Poly1305 (openssl, 16 KiB) | ${CIPHER:-?} MB/s |"
 echo "| sessions/s, uspd exec per session | ${USPS:-?} (uspd ${CPU} ms CPU each) |"
 echo "| sessions/s, socat fork | ${SOCATS} |"

@@ -104,7 +104,13 @@ static int write_id_map(const char *path, unsigned long id) {
 }
 
 static void child(const usp_spawn_request *q, int report_fd) {
-    setpgid(0, 0);
+    // A fresh child is never a process group leader, so setsid() cannot fail with EPERM here
+    // (the parent does not setpgid a child that makes its own session).
+    if (q->new_session) {
+        if (setsid() < 0) fail(report_fd, USP_SPAWN_STAGE_SESSION, 0);
+    } else {
+        setpgid(0, 0);
+    }
 
     struct sigaction dfl;
     memset(&dfl, 0, sizeof dfl);
@@ -125,9 +131,12 @@ static void child(const usp_spawn_request *q, int report_fd) {
         close(null);
     }
     int out = move_up(q->stdout_fd >= 0 ? q->stdout_fd : 2);
+    int err = q->stderr_fd >= 0 ? move_up(q->stderr_fd) : -1;
     int stream = q->stream_fd >= 0 ? move_up(q->stream_fd) : -1;
-    if (in < 0 || out < 0 || (q->stream_fd >= 0 && stream < 0)) fail(report, USP_SPAWN_STAGE_DESCRIPTORS, 0);
-    if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || (stream >= 0 && dup2(stream, 3) < 0)) fail(report, USP_SPAWN_STAGE_DESCRIPTORS, 0);
+    if (in < 0 || out < 0 || (q->stderr_fd >= 0 && err < 0) || (q->stream_fd >= 0 && stream < 0)) fail(report, USP_SPAWN_STAGE_DESCRIPTORS, 0);
+    if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || (err >= 0 && dup2(err, 2) < 0) || (stream >= 0 && dup2(stream, 3) < 0)) {
+        fail(report, USP_SPAWN_STAGE_DESCRIPTORS, 0);
+    }
     // Nothing of the daemon's (listeners, other sessions' pipes, the database) reaches the program.
     close_from(stream >= 0 ? 4 : 3, report);
 
@@ -188,7 +197,8 @@ int usp_spawn(const usp_spawn_request *q, pid_t *pid_out, int *failed_stage, int
         return fork_error;
     }
     // Also set here: the daemon may signal the group before the child has run setpgid itself.
-    setpgid(pid, pid);
+    // Not for a child that makes its own session: setsid() fails in a process group leader.
+    if (!q->new_session) setpgid(pid, pid);
     struct usp_spawn_report r;
     ssize_t n;
     do { n = read(fds[0], &r, sizeof r); } while (n < 0 && errno == EINTR);

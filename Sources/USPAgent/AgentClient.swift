@@ -73,13 +73,13 @@ public struct AgentClient: Sendable {
         }
     }
 
-    /// The streams the agent relays now.
-    public func status(on fd: CInt) throws(AgentError) -> [AgentStreamInfo] {
+    /// The agent's pid and the streams it relays now.
+    public func status(on fd: CInt) throws(AgentError) -> AgentStatus {
         defer { close(fd) }
         let (body, descriptor) = try exchange(fd, AgentRequest(.status))
         if let descriptor { close(descriptor) }
         switch try AgentResponse.parse(body, expectingStatus: true) {
-        case .status(let list): return list
+        case .status(let status): return status
         case .failed(let error): throw error
         case .opened: throw AgentError(.protocolViolation, "the agent answered a status with a stream")
         }

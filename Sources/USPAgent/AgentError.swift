@@ -30,6 +30,11 @@ public struct AgentError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let timedOut = Code("timed_out")
         /// The socket or its directory is owned by another user, writable by others, or not a socket.
         public static let unsafeSocket = Code("unsafe_socket")
+        /// The descriptor a service manager passed (LISTEN_FDS) is not one listening AF_UNIX
+        /// stream socket bound to a file path.
+        public static let invalidSocket = Code("invalid_socket")
+        /// `usp agent start`: the agent exited, or did not answer, before it was listening.
+        public static let startFailed = Code("start_failed")
         /// Another agent already listens on the socket.
         public static let alreadyRunning = Code("already_running")
         /// No agent listens on the socket.

@@ -1,14 +1,17 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import USPCore
 
 /// The agent's answer, one per request:
 ///
 ///     {"ok":true,"stream":3,"token_id":"Xk3…","server":"127.0.0.1:7300","application":"ssh"}   + the descriptor
-///     {"ok":true,"streams":[{…}, …]}                                                            (status)
+///     {"ok":true,"pid":4242,"streams":[{…}, …]}                                                 (status)
 ///     {"ok":false,"code":"rate_limited","message":"…"}
 public enum AgentResponse: Hashable, Sendable {
     /// An open stream: the descriptor travels with the response.
     case opened(stream: Int, tokenID: String?, server: String, application: String)
-    case status([AgentStreamInfo])
+    case status(AgentStatus)
     case failed(AgentError)
 
     public func encoded() -> [UInt8] {
@@ -17,8 +20,9 @@ public enum AgentResponse: Hashable, Sendable {
         case .opened(let stream, let tokenID, let server, let application):
             o = ["ok": true, "stream": .integer(Int64(stream)), "server": .string(server), "application": .string(application),
                  "token_id": tokenID.map(JSONValue.string) ?? .null]
-        case .status(let streams):
-            o = ["ok": true, "streams": .array(streams.map(\.json))]
+        case .status(let status):
+            o = ["ok": true, "streams": .array(status.streams.map(\.json))]
+            if let pid = status.pid { o["pid"] = .integer(Int64(pid)) }
         case .failed(let error):
             o = ["ok": false, "code": .string(error.code.rawValue), "message": .string(error.message)]
         }
@@ -37,10 +41,12 @@ public enum AgentResponse: Hashable, Sendable {
         }
         if expectingStatus {
             guard let list = o["streams"]?.arrayValue else { throw bad("has no \"streams\"") }
-            return .status(try list.map { (item) throws(AgentError) -> AgentStreamInfo in
+            let streams = try list.map { (item) throws(AgentError) -> AgentStreamInfo in
                 guard let info = AgentStreamInfo(json: item) else { throw bad("lists a stream without its fields") }
                 return info
-            })
+            }
+            let pid = o["pid"]?.integerValue.flatMap { pid_t(exactly: $0) }
+            return .status(AgentStatus(pid: pid, streams: streams))
         }
         guard let stream = o["stream"]?.integerValue, let server = o["server"]?.stringValue, let application = o["application"]?.stringValue else {
             throw bad("has no \"stream\", \"server\" or \"application\"")

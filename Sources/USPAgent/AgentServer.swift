@@ -29,6 +29,9 @@ public final class AgentServer: Sendable {
         public var maximumPending = 32
         /// Seconds a program has to send its request.
         public var requestTimeout: Double = 5
+        /// A listening socket made by systemd (`usp-agent.socket`): served instead of `socket`,
+        /// and never removed.
+        public var inherited: InheritedAgentSocket?
 
         public init(home: ClientHome) {
             self.home = home
@@ -41,6 +44,11 @@ public final class AgentServer: Sendable {
     public let configuration: Configuration
     public let log: AgentLog
     private let listener: CInt
+    /// Whether this agent made the socket file (and so removes it at the end).
+    private let createdSocketFile: Bool
+    /// `stop()` writes a byte here to wake the accept loop. shutdown() on the listener would do,
+    /// but an inherited socket is systemd's too: shut down, it would refuse every later connection.
+    private let wake: (read: CInt, write: CInt)
     private let uid = geteuid()
     private let limiter: Mutex<AgentRateLimiter>
     private let table = AgentStreamTable()
@@ -51,10 +59,34 @@ public final class AgentServer: Sendable {
     /// Checks the socket's place and listens there (mode 0600). Refuses, with one line, a
     /// directory or socket file of another user or writable by others, a file that is not a
     /// socket, and a socket another agent answers on; a stale socket of ours is replaced.
+    /// With `configuration.inherited` (systemd socket activation), serves on that socket instead.
     public init(configuration: Configuration, log: AgentLog) throws(AgentError) {
+        var configuration = configuration
+        if let inherited = configuration.inherited {
+            configuration.socket = inherited.socket
+            listener = inherited.descriptor
+            createdSocketFile = false
+        } else {
+            listener = try Self.listen(on: configuration.socket)
+            createdSocketFile = true
+        }
+        do throws(UnixError) {
+            wake = try ProcessSpawn.pipe()
+        } catch {
+            if createdSocketFile {
+                unlink(configuration.socket.path)
+                close(listener)
+            }
+            throw AgentError(.systemCall, "cannot make the agent's wake-up pipe: \(error.detail)")
+        }
         self.configuration = configuration
         self.log = log
-        let socket = configuration.socket
+        limiter = Mutex(AgentRateLimiter(rate: configuration.rate, burst: configuration.burst))
+        opener = AgentOpener(home: configuration.home, options: configuration.connection, log: log)
+    }
+
+    /// A new listening socket at `socket`, after the checks `init` describes.
+    private static func listen(on socket: AgentSocketPath) throws(AgentError) -> CInt {
         try socket.checkDirectory()
         let address = try socket.address
         if try socket.checkSocketFile() {
@@ -74,18 +106,17 @@ public final class AgentServer: Sendable {
             }
         }
         do throws(UnixError) {
-            listener = try UnixSocket.listen(at: address, replacingStale: false, mode: 0o600)
+            return try UnixSocket.listen(at: address, replacingStale: false, mode: 0o600)
         } catch {
             throw AgentError(.systemCall, "cannot listen on \(socket.path): \(error.detail)")
         }
-        limiter = Mutex(AgentRateLimiter(rate: configuration.rate, burst: configuration.burst))
-        opener = AgentOpener(home: configuration.home, options: configuration.connection, log: log)
     }
 
-    /// Serves until `stop()`; then removes the socket file.
+    /// Serves until `stop()`; then removes the socket file if it made it.
     public func run() async {
         log.record("started", ["socket": .string(configuration.socket.path), "pid": .integer(Int64(getpid())), "uid": .integer(Int64(uid)),
-                               "rate": .string(configuration.rate.description), "burst": .integer(Int64(configuration.burst))])
+                               "rate": .string(configuration.rate.description), "burst": .integer(Int64(configuration.burst)),
+                               "socket_activated": .bool(!createdSocketFile)])
         await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
             let thread = Thread { [self] in
                 acceptLoop()
@@ -94,16 +125,19 @@ public final class AgentServer: Sendable {
             thread.name = "usp-agent-accept"
             thread.start()
         }
-        unlink(configuration.socket.path)
+        if createdSocketFile { unlink(configuration.socket.path) }
         close(listener)
+        close(wake.read)
+        close(wake.write)
         log.record("stopped", ["open_streams": .integer(Int64(table.list().count))])
     }
 
     /// Stops accepting (from any thread or a signal handler's queue); streams being relayed go on
     /// until the process exits.
     public func stop() {
-        stopping.store(true, ordering: .sequentiallyConsistent)
-        shutdown(listener, CInt(SHUT_RDWR))
+        guard !stopping.exchange(true, ordering: .sequentiallyConsistent) else { return }
+        var byte: UInt8 = 1
+        _ = write(wake.write, &byte, 1)
     }
 
     /// The streams being relayed now.
@@ -111,6 +145,7 @@ public final class AgentServer: Sendable {
 
     private func acceptLoop() {
         while !stopping.load(ordering: .sequentiallyConsistent) {
+            guard waitForConnection() else { return }
             let fd: CInt
             do throws(UnixError) {
                 fd = try UnixSocket.accept(listener)
@@ -135,6 +170,20 @@ public final class AgentServer: Sendable {
             }
             thread.name = "usp-agent-request"
             thread.start()
+        }
+    }
+
+    /// Waits until a connection is there to accept (true) or `stop()` was called (false).
+    private func waitForConnection() -> Bool {
+        while true {
+            var fds = [pollfd(fd: listener, events: Int16(POLLIN), revents: 0), pollfd(fd: wake.read, events: Int16(POLLIN), revents: 0)]
+            let n = poll(&fds, 2, -1)
+            if stopping.load(ordering: .sequentiallyConsistent) || fds[1].revents != 0 { return false }
+            if n > 0, fds[0].revents != 0 { return true }
+            if n < 0, errno != EINTR {
+                log.record("accept_failed", ["message": .string("poll: \(String(cString: strerror(errno)))")])
+                usleep(100_000)
+            }
         }
     }
 
@@ -164,7 +213,7 @@ public final class AgentServer: Sendable {
         }
         switch request.operation {
         case .status:
-            respond(fd, .status(table.list()))
+            respond(fd, .status(AgentStatus(pid: getpid(), streams: table.list())))
         case .open(let open):
             serveOpen(fd, peer, open)
         }

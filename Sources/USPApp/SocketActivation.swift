@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import USPUnix
 
 /// systemd's socket-activation convention as uspd uses it for `stream = "fd3"`: LISTEN_FDS=1,
 /// LISTEN_PID the process's own pid, LISTEN_FDNAMES=usp, the stream on fd 3.
@@ -19,6 +20,6 @@ public enum SocketActivation {
 
     /// Removes LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES, so that children do not take them as theirs.
     public static func unsetEnvironment() {
-        for name in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] { unsetenv(name) }
+        Systemd.unsetListenEnvironment()
     }
 }

@@ -35,6 +35,11 @@ public struct ProcessSpawn: Sendable {
     public var standardInput: CInt?
     /// Standard output; nil: a copy of the daemon's standard error.
     public var standardOutput: CInt?
+    /// Standard error; nil: the daemon's own.
+    public var standardError: CInt?
+    /// A session of its own (setsid) instead of a process group: a daemon, with no controlling
+    /// terminal, that a terminal's hang-up does not reach.
+    public var newSession = false
     /// A descriptor for fd 3 (socket activation), or nil.
     public var descriptor3: CInt?
     /// Sets `LISTEN_PID` to the child's own pid (sd_listen_fds(3) checks it).
@@ -76,6 +81,7 @@ public struct ProcessSpawn: Sendable {
                         var request = usp_spawn_request(
                             path: cPath, argv: argvBuffer.baseAddress, envp: envpBuffer.baseAddress,
                             stdin_fd: standardInput ?? -1, stdout_fd: standardOutput ?? -1, stream_fd: descriptor3 ?? -1,
+                            stderr_fd: standardError ?? -1, new_session: newSession ? 1 : 0,
                             listen_pid: listenPID, new_network_namespace: newNetworkNamespace ? 1 : 0,
                             user_namespace_fallback: userNamespaceFallback ? 1 : 0,
                             set_groups: group == nil ? 0 : 1, gid: group ?? 0, set_user: user == nil ? 0 : 1, uid: user ?? 0,
@@ -106,6 +112,7 @@ public struct ProcessSpawn: Sendable {
         case USP_SPAWN_STAGE_SETGID.rawValue: return "setgid \(spawn.group ?? 0)"
         case USP_SPAWN_STAGE_SETUID.rawValue: return "setuid \(spawn.user ?? 0)"
         case USP_SPAWN_STAGE_EXEC.rawValue: return "exec \(spawn.path)"
+        case USP_SPAWN_STAGE_SESSION.rawValue: return "setsid"
         default: return "spawn \(spawn.path)"
         }
     }

@@ -16,16 +16,22 @@ import USPApp
 /// Run it as a `unix` application (`usp-example-upper --socket /run/upper.sock` with
 /// `[launch] unix = "/run/upper.sock"`), or exec'd per session (`exec = ["usp-example-upper"]`,
 /// `stream = "fd3"`): the same code serves both.
+///
+/// `--discard` makes it the discard sink of scripts/bench-handoff.sh instead (for measuring a
+/// relay-free session): it answers the first bytes with `R`, counts and drops everything, and at
+/// end of input answers `OK <bytes>` and ends the stream.
 @main
 struct ExampleUpper {
     static func main() async {
         var socketPath: String?
+        var discard = false
         var arguments = CommandLine.arguments.dropFirst()
         while let argument = arguments.popFirst() {
             switch argument {
             case "--socket": socketPath = arguments.popFirst()
+            case "--discard": discard = true
             case "-h", "--help":
-                print("usage: usp-example-upper [--socket PATH]   (no --socket: started by uspd with stream = \"fd3\")")
+                print("usage: usp-example-upper [--socket PATH] [--discard]   (no --socket: started by uspd with stream = \"fd3\")")
                 return
             default:
                 log("unknown argument \(argument)")
@@ -37,9 +43,10 @@ struct ExampleUpper {
         do {
             let sessions = try ApplicationListener.sessions(socketPath: socketPath)
             if let socketPath { log("listening on \(socketPath)") }
+            let discarding = discard
             await withDiscardingTaskGroup { group in
                 for await session in sessions {
-                    group.addTask { await serve(session) }
+                    group.addTask { discarding ? await sink(session) : await serve(session) }
                 }
             }
         } catch {
@@ -72,6 +79,23 @@ struct ExampleUpper {
                     try await outbound.write(ByteBuffer(string: String(decoding: pending, as: UTF8.self).uppercased() + "\n"))
                 }
                 try await outbound.write(ByteBuffer(string: "bye \(who): \(lines) line(s)\n"))
+                outbound.finish()
+            }
+        } catch {
+            log("session \(session.metadata.session): \(error)")
+        }
+    }
+
+    /// The benchmark's discard sink: `R` after the first bytes, `OK <count>` at end of input.
+    static func sink(_ session: ApplicationSession) async {
+        do {
+            try await session.channel.executeThenClose { inbound, outbound in
+                var total = 0
+                for try await buffer in inbound {
+                    if total == 0 { try await outbound.write(ByteBuffer(string: "R")) }
+                    total += buffer.readableBytes
+                }
+                try await outbound.write(ByteBuffer(string: "OK \(total)\n"))
                 outbound.finish()
             }
         } catch {

@@ -5,53 +5,48 @@ import Glibc
 import USPAgent
 import USPClient
 import USPCore
+import USPUnix
 
 /// `usp agent`: run the client agent in the foreground; `usp agent status`: what it relays.
 struct AgentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "agent", abstract: "Run the client agent, or ask it for its open streams.",
+        commandName: "agent", abstract: "Run the client agent (in the foreground or in the background), stop it, or ask it for its open streams.",
         discussion: "The agent listens on HOME/agent.sock (mode 0600), holds the identity key and saved logins, and hands local programs of the same user connected descriptors to applications. usp connect and usp forward use it when it runs.",
-        subcommands: [Run.self, Status.self], defaultSubcommand: Run.self)
+        subcommands: [Run.self, Start.self, Stop.self, Status.self], defaultSubcommand: Run.self)
 
     struct Run: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "run", abstract: "Run the agent in the foreground (the default).")
+        static let configuration = CommandConfiguration(
+            commandName: "run", abstract: "Run the agent in the foreground (the default).",
+            discussion: "Started by systemd with a listening socket (LISTEN_FDS, usp-agent.socket), it serves on that socket instead of making HOME/agent.sock; with NOTIFY_SOCKET it sends READY=1 once listening and STOPPING=1 when asked to stop (Type=notify).")
         @OptionGroup var global: GlobalOptions
-        @Option(name: .long, help: ArgumentHelp("Opens allowed per program (uid and executable): N/s, N/min or N/h.", valueName: "rate"))
-        var rate: String = AgentRateLimiter.Rate.default.description
-        @Option(name: .long, help: "Opens a program may make at once before the rate applies.")
-        var burst: Int = 10
-        @Option(name: .long, help: ArgumentHelp("Servers not in known_servers: strict (default: programs cannot add trust), accept-new, no.",
-                                                valueName: "mode"))
-        var serverKeyChecking: String = "strict"
-
-        func validate() throws {
-            guard (1...100_000).contains(burst) else { throw ValidationError("--burst must be from 1 to 100000") }
-            do { _ = try AgentRateLimiter.Rate(parsing: rate) } catch { throw ValidationError(error.message) }
-            guard KnownServers.Mode(text: serverKeyChecking) != nil else {
-                throw ValidationError("--server-key-checking must be strict, accept-new or no, not \"\(serverKeyChecking)\"")
-            }
-        }
+        @OptionGroup var agent: AgentOptions
+        @Flag(name: .long, help: "Log events only to HOME/agent.log, not also to stderr.")
+        var quiet = false
 
         func run() async throws {
             try await reporting {
+                // First, so that LISTEN_* are gone even when something below fails.
+                let inherited = try InheritedAgentSocket.fromServiceManager()
                 let home = global.clientHome
                 try home.prepare()
-                var c = AgentServer.Configuration(home: home)
-                c.rate = try AgentRateLimiter.Rate(parsing: rate)
-                c.burst = burst
-                c.connection.serverKeyChecking = KnownServers.Mode(text: serverKeyChecking) ?? .strict
-                let log = try AgentLog(path: home.directory + "/agent.log")
+                var c = try agent.configuration(home: home)
+                c.inherited = inherited
+                let log = try AgentLog(path: home.directory + "/agent.log", toStderr: !quiet)
                 let server = try AgentServer(configuration: c, log: log)
                 // Handlers before the line that says the agent is up, so a prompt SIGTERM still
                 // removes the socket.
                 let signals = [SIGTERM, SIGINT, SIGHUP].map { sig in
                     signal(sig, SIG_IGN)
                     let source = DispatchSource.makeSignalSource(signal: sig)
-                    source.setEventHandler { server.stop() }
+                    source.setEventHandler {
+                        Systemd.notify("STOPPING=1")
+                        server.stop()
+                    }
                     source.resume()
                     return source
                 }
-                printError("agent listening on \(c.socket.path) (log \(log.path))")
+                if !quiet { printError("agent listening on \(server.configuration.socket.path) (log \(log.path))") }
+                Systemd.notify("READY=1")
                 await server.run()
                 signals.forEach { $0.cancel() }
             }
@@ -67,9 +62,9 @@ struct AgentCommand: AsyncParsableCommand {
             try await reporting {
                 let client = AgentClient(socket: .resolve(home: global.clientHome))
                 guard let fd = try client.connect() else {
-                    throw AgentError(.notRunning, "no agent is running on \(client.socket.path); start one with usp agent")
+                    throw AgentError(.notRunning, "no agent is running on \(client.socket.path); start one with usp agent start")
                 }
-                let streams = try client.status(on: fd)
+                let streams = try client.status(on: fd).streams
                 if json {
                     let data = try JSONValue.array(streams.map(\.json)).encoded()
                     print(String(decoding: data, as: UTF8.self))

@@ -8,6 +8,7 @@ import USPConfig
 import USPCore
 import USPServer
 import USPStore
+import USPUnix
 
 /// `uspd`: the USP daemon. Thin: parses arguments, builds the configuration, runs services.
 @main

@@ -71,7 +71,11 @@ struct AgentRequestTests {
         #expect(try AgentResponse.parse(failed.encoded(), expectingStatus: false) == failed)
         let info = AgentStreamInfo(stream: 1, program: PeerProgram(uid: 1000, gid: 0, pid: 42, executable: "/usr/bin/ssh"),
                                    server: "h:1", application: "ssh", tokenID: nil, bytesSent: 10, bytesReceived: 20, openedAt: 1.5, age: 2.5)
-        #expect(try AgentResponse.parse(AgentResponse.status([info]).encoded(), expectingStatus: true) == .status([info]))
+        let status = AgentResponse.status(AgentStatus(pid: 4242, streams: [info]))
+        #expect(try AgentResponse.parse(status.encoded(), expectingStatus: true) == status)
+        #expect(String(decoding: status.encoded(), as: UTF8.self).contains(#""pid":4242"#))
+        // An answer without a pid (an older agent) still parses; the pid is unknown.
+        #expect(try AgentResponse.parse(Array(#"{"ok":true,"streams":[]}"#.utf8), expectingStatus: true) == .status(AgentStatus(pid: nil, streams: [])))
         #expect(throws: AgentError.self) { try AgentResponse.parse(Array("{}".utf8), expectingStatus: false) }
     }
 }

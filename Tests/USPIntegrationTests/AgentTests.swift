@@ -301,7 +301,10 @@ final class AgentProcess {
     }
 
     /// agent.log as parsed objects.
-    func log() -> [[String: Any]] {
+    func log() -> [[String: Any]] { Self.log(home: home) }
+
+    /// HOME/agent.log as parsed objects.
+    static func log(home: URL) -> [[String: Any]] {
         jsonLines((try? String(contentsOf: home.appendingPathComponent("agent.log"), encoding: .utf8)) ?? "")
     }
 

@@ -13,9 +13,10 @@ final class RunningProcess: @unchecked Sendable {
     private var readers: [Thread] = []
 
     /// Spawns with posix_spawn; stdout and stderr are drained by two threads. `stdin` (if given) is
-    /// the child's standard input; otherwise /dev/null.
+    /// the child's standard input; otherwise /dev/null. `descriptor3` (if given, and not 0, 1 or 2)
+    /// is placed on the child's fd 3, as a service manager passes a socket.
     init(_ name: String, executable: String, arguments: [String], environment: [String: String] = [:],
-         directory: URL? = nil, stdin: FileHandle? = nil) throws {
+         directory: URL? = nil, stdin: FileHandle? = nil, descriptor3: Int32? = nil) throws {
         self.name = name
         var outPipe: [Int32] = [0, 0], errPipe: [Int32] = [0, 0]
         guard pipe(&outPipe) == 0, pipe(&errPipe) == 0 else { throw HarnessError("pipe() failed") }
@@ -30,8 +31,12 @@ final class RunningProcess: @unchecked Sendable {
         posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
         posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
         for fd in [outPipe[0], outPipe[1], errPipe[0], errPipe[1]] { posix_spawn_file_actions_addclose(&actions, fd) }
+        // dup2 onto itself would leave close-on-exec set: move a descriptor 3 out of the way first.
+        let passed = descriptor3.map { $0 == 3 ? fcntl($0, F_DUPFD_CLOEXEC, 10) : $0 }
+        defer { if let passed, passed != descriptor3 { close(passed) } }
+        if let passed { posix_spawn_file_actions_adddup2(&actions, passed, 3) }
         // Nothing else leaks into the child (a pipe's write end there would hide EOF from it).
-        _ = uspAddCloseFrom(&actions, 3)
+        _ = uspAddCloseFrom(&actions, passed == nil ? 3 : 4)
         var env = ProcessInfo.processInfo.environment
         for (k, v) in environment { env[k] = v }
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]

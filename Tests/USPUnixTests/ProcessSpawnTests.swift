@@ -56,6 +56,22 @@ import USPUnix
         #expect(lines.last == "socket3")
     }
 
+    @Test func aNewSessionAndStandardErrorForADaemon() throws {
+        // Field 6 of /proc/PID/stat is the session; the shell's pid is its own session's ID.
+        let (output, exit) = try Self.run("echo $$ $(cut -d' ' -f6 /proc/$$/stat); echo to-stderr >&2") { spawn in
+            spawn.newSession = true
+            spawn.standardError = spawn.standardOutput
+        }
+        #expect(exit == .exited(0))
+        let lines = output.split(separator: "\n").map(String.init)
+        let ids = lines.first?.split(separator: " ") ?? []
+        #expect(ids.count == 2 && ids[0] == ids[1], "its own session: \(output)")
+        #expect(lines.last == "to-stderr")
+        // Without it, the child's session is ours.
+        let (same, _) = try Self.run("cut -d' ' -f6 /proc/$$/stat")
+        #expect(same == "\(getsid(0))\n")
+    }
+
     @Test func resourceLimitsAreSetSoftAndHard() throws {
         let (output, _) = try Self.run("ulimit -n; ulimit -Hn; ulimit -t; ulimit -v") { spawn in
             spawn.resourceLimits = [.openFiles(37), .cpuSeconds(11), .addressSpace(512 << 20)]

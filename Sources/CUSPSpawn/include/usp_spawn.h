@@ -10,7 +10,7 @@ typedef struct {
 } usp_rlimit;
 
 /// What `usp_spawn` does in the child between fork and exec, in this order: its own process
-/// group; every signal back to its default action and an empty mask; the stream descriptors on
+/// group (or, with `new_session`, its own session); every signal back to its default action and an empty mask; the stream descriptors on
 /// 0, 1 (and 3), everything else from 3 (or 4) up closed; the resource limits; a new network
 /// namespace (with a user namespace when asked); supplementary groups cleared, then the group and the user; execve.
 typedef struct {
@@ -20,6 +20,8 @@ typedef struct {
     int stdin_fd;               /* -1: /dev/null */
     int stdout_fd;              /* -1: a copy of fd 2 */
     int stream_fd;              /* >= 0: placed on fd 3 (socket activation); -1: none */
+    int stderr_fd;              /* >= 0: placed on fd 2; -1: fd 2 stays as it is */
+    int new_session;            /* setsid() instead of setpgid(): no controlling terminal (a daemon) */
     /* Non-NULL: an entry of envp of the form "LISTEN_PID=" followed by room for 20 digits; the
        child writes its own pid there (it is its own copy of the memory after fork). */
     char *listen_pid;
@@ -49,6 +51,7 @@ enum usp_spawn_stage {
     USP_SPAWN_STAGE_SETUID = 8,
     USP_SPAWN_STAGE_EXEC = 9,
     USP_SPAWN_STAGE_USER_NAMESPACE = 10,  /* detail: 0 unshare, 1 setgroups, 2 uid_map, 3 gid_map */
+    USP_SPAWN_STAGE_SESSION = 11,
 };
 
 /// Starts the child described by `request`. Returns 0 and the pid once the child has exec'd, or

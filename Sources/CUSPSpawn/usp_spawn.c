@@ -1,4 +1,5 @@
-// Starting an exec'd application: fork, then in the child only system calls until execve.
+// Starting an exec'd application: clone (vfork semantics), then in the child only system calls
+// until execve.
 //
 // Why not posix_spawn: it cannot enter a new network namespace (unshare), set resource limits
 // or change the user of the child. Why C rather than Swift: between fork and exec the child of
@@ -23,6 +24,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -34,7 +36,7 @@ struct usp_spawn_report {
     int detail;
 };
 
-static void fail(int report_fd, int stage, int detail) {
+static __attribute__((noreturn)) void fail(int report_fd, int stage, int detail) {
     struct usp_spawn_report r = { stage, errno, detail };
     ssize_t ignored = write(report_fd, &r, sizeof r);
     (void)ignored;
@@ -103,7 +105,7 @@ static int write_id_map(const char *path, unsigned long id) {
     return write_file(path, line, length);
 }
 
-static void child(const usp_spawn_request *q, int report_fd) {
+static __attribute__((noreturn)) void child(const usp_spawn_request *q, int report_fd) {
     // A fresh child is never a process group leader, so setsid() cannot fail with EPERM here
     // (the parent does not setpgid a child that makes its own session).
     if (q->new_session) {
@@ -172,6 +174,22 @@ static void child(const usp_spawn_request *q, int report_fd) {
     fail(report, USP_SPAWN_STAGE_EXEC, 0);
 }
 
+/// What the clone'd child starts with.
+struct child_start {
+    const usp_spawn_request *q;
+    int report_fd;
+    int parent_end;
+};
+
+static int child_entry(void *arg) {
+    struct child_start *start = arg;
+    close(start->parent_end);
+    child(start->q, start->report_fd);
+}
+
+/// The child's stack while it shares the daemon's memory (until execve). `child` needs a few KiB.
+#define USP_SPAWN_STACK_SIZE (256 * 1024)
+
 int usp_spawn(const usp_spawn_request *q, pid_t *pid_out, int *failed_stage, int *failed_detail) {
     *failed_stage = USP_SPAWN_STAGE_NONE;
     *failed_detail = 0;
@@ -180,16 +198,27 @@ int usp_spawn(const usp_spawn_request *q, pid_t *pid_out, int *failed_stage, int
         *failed_stage = USP_SPAWN_STAGE_PIPE;
         return errno;
     }
+    // vfork semantics (as glibc's posix_spawn): the child shares the daemon's memory on a stack
+    // of its own and this thread waits until it has exec'd or exited, so no page table of a
+    // daemon with many sessions is copied per launch. The child touches only its stack, `q` and
+    // the report pipe; its signal actions are its own copy (no CLONE_SIGHAND), its descriptors
+    // too (no CLONE_FILES).
+    void *stack = mmap(NULL, USP_SPAWN_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED) {
+        int e = errno;
+        close(fds[0]);
+        close(fds[1]);
+        *failed_stage = USP_SPAWN_STAGE_FORK;
+        return e;
+    }
+    struct child_start start = { q, fds[1], fds[0] };
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(fds[0]);
-        child(q, fds[1]);
-    }
+    pid_t pid = clone(child_entry, (char *)stack + USP_SPAWN_STACK_SIZE, CLONE_VM | CLONE_VFORK | SIGCHLD, &start);
     int fork_error = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    munmap(stack, USP_SPAWN_STACK_SIZE);
     close(fds[1]);
     if (pid < 0) {
         close(fds[0]);

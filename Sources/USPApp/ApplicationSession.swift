@@ -34,7 +34,7 @@ public struct ApplicationSession: Sendable {
     /// Wraps `socket`, the client's TCP connection from a relay-free hand-off, with `session`
     /// resumed on it (`DedicatedStreamHandler`): the channel reads and writes the stream's bytes
     /// exactly like a relayed session's.
-    /// `control`, if given, is the hand-off's control connection (§14.5): a `reset <code>` line
+    /// `control`, if given, is the hand-off's control connection (§14.2): a `reset <code>` line
     /// from uspd resets the stream with that code and ends the session; it is closed with the session.
     public static func make(metadata: SessionMetadata, relayFreeSocket socket: CInt, session: DedicatedStreamSession,
                             control: CInt? = nil,

@@ -6,7 +6,7 @@ import USPCore
 import Glibc
 #endif
 
-/// A relay-free session's control line (docs/PROTOCOL.md §14.5): the hand-off connection, kept
+/// A relay-free session's control line (docs/PROTOCOL.md §14.2): the hand-off connection, kept
 /// open after `ok`. uspd writes `reset <code>\n` when the session's application token or its login
 /// is revoked; the session then resets its stream with that code and ends. End of file (uspd
 /// restarted) changes nothing. The line is closed when the session's channel closes, which tells

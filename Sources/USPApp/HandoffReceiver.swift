@@ -22,7 +22,7 @@ public enum HandoffReceiver {
         /// Set for a relay-free hand-off (docs/PROTOCOL.md §14).
         public var relayFree: DedicatedStreamSession?
         /// For a relay-free hand-off: the connection it came on, kept open as the session's control
-        /// line (uspd sends `reset <code>` there when the session's token is revoked; §14.5).
+        /// line (uspd sends `reset <code>` there when the session's token is revoked; §14.2).
         /// Owned by the caller; closing it tells uspd the session is over.
         public var control: CInt?
     }

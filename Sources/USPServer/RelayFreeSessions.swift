@@ -4,7 +4,7 @@ import USPCore
 
 /// The relay-free sessions uspd handed away, by the tokens they run under: uspd is out of their
 /// data path, so it keeps each one's control connection to the application (docs/PROTOCOL.md
-/// §14.5) to tell it `reset <code>` when the application token or its login is revoked. An entry
+/// §14.2) to tell it `reset <code>` when the application token or its login is revoked. An entry
 /// goes when the control connection closes: the application closes it when its session ended,
 /// uspd after telling a revocation. Until then the session keeps its place under the limits
 /// (`max_sessions`, `max_streams_per_application`, `max_streams_per_identity`): the actions

@@ -32,7 +32,7 @@ final class UnixHandoffBridge: ChannelBridge {
     /// The hand-off under way is relay-free: the session is frozen until the answer.
     private var relayFree = false
     /// Where an acknowledged relay-free session's control connection is kept, with the token IDs
-    /// whose revocation must reach it (docs/PROTOCOL.md §14.5).
+    /// whose revocation must reach it (docs/PROTOCOL.md §14.2).
     var revocation: (sessions: RelayFreeSessions, key: RelayFreeSessions.Key, tokenIDs: Set<String>)?
 
     init(port: ServerStreamPort, application: String, path: String, logger: Logger, release: @escaping @Sendable () -> Void) {

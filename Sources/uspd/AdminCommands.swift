@@ -130,7 +130,7 @@ struct App: AsyncParsableCommand {
         func run() async throws {
             let (homeDir, config, _) = try home.load()
             home.bootstrapLogging(config)
-            let catalog = ApplicationCatalog(try Backend.loadApplications(directory: homeDir.appsDirectory))
+            let catalog = ApplicationCatalog(try Backend.loadApplications(directory: homeDir.appsDirectory, defaultTokenLifetime: config.applicationTokenLifetime))
             var rows = [["INDEX", "NAME", "VISIBILITY", "LAUNCH", "DESCRIPTION"]]
             for e in catalog.snapshot().entries {
                 let d = e.definition
@@ -150,7 +150,8 @@ struct App: AsyncParsableCommand {
                 }
                 if json {
                     let o: JSONValue = .object(["index": .integer(Int64(e.index)), "name": .string(d.name), "visibility": .string(visibility),
-                                                "launch": .string(launch), "description": .string(d.description)])
+                                                "launch": .string(launch), "description": .string(d.description),
+                                                "token_lifetime": .integer(Int64(d.limits.tokenLifetime))])
                     print(String(decoding: try o.encoded(), as: UTF8.self))
                 } else {
                     rows.append([String(e.index), d.name, visibility, launch, d.description])

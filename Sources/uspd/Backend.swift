@@ -38,8 +38,8 @@ enum Backend {
     }
 
     /// Every application in `directory`, or the first problem (for `uspd -t` and `app list`).
-    static func loadApplications(directory: String) throws -> [ApplicationDefinition] {
-        let registry = ApplicationRegistry()
+    static func loadApplications(directory: String, defaultTokenLifetime: Int) throws -> [ApplicationDefinition] {
+        let registry = ApplicationRegistry(defaultTokenLifetime: defaultTokenLifetime)
         let report = registry.reload(directory: directory)
         if let problem = report.problems.first { throw Failure("\(problem)") }
         return registry.snapshot()
@@ -49,12 +49,15 @@ enum Backend {
     /// good definition (and the problem is logged), and nothing is read while apps.d is unchanged.
     final class ApplicationsWatcher: Sendable {
         let directory: String
-        let registry = ApplicationRegistry()
+        let registry: ApplicationRegistry
         private let last = Mutex<DirectoryFingerprint?>(nil)
         let logger: Logger
 
-        init(directory: String, logger: Logger) {
+        /// `defaultTokenLifetime`: uspd.toml `application_token_lifetime`, for applications whose
+        /// file sets no `token_lifetime`.
+        init(directory: String, defaultTokenLifetime: Int, logger: Logger) {
             self.directory = directory
+            self.registry = ApplicationRegistry(defaultTokenLifetime: defaultTokenLifetime)
             self.logger = logger
         }
 

@@ -109,7 +109,7 @@ struct Serve: AsyncParsableCommand {
             return
         }
         if checkConfig {
-            let apps = try Backend.loadApplications(directory: homeDir.appsDirectory)
+            let apps = try Backend.loadApplications(directory: homeDir.appsDirectory, defaultTokenLifetime: config.applicationTokenLifetime)
             _ = try config.listen.map(ListenAddress.parse)
             print("uspd: configuration OK (\(apps.count) application(s))")
             return
@@ -127,7 +127,7 @@ struct Serve: AsyncParsableCommand {
         options.inheritedSockets = Systemd.inheritedSockets()
         let runtime = ServerRuntime(options: options, staticKey: key, policy: policy, logger: logger)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
-        let watcher = Backend.ApplicationsWatcher(directory: homeDir.appsDirectory, logger: logger)
+        let watcher = Backend.ApplicationsWatcher(directory: homeDir.appsDirectory, defaultTokenLifetime: config.applicationTokenLifetime, logger: logger)
         let daemon = USPDaemon(runtime: runtime, group: group,
                                loadApplications: { watcher.load() },
                                onHangup: { watcher.forceNext() },

@@ -63,7 +63,10 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
     private var notes: [Note] = []
     private var dispatching = false
     private var streams: [UInt32: StreamEntry] = [:]
-    private var holding = false
+    /// Reasons the session is suspended (a late answer to a failed login, a grant waiting for the
+    /// disk): while any is pending nothing is sent and input is kept unread.
+    private var holds = 0
+    private var holding: Bool { holds > 0 }
     private var heldInput: ByteBuffer?
     private var reportedEstablished = false
     private var reportedClosed = false
@@ -323,6 +326,7 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
         }
         dispatch()
         noteEstablished()
+        holdUntilDurable()
         if !reportedClosed, let delay = hooks.replyDelay(self), delay > .zero {
             hold(for: delay)
         }
@@ -347,9 +351,11 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
             let outcome = (try? result.get()) ?? .failure(USPError(.internalError, "the login check failed"))
             me.session.completeAuthentication(outcome, now: ServerClock.now(), delegate: me.policy) { me.collect($0) }
             me.dispatch()
+            me.holdUntilDurable()
             if !me.reportedClosed, let delay = me.hooks.replyDelay(me), delay > .zero {
-                me.hold(for: delay)   // turns reading back on when it ends
-            } else if !me.reportedClosed {
+                me.hold(for: delay)
+            }
+            if !me.reportedClosed, !me.holding {
                 me.context?.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
             }
             me.flush()
@@ -388,18 +394,42 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
 
     /// Holds this session's replies and further input for `delay` (a failed login is answered late).
     private func hold(for delay: TimeAmount) {
-        guard let context, !holding else { return }
-        holding = true
-        context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
-        context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in
-            guard holding else { return }
-            holding = false
-            self.context?.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
-            flush()
-            if let held = heldInput, !reportedClosed {
-                heldInput = nil
-                feed(held)
+        guard let context else { return }
+        suspend()
+        context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in resume() }
+    }
+
+    /// Holds this session's replies and further input until a grant it made is on disk. If that
+    /// fails, the grant never leaves: the connection closes without a word (audit fails closed).
+    private func holdUntilDurable() {
+        guard let context, !reportedClosed, let barrier = hooks.durabilityBarrier(self) else { return }
+        suspend()
+        barrier.hop(to: context.eventLoop).assumeIsolated().whenComplete { [self] result in
+            switch result {
+            case .success:
+                resume()
+            case .failure(let error):
+                guard !reportedClosed else { return }
+                _ = session.drainOutbound { _ in }
+                sessionOver(USPError(.internalError, "a grant could not be made durable: \(error)"))
             }
+        }
+    }
+
+    private func suspend() {
+        if holds == 0 { context?.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in } }
+        holds += 1
+    }
+
+    private func resume() {
+        guard holds > 0 else { return }
+        holds -= 1
+        guard holds == 0, !reportedClosed else { return }
+        context?.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+        flush()
+        if let held = heldInput {
+            heldInput = nil
+            feed(held)
         }
     }
 
@@ -501,7 +531,7 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
         deadline = nil
         idleCheck?.cancel()
         idleCheck = nil
-        holding = false
+        holds = 0
         let code = error?.code ?? .ok
         let remaining = streams
         streams = [:]

@@ -26,6 +26,11 @@ public protocol ServerSessionHooks: AnyObject {
                          bytesIn: Int64, bytesOut: Int64, seconds: Double)
     /// Tokens were invalidated through index 0 of this session: end their streams everywhere else.
     func tokensInvalidated(_ handler: ServerSessionHandler, _ ids: [TokenProof.TokenID])
+    /// Asked after every step that may have granted something (a token issued, a login): a future
+    /// that succeeds once the grant's records are on disk. Until then the session sends nothing and
+    /// reads nothing; if it fails, the grant never leaves (the connection is closed without a word).
+    /// nil: nothing to wait for. The default waits for nothing.
+    func durabilityBarrier(_ handler: ServerSessionHandler) -> EventLoopFuture<Void>?
     /// Asked after every batch of input: hold this session's reply (and its further input) this long,
     /// e.g. after a failed login. nil: answer now.
     func replyDelay(_ handler: ServerSessionHandler) -> TimeAmount?
@@ -38,6 +43,8 @@ public protocol ServerSessionHooks: AnyObject {
 }
 
 extension ServerSessionHooks {
+    public func durabilityBarrier(_ handler: ServerSessionHandler) -> EventLoopFuture<Void>? { nil }
+
     public func authenticate(fields: [String: JSONValue], context: SessionContext, policy: any ServerSessionDelegate,
                              on loop: any EventLoop) -> EventLoopFuture<Result<AuthorizationGrant, USPError>> {
         loop.makeSucceededFuture(policy.authenticate(fields: fields, context: context))

@@ -82,12 +82,21 @@ final class ConnectionHooks: ServerSessionHooks {
         do {
             try server.audit.record(e)
         } catch {
-            // Fail closed (GUIDE §4.10): nothing starts without its stream_opened on disk.
+            // Audit fails closed: nothing starts without its stream_opened row.
             slot.release()
             server.streamLimiter.release(caller)
             return .failure(USPError(.streamRefused, "the audit trail cannot be written"))
         }
-        let application = server.launcher.open(request, port: port, slot: slot)
+        // The row is committed; the application starts once it is on disk.
+        let launcher = server.launcher
+        let application: any ServerStreamApplication
+        if let durable = server.audit.durabilityBarrier(session: session.serverSessionID, on: port.eventLoop) {
+            application = DeferredLaunch(port: port, durable: durable, logger: server.logger,
+                                         launch: { launcher.open(request, port: port, slot: slot) },
+                                         abandon: { slot.release() })
+        } else {
+            application = launcher.open(request, port: port, slot: slot)
+        }
         admitted[port.stream] = caller
         server.logger.info("\(session.serverSessionID): stream \(port.stream) opened \(grant.application) for \(grant.identity?.name ?? "anonymous")")
         return .success(application)
@@ -166,6 +175,11 @@ final class ConnectionHooks: ServerSessionHooks {
                       on loop: any EventLoop) -> EventLoopFuture<Result<AuthorizationGrant, USPError>> {
         let policy = server.policy
         return NIOThreadPool.singleton.runIfActive(eventLoop: loop) { policy.authenticate(fields: fields, context: context) }
+    }
+
+    func durabilityBarrier(_ handler: ServerSessionHandler) -> EventLoopFuture<Void>? {
+        guard let loop = handler.eventLoop else { return nil }
+        return server.audit.durabilityBarrier(session: handler.serverSessionID, on: loop)
     }
 
     func replyDelay(_ handler: ServerSessionHandler) -> TimeAmount? {

@@ -43,6 +43,11 @@ public final class SQLiteStore: USPStore, Sendable {
     /// The database file, as given.
     public let path: String
     private let pool: DatabasePool
+    /// A connection of its own for WAL checkpoints, which `syncDurably` runs off the writer (a
+    /// passive checkpoint never blocks the writer). The writer itself never checkpoints.
+    private let checkpointer: DatabaseQueue
+    /// WAL size beyond which `syncDurably` checkpoints (SQLite's default auto-checkpoint point).
+    static let checkpointThreshold = 1000 * 4096
 
     /// `PRAGMA application_id` of a USP database: "USP1".
     public static let applicationID: Int32 = 0x5553_5031
@@ -70,6 +75,9 @@ public final class SQLiteStore: USPStore, Sendable {
         do {
             try pool.writeWithoutTransaction { db in
                 try db.execute(sql: "PRAGMA synchronous = FULL")
+                // A checkpoint fsyncs; on the writer it would run inside some commit, maybe one on
+                // an event loop. `syncDurably` checkpoints from its own connection instead.
+                try db.execute(sql: "PRAGMA wal_autocheckpoint = 0")
                 try Self.checkDurability(db, path: path)
                 try Self.checkOwnership(db, path: path)
                 if try Self.migrator.hasBeenSuperseded(db) {
@@ -80,6 +88,10 @@ public final class SQLiteStore: USPStore, Sendable {
                 }
             }
             try Self.migrator.migrate(pool)
+            var checkpointConfig = Configuration()
+            checkpointConfig.busyMode = .timeout(busyTimeout)
+            checkpointConfig.label = "USPStore.checkpoint"
+            checkpointer = try DatabaseQueue(path: path, configuration: checkpointConfig)
             // A real write at every open: a file SQLite could only open read-only fails here,
             // at start, rather than at the first login.
             try pool.write { db in
@@ -97,7 +109,7 @@ public final class SQLiteStore: USPStore, Sendable {
 
     /// Closes the connections. Later calls throw. Calling it twice is harmless.
     public func close() throws(StoreError) {
-        do { try pool.close() } catch { throw Self.storeError(error, path: path, doing: "close") }
+        do { try checkpointer.close(); try pool.close() } catch { throw Self.storeError(error, path: path, doing: "close") }
     }
 
     /// The writer's settings, read back now: `journal_mode`, `synchronous` (2 = FULL),
@@ -423,6 +435,41 @@ public final class SQLiteStore: USPStore, Sendable {
         } catch {
             throw Self.storeError(error, path: path, doing: "save \(writes.count) row(s)")
         }
+    }
+
+    /// fsync of the `-wal` file (which holds every commit not yet checkpointed; a checkpoint syncs
+    /// the database file itself before the WAL is reused), then a passive checkpoint from the
+    /// checkpoint connection once the WAL is large. Neither holds the writer.
+    public func syncDurably() throws {
+        let wal = path + "-wal"
+        let fd = open(wal, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            let code = errno
+            // No WAL: nothing was committed since the last connection closed (it checkpoints).
+            if code == ENOENT { return }
+            throw StoreError(.io, path: path, "cannot open \(wal) to sync it: \(String(cString: strerror(code)))")
+        }
+        defer { Self.closeDescriptor(fd) }
+        guard fsync(fd) == 0 else {
+            let code = errno
+            throw StoreError(.io, path: path, "fsync of \(wal) failed: \(String(cString: strerror(code)))")
+        }
+        var info = stat()
+        if fstat(fd, &info) == 0, Int(info.st_size) > Self.checkpointThreshold {
+            do {
+                try checkpointer.writeWithoutTransaction { db in _ = try db.checkpoint(.passive) }
+            } catch {
+                throw Self.storeError(error, path: path, doing: "checkpoint")
+            }
+        }
+    }
+
+    private static func closeDescriptor(_ fd: Int32) {
+        #if canImport(Glibc)
+        _ = Glibc.close(fd)
+        #else
+        _ = Darwin.close(fd)
+        #endif
     }
 
     // MARK: - Access with error mapping

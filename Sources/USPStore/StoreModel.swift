@@ -153,13 +153,13 @@ public protocol USPStore: Sendable {
     /// `limit` keeps the newest `limit` matching events (like `tail -n`), still returned oldest first.
     func audit(identity: String?, since: Date?, limit: Int?) throws -> [AuditEvent]
 
-    // Added in issue 3; each has a default below written with the requirements above, so a test
+    // Each of the following has a default below written with the requirements above, so a test
     // double that implements only those still conforms.
 
     /// The user one of whose `publicKeys` is `publicKey` (noise_static and publickey logins).
     func user(publicKey: String) throws -> UserRecord?
     /// Inserts a token and its `token_issued` audit event in one transaction: neither or both
-    /// (GUIDE rule 10: a token whose issue was not audited is never handed out).
+    /// (a token whose issue was not audited is never handed out).
     func insertToken(_ token: TokenRecord, audit event: AuditEvent) throws
     /// Inserts a token and audit events (the last its `token_issued`) in one transaction.
     func insertToken(_ token: TokenRecord, audit events: [AuditEvent]) throws
@@ -169,6 +169,11 @@ public protocol USPStore: Sendable {
     /// before the disk has it (it still survives the process being killed; a later durable commit
     /// makes it durable too) — only for rows whose loss in a power cut grants nothing.
     func commit(_ writes: [StoreWrite], durable: Bool) throws
+    /// Makes every transaction committed before the call durable (on disk), including those
+    /// committed with `durable: false`. Blocking, and it never holds the writer while it waits
+    /// for the disk: the daemon calls it off its event loops, so a grant waits for the disk
+    /// without stalling any other session.
+    func syncDurably() throws
 }
 
 extension USPStore {
@@ -195,6 +200,9 @@ extension USPStore {
         for case .audit(let e) in writes { try appendAudit(e) }
         for case .token(let t) in writes { try insertToken(t) }
     }
+
+    /// A store whose writes are durable when they return has nothing to do.
+    public func syncDurably() throws {}
 }
 
 extension TokenRecord {

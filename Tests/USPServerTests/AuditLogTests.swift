@@ -1,10 +1,12 @@
 import Foundation
+import NIOCore
+import NIOPosix
 import Testing
 @testable import USPServer
 import USPStore
 
-/// AuditLog's group commit: noted events wait for the next durable write or the flush timer;
-/// `record` and `recordToken` write everything queued first, in one transaction, and fail closed.
+/// AuditLog: noted events wait for the next grant's commit or the flush timer; `record` and
+/// `recordToken` write everything queued first, in one transaction, and fail closed.
 @Suite("AuditLog")
 struct AuditLogTests {
     static func event(_ kind: AuditEvent.Kind, _ detail: String) -> AuditEvent {
@@ -69,51 +71,71 @@ struct AuditLogTests {
     }
 }
 
-/// Durable writes from concurrent callers share commits, and each caller returns only after its
-/// own rows are in the store.
-@Suite("GroupCommit")
-struct GroupCommitTests {
-    @Test func concurrentCallersShareCommitsAndSeeTheirRows() throws {
-        let counting = CountingStore()
-        let group = GroupCommit(store: counting)
-        let threads = 16
+/// Grants are committed at once and made durable off the event loop: concurrent waiters share one
+/// sync, each completes only after a sync that started after it asked, and a failed sync fails
+/// exactly the waiters it covered.
+@Suite("GroupSync and durability barriers")
+struct GroupSyncTests {
+    @Test func concurrentWaitersShareSyncsAndEachWaitsForASyncStartedAfterIt() throws {
+        let store = InMemoryStore()
+        store.syncDelay = 0.02
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? group.syncShutdownGracefully() }
+        let sync = GroupSync(store: store)
+        let callers = 16
+        let early = Mutex(0)
         let done = DispatchGroup()
-        for i in 0..<threads {
+        for _ in 0..<callers {
             done.enter()
             Thread.detachNewThread {
-                try? group.commit([.audit(AuditEvent(time: Date(), kind: .streamOpened, detail: "t\(i)"))])
-                // Our row is there as soon as commit returns.
-                if !counting.allAudit.contains(where: { $0.detail == "t\(i)" }) { counting.missing.withLock { $0 += 1 } }
+                let asked = store.syncs
+                do {
+                    try sync.whenDurable(on: group.next()).wait()
+                    // A sync that was already running when we asked does not count for us.
+                    if store.syncs <= asked { early.withLock { $0 += 1 } }
+                } catch {
+                    early.withLock { $0 += 1 }
+                }
                 done.leave()
             }
         }
         done.wait()
-        #expect(counting.allAudit.count == threads)
-        #expect(counting.missing.withLock { $0 } == 0)
-        // 16 callers against a 20 ms commit: far fewer than 16 commits.
-        #expect(counting.commits.withLock { $0 } < threads)
+        #expect(early.withLock { $0 } == 0)
+        // 16 waiters against a 20 ms sync: far fewer than 16 syncs.
+        #expect(store.syncs < callers)
+        #expect(store.syncs >= 1)
     }
 
-    @Test func aFailedCommitFailsItsCallers() {
-        let counting = CountingStore()
-        counting.failAudit = true
-        let group = GroupCommit(store: counting)
-        #expect(throws: (any Error).self) { try group.commit([.audit(AuditEvent(time: Date(), kind: .streamOpened))]) }
-        counting.failAudit = false
-        #expect(throws: Never.self) { try group.commit([.audit(AuditEvent(time: Date(), kind: .streamOpened))]) }
+    @Test func aFailedSyncFailsItsWaitersAndTheNextOneSucceeds() throws {
+        let store = InMemoryStore()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? group.syncShutdownGracefully() }
+        let sync = GroupSync(store: store)
+        store.failSync = true
+        #expect(throws: (any Error).self) { try sync.whenDurable(on: group.next()).wait() }
+        store.failSync = false
+        #expect(throws: Never.self) { try sync.whenDurable(on: group.next()).wait() }
+    }
+
+    @Test func aRecordedGrantMarksItsSessionOnceAndABeginByNameTokenDoesNot() throws {
+        let store = InMemoryStore()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? group.syncShutdownGracefully() }
+        let loop = group.next()
+        let log = AuditLog(store: store, flushInterval: .seconds(60))
+        #expect(log.durabilityBarrier(session: "s-1", on: loop) == nil)
+        try log.recordToken(AuditLogTests.token("T9"), AuditLogTests.event(.tokenIssued, "by name"), durable: false)
+        #expect(log.durabilityBarrier(session: "s-1", on: loop) == nil)
+        // Committed (visible) at once, durable once the barrier succeeds.
+        try log.record(AuditLogTests.event(.streamOpened, "opened"))
+        #expect(store.allAudit.map(\.detail) == ["by name", "opened"])
+        let barrier = try #require(log.durabilityBarrier(session: "s-1", on: loop))
+        try barrier.wait()
+        #expect(store.syncs >= 1)
+        #expect(log.durabilityBarrier(session: "s-1", on: loop) == nil)
+        // Another session's grant is its own.
+        #expect(log.durabilityBarrier(session: "s-2", on: loop) == nil)
     }
 }
 
 import Synchronization
-
-/// InMemoryStore whose commits take 20 ms and are counted.
-final class CountingStore: InMemoryStore, @unchecked Sendable {
-    let commits = Mutex(0)
-    let missing = Mutex(0)
-    override func commit(_ writes: [StoreWrite], durable: Bool) throws {
-        commits.withLock { $0 += 1 }
-        Thread.sleep(forTimeInterval: 0.02)
-        for case .audit(let e) in writes { try appendAudit(e) }
-        for case .token(let t) in writes { try insertToken(t) }
-    }
-}

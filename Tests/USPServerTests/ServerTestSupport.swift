@@ -21,6 +21,31 @@ class InMemoryStore: USPStore, @unchecked Sendable {
     }
 
     struct AuditUnavailable: Error {}
+    struct SyncFailed: Error {}
+
+    /// How long `syncDurably` takes (the disk's fsync, made slow), and whether it fails.
+    private var _syncDelay: Double = 0
+    private var _failSync = false
+    private var _syncs = 0
+    var syncDelay: Double {
+        get { lock.withLock { _syncDelay } }
+        set { lock.withLock { _syncDelay = newValue } }
+    }
+    var failSync: Bool {
+        get { lock.withLock { _failSync } }
+        set { lock.withLock { _failSync = newValue } }
+    }
+    /// Calls of `syncDurably` so far.
+    var syncs: Int { lock.withLock { _syncs } }
+
+    func syncDurably() throws {
+        let (delay, fail) = lock.withLock { () -> (Double, Bool) in
+            _syncs += 1
+            return (_syncDelay, _failSync)
+        }
+        if delay > 0 { Thread.sleep(forTimeInterval: delay) }
+        if fail { throw SyncFailed() }
+    }
 
     func user(named name: String) throws -> UserRecord? { lock.withLock { usersByName[name] } }
     func users() throws -> [UserRecord] { lock.withLock { usersByName.values.sorted { $0.name < $1.name } } }

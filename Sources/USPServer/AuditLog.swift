@@ -68,7 +68,13 @@ public final class AuditLog: Sendable {
             logger.error("audit write failed, refusing \(what): \(error)")
             throw error
         }
-        if durable, let session = event.session { undurable.withLock { _ = $0.insert(session) } }
+        if durable, let session = event.session { awaitDisk(session: session) }
+    }
+
+    /// `session` granted something on the strength of a write committed without sync (a
+    /// revocation it reports done): its next barrier waits for the disk.
+    public func awaitDisk(session: String) {
+        undurable.withLock { _ = $0.insert(session) }
     }
 
     /// If `session` committed a grant since the last call, a future that succeeds on `loop` once

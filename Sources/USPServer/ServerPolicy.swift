@@ -334,7 +334,9 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
                 }
                 ids.append(id.description)
             }
-            let revoked = try store.revokeTokens(ids: ids, at: date(context.now))
+            // The reply that says so waits for the disk (the session's durability barrier).
+            let revoked = try store.revokeTokens(ids: ids, at: date(context.now), durable: false)
+            audit.awaitDisk(session: context.serverSessionID)
             let all = Array(Set(ids).union(revoked)).sorted()
             for id in all {
                 audit.note(event(.tokenInvalidated, context, identity: identity.name, result: "ok", tokenID: id,

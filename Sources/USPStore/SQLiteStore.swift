@@ -253,6 +253,11 @@ public final class SQLiteStore: USPStore, Sendable {
         try write("revoke tokens") { db in try Self.revoke(ids, at: time, db) }
     }
 
+    public func revokeTokens(ids: [String], at time: Date, durable: Bool) throws -> [String] {
+        guard !durable else { return try revokeTokens(ids: ids, at: time) }
+        return try writeWithoutSync("revoke tokens") { db in try Self.revoke(ids, at: time, db) }
+    }
+
     /// Revokes every unrevoked token whose identity is `identity`, and the application tokens
     /// issued under them. Returns the IDs revoked now.
     public func revokeTokens(identity: String, at time: Date) throws(StoreError) -> [String] {
@@ -410,6 +415,11 @@ public final class SQLiteStore: USPStore, Sendable {
         try write("execute test SQL") { db in try db.execute(sql: sql) }
     }
 
+    /// The first column of the first row `sql` returns on the writer, as text (tests read settings).
+    func executeForTestingReturning(_ sql: String) throws(StoreError) -> String? {
+        try write("execute test SQL") { db in try String.fetchOne(db, sql: sql) }
+    }
+
     // MARK: - Batches
 
     /// One transaction for tokens and audit rows, in order. Non-durable commits run with
@@ -418,22 +428,35 @@ public final class SQLiteStore: USPStore, Sendable {
     /// to FULL right after, whatever happens.
     public func commit(_ writes: [StoreWrite], durable: Bool) throws {
         for case .token(let t) in writes { try Self.validate(t, path: path) }
-        do {
-            try pool.writeWithoutTransaction { db in
-                if !durable { try db.execute(sql: "PRAGMA synchronous = NORMAL") }
-                defer { if !durable { try? db.execute(sql: "PRAGMA synchronous = FULL") } }
-                try db.inTransaction(.immediate) {
-                    for w in writes {
-                        switch w {
-                        case .token(let t): try Self.insert(t, db, path: path)
-                        case .audit(let e): try Self.insert(e, db)
-                        }
-                    }
-                    return .commit
+        let body: (Database) throws -> Void = { [path] db in
+            for w in writes {
+                switch w {
+                case .token(let t): try Self.insert(t, db, path: path)
+                case .audit(let e): try Self.insert(e, db)
                 }
             }
+        }
+        let doing = "save \(writes.count) row(s)"
+        if durable { try write(doing, body) } else { try writeWithoutSync(doing, body) }
+    }
+
+    /// One `IMMEDIATE` transaction under `synchronous=NORMAL` (WAL: no fsync at commit; a kill -9
+    /// loses nothing, a power cut may lose it until `syncDurably` or a durable commit); the writer
+    /// goes back to FULL right after, whatever happens.
+    private func writeWithoutSync<T>(_ doing: String, _ body: @escaping (Database) throws -> T) throws(StoreError) -> T {
+        do {
+            return try pool.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA synchronous = NORMAL")
+                defer { try? db.execute(sql: "PRAGMA synchronous = FULL") }
+                var result: T?
+                try db.inTransaction(.immediate) {
+                    result = try body(db)
+                    return .commit
+                }
+                return result!
+            }
         } catch {
-            throw Self.storeError(error, path: path, doing: "save \(writes.count) row(s)")
+            throw Self.storeError(error, path: path, doing: doing)
         }
     }
 

@@ -143,6 +143,8 @@ public protocol USPStore: Sendable {
     /// Marks tokens revoked (and application tokens issued under revoked authorization tokens);
     /// returns the IDs actually revoked now.
     func revokeTokens(ids: [String], at time: Date) throws -> [String]
+    /// The same; `durable: false` returns before the disk has it (`syncDurably` makes it durable).
+    func revokeTokens(ids: [String], at time: Date, durable: Bool) throws -> [String]
     /// Deletes tokens that expired before `time` (audit rows keep their IDs).
     func purgeExpiredTokens(before time: Date) throws -> Int
     /// Tokens revoked after `time`, oldest revocation first, and the latest revocation time.
@@ -199,6 +201,10 @@ extension USPStore {
     public func commit(_ writes: [StoreWrite], durable: Bool) throws {
         for case .audit(let e) in writes { try appendAudit(e) }
         for case .token(let t) in writes { try insertToken(t) }
+    }
+
+    public func revokeTokens(ids: [String], at time: Date, durable: Bool) throws -> [String] {
+        try revokeTokens(ids: ids, at: time)
     }
 
     /// A store whose writes are durable when they return has nothing to do.

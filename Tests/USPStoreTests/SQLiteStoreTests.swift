@@ -577,4 +577,42 @@ struct SQLiteStoreBatchTests {
         let again = try SQLiteStore(path: dir.file("usp.sqlite"))
         #expect(try again.token(id: "T") != nil)
     }
+
+    @Test func aNonDurableRevocationIsSeenAtOnceAndTheWriterStaysFull() throws {
+        let dir = TempDirectory("revoke-nosync")
+        let store = try SQLiteStore(path: dir.file("usp.sqlite"))
+        let token = TokenRecord(id: "R", kind: .authorization, publicKey: "k", identity: "alice", issuedAt: Date(timeIntervalSince1970: 1),
+                                expiresAt: Date(timeIntervalSince1970: 100))
+        try store.insertToken(token)
+        #expect(try store.revokeTokens(ids: ["R"], at: Date(timeIntervalSince1970: 50), durable: false) == ["R"])
+        #expect(try store.token(id: "R")?.revokedAt == Date(timeIntervalSince1970: 50))
+        #expect(try store.connectionSettings().synchronous == 2)
+        try store.syncDurably()
+    }
+
+    @Test func syncDurablyNeverCheckpointsOnTheWriterAndKeepsTheWALBounded() throws {
+        let dir = TempDirectory("sync")
+        let path = dir.file("usp.sqlite")
+        let store = try SQLiteStore(path: path)
+        // The writer never checkpoints by itself (a checkpoint fsyncs inside some commit).
+        #expect(try store.executeForTestingReturning("PRAGMA wal_autocheckpoint") == "0")
+        // Past the threshold, syncDurably checkpoints from its own connection: the WAL is reused
+        // from its start afterwards instead of growing.
+        let row = String(repeating: "x", count: 2000)
+        for i in 0..<2600 {
+            try store.commit([.audit(AuditEvent(time: Date(), kind: .connectionOpened, detail: "\(i) \(row)"))], durable: false)
+        }
+        let walPath = path + "-wal"
+        let grown = try FileManager.default.attributesOfItem(atPath: walPath)[.size] as? Int ?? 0
+        #expect(grown > SQLiteStore.checkpointThreshold)
+        try store.syncDurably()
+        for i in 0..<2600 {
+            try store.commit([.audit(AuditEvent(time: Date(), kind: .connectionOpened, detail: "again \(i) \(row)"))], durable: false)
+        }
+        try store.syncDurably()
+        let after = try FileManager.default.attributesOfItem(atPath: walPath)[.size] as? Int ?? 0
+        #expect(after <= grown + grown / 4, "the WAL grew from \(grown) to \(after) bytes: it was not checkpointed")
+        #expect(try store.audit(identity: nil, since: nil, limit: nil).count == 5200)
+        #expect(try store.integrityProblem() == nil)
+    }
 }

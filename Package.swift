@@ -43,7 +43,8 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
-        // SwiftNIO channel handlers that drive the core's session state machines.
+        // SwiftNIO channel handlers that drive the core's session state machines: the server's, the
+        // client's, and a dedicated stream's after a relay-free hand-off.
         .target(
             name: "USPNIO",
             dependencies: [
@@ -63,7 +64,7 @@ let package = Package(
         .target(
             name: "USPApp",
             dependencies: [
-                "USPUnix", "USPCore",
+                "USPUnix", "USPCore", "USPNIO",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
@@ -143,10 +144,12 @@ let package = Package(
                 .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
             ]
         ),
+        // Fixtures and sugar shared by the test targets (not a product).
+        .target(name: "USPTestSupport", dependencies: ["USPCore"]),
         .testTarget(
             name: "USPCoreTests",
             dependencies: [
-                "USPCore",
+                "USPCore", "USPTestSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
@@ -155,16 +158,16 @@ let package = Package(
         .testTarget(name: "USPConfigTests", dependencies: ["USPConfig"]),
         .testTarget(name: "USPStoreTests", dependencies: ["USPStore"]),
         .testTarget(name: "USPUnixTests", dependencies: ["USPUnix"]),
-        .testTarget(name: "USPAppTests", dependencies: ["USPApp", "USPUnix", "USPCore", .product(name: "NIOCore", package: "swift-nio"),
+        .testTarget(name: "USPAppTests", dependencies: ["USPApp", "USPTestSupport", "USPUnix", "USPCore", .product(name: "NIOCore", package: "swift-nio"),
                                                    .product(name: "NIOPosix", package: "swift-nio")]),
-        .testTarget(name: "USPServerTests", dependencies: ["USPServer", "USPCore", "USPClient", "USPUnix", "USPApp", "USPNIO", "USPConfig", "USPStore",
+        .testTarget(name: "USPServerTests", dependencies: ["USPServer", "USPTestSupport", "USPCore", "USPClient", "USPUnix", "USPApp", "USPNIO", "USPConfig", "USPStore",
                                                       .product(name: "NIOCore", package: "swift-nio"),
                                                       .product(name: "NIOPosix", package: "swift-nio"),
                                                       .product(name: "Logging", package: "swift-log"),
                                                       .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
         .testTarget(
             name: "USPClientTests",
-            dependencies: ["USPClient", "USPCore", "USPNIO", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
+            dependencies: ["USPClient", "USPTestSupport", "USPCore", "USPNIO", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
         ),
         .testTarget(name: "USPAgentTests", dependencies: ["USPAgent", "USPClient", "USPCore"]),
         .testTarget(name: "USPIntegrationTests", dependencies: ["USPCore", "USPUnix", "USPAgent", "uspd", "usp", "usp-example-upper"],

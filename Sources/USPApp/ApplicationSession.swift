@@ -1,6 +1,7 @@
 import NIOCore
 import NIOPosix
 import USPCore
+import USPNIO
 
 /// One client's session as an application sees it: what uspd said about it, and the stream.
 ///

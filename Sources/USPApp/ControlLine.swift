@@ -1,6 +1,7 @@
 import NIOCore
 import NIOPosix
 import USPCore
+import USPNIO
 
 #if canImport(Glibc)
 import Glibc

@@ -51,11 +51,11 @@ final class ConnectionCore: @unchecked Sendable {
         ready = eventLoop.makePromise(of: Void.self)
     }
 
-    // MARK: - Events from the handler
+    // MARK: - Actions from the handler
 
-    func handle(_ event: ClientHandlerEvent) {
+    func handle(_ action: ClientAction) {
         eventLoop.assertInEventLoop()
-        switch event {
+        switch action {
         case .handshakeCompleted(let pattern, let key, let early):
             self.pattern = pattern
             serverStatic = key
@@ -90,7 +90,7 @@ final class ConnectionCore: @unchecked Sendable {
             streams[id]?.terminate(error)
             streams[id] = nil
         case .streamData(let id, let data):
-            streams[id]?.receive(data)
+            streams[id]?.receive(data.withUnsafeBytes { ByteBuffer(bytes: $0) })
         case .streamFinished(let id):
             streams[id]?.peerFinished()
         case .streamClosed(let id, let code):
@@ -235,8 +235,8 @@ final class ConnectionCore: @unchecked Sendable {
         eventLoop.assertInEventLoop()
         guard streams[stream.id] === stream, let handler else { return }
         streams[stream.id] = nil
-        _ = try? handler.withSession { session, onEvent throws(USPError) in
-            try session.reset(stream: stream.id, code: code, onEvent: onEvent)
+        _ = try? handler.withSession { session, actions throws(USPError) in
+            try session.reset(stream: stream.id, code: code, into: &actions)
         }
         stream.terminate(USPClientError(.streamReset, "the stream was closed"))
     }
@@ -291,8 +291,8 @@ final class ConnectionCore: @unchecked Sendable {
             case .finish(let promise):
                 s.writes.removeFirst()
                 do {
-                    try handler.withSession { session, onEvent throws(USPError) in
-                        try session.finish(stream: s.id, onEvent: onEvent)
+                    try handler.withSession { session, actions throws(USPError) in
+                        try session.finish(stream: s.id, into: &actions)
                     }
                     s.localFinished = true
                     promise.succeed(())

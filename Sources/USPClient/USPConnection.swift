@@ -426,7 +426,7 @@ struct Plan: Sendable {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let session = try ClientSession(mode: mode, configuration: configuration)
-                    let handler = ClientSessionHandler(session: session, start: start, delegate: trust) { event in core.handle(event) }
+                    let handler = ClientSessionHandler(session: session, start: start, delegate: trust) { action in core.handle(action) }
                     core.handler = handler
                     core.channel = channel
                     try channel.pipeline.syncOperations.addHandler(handler)

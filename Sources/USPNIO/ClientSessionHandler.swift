@@ -2,30 +2,13 @@ import Glibc
 import NIOCore
 import USPCore
 
-/// A `ClientEvent` with its bytes copied out, so it can outlive the session callback and cross
-/// to the library that consumes it.
-public enum ClientHandlerEvent: Sendable {
-    case handshakeCompleted(pattern: HandshakeLayout.Pattern, serverStatic: [UInt8], earlyDataAccepted: Bool)
-    case menu(ApplicationMenu)
-    case serviceReply(ServiceReply)
-    case applicationSessionReply(ApplicationSessionReply)
-    case serverError(WireError)
-    case streamAccepted(stream: UInt32)
-    case streamRejected(stream: UInt32, code: USPError.Code, message: String)
-    case streamData(stream: UInt32, data: ByteBuffer)
-    case streamFinished(stream: UInt32)
-    case streamClosed(stream: UInt32, code: USPError.Code)
-    case streamWritable(stream: UInt32)
-    /// The session is over: nil for a clean CLOSE, else the reason. Reported exactly once.
-    case closed(USPError?)
-}
-
 /// The NIO shell of a `ClientSession`: bytes from the socket go into the session, bytes the
-/// session produces go to the socket, and the session's events go, owned, to `onEvent`.
+/// session produces go to the socket, and the session's actions go to `onAction`, after the
+/// session call that produced them returned (so `onAction` may call `withSession`).
 ///
 /// It is deliberately thin (like NIOSSHHandler): the protocol lives in `ClientSession`, the
 /// policy (which key to trust, what to request) in the library above. Everything runs on the
-/// channel's event loop: `onEvent` is called there, and `withSession` must be called there.
+/// channel's event loop: `onAction` is called there, and `withSession` must be called there.
 ///
 /// On `channelActive` it sets TCP_NODELAY (records are small and latency-bound) and writes
 /// message 1. When the session ends it flushes what the session still has to say (a CLOSE)
@@ -38,28 +21,27 @@ public final class ClientSessionHandler: ChannelInboundHandler, RemovableChannel
     private let start: ClientStart
     private let delegate: any ClientSessionDelegate
     private let clock: () -> Timestamp
-    private let onEvent: (ClientHandlerEvent) -> Void
+    private let onAction: (ClientAction) -> Void
     private var context: ChannelHandlerContext?
     private var closedReported = false
-    /// Events collected while the session is borrowed; delivered once it is free again, so a
-    /// consumer may call back into the session from `onEvent`.
-    private var pending: [ClientHandlerEvent] = []
-    private var delivering = false
+    /// Action buffers, reused; a call made while another's actions are handed out gets its own.
+    private var spareActions: [ClientActions] = []
 
     /// - Parameters:
     ///   - session: a session in state `idle`.
     ///   - start: what message 1 asks for (authorization token, or an application token and first bytes).
     ///   - delegate: decides whether to trust a server key learned in XX.
     ///   - clock: wall-clock time for hellos and timestamps (the core reads no clock).
-    ///   - onEvent: receives every event, on the event loop.
+    ///   - onAction: receives every action, on the event loop. A data action's bytes are valid
+    ///     until it returns (copy what you keep); `.closed` comes exactly once.
     public init(session: ClientSession, start: ClientStart, delegate: any ClientSessionDelegate,
                 clock: @escaping () -> Timestamp = ClientSessionHandler.wallClock,
-                onEvent: @escaping (ClientHandlerEvent) -> Void) {
+                onAction: @escaping (ClientAction) -> Void) {
         self.session = session
         self.start = start
         self.delegate = delegate
         self.clock = clock
-        self.onEvent = onEvent
+        self.onAction = onAction
     }
 
     /// The session's state, for callers on the event loop.
@@ -107,18 +89,17 @@ public final class ClientSessionHandler: ChannelInboundHandler, RemovableChannel
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
         let now = clock()
-        let allocator = context.channel.allocator
-        buffer.withUnsafeReadableBytes { bytes in
-            session.receive(bytes, now: now, delegate: delegate) { event in
-                pending.append(Self.own(event, allocator: allocator))
+        try? perform(context: context) { actions throws(USPError) in
+            buffer.withUnsafeReadableBytes { bytes in
+                session.receive(bytes, now: now, delegate: delegate, into: &actions)
             }
         }
-        afterSessionCall(context: context)
     }
 
     public func channelInactive(context: ChannelHandlerContext) {
-        session.endOfInput { event in pending.append(Self.own(event, allocator: context.channel.allocator)) }
-        deliver()
+        var actions = ClientActions()
+        session.endOfInput(into: &actions)
+        handOut(actions)
         if !closedReported { report(.closed(USPError(.unexpectedEOF, "connection closed"))) }
         context.fireChannelInactive()
     }
@@ -126,8 +107,8 @@ public final class ClientSessionHandler: ChannelInboundHandler, RemovableChannel
     public func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // A socket error (ECONNRESET and the like): the session cannot go on.
         if !closedReported {
-            session.close(code: .internalError) { _ in }
-            pending.removeAll()
+            var ignored = ClientActions()
+            session.close(code: .internalError, into: &ignored)
             report(.closed(USPError(.unexpectedEOF, "connection failed: \(error)")))
         }
         context.close(promise: nil)
@@ -135,38 +116,40 @@ public final class ClientSessionHandler: ChannelInboundHandler, RemovableChannel
 
     // MARK: - Calls from the library (on the event loop)
 
-    /// Runs `body` with the session (request, open, write, consume, finish…), then sends what it
-    /// produced and delivers the events it raised. Must be called on the channel's event loop.
-    public func withSession<T>(_ body: (inout ClientSession, _ onEvent: (ClientEvent) -> Void) throws(USPError) -> T) throws(USPError) -> T {
+    /// Runs `body` with the session (request, open, write, consume, finish…) and an actions
+    /// buffer, then sends what it produced and hands out the actions it appended. Must be called
+    /// on the channel's event loop.
+    public func withSession<T>(_ body: (inout ClientSession, inout ClientActions) throws(USPError) -> T) throws(USPError) -> T {
         guard let context else { throw USPError(.unexpectedEOF, "connection closed") }
-        let allocator = context.channel.allocator
-        let result: T
-        do {
-            result = try body(&session) { event in pending.append(Self.own(event, allocator: allocator)) }
-        } catch {
-            afterSessionCall(context: context)
-            throw error
-        }
-        afterSessionCall(context: context)
-        return result
+        return try perform(context: context) { (actions) throws(USPError) -> T in try body(&session, &actions) }
     }
 
     /// Ends the session with CLOSE (`code`), then closes the channel once the CLOSE is written.
     public func close(code: USPError.Code = .ok) {
         guard let context else { return }
-        session.close(code: code) { event in pending.append(Self.own(event, allocator: context.channel.allocator)) }
-        afterSessionCall(context: context)
+        try? perform(context: context) { actions throws(USPError) in session.close(code: code, into: &actions) }
     }
 
     // MARK: - Plumbing
 
-    private func afterSessionCall(context: ChannelHandlerContext) {
+    /// Calls into the session with a buffer of its own, sends what it produced, hands out its
+    /// actions, and closes the channel once the session is over.
+    @discardableResult
+    private func perform<T>(context: ChannelHandlerContext, _ call: (inout ClientActions) throws(USPError) -> T) throws(USPError) -> T {
+        var actions = spareActions.popLast() ?? ClientActions()
+        defer {
+            actions.removeAll()
+            spareActions.append(actions)
+        }
+        let result: Result<T, USPError>
+        do throws(USPError) { result = .success(try call(&actions)) } catch { result = .failure(error) }
         flushOutbound(context: context)
-        deliver()
+        handOut(actions)
         if session.state == .closed, context.channel.isActive {
             // Whatever the session still had to say (CLOSE) went out in flushOutbound.
             context.close(promise: nil)
         }
+        return try result.get()
     }
 
     private func flushOutbound(context: ChannelHandlerContext) {
@@ -176,42 +159,16 @@ public final class ClientSessionHandler: ChannelInboundHandler, RemovableChannel
         context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
     }
 
-    private func deliver() {
-        // Re-entrant calls (a consumer calling withSession from onEvent) append to `pending`;
-        // the outermost loop delivers them in order.
-        guard !delivering else { return }
-        delivering = true
-        defer { delivering = false }
-        while !pending.isEmpty {
-            let event = pending.removeFirst()
-            report(event)
-        }
+    private func handOut(_ actions: ClientActions) {
+        for action in actions { report(action) }
     }
 
-    private func report(_ event: ClientHandlerEvent) {
-        if case .closed = event {
+    private func report(_ action: ClientAction) {
+        if case .closed = action {
             guard !closedReported else { return }
             closedReported = true
         }
-        onEvent(event)
-    }
-
-    private static func own(_ event: ClientEvent, allocator: ByteBufferAllocator) -> ClientHandlerEvent {
-        switch event {
-        case .handshakeCompleted(let pattern, let key, let early):
-            .handshakeCompleted(pattern: pattern, serverStatic: key, earlyDataAccepted: early)
-        case .menu(let m): .menu(m)
-        case .serviceReply(let r): .serviceReply(r)
-        case .applicationSessionReply(let r): .applicationSessionReply(r)
-        case .serverError(let e): .serverError(e)
-        case .streamAccepted(let s): .streamAccepted(stream: s)
-        case .streamRejected(let s, let code, let message): .streamRejected(stream: s, code: code, message: message)
-        case .streamData(let s, let data): .streamData(stream: s, data: allocator.buffer(bytes: data))
-        case .streamFinished(let s): .streamFinished(stream: s)
-        case .streamClosed(let s, let code): .streamClosed(stream: s, code: code)
-        case .streamWritable(let s): .streamWritable(stream: s)
-        case .closed(let e): .closed(e)
-        }
+        onAction(action)
     }
 }
 

@@ -31,21 +31,6 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
         }
     }
 
-    /// Owned copies of the session's events: they are handled after `receive` returns, because an
-    /// application may call back into the session while handling one.
-    private enum Note {
-        case handshake(HandshakeLayout.Pattern, [UInt8]?)
-        case authenticated(Identity, TokenProof.TokenID)
-        case opened(UInt32, ApplicationGrant)
-        case data(UInt32, ByteBuffer)
-        case finished(UInt32)
-        case streamClosed(UInt32, USPError.Code)
-        case writable(UInt32)
-        case invalidated([TokenProof.TokenID])
-        case closed(USPError?)
-        case authenticate([String: JSONValue], SessionContext)
-    }
-
     private struct StreamEntry {
         var application: (any ServerStreamApplication)?
         let grant: ApplicationGrant
@@ -60,8 +45,9 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
     private let configuration: Configuration
     private var context: ChannelHandlerContext?
     private var deadline: Scheduled<Void>?
-    private var notes: [Note] = []
-    private var dispatching = false
+    /// Action buffers, reused: each call into the session takes one, so a call made while the
+    /// actions of another are being carried out (an application writing as it gets data) has its own.
+    private var spareActions: [ServerActions] = []
     private var streams: [UInt32: StreamEntry] = [:]
     /// Reasons the session is suspended (a late answer to a failed login, a grant waiting for the
     /// disk): while any is pending nothing is sent and input is kept unread.
@@ -80,8 +66,6 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
     private var idleCheck: Scheduled<Void>?
     /// When input last arrived (ServerClock.monotonic seconds).
     private var lastInput: Double = ServerClock.monotonic()
-    /// Streams given bytes during the current dispatch, told `receivedBatchEnded` after it.
-    private var streamsFed: [UInt32] = []
     /// A relay-free hand-off is under way: input is held in `heldInput`, nothing is sent.
     private var handingOff = false
     /// The connection was handed to an application relay-free.
@@ -150,9 +134,8 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
 
     public func channelInactive(context: ChannelHandlerContext) {
         if session.state != .closed {
-            session.endOfInput { collect($0) }
+            perform { session.endOfInput(into: &$0) }
         }
-        dispatch()
         sessionOver(nil)
         deadline?.cancel()
         self.context = nil
@@ -162,8 +145,7 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
     public func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // A socket error: the connection is unusable. Nothing is sent.
         if session.state != .closed {
-            session.endOfInput { collect($0) }
-            dispatch()
+            perform { session.endOfInput(into: &$0) }
         }
         context.close(promise: nil)
     }
@@ -173,20 +155,16 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
     /// Ends every stream opened under these tokens (a revocation from another session).
     public func revoke(tokenIDs: Set<TokenProof.TokenID>) {
         guard !reportedClosed else { return }
-        do throws(USPError) {
-            try session.revoke(tokenIDs: tokenIDs) { collect($0) }
-        } catch {
-            session.close(code: error.code) { collect($0) }
-        }
-        afterOperation()
+        performThrowing { (actions) throws(USPError) in try session.revoke(tokenIDs: tokenIDs, into: &actions) }
+        flush()
     }
 
     /// Closes the session with a CLOSE frame carrying `code` (e.g. `shutting_down` on drain).
     /// Before the handshake finishes, the connection is closed without a word.
     public func close(code: USPError.Code) {
         guard !reportedClosed else { return }
-        session.close(code: code) { collect($0) }
-        afterOperation()
+        perform { session.close(code: code, into: &$0) }
+        flush()
         if !reportedClosed { sessionOver(USPError(code, "closed by the server")) }
     }
 
@@ -198,11 +176,11 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
         do {
             taken = try buffer.withUnsafeReadableBytes { bytes throws(USPError) in try session.write(stream: stream, bytes) }
         } catch {
-            session.close(code: (error as USPError).code) { collect($0) }
+            perform { session.close(code: (error as USPError).code, into: &$0) }
         }
         buffer.moveReaderIndex(forwardBy: taken)
         streams[stream]?.bytesOut += Int64(taken)
-        afterOperation()
+        flush()
         return taken
     }
 
@@ -211,29 +189,21 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
         do throws(USPError) {
             try session.consumed(stream: stream, count: count)
         } catch {
-            session.close(code: error.code) { collect($0) }
+            perform { session.close(code: error.code, into: &$0) }
         }
-        afterOperation()
+        flush()
     }
 
     func streamFinish(_ stream: UInt32) {
         guard !reportedClosed else { return }
-        do throws(USPError) {
-            try session.finish(stream: stream) { collect($0) }
-        } catch {
-            session.close(code: error.code) { collect($0) }
-        }
-        afterOperation()
+        performThrowing { (actions) throws(USPError) in try session.finish(stream: stream, into: &actions) }
+        flush()
     }
 
     func streamReset(_ stream: UInt32, code: USPError.Code) {
         guard !reportedClosed else { return }
-        do throws(USPError) {
-            try session.reset(stream: stream, code: code) { collect($0) }
-        } catch {
-            session.close(code: error.code) { collect($0) }
-        }
-        afterOperation()
+        performThrowing { (actions) throws(USPError) in try session.reset(stream: stream, code: code, into: &actions) }
+        flush()
     }
 
     // MARK: - Relay-free hand-off (through ServerStreamPort; docs/PROTOCOL.md §14)
@@ -300,8 +270,7 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
         }
         // The session reports `.closed(nil)`: sessionOver closes the channel, which is close(2)
         // of this descriptor only; the application's copy keeps the connection.
-        session.handoffAcknowledged { collect($0) }
-        dispatch()
+        perform { session.handoffAcknowledged(into: &$0) }
     }
 
     func streamFailHandoff(_ stream: UInt32) {
@@ -321,20 +290,16 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
 
     private func feed(_ buffer: ByteBuffer) {
         bytesIn += Int64(buffer.readableBytes)
-        buffer.withUnsafeReadableBytes { bytes in
-            session.receive(bytes, now: ServerClock.now(), delegate: policy) { collect($0) }
+        perform { actions in
+            buffer.withUnsafeReadableBytes { bytes in
+                session.receive(bytes, now: ServerClock.now(), delegate: policy, into: &actions)
+            }
         }
-        dispatch()
         noteEstablished()
         holdUntilDurable()
         if !reportedClosed, let delay = hooks.replyDelay(self), delay > .zero {
             hold(for: delay)
         }
-        flush()
-    }
-
-    private func afterOperation() {
-        dispatch()
         flush()
     }
 
@@ -349,8 +314,7 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
             let me = bound.value
             guard !me.reportedClosed else { return }
             let outcome = (try? result.get()) ?? .failure(USPError(.internalError, "the login check failed"))
-            me.session.completeAuthentication(outcome, now: ServerClock.now(), delegate: me.policy) { me.collect($0) }
-            me.dispatch()
+            me.perform { me.session.completeAuthentication(outcome, now: ServerClock.now(), delegate: me.policy, into: &$0) }
             me.holdUntilDurable()
             if !me.reportedClosed, let delay = me.hooks.replyDelay(me), delay > .zero {
                 me.hold(for: delay)
@@ -410,7 +374,7 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
                 resume()
             case .failure(let error):
                 guard !reportedClosed else { return }
-                _ = session.drainOutbound { _ in }
+                session.drainOutbound { _ in }
                 sessionOver(USPError(.internalError, "a grant could not be made durable: \(error)"))
             }
         }
@@ -437,89 +401,86 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
         deadline = nil
         switch session.state {
         case .awaitingMessage1, .awaitingMessage3:
-            session.handshakeDeadlinePassed { collect($0) }
+            perform { session.handshakeDeadlinePassed(into: &$0) }
         case .awaitingInitialRequest:
-            session.close(code: .handshakeTimeout) { collect($0) }
+            perform { session.close(code: .handshakeTimeout, into: &$0) }
         case .established, .handingOff, .closed:
             return
         }
-        afterOperation()
+        flush()
     }
 
-    private func collect(_ event: ServerEvent) {
-        switch event {
-        case .handshakeCompleted(let pattern, let clientStatic, _): notes.append(.handshake(pattern, clientStatic))
-        case .authenticated(let who, let tokenID): notes.append(.authenticated(who, tokenID))
-        case .streamOpened(let stream, let grant): notes.append(.opened(stream, grant))
-        case .streamData(let stream, let data): notes.append(.data(stream, allocator.buffer(bytes: data)))
-        case .streamFinished(let stream): notes.append(.finished(stream))
-        case .streamClosed(let stream, let code): notes.append(.streamClosed(stream, code))
-        case .streamWritable(let stream): notes.append(.writable(stream))
-        case .tokensInvalidated(let ids): notes.append(.invalidated(ids))
-        case .closed(let error): notes.append(.closed(error))
-        case .authenticationRequested(let fields, let ctx): notes.append(.authenticate(fields, ctx))
+    /// Calls into the session with an actions buffer of its own, then carries the actions out.
+    private func perform(_ call: (inout ServerActions) -> Void) {
+        var actions = spareActions.popLast() ?? ServerActions()
+        call(&actions)
+        carryOut(actions)
+        actions.removeAll()
+        spareActions.append(actions)
+    }
+
+    /// The same for an application-side call, which throws on a local failure: the session is
+    /// then closed with the error's code.
+    private func performThrowing(_ call: (inout ServerActions) throws(USPError) -> Void) {
+        perform { actions in
+            do throws(USPError) { try call(&actions) } catch { session.close(code: error.code, into: &actions) }
         }
     }
 
-    /// Handles collected events in order. Re-entrant calls (an application writing while it handles
-    /// data) only append; the outermost loop picks their events up.
-    private func dispatch() {
-        guard !dispatching else { return }
-        dispatching = true
-        defer { dispatching = false }
-        var index = 0
-        while index < notes.count {
-            let note = notes[index]
-            index += 1
-            handle(note)
+    private func carryOut(_ actions: ServerActions) {
+        // Streams given bytes by these actions are told `receivedBatchEnded` after them (one flush
+        // for several records); usually there is one.
+        var fed: UInt32?
+        var alsoFed: [UInt32] = []
+        for action in actions {
+            switch action {
+            case .handshakeCompleted(let pattern, let key, _):
+                clientStatic = key
+                hooks.handshakeCompleted(self, pattern: pattern, clientStatic: key)
+            case .authenticated(let who, let tokenID):
+                hooks.authenticated(self, identity: who, tokenID: tokenID)
+            case .streamOpened(let stream, let grant):
+                open(stream, grant)
+            case .streamData(let stream, let data):
+                if let application = streams[stream]?.application {
+                    streams[stream]!.bytesIn += Int64(data.count)
+                    application.received(data.withUnsafeBytes { allocator.buffer(bytes: $0) })
+                    if fed == nil { fed = stream } else if fed != stream, !alsoFed.contains(stream) { alsoFed.append(stream) }
+                } else {
+                    // No application (refused or gone): drop the bytes but keep the credit flowing.
+                    streamConsumed(stream, data.count)
+                }
+            case .streamFinished(let stream):
+                streams[stream]?.application?.clientFinished()
+            case .streamWritable(let stream):
+                streams[stream]?.application?.writable()
+            case .streamClosed(let stream, let code):
+                guard let entry = streams.removeValue(forKey: stream) else { continue }
+                entry.application?.closed(code: code)
+                hooks.streamClosed(self, stream: stream, grant: entry.grant, code: code, bytesIn: entry.bytesIn,
+                                   bytesOut: entry.bytesOut, seconds: ServerClock.monotonic() - entry.openedAt)
+            case .tokensInvalidated(let ids):
+                hooks.tokensInvalidated(self, ids)
+            case .authenticationRequested(let fields, let ctx):
+                checkLoginElsewhere(fields, ctx)
+            case .closed(let error):
+                sessionOver(error)
+            }
         }
-        notes.removeAll(keepingCapacity: true)
-        for stream in streamsFed { streams[stream]?.application?.receivedBatchEnded() }
-        streamsFed.removeAll(keepingCapacity: true)
+        if let fed { streams[fed]?.application?.receivedBatchEnded() }
+        for stream in alsoFed { streams[stream]?.application?.receivedBatchEnded() }
     }
 
-    private func handle(_ note: Note) {
-        switch note {
-        case .handshake(let pattern, let key):
-            clientStatic = key
-            hooks.handshakeCompleted(self, pattern: pattern, clientStatic: key)
-        case .authenticated(let who, let tokenID):
-            hooks.authenticated(self, identity: who, tokenID: tokenID)
-        case .opened(let stream, let grant):
-            streams[stream] = StreamEntry(application: nil, grant: grant, openedAt: ServerClock.monotonic())
-            guard let loop = context?.eventLoop else { streamReset(stream, code: .streamRefused); return }
-            let port = ServerStreamPort(stream: stream, eventLoop: loop, handler: self)
-            switch hooks.openApplication(port, grant: grant, session: info) {
-            case .success(let application):
-                if streams[stream] != nil { streams[stream]!.application = application } else { application.closed(code: .streamRefused) }
-            case .failure(let refusal):
-                streams[stream] = nil
-                streamReset(stream, code: refusal.code)
-            }
-        case .data(let stream, let buffer):
-            if let application = streams[stream]?.application {
-                streams[stream]!.bytesIn += Int64(buffer.readableBytes)
-                application.received(buffer)
-                if !streamsFed.contains(stream) { streamsFed.append(stream) }
-            } else {
-                // No application (refused or gone): drop the bytes but keep the credit flowing.
-                streamConsumed(stream, buffer.readableBytes)
-            }
-        case .finished(let stream):
-            streams[stream]?.application?.clientFinished()
-        case .writable(let stream):
-            streams[stream]?.application?.writable()
-        case .streamClosed(let stream, let code):
-            guard let entry = streams.removeValue(forKey: stream) else { return }
-            entry.application?.closed(code: code)
-            hooks.streamClosed(self, stream: stream, grant: entry.grant, code: code, bytesIn: entry.bytesIn,
-                               bytesOut: entry.bytesOut, seconds: ServerClock.monotonic() - entry.openedAt)
-        case .invalidated(let ids):
-            hooks.tokensInvalidated(self, ids)
-        case .authenticate(let fields, let ctx):
-            checkLoginElsewhere(fields, ctx)
-        case .closed(let error):
-            sessionOver(error)
+    private func open(_ stream: UInt32, _ grant: ApplicationGrant) {
+        streams[stream] = StreamEntry(application: nil, grant: grant, openedAt: ServerClock.monotonic())
+        guard let loop = context?.eventLoop else { streamReset(stream, code: .streamRefused); return }
+        let port = ServerStreamPort(stream: stream, eventLoop: loop, handler: self)
+        switch hooks.openApplication(port, grant: grant, session: info) {
+        case .success(let application):
+            if streams[stream] != nil { streams[stream]!.application = application } else { application.closed(code: .streamRefused) }
+        case .failure(let refusal):
+            streams[stream] = nil
+            streamReset(stream, code: refusal.code)
         }
     }
 

@@ -81,14 +81,18 @@ final class ClientConnection {
         }) {
             bytes += chunk
         }
-        try perform { try $0.finish(stream: stream) { [self] in inbox.append(ClientNote($0)) } }
+        var actions = ClientActions()
+        try perform { try $0.finish(stream: stream, into: &actions) }
+        inbox += actions.map(ClientNote.init)
         return bytes
     }
 
     /// Sends CLOSE, half-closes, and waits for the server to close its side.
     func close() throws {
         if !ended {
-            session.close { inbox.append(ClientNote($0)) }
+            var actions = ClientActions()
+            session.close(into: &actions)
+            inbox += actions.map(ClientNote.init)
             try flush()
         }
         socket.shutdownWrite()
@@ -106,20 +110,18 @@ final class ClientConnection {
 
     private func readOnce() throws {
         let n = try readRaw()
-        var notes: [ClientNote] = []
+        var actions = ClientActions()
         if n == 0 {
-            session.endOfInput { notes.append(ClientNote($0)) }
+            session.endOfInput(into: &actions)
         } else {
             buffer.withUnsafeBytes { bytes in
-                session.receive(UnsafeRawBufferPointer(rebasing: bytes[0..<n]), now: .now(), delegate: trust) {
-                    notes.append(ClientNote($0))
-                }
+                session.receive(UnsafeRawBufferPointer(rebasing: bytes[0..<n]), now: .now(), delegate: trust, into: &actions)
             }
         }
-        inbox += notes
-        for case .closed(let error) in notes { endReason = .some(error) }
+        inbox += actions.map(ClientNote.init)
+        for case .closed(let error) in actions { endReason = .some(error) }
         // The demo takes stream bytes as they come: return the window credit.
-        for case .data(let stream, let data) in notes { try session.consumed(stream: stream, count: data.count) }
+        for case .streamData(let stream, let data) in actions { try session.consumed(stream: stream, count: data.count) }
         if session.state == .closed { ended = true }
         try flush()
     }

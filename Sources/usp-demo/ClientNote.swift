@@ -1,6 +1,6 @@
 import USPCore
 
-/// An owned copy of a `ClientEvent`, kept until the demo asks for it.
+/// A `ClientAction` kept in the demo's inbox until the demo asks for it (its bytes copied out).
 enum ClientNote {
     case handshake(pattern: HandshakeLayout.Pattern, serverKey: [UInt8], earlyDataAccepted: Bool)
     case menu(ApplicationMenu)
@@ -15,8 +15,8 @@ enum ClientNote {
     case writable(UInt32)
     case closed(USPError?)
 
-    init(_ event: ClientEvent) {
-        switch event {
+    init(_ action: ClientAction) {
+        switch action {
         case .handshakeCompleted(let pattern, let key, let early): self = .handshake(pattern: pattern, serverKey: key, earlyDataAccepted: early)
         case .menu(let menu): self = .menu(menu)
         case .serviceReply(let reply): self = .serviceReply(reply)

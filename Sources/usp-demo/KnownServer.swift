@@ -28,7 +28,7 @@ extension DemoRun {
         narrator.step("echo back after \(flights) flights = \(roundTrips) round trip\(roundTrips == 1 ? "" : "s"): "
                       + "\"\(String(decoding: echoed, as: UTF8.self))\"", c.takeDelta())
 
-        try c.perform { try $0.finish(stream: stream) { _ in } }
+        try c.perform { var ignored = ClientActions(); try $0.finish(stream: stream, into: &ignored) }
         _ = try c.next("the echo stream to close") { if case .streamClosed(stream, _) = $0 { true } else { nil } }
         try c.close()
         narrator.step("FIN both ways, CLOSE", c.takeDelta())

@@ -4,27 +4,6 @@ import USPCore
 /// demo applications on the streams it opens, and writes what the session has to send. Runs on
 /// its own thread until the session closes.
 struct ServerConnection {
-    /// Owned copies of the session's events (its byte views live only during the callback).
-    private enum Note {
-        case opened(UInt32, String)
-        case data(UInt32, [UInt8])
-        case finished(UInt32)
-        case writable(UInt32)
-        case streamClosed(UInt32)
-        case other
-
-        init(_ event: ServerEvent) {
-            switch event {
-            case .streamOpened(let stream, let grant): self = .opened(stream, grant.application)
-            case .streamData(let stream, let data): self = .data(stream, Array(data))
-            case .streamFinished(let stream): self = .finished(stream)
-            case .streamWritable(let stream): self = .writable(stream)
-            case .streamClosed(let stream, _): self = .streamClosed(stream)
-            case .handshakeCompleted, .authenticated, .tokensInvalidated, .closed, .authenticationRequested: self = .other
-            }
-        }
-    }
-
     /// An application's stream: output not yet taken by the session, and a pending half-close.
     private struct Stream {
         let application: any DemoApplication
@@ -50,33 +29,33 @@ struct ServerConnection {
 
     mutating func run() {
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        var actions = ServerActions()
         socket.setReadTimeout(Self.handshakeDeadline)
         while session.state != .closed {
-            var notes: [Note] = []
+            actions.removeAll()
             do {
                 let n = try socket.read(into: &buffer)
                 if n == 0 {
-                    session.endOfInput { notes.append(Note($0)) }
+                    session.endOfInput(into: &actions)
                 } else {
                     buffer.withUnsafeBytes { bytes in
-                        session.receive(UnsafeRawBufferPointer(rebasing: bytes[0..<n]), now: .now(), delegate: policy) {
-                            notes.append(Note($0))
-                        }
+                        session.receive(UnsafeRawBufferPointer(rebasing: bytes[0..<n]), now: .now(), delegate: policy, into: &actions)
                     }
                 }
             } catch {
                 // Timed out (or the socket failed): silence before the handshake, CLOSE after it.
                 if session.state == .awaitingMessage1 || session.state == .awaitingMessage3 {
-                    session.handshakeDeadlinePassed { _ in }
+                    session.handshakeDeadlinePassed(into: &actions)
                 } else {
-                    session.close(code: .idleTimeout) { _ in }
+                    session.close(code: .idleTimeout, into: &actions)
                 }
             }
             if session.state == .established { socket.setReadTimeout(Self.idleTimeout) }
             do {
-                try handle(notes)
+                try handle(actions)
             } catch {
-                session.close(code: (error as? USPError)?.code ?? .internalError) { _ in }
+                var ignored = ServerActions()
+                session.close(code: (error as? USPError)?.code ?? .internalError, into: &ignored)
             }
             guard flush() else { break }
         }
@@ -92,26 +71,27 @@ struct ServerConnection {
         return session.drainOutbound { bytes in (try? socket.writeAll(bytes)) != nil }
     }
 
-    private mutating func handle(_ notes: [Note]) throws {
-        for note in notes {
-            switch note {
-            case .opened(let id, let name):
-                guard let application = DemoCatalog.application(named: name) else {
-                    try session.reset(stream: id, code: .streamRefused) { _ in }
+    private mutating func handle(_ actions: ServerActions) throws {
+        var more = ServerActions()
+        for action in actions {
+            switch action {
+            case .streamOpened(let id, let grant):
+                guard let application = DemoCatalog.application(named: grant.application) else {
+                    try session.reset(stream: id, code: .streamRefused, into: &more)
                     continue
                 }
                 streams[id] = Stream(application: application)
                 try run(application.opened(), on: id)
-            case .data(let id, let data):
+            case .streamData(let id, let data):
                 try session.consumed(stream: id, count: data.count)
-                if let application = streams[id]?.application { try run(application.received(data), on: id) }
-            case .finished(let id):
+                if let application = streams[id]?.application { try run(application.received(Array(data)), on: id) }
+            case .streamFinished(let id):
                 if let application = streams[id]?.application { try run(application.peerFinished(), on: id) }
-            case .writable(let id):
+            case .streamWritable(let id):
                 try send(id)
-            case .streamClosed(let id):
+            case .streamClosed(let id, _):
                 streams[id] = nil
-            case .other:
+            case .handshakeCompleted, .authenticated, .tokensInvalidated, .closed, .authenticationRequested:
                 break
             }
         }
@@ -137,7 +117,9 @@ struct ServerConnection {
         var closed = false
         if stream.unsent.isEmpty, stream.finishWhenSent, !stream.finished {
             stream.finished = true
-            try session.finish(stream: id) { if case .streamClosed = $0 { closed = true } }
+            var actions = ServerActions()
+            try session.finish(stream: id, into: &actions)
+            closed = actions.contains { if case .streamClosed = $0 { true } else { false } }
         }
         streams[id] = closed ? nil : stream
     }

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import USPApp
 @testable import USPCore
+import USPTestSupport
 import USPUnix
 
 /// The relay-free hand-off as USPApp receives it: the metadata with `relay_free`, the snapshot's

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Testing
 import USPCore
+import USPTestSupport
 @testable import USPClient
 
 /// The `usp` executable: next to the test bundle, else `.build/debug/usp` from the package root

@@ -3,6 +3,7 @@ import Glibc
 import NIOCore
 import Testing
 import USPCore
+import USPTestSupport
 @testable import USPClient
 
 /// Starts a test server, runs `body`, stops the server.

@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import USPCore
+import USPTestSupport
 import USPNIO
 
 /// An in-memory policy, copied from Tests/USPCoreTests/SessionTestSupport.swift (TestPolicy) and
@@ -233,7 +234,7 @@ final class TestServerHandler: ChannelInboundHandler {
         context.fireChannelInactive()
     }
 
-    static func note(_ e: ServerEvent) -> Note {
+    static func note(_ e: ServerAction) -> Note {
         switch e {
         case .handshakeCompleted(let p, _, let early): .handshake(p, early)
         case .streamData(let s, let d): .data(s, Array(d))

@@ -1,5 +1,6 @@
 import Testing
 @testable import USPCore
+import USPTestSupport
 
 /// Relay-free hand-off: a real ClientSession talks to a ServerSession, the server exports its
 /// dedicated connection mid-stream, and a DedicatedStreamSession goes on from the snapshot.

@@ -1,5 +1,6 @@
 import Testing
 @testable import USPCore
+import USPTestSupport
 
 /// Decodes a record, returning the error instead of throwing it.
 func frameDecodeError(_ bytes: [UInt8]) -> USPError? {

@@ -1,5 +1,6 @@
 import Testing
 @testable import USPCore
+import USPTestSupport
 
 struct MalformedCase: Sendable, CustomTestStringConvertible {
     let name: String

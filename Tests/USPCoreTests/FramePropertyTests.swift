@@ -1,6 +1,7 @@
 import PropertyBased
 import Testing
 @testable import USPCore
+import USPTestSupport
 
 // MARK: - Generators
 

@@ -1,5 +1,6 @@
 import Testing
 @testable import USPCore
+import USPTestSupport
 
 /// What a `DedicatedStreamSession` reported, owned, for assertions.
 enum AppSeen: Equatable {
@@ -9,7 +10,7 @@ enum AppSeen: Equatable {
     case streamClosed(USPError.Code)
     case closed(USPError.Code?)
 
-    init(_ e: DedicatedStreamSession.Event) {
+    init(_ e: DedicatedStreamSession.Action) {
         switch e {
         case .data(let d): self = .data(Array(d))
         case .finished: self = .finished

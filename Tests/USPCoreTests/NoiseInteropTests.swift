@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import USPCore
+import USPTestSupport
 
 #if canImport(Glibc)
 import Glibc

@@ -1,6 +1,7 @@
 import PropertyBased
 import Testing
 @testable import USPCore
+import USPTestSupport
 
 /// Records that were tampered with, replayed, reordered or cut, and randomized input: the
 /// sessions end with a code and never crash.
@@ -128,7 +129,7 @@ import Testing
             var server = template.server
             var closed: [USPError?] = []
             var other: [Seen] = []
-            let onEvent: (ServerEvent) -> Void = { e in
+            let onEvent: (ServerAction) -> Void = { e in
                 if case .closed(let error) = e { closed.append(error) } else { other.append(Seen(e)) }
             }
             server.receive(bytes, now: template.now, delegate: template.policy, onEvent: onEvent)
@@ -264,7 +265,7 @@ import Testing
             var server = server0
             var forger = RecordForger(sending: sc, startingAt: cr)
             var closed: [USPError?] = []
-            let onEvent: (ServerEvent) -> Void = { e in if case .closed(let error) = e { closed.append(error) } }
+            let onEvent: (ServerAction) -> Void = { e in if case .closed(let error) = e { closed.append(error) } }
             var clientClosed = false
             for frames in records {
                 var plaintext = frames.flatMap(\.encoded)

@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import Testing
 @testable import USPCore
+import USPTestSupport
 
 /// Deterministic randomness for session tests: a counter-mode SHA-256 stream.
 final class SeededRandom: RandomSource, @unchecked Sendable {
@@ -145,7 +146,7 @@ enum Seen: Equatable {
     case rejected(UInt32, USPError.Code)
     case authenticationRequested(String)
 
-    init(_ e: ServerEvent) {
+    init(_ e: ServerAction) {
         switch e {
         case .handshakeCompleted(let p, _, let early): self = .handshake(p, early: early)
         case .authenticated(let who, _): self = .authenticated(who.name)
@@ -160,7 +161,7 @@ enum Seen: Equatable {
         }
     }
 
-    init(_ e: ClientEvent) {
+    init(_ e: ClientAction) {
         switch e {
         case .handshakeCompleted(let p, _, let early): self = .handshake(p, early: early)
         case .menu(let m): self = .menu(m.applications.keys.map(\.rawValue).sorted())
@@ -205,7 +206,7 @@ struct SessionPair {
     var serverData: [UInt32: [UInt8]] = [:]
     var clientData: [UInt32: [UInt8]] = [:]
     var flights = 0
-    var serverRaw: [ServerEvent] { [] }
+    var serverRaw: [ServerAction] { [] }
     /// What the client was told, in full.
     var menus: [ApplicationMenu] = []
     var serviceReplies: [ServiceReply] = []

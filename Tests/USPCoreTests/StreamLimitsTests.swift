@@ -1,5 +1,6 @@
 import Testing
 import USPCore
+import USPTestSupport
 
 @Suite struct StreamLimitsTests {
     @Test func defaults() {

@@ -1,5 +1,6 @@
 import Testing
 import USPCore
+import USPTestSupport
 
 /// Self-caused misuse traps (preconditions); each runs in a child process.
 @Suite struct StreamPreconditionTests {

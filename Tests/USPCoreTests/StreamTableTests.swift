@@ -1,5 +1,6 @@
 import Testing
 import USPCore
+import USPTestSupport
 
 func makeClient(_ limits: StreamLimits = StreamLimits(), peerWindow: Int = 65536) throws -> StreamTable {
     try StreamTable(role: .client, limits: limits, peerInitialWindow: peerWindow)

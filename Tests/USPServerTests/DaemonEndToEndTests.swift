@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import USPConfig
 import USPCore
+import USPTestSupport
 import USPNIO
 @testable import USPServer
 import USPStore

@@ -4,6 +4,7 @@ import Testing
 import USPApp
 import USPConfig
 import USPCore
+import USPTestSupport
 @testable import USPServer
 import USPStore
 

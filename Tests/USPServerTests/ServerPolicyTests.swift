@@ -3,6 +3,7 @@ import Foundation
 import Testing
 import USPConfig
 import USPCore
+import USPTestSupport
 @testable import USPServer
 import USPStore
 

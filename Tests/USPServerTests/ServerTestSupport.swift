@@ -3,6 +3,7 @@ import Synchronization
 import Testing
 import USPConfig
 import USPCore
+import USPTestSupport
 @testable import USPServer
 import USPStore
 
@@ -164,7 +165,7 @@ enum ClientNote: Equatable {
     case writable(UInt32)
     case closed(String?)
 
-    init(_ e: ClientEvent) {
+    init(_ e: ClientAction) {
         switch e {
         case .handshakeCompleted(let p, _, _): self = .handshake(p)
         case .menu(let m):
@@ -209,7 +210,7 @@ struct ClientLog {
     var replies: [ServiceReply] = []
     var data: [UInt32: [UInt8]] = [:]
 
-    mutating func add(_ e: ClientEvent) {
+    mutating func add(_ e: ClientAction) {
         notes.append(ClientNote(e))
         switch e {
         case .menu(let m): menus.append(m)
@@ -270,7 +271,7 @@ struct MemoryPair {
                 var closed: [(UInt32, USPError.Code)] = []
                 var invalidated: [TokenProof.TokenID] = []
                 var deferredLogin: ([String: JSONValue], SessionContext)?
-                let record: (ServerEvent) -> Void = { e in
+                let record: (ServerAction) -> Void = { e in
                     switch e {
                     case .streamOpened(let s, let g): opened.append((s, g)); events.append("opened \(s) \(g.application)")
                     case .streamClosed(let s, let c): closed.append((s, c)); events.append("closed \(s) \(c.name)")

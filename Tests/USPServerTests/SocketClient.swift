@@ -6,6 +6,7 @@ import ServiceLifecycle
 import Synchronization
 import USPConfig
 import USPCore
+import USPTestSupport
 import USPNIO
 import USPStore
 @testable import USPServer

@@ -24,10 +24,10 @@ public struct DedicatedStreamSession: Sendable {
         case closed
     }
 
-    /// What the session tells its I/O shell. Byte views are valid only during the callback.
-    public enum Event {
+    /// What the session asks of its I/O shell (appended to an `Actions` buffer).
+    public enum Action: SessionAction {
         /// Bytes from the client. Call `consumed(count:)` once the application took them.
-        case data(UnsafeRawBufferPointer)
+        case data(ArraySlice<UInt8>)
         /// The client half-closed the stream.
         case finished
         /// The client granted credit: `write` can send more.
@@ -36,7 +36,15 @@ public struct DedicatedStreamSession: Sendable {
         case streamClosed(USPError.Code)
         /// The session is over: nil for a clean CLOSE, else the reason. Drain, then close the socket.
         case closed(USPError?)
+
+        public func attaching(_ data: ArraySlice<UInt8>) -> Action {
+            if case .data = self { return .data(data) }
+            return self
+        }
     }
+
+    /// The session's actions buffer.
+    public typealias Actions = SessionActions<Action>
 
     public private(set) var state: State = .resuming
     /// uspd's ID of the session, for logs.
@@ -70,54 +78,54 @@ public struct DedicatedStreamSession: Sendable {
     /// Starts serving: reports the application bytes uspd had already opened (and the client's FIN
     /// if it came before the hand-off), then processes the input uspd had read but not opened.
     /// Records uspd had sealed but not written are the first outbound bytes.
-    public mutating func resume(onEvent: (Event) -> Void) {
+    public mutating func resume(into actions: inout DedicatedStreamSession.Actions) {
         precondition(state == .resuming, "resume is called once")
         state = .open
         if !undelivered.isEmpty {
-            undelivered.withUnsafeBytes { onEvent(.data($0)) }
+            undelivered.withUnsafeBytes { actions.append(.data([]), carrying: $0) }
             undelivered = []
         }
-        if peerFinishedBeforeHandoff { onEvent(.finished) }
+        if peerFinishedBeforeHandoff { actions.append(.finished) }
         let input = unread
         unread = []
-        input.withUnsafeBytes { receive($0, onEvent: onEvent) }
+        input.withUnsafeBytes { receive($0, into: &actions) }
     }
 
     // MARK: - Input
 
-    public mutating func receive(_ bytes: some Collection<UInt8>, onEvent: (Event) -> Void) {
+    public mutating func receive(_ bytes: some Collection<UInt8>, into actions: inout DedicatedStreamSession.Actions) {
         let copy = Array(bytes)
-        copy.withUnsafeBytes { receive($0, onEvent: onEvent) }
+        copy.withUnsafeBytes { receive($0, into: &actions) }
     }
 
     /// Feeds bytes received from the client.
-    public mutating func receive(_ bytes: UnsafeRawBufferPointer, onEvent: (Event) -> Void) {
+    public mutating func receive(_ bytes: UnsafeRawBufferPointer, into actions: inout DedicatedStreamSession.Actions) {
         precondition(state != .resuming, "resume before receiving")
         guard state == .open else { return }
         do throws(USPError) {
             link!.reader!.append(bytes)
-            try processRecords(onEvent: onEvent)
+            try processRecords(into: &actions)
             try link?.flush()
         } catch {
-            fail(error, onEvent: onEvent)
+            fail(error, into: &actions)
         }
     }
 
     /// The client closed its side of the TCP connection.
-    public mutating func endOfInput(onEvent: (Event) -> Void) {
+    public mutating func endOfInput(into actions: inout DedicatedStreamSession.Actions) {
         guard state == .open else { return }
         if let reader = link?.reader {
-            do throws(USPError) { try reader.checkEndOfInput() } catch { fail(error, onEvent: onEvent); return }
+            do throws(USPError) { try reader.checkEndOfInput() } catch { fail(error, into: &actions); return }
         }
-        fail(USPError(.unexpectedEOF, "client closed the connection without CLOSE"), onEvent: onEvent, sendClose: false)
+        fail(USPError(.unexpectedEOF, "client closed the connection without CLOSE"), into: &actions, sendClose: false)
     }
 
-    private mutating func processRecords(onEvent: (Event) -> Void) throws(USPError) {
+    private mutating func processRecords(into actions: inout DedicatedStreamSession.Actions) throws(USPError) {
         var reader = link!.reader.take()!
         defer { link?.reader = reader }
         while state == .open {
             let outcome = try reader.nextRecord { (plaintext) throws(USPError) -> Bool in
-                try handleRecord(UnsafeRawBufferPointer(plaintext), onEvent: onEvent)
+                try handleRecord(UnsafeRawBufferPointer(plaintext), into: &actions)
             }
             guard let sawRekey = outcome else { break }
             if sawRekey { try reader.opener.rekey() }
@@ -125,7 +133,7 @@ public struct DedicatedStreamSession: Sendable {
     }
 
     /// Dispatches every frame of one record's plaintext. Returns true if it carried REKEY.
-    private mutating func handleRecord(_ plaintext: UnsafeRawBufferPointer, onEvent: (Event) -> Void) throws(USPError) -> Bool {
+    private mutating func handleRecord(_ plaintext: UnsafeRawBufferPointer, into actions: inout DedicatedStreamSession.Actions) throws(USPError) -> Bool {
         var frames = FrameReader(plaintext)
         var sawRekey = false
         while state == .open, let frame = try frames.next() {
@@ -140,15 +148,15 @@ public struct DedicatedStreamSession: Sendable {
             case .padding, .pong, .accept, .reject, .data, .window, .fin, .reset, .ping, .close:
                 switch try link!.applyClientFrame(frame) {
                 case .none: break
-                case .data(_, let data): onEvent(.data(data))
-                case .writable: onEvent(.writable)
+                case .data(_, let data): actions.append(.data([]), carrying: data)
+                case .writable: actions.append(.writable)
                 case .finished(_, let closed):
-                    onEvent(.finished)
-                    if closed { onEvent(.streamClosed(.ok)) }
-                case .reset(_, let code): onEvent(.streamClosed(code))
+                    actions.append(.finished)
+                    if closed { actions.append(.streamClosed(.ok)) }
+                case .reset(_, let code): actions.append(.streamClosed(code))
                 case .close(let c):
                     state = .closed
-                    onEvent(.closed(c == .ok ? nil : USPError(.closedByPeer, "client closed the session with \(c.name)")))
+                    actions.append(.closed(c == .ok ? nil : USPError(.closedByPeer, "client closed the session with \(c.name)")))
                 }
             }
         }
@@ -199,23 +207,23 @@ public struct DedicatedStreamSession: Sendable {
     }
 
     /// The application finished writing (half-close: FIN).
-    public mutating func finish(onEvent: (Event) -> Void) throws(USPError) {
+    public mutating func finish(into actions: inout DedicatedStreamSession.Actions) throws(USPError) {
         guard state == .open else { return }
-        if try output.finish(stream: stream) { onEvent(.streamClosed(.ok)) }
+        if try output.finish(stream: stream) { actions.append(.streamClosed(.ok)) }
     }
 
     /// Aborts the stream with `code`.
-    public mutating func reset(code: USPError.Code, onEvent: (Event) -> Void) throws(USPError) {
+    public mutating func reset(code: USPError.Code, into actions: inout DedicatedStreamSession.Actions) throws(USPError) {
         guard state == .open else { return }
-        if try output.reset(stream: stream, code: code) { onEvent(.streamClosed(code)) }
+        if try output.reset(stream: stream, code: code) { actions.append(.streamClosed(code)) }
     }
 
     /// Closes the session with `code` (CLOSE; `.ok` once the stream is done).
-    public mutating func close(code: USPError.Code = .ok, onEvent: (Event) -> Void) {
+    public mutating func close(code: USPError.Code = .ok, into actions: inout DedicatedStreamSession.Actions) {
         guard state == .open else { return }
         output.sendClose(code)
         state = .closed
-        onEvent(.closed(code == .ok ? nil : USPError(code, "the application closed the session")))
+        actions.append(.closed(code == .ok ? nil : USPError(code, "the application closed the session")))
     }
 
     /// Hands the bytes to send to `body` and forgets them.
@@ -227,10 +235,10 @@ public struct DedicatedStreamSession: Sendable {
     // test hook: seals `plaintext` (frame bytes) as one record, unchecked, as a hostile peer would.
     mutating func _sendRawRecord(_ plaintext: [UInt8]) throws(USPError) { try output.sendRawRecord(plaintext) }
 
-    private mutating func fail(_ error: USPError, onEvent: (Event) -> Void, sendClose: Bool = true) {
+    private mutating func fail(_ error: USPError, into actions: inout DedicatedStreamSession.Actions, sendClose: Bool = true) {
         // The client learns the code only.
         if sendClose { output.sendClose(error.code) }
         state = .closed
-        onEvent(.closed(error))
+        actions.append(.closed(error))
     }
 }

@@ -131,34 +131,34 @@ public struct ClientSession {
     // MARK: - Input
 
     public mutating func receive(_ bytes: some Collection<UInt8>, now: Timestamp, delegate: some ClientSessionDelegate,
-                                 onEvent: (ClientEvent) -> Void) {
+                                 into actions: inout ClientActions) {
         let copy = Array(bytes)
-        copy.withUnsafeBytes { receive($0, now: now, delegate: delegate, onEvent: onEvent) }
+        copy.withUnsafeBytes { receive($0, now: now, delegate: delegate, into: &actions) }
     }
 
     public mutating func receive(_ bytes: UnsafeRawBufferPointer, now: Timestamp, delegate: some ClientSessionDelegate,
-                                 onEvent: (ClientEvent) -> Void) {
+                                 into actions: inout ClientActions) {
         guard state != .closed else { return }
         do throws(USPError) {
-            try consume(bytes, now: now, delegate: delegate, onEvent: onEvent)
+            try consume(bytes, now: now, delegate: delegate, into: &actions)
             try link?.flush()
         } catch {
-            fail(error, onEvent: onEvent)
+            fail(error, into: &actions)
         }
     }
 
     /// The server closed its side of the TCP connection.
-    public mutating func endOfInput(onEvent: (ClientEvent) -> Void) {
+    public mutating func endOfInput(into actions: inout ClientActions) {
         guard state != .closed else { return }
         if let reader = link?.reader {
-            do throws(USPError) { try reader.checkEndOfInput() } catch { fail(error, onEvent: onEvent); return }
+            do throws(USPError) { try reader.checkEndOfInput() } catch { fail(error, into: &actions); return }
         }
         let during = state == .awaitingMessage2 ? "during the handshake (wrong server key, stealth server, or not a USP server)" : "without CLOSE"
-        fail(USPError(.unexpectedEOF, "server closed the connection \(during)"), onEvent: onEvent, sendClose: false)
+        fail(USPError(.unexpectedEOF, "server closed the connection \(during)"), into: &actions, sendClose: false)
     }
 
     private mutating func consume(_ bytes: UnsafeRawBufferPointer, now: Timestamp, delegate: some ClientSessionDelegate,
-                                  onEvent: (ClientEvent) -> Void) throws(USPError) {
+                                  into actions: inout ClientActions) throws(USPError) {
         switch state {
         case .idle:
             throw USPError(.unexpectedMessage, "server spoke before message 1")
@@ -185,14 +185,14 @@ public struct ClientSession {
             let accepted = earlySent && result.peerHello.flags.contains(.earlyDataAccepted)
             try afterHandshake(earlyAccepted: accepted)
             state = .awaitingReply
-            onEvent(.handshakeCompleted(pattern: result.pattern, serverStatic: result.remoteStatic ?? [], earlyDataAccepted: accepted))
+            actions.append(.handshakeCompleted(pattern: result.pattern, serverStatic: result.remoteStatic ?? [], earlyDataAccepted: accepted))
             if !rest.isEmpty {
                 link!.reader!.append(rest)
-                try processRecords(onEvent: onEvent)
+                try processRecords(into: &actions)
             }
         case .awaitingReply, .established:
             link!.reader!.append(bytes)
-            try processRecords(onEvent: onEvent)
+            try processRecords(into: &actions)
         case .closed:
             return
         }
@@ -219,29 +219,29 @@ public struct ClientSession {
         try link!.flush()
     }
 
-    private mutating func processRecords(onEvent: (ClientEvent) -> Void) throws(USPError) {
+    private mutating func processRecords(into actions: inout ClientActions) throws(USPError) {
         var reader = link!.reader.take()!
         defer { link?.reader = reader }
         while state != .closed {
             let outcome = try reader.nextRecord { (plaintext) throws(USPError) -> Bool in
-                try handleRecord(UnsafeRawBufferPointer(plaintext), onEvent: onEvent)
+                try handleRecord(UnsafeRawBufferPointer(plaintext), into: &actions)
             }
             guard let sawRekey = outcome else { break }
             if sawRekey { try reader.opener.rekey() }
         }
     }
 
-    private mutating func handleRecord(_ plaintext: UnsafeRawBufferPointer, onEvent: (ClientEvent) -> Void) throws(USPError) -> Bool {
+    private mutating func handleRecord(_ plaintext: UnsafeRawBufferPointer, into actions: inout ClientActions) throws(USPError) -> Bool {
         var frames = FrameReader(plaintext)
         var sawRekey = false
         while state != .closed, let frame = try frames.next() {
             if case .rekey = frame { sawRekey = true; continue }
-            try handleFrame(frame, onEvent: onEvent)
+            try handleFrame(frame, into: &actions)
         }
         return sawRekey
     }
 
-    private mutating func handleFrame(_ frame: FrameView, onEvent: (ClientEvent) -> Void) throws(USPError) {
+    private mutating func handleFrame(_ frame: FrameView, into actions: inout ClientActions) throws(USPError) {
         switch frame {
         case .padding, .rekey, .pong:
             return
@@ -250,33 +250,33 @@ public struct ClientSession {
             var bytes = [kind]
             bytes.append(contentsOf: json)
             let message = try withBytes(bytes) { (b) throws(USPError) in try SessionMessage.decode(b) }
-            try handleMessage(message, onEvent: onEvent)
+            try handleMessage(message, into: &actions)
         case .open:
             throw USPError(.unexpectedMessage, "OPEN from the server: only the client opens streams")
         case .accept(let localID, let peerID):
             if case .accepted = try link!.streams.peerAccepted(localID: localID, peerID: peerID) {
-                onEvent(.streamAccepted(stream: localID))
+                actions.append(.streamAccepted(stream: localID))
             }
         case .reject(let localID, let code, let message):
             if case .rejected = try link!.streams.peerRejected(localID: localID, code: code) {
-                onEvent(.streamRejected(stream: localID, code: .fromWire(code), message: String(decoding: message, as: UTF8.self)))
+                actions.append(.streamRejected(stream: localID, code: .fromWire(code), message: String(decoding: message, as: UTF8.self)))
             }
         case .data(let peerID, let data):
             if case .data(let localID, _) = try link!.streams.peerData(peerID: peerID, count: data.count) {
-                onEvent(.streamData(stream: localID, data: data))
+                actions.append(.streamData(stream: localID, data: []), carrying: data)
             }
         case .window(let peerID, let increment):
             if case .credit(let localID, let available) = try link!.streams.peerWindow(peerID: peerID, increment: increment), available > 0 {
-                onEvent(.streamWritable(stream: localID))
+                actions.append(.streamWritable(stream: localID))
             }
         case .fin(let peerID):
             if case .peerFinished(let localID, let closed) = try link!.streams.peerFinished(peerID: peerID) {
-                onEvent(.streamFinished(stream: localID))
-                if closed { onEvent(.streamClosed(stream: localID, code: .ok)) }
+                actions.append(.streamFinished(stream: localID))
+                if closed { actions.append(.streamClosed(stream: localID, code: .ok)) }
             }
         case .reset(let peerID, let code):
             if case .reset(let localID, let code) = try link!.streams.peerReset(peerID: peerID, code: code) {
-                onEvent(.streamClosed(stream: localID, code: .fromWire(code)))
+                actions.append(.streamClosed(stream: localID, code: .fromWire(code)))
             }
         case .ping(let value):
             try link!.streams.noteControlFrame()
@@ -284,11 +284,11 @@ public struct ClientSession {
         case .close(let code, _):
             state = .closed
             let c = USPError.Code.fromWire(code)
-            onEvent(.closed(c == .ok ? nil : USPError(c, "server closed the session: \(c.name)")))
+            actions.append(.closed(c == .ok ? nil : USPError(c, "server closed the session: \(c.name)")))
         }
     }
 
-    private mutating func handleMessage(_ message: SessionMessage, onEvent: (ClientEvent) -> Void) throws(USPError) {
+    private mutating func handleMessage(_ message: SessionMessage, into actions: inout ClientActions) throws(USPError) {
         switch message {
         case .menu(let m):
             guard state == .awaitingReply || state == .established else {
@@ -297,10 +297,10 @@ public struct ClientSession {
             serverSessionID = m.serverSessionID
             menu = m
             state = .established
-            onEvent(.menu(m))
+            actions.append(.menu(m))
         case .serviceReply(let reply):
             guard state == .established else { throw USPError(.unexpectedMessage, "service_reply before the menu") }
-            onEvent(.serviceReply(reply))
+            actions.append(.serviceReply(reply))
         case .applicationSessionReply(let reply):
             guard state == .awaitingReply || state == .established else {
                 throw USPError(.unexpectedMessage, "application_session_reply in state \(state)")
@@ -313,17 +313,17 @@ public struct ClientSession {
                         throw USPError(.malformedMessage, "application_session_reply begin without server_tcp_stream")
                     }
                     if case .accepted = try link!.streams.peerAccepted(localID: stream, peerID: server) {
-                        onEvent(.streamAccepted(stream: stream))
+                        actions.append(.streamAccepted(stream: stream))
                     }
                 case .error(let e):
                     _ = try link!.streams.peerRejected(localID: stream, code: e.code.wireValue)
-                    onEvent(.streamRejected(stream: stream, code: e.code, message: e.message))
+                    actions.append(.streamRejected(stream: stream, code: e.code, message: e.message))
                 }
             }
             state = .established
-            onEvent(.applicationSessionReply(reply))
+            actions.append(.applicationSessionReply(reply))
         case .error(let e):
-            onEvent(.serverError(e.error))
+            actions.append(.serverError(e.error))
         case .initialRequest, .serviceRequest:
             throw USPError(.unexpectedMessage, "\(message.kind.name) is a client message; a server may not send it")
         }
@@ -393,15 +393,15 @@ public struct ClientSession {
     }
 
     /// Half-closes `stream`.
-    public mutating func finish(stream: UInt32, onEvent: (ClientEvent) -> Void) throws(USPError) {
+    public mutating func finish(stream: UInt32, into actions: inout ClientActions) throws(USPError) {
         guard state != .closed else { return }
-        if try output.finish(stream: stream) { onEvent(.streamClosed(stream: stream, code: .ok)) }
+        if try output.finish(stream: stream) { actions.append(.streamClosed(stream: stream, code: .ok)) }
     }
 
     /// Aborts `stream` with `code`.
-    public mutating func reset(stream: UInt32, code: USPError.Code, onEvent: (ClientEvent) -> Void) throws(USPError) {
+    public mutating func reset(stream: UInt32, code: USPError.Code, into actions: inout ClientActions) throws(USPError) {
         guard state != .closed else { return }
-        if try output.reset(stream: stream, code: code) { onEvent(.streamClosed(stream: stream, code: code)) }
+        if try output.reset(stream: stream, code: code) { actions.append(.streamClosed(stream: stream, code: code)) }
     }
 
     public mutating func ping(_ value: UInt64) throws(USPError) {
@@ -410,11 +410,11 @@ public struct ClientSession {
         try link!.flush()
     }
 
-    public mutating func close(code: USPError.Code = .ok, onEvent: (ClientEvent) -> Void) {
+    public mutating func close(code: USPError.Code = .ok, into actions: inout ClientActions) {
         guard state != .closed else { return }
         output.sendClose(code)
         state = .closed
-        onEvent(.closed(code == .ok ? nil : USPError(code, "client closed the session")))
+        actions.append(.closed(code == .ok ? nil : USPError(code, "client closed the session")))
     }
 
     /// Hands the bytes to send to `body` and forgets them (their storage is kept for reuse).
@@ -429,10 +429,10 @@ public struct ClientSession {
     // test hook: seals `plaintext` (frame bytes) as one record, unchecked, as a hostile peer would.
     mutating func _sendRawRecord(_ plaintext: [UInt8]) throws(USPError) { try output.sendRawRecord(plaintext) }
 
-    private mutating func fail(_ error: USPError, onEvent: (ClientEvent) -> Void, sendClose: Bool = true) {
+    private mutating func fail(_ error: USPError, into actions: inout ClientActions, sendClose: Bool = true) {
         if sendClose { output.sendClose(error.code) }
         state = .closed
-        onEvent(.closed(error))
+        actions.append(.closed(error))
     }
 }
 

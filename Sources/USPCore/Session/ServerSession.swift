@@ -98,50 +98,50 @@ public struct ServerSession {
 
     /// Feeds bytes received from the client.
     public mutating func receive(_ bytes: some Collection<UInt8>, now: Timestamp, delegate: some ServerSessionDelegate,
-                                 onEvent: (ServerEvent) -> Void) {
+                                 into actions: inout ServerActions) {
         let copy = Array(bytes)
-        copy.withUnsafeBytes { receive($0, now: now, delegate: delegate, onEvent: onEvent) }
+        copy.withUnsafeBytes { receive($0, now: now, delegate: delegate, into: &actions) }
     }
 
     public mutating func receive(_ bytes: UnsafeRawBufferPointer, now: Timestamp, delegate: some ServerSessionDelegate,
-                                 onEvent: (ServerEvent) -> Void) {
+                                 into actions: inout ServerActions) {
         guard state != .closed else { return }
         precondition(state != .handingOff, "the I/O shell holds input while a hand-off is under way")
         do throws(USPError) {
-            try consume(bytes, now: now, delegate: delegate, onEvent: onEvent)
+            try consume(bytes, now: now, delegate: delegate, into: &actions)
             try link?.flush()
         } catch {
-            fail(error, onEvent: onEvent)
+            fail(error, into: &actions)
         }
     }
 
     /// The client closed its side of the TCP connection.
-    public mutating func endOfInput(onEvent: (ServerEvent) -> Void) {
+    public mutating func endOfInput(into actions: inout ServerActions) {
         // During a hand-off the application decides; the shell reads nothing meanwhile.
         guard state != .closed, state != .handingOff else { return }
         if let reader = link?.reader {
-            do throws(USPError) { try reader.checkEndOfInput() } catch { fail(error, onEvent: onEvent); return }
+            do throws(USPError) { try reader.checkEndOfInput() } catch { fail(error, into: &actions); return }
         }
         let during = state == .awaitingMessage1 || state == .awaitingMessage3 ? "during the handshake" : "without CLOSE"
-        fail(USPError(.unexpectedEOF, "client closed the connection \(during)"), onEvent: onEvent, sendClose: false)
+        fail(USPError(.unexpectedEOF, "client closed the connection \(during)"), into: &actions, sendClose: false)
     }
 
     /// The shell's handshake deadline passed: close without a word if the handshake is unfinished.
-    public mutating func handshakeDeadlinePassed(onEvent: (ServerEvent) -> Void) {
+    public mutating func handshakeDeadlinePassed(into actions: inout ServerActions) {
         guard state == .awaitingMessage1 || state == .awaitingMessage3 else { return }
-        fail(USPError(.handshakeTimeout, "handshake not finished in time (\(handshakeBuffer.count) bytes received)"), onEvent: onEvent)
+        fail(USPError(.handshakeTimeout, "handshake not finished in time (\(handshakeBuffer.count) bytes received)"), into: &actions)
     }
 
     private mutating func consume(_ bytes: UnsafeRawBufferPointer, now: Timestamp, delegate: some ServerSessionDelegate,
-                                  onEvent: (ServerEvent) -> Void) throws(USPError) {
+                                  into actions: inout ServerActions) throws(USPError) {
         switch state {
         case .awaitingMessage1:
             handshakeBuffer.append(contentsOf: bytes)
             guard handshakeBuffer.count >= HandshakeLayout.message1Length else { return }
             let rest = Array(handshakeBuffer[HandshakeLayout.message1Length...])
-            try readMessage1(Array(handshakeBuffer[0..<HandshakeLayout.message1Length]), now: now, delegate: delegate, onEvent: onEvent)
+            try readMessage1(Array(handshakeBuffer[0..<HandshakeLayout.message1Length]), now: now, delegate: delegate, into: &actions)
             handshakeBuffer = []
-            if !rest.isEmpty { try withBytes(rest) { (r) throws(USPError) in try consume(r, now: now, delegate: delegate, onEvent: onEvent) } }
+            if !rest.isEmpty { try withBytes(rest) { (r) throws(USPError) in try consume(r, now: now, delegate: delegate, into: &actions) } }
         case .awaitingMessage3:
             handshakeBuffer.append(contentsOf: bytes)
             guard handshakeBuffer.count >= HandshakeLayout.message3Length else { return }
@@ -151,19 +151,19 @@ public struct ServerSession {
             handshake = result
             link = try SessionLink(result: result, configuration: configuration, role: .server)
             state = .awaitingInitialRequest
-            onEvent(.handshakeCompleted(pattern: .xx, clientStatic: result.remoteStatic, earlyDataAccepted: false))
-            if !rest.isEmpty { try withBytes(rest) { (r) throws(USPError) in try consume(r, now: now, delegate: delegate, onEvent: onEvent) } }
+            actions.append(.handshakeCompleted(pattern: .xx, clientStatic: result.remoteStatic, earlyDataAccepted: false))
+            if !rest.isEmpty { try withBytes(rest) { (r) throws(USPError) in try consume(r, now: now, delegate: delegate, into: &actions) } }
         case .awaitingInitialRequest, .established:
             link!.reader!.append(bytes)
             // While a login is being checked, input waits in the reader, in order.
-            if pendingLogin == nil { try processRecords(now: now, delegate: delegate, onEvent: onEvent) }
+            if pendingLogin == nil { try processRecords(now: now, delegate: delegate, into: &actions) }
         case .closed, .handingOff:
             return
         }
     }
 
     private mutating func readMessage1(_ message: [UInt8], now: Timestamp, delegate: some ServerSessionDelegate,
-                                       onEvent: (ServerEvent) -> Void) throws(USPError) {
+                                       into actions: inout ServerActions) throws(USPError) {
         let m1 = try responder.readMessage1(message)
         var flags: Hello.Flags = []
         let hasEarly = m1.earlyFrames.contains { $0 != 0 }
@@ -181,26 +181,26 @@ public struct ServerSession {
         handshake = result
         link = try SessionLink(result: result, configuration: configuration, role: .server)
         state = .awaitingInitialRequest
-        onEvent(.handshakeCompleted(pattern: m1.pattern, clientStatic: result.remoteStatic, earlyDataAccepted: earlyDataAccepted))
+        actions.append(.handshakeCompleted(pattern: m1.pattern, clientStatic: result.remoteStatic, earlyDataAccepted: earlyDataAccepted))
         if earlyDataAccepted {
             earlyBinding = m1.earlyBinding
             processingEarlyData = true
             defer { processingEarlyData = false }
             var frames = m1.earlyFrames
             let sawRekey = try withMutableBytes(&frames) { (f) throws(USPError) -> Bool in
-                try handleRecord(UnsafeRawBufferPointer(f), now: now, delegate: delegate, onEvent: onEvent)
+                try handleRecord(UnsafeRawBufferPointer(f), now: now, delegate: delegate, into: &actions)
             }
             if sawRekey { throw USPError(.unexpectedMessage, "REKEY in early frames") }
         }
     }
 
     private mutating func processRecords(now: Timestamp, delegate: some ServerSessionDelegate,
-                                         onEvent: (ServerEvent) -> Void) throws(USPError) {
+                                         into actions: inout ServerActions) throws(USPError) {
         var reader = link!.reader.take()!
         defer { link?.reader = reader }
         while state != .closed, pendingLogin == nil {
             let outcome = try reader.nextRecord { (plaintext) throws(USPError) -> Bool in
-                try handleRecord(UnsafeRawBufferPointer(plaintext), now: now, delegate: delegate, onEvent: onEvent)
+                try handleRecord(UnsafeRawBufferPointer(plaintext), now: now, delegate: delegate, into: &actions)
             }
             guard let sawRekey = outcome else { break }
             if sawRekey { try reader.opener.rekey() }
@@ -209,7 +209,7 @@ public struct ServerSession {
 
     /// Dispatches every frame of one record's plaintext. Returns true if it carried REKEY.
     private mutating func handleRecord(_ plaintext: UnsafeRawBufferPointer, now: Timestamp, delegate: some ServerSessionDelegate,
-                                       onEvent: (ServerEvent) -> Void) throws(USPError) -> Bool {
+                                       into actions: inout ServerActions) throws(USPError) -> Bool {
         var frames = FrameReader(plaintext)
         var sawRekey = false
         while state != .closed, let frame = try frames.next() {
@@ -218,7 +218,7 @@ public struct ServerSession {
                 sawRekey = true
                 continue
             }
-            try handleFrame(frame, now: now, delegate: delegate, onEvent: onEvent)
+            try handleFrame(frame, now: now, delegate: delegate, into: &actions)
             if pendingLogin != nil {
                 // Paused for a slow login: keep the rest of this record for afterwards. A REKEY
                 // among those frames takes effect when they are handled, before the next record.
@@ -230,7 +230,7 @@ public struct ServerSession {
     }
 
     private mutating func handleFrame(_ frame: FrameView, now: Timestamp, delegate: some ServerSessionDelegate,
-                                      onEvent: (ServerEvent) -> Void) throws(USPError) {
+                                      into actions: inout ServerActions) throws(USPError) {
         if state == .awaitingInitialRequest {
             switch frame {
             case .message, .padding, .ping, .pong, .close, .rekey: break
@@ -241,29 +241,29 @@ public struct ServerSession {
         switch frame {
         case .message(let kind, let json):
             link!.streams.noteProgress()
-            try handleMessage(kind: kind, json: json, now: now, delegate: delegate, onEvent: onEvent)
+            try handleMessage(kind: kind, json: json, now: now, delegate: delegate, into: &actions)
         case .open(let peerID, let body):
-            try handleOpen(peerID: peerID, body: body, now: now, delegate: delegate, onEvent: onEvent)
+            try handleOpen(peerID: peerID, body: body, now: now, delegate: delegate, into: &actions)
         case .padding, .rekey, .pong, .accept, .reject, .data, .window, .fin, .reset, .ping, .close:
             switch try link!.applyClientFrame(frame) {
             case .none: return
-            case .data(let stream, let data): onEvent(.streamData(stream: stream, data: data))
-            case .writable(let stream): onEvent(.streamWritable(stream: stream))
+            case .data(let stream, let data): actions.append(.streamData(stream: stream, data: []), carrying: data)
+            case .writable(let stream): actions.append(.streamWritable(stream: stream))
             case .finished(let stream, let closed):
-                onEvent(.streamFinished(stream: stream))
-                if closed { streamGone(stream, .ok, onEvent: onEvent) }
-            case .reset(let stream, let code): streamGone(stream, code, onEvent: onEvent)
+                actions.append(.streamFinished(stream: stream))
+                if closed { streamGone(stream, .ok, into: &actions) }
+            case .reset(let stream, let code): streamGone(stream, code, into: &actions)
             case .close(let c):
                 state = .closed
                 peerCloseCode = c
-                onEvent(.closed(c == .ok ? nil : USPError(.closedByPeer, "client closed the session with \(c.name)")))
+                actions.append(.closed(c == .ok ? nil : USPError(.closedByPeer, "client closed the session with \(c.name)")))
             }
         }
     }
 
-    private mutating func streamGone(_ localID: UInt32, _ code: USPError.Code, onEvent: (ServerEvent) -> Void) {
+    private mutating func streamGone(_ localID: UInt32, _ code: USPError.Code, into actions: inout ServerActions) {
         streamGrants[localID] = nil
-        onEvent(.streamClosed(stream: localID, code: code))
+        actions.append(.streamClosed(stream: localID, code: code))
     }
 
     // MARK: - Session messages
@@ -277,25 +277,25 @@ public struct ServerSession {
     }
 
     private mutating func handleMessage(kind: UInt8, json: UnsafeRawBufferPointer, now: Timestamp,
-                                        delegate: some ServerSessionDelegate, onEvent: (ServerEvent) -> Void) throws(USPError) {
+                                        delegate: some ServerSessionDelegate, into actions: inout ServerActions) throws(USPError) {
         var bytes = [kind]
         bytes.append(contentsOf: json)
         let message = try withBytes(bytes) { (b) throws(USPError) in try SessionMessage.decode(b) }
         switch message {
         case .initialRequest(let request):
-            try handleInitialRequest(request, now: now, delegate: delegate, onEvent: onEvent)
+            try handleInitialRequest(request, now: now, delegate: delegate, into: &actions)
         case .serviceRequest(let request):
             guard state == .established else {
                 throw USPError(.unexpectedMessage, "service_request before the initial request")
             }
-            try handleServiceRequest(request, now: now, delegate: delegate, onEvent: onEvent)
+            try handleServiceRequest(request, now: now, delegate: delegate, into: &actions)
         case .menu, .serviceReply, .applicationSessionReply, .error:
             throw USPError(.unexpectedMessage, "\(message.kind.name) is a server message; a client may not send it")
         }
     }
 
     private mutating func handleInitialRequest(_ request: InitialRequest, now: Timestamp,
-                                               delegate: some ServerSessionDelegate, onEvent: (ServerEvent) -> Void) throws(USPError) {
+                                               delegate: some ServerSessionDelegate, into actions: inout ServerActions) throws(USPError) {
         if state == .established {
             // A later initial_request may only carry an application_session action (end or app-defined).
             guard let app = request.applicationSession, app.action != .begin || app.clientTCPStream == nil else {
@@ -304,14 +304,14 @@ public struct ServerSession {
             guard request.clientSessionID == clientSessionID else {
                 throw USPError(.sessionIDMismatch, "client_session_id changed from \(clientSessionID ?? "") to \(request.clientSessionID)")
             }
-            try handleApplicationSession(app, initial: false, now: now, delegate: delegate, onEvent: onEvent)
+            try handleApplicationSession(app, initial: false, now: now, delegate: delegate, into: &actions)
             return
         }
         clientSessionID = request.clientSessionID
         if let app = request.applicationSession, app.application == nil {
             // The proposal's client step 5: this connection is for one application session;
             // the authorization token is ignored (it is only for menu access).
-            try handleApplicationSession(app, initial: true, now: now, delegate: delegate, onEvent: onEvent)
+            try handleApplicationSession(app, initial: true, now: now, delegate: delegate, into: &actions)
             return
         }
         if let token = request.authorizationToken {
@@ -319,7 +319,7 @@ public struct ServerSession {
             case .success(let (who, id)):
                 identity = who
                 authorizationTokenID = id
-                onEvent(.authenticated(who, tokenID: id))
+                actions.append(.authenticated(who, tokenID: id))
             case .failure(let error):
                 // "If authorization_token is invalid: terminate the session with an error."
                 try link!.send(.error(SessionErrorMessage(WireError(error.code))))
@@ -328,7 +328,7 @@ public struct ServerSession {
         }
         if let app = request.applicationSession {
             // Begin by name: the authorization token (checked above) says whose menu the name is on.
-            try handleApplicationSession(app, initial: true, now: now, delegate: delegate, onEvent: onEvent)
+            try handleApplicationSession(app, initial: true, now: now, delegate: delegate, into: &actions)
             return
         }
         try sendMenu(now: now, delegate: delegate)
@@ -385,7 +385,7 @@ public struct ServerSession {
     }
 
     private mutating func handleServiceRequest(_ request: ServiceRequest, now: Timestamp,
-                                               delegate: some ServerSessionDelegate, onEvent: (ServerEvent) -> Void) throws(USPError) {
+                                               delegate: some ServerSessionDelegate, into actions: inout ServerActions) throws(USPError) {
         guard request.clientSessionID == clientSessionID else {
             throw USPError(.sessionIDMismatch, "service_request client_session_id \(request.clientSessionID) is not this session's")
         }
@@ -413,10 +413,10 @@ public struct ServerSession {
                 let ctx = context(now: now)
                 pendingLogin = PendingLogin(request: request, seenMenu: seenMenu, reply: reply, requestIdentity: requestIdentity,
                                             requestAuthorization: requestAuthorization, tokenProblem: tokenProblem, requestContext: ctx)
-                onEvent(.authenticationRequested(fields: fields, context: ctx))
+                actions.append(.authenticationRequested(fields: fields, context: ctx))
                 return
             }
-            loggedIn = apply(delegate.authenticate(fields: fields, context: context(now: now)), to: &reply, onEvent: onEvent)
+            loggedIn = apply(delegate.authenticate(fields: fields, context: context(now: now)), to: &reply, into: &actions)
         case .invalidateTokens(let tokens)?:
             if requestIdentity == nil {
                 reply.results[.authentication] = .error(WireError(tokenProblem ?? .authorizationMissing))
@@ -424,8 +424,8 @@ public struct ServerSession {
                 switch delegate.invalidateTokens(tokens, context: context(now: now)) {
                 case .success(let ids):
                     reply.results[.authentication] = .invalidated(UInt32(ids.count))
-                    endStreams(of: Set(ids), onEvent: onEvent)
-                    onEvent(.tokensInvalidated(ids))
+                    endStreams(of: Set(ids), into: &actions)
+                    actions.append(.tokensInvalidated(ids))
                 case .failure(let error):
                     reply.results[.authentication] = .error(WireError(error.code))
                 }
@@ -440,13 +440,13 @@ public struct ServerSession {
 
     /// A login's outcome into the reply's index 0; true if the session is now logged in.
     private mutating func apply(_ outcome: Result<AuthorizationGrant, USPError>, to reply: inout ServiceReply,
-                                onEvent: (ServerEvent) -> Void) -> Bool {
+                                into actions: inout ServerActions) -> Bool {
         switch outcome {
         case .success(let grant):
             identity = grant.identity
             authorizationTokenID = grant.tokenID
             reply.results[.authentication] = .token(grant.token)
-            onEvent(.authenticated(grant.identity, tokenID: grant.tokenID))
+            actions.append(.authenticated(grant.identity, tokenID: grant.tokenID))
             return true
         case .failure(let error):
             reply.results[.authentication] = .error(WireError(error.code))
@@ -458,12 +458,12 @@ public struct ServerSession {
     /// with `delegate.authenticate`). Finishes that service_request, then handles the input that
     /// waited meanwhile.
     public mutating func completeAuthentication(_ outcome: Result<AuthorizationGrant, USPError>, now: Timestamp,
-                                                delegate: some ServerSessionDelegate, onEvent: (ServerEvent) -> Void) {
+                                                delegate: some ServerSessionDelegate, into actions: inout ServerActions) {
         guard state != .closed, let pending = pendingLogin else { return }
         pendingLogin = nil
         do throws(USPError) {
             var reply = pending.reply
-            let loggedIn = apply(outcome, to: &reply, onEvent: onEvent)
+            let loggedIn = apply(outcome, to: &reply, into: &actions)
             try answerApplications(pending.request, seenMenu: pending.seenMenu, reply: reply, loggedIn: loggedIn,
                                    requestIdentity: pending.requestIdentity, requestAuthorization: pending.requestAuthorization,
                                    tokenProblem: pending.tokenProblem, now: now, isEarlyData: false, delegate: delegate)
@@ -471,14 +471,14 @@ public struct ServerSession {
                 var frames = deferredFrames
                 deferredFrames = []
                 let sawRekey = try withMutableBytes(&frames) { (f) throws(USPError) -> Bool in
-                    try handleRecord(UnsafeRawBufferPointer(f), now: now, delegate: delegate, onEvent: onEvent)
+                    try handleRecord(UnsafeRawBufferPointer(f), now: now, delegate: delegate, into: &actions)
                 }
                 if sawRekey { try link!.reader!.opener.rekey() }
             }
-            if pendingLogin == nil, state != .closed { try processRecords(now: now, delegate: delegate, onEvent: onEvent) }
+            if pendingLogin == nil, state != .closed { try processRecords(now: now, delegate: delegate, into: &actions) }
             try link?.flush()
         } catch {
-            fail(error, onEvent: onEvent)
+            fail(error, into: &actions)
         }
     }
 
@@ -520,7 +520,7 @@ public struct ServerSession {
     // MARK: - Application sessions and streams
 
     private mutating func handleApplicationSession(_ app: ApplicationSessionRequest, initial: Bool, now: Timestamp,
-                                                   delegate: some ServerSessionDelegate, onEvent: (ServerEvent) -> Void) throws(USPError) {
+                                                   delegate: some ServerSessionDelegate, into actions: inout ServerActions) throws(USPError) {
         var token = app.token ?? ""
         var issuedHere: TokenProof.TokenID?
         if app.application != nil {
@@ -565,10 +565,10 @@ public struct ServerSession {
                 // A begin by name learns the ID of the token issued for it, for its own records.
                 if let id = issuedHere { began.result = [MessageKeys.tokenID: .string(id.description)] }
                 try replyApplicationSession(.session(began))
-                onEvent(.streamOpened(stream: localID, grant: grant))
+                actions.append(.streamOpened(stream: localID, grant: grant))
             }
         case .end:
-            endStreams(of: [grant.tokenID], code: .ok, onEvent: onEvent)
+            endStreams(of: [grant.tokenID], code: .ok, into: &actions)
             state = .established
             try replyApplicationSession(.session(ApplicationSessionResult(action: .end)))
         default:
@@ -596,7 +596,7 @@ public struct ServerSession {
     }
 
     private mutating func handleOpen(peerID: UInt32, body: UnsafeRawBufferPointer, now: Timestamp,
-                                     delegate: some ServerSessionDelegate, onEvent: (ServerEvent) -> Void) throws(USPError) {
+                                     delegate: some ServerSessionDelegate, into actions: inout ServerActions) throws(USPError) {
         let request = try ApplicationSessionRequest.decodeOpenBody(body)
         switch try link!.streams.peerOpened(peerID) {
         case .refuse(let code):
@@ -627,7 +627,7 @@ public struct ServerSession {
             guard let localID = link!.streams.accept(peerID) else { return }
             streamGrants[localID] = grant
             try link!.send(.accept(opener: peerID, acceptor: localID))
-            onEvent(.streamOpened(stream: localID, grant: grant))
+            actions.append(.streamOpened(stream: localID, grant: grant))
         case .failure(let error):
             link!.streams.reject(peerID)
             try link!.streams.noteControlFrame()
@@ -638,13 +638,13 @@ public struct ServerSession {
     /// Resets every stream opened under these tokens (or under application tokens issued from them):
     /// with `token_revoked` on invalidation, with `ok` when the client ends its application session.
     private mutating func endStreams(of tokenIDs: Set<TokenProof.TokenID>, code: USPError.Code = .tokenRevoked,
-                                     onEvent: (ServerEvent) -> Void) {
+                                     into actions: inout ServerActions) {
         let doomed = streamGrants.filter { tokenIDs.contains($0.value.tokenID) || ($0.value.authorizationTokenID.map(tokenIDs.contains) ?? false) }
         for (localID, _) in doomed.sorted(by: { $0.key < $1.key }) {
             if link!.streams.reset(localID) {
                 try? link!.send(.reset(stream: localID, code: code.wireValue))
             }
-            streamGone(localID, code, onEvent: onEvent)
+            streamGone(localID, code, into: &actions)
         }
     }
 
@@ -664,31 +664,31 @@ public struct ServerSession {
     }
 
     /// The application finished writing `stream` (half-close).
-    public mutating func finish(stream: UInt32, onEvent: (ServerEvent) -> Void) throws(USPError) {
+    public mutating func finish(stream: UInt32, into actions: inout ServerActions) throws(USPError) {
         guard state == .established else { return }
-        if try output.finish(stream: stream) { streamGone(stream, .ok, onEvent: onEvent) }
+        if try output.finish(stream: stream) { streamGone(stream, .ok, into: &actions) }
     }
 
     /// Aborts `stream` with `code`.
-    public mutating func reset(stream: UInt32, code: USPError.Code, onEvent: (ServerEvent) -> Void) throws(USPError) {
+    public mutating func reset(stream: UInt32, code: USPError.Code, into actions: inout ServerActions) throws(USPError) {
         guard state == .established else { return }
-        if try output.reset(stream: stream, code: code) { streamGone(stream, code, onEvent: onEvent) }
+        if try output.reset(stream: stream, code: code) { streamGone(stream, code, into: &actions) }
     }
 
     /// Ends every stream opened under these tokens (revocation from elsewhere in the server).
-    public mutating func revoke(tokenIDs: Set<TokenProof.TokenID>, onEvent: (ServerEvent) -> Void) throws(USPError) {
+    public mutating func revoke(tokenIDs: Set<TokenProof.TokenID>, into actions: inout ServerActions) throws(USPError) {
         guard link != nil, state == .established else { return }
-        endStreams(of: tokenIDs, onEvent: onEvent)
+        endStreams(of: tokenIDs, into: &actions)
         try link!.flush()
     }
 
     /// Closes the session with `code` (graceful: `.ok` or `.shuttingDown`). Not during a hand-off:
     /// its outcome decides (after `handoffFailed` the session can be closed).
-    public mutating func close(code: USPError.Code = .ok, onEvent: (ServerEvent) -> Void) {
+    public mutating func close(code: USPError.Code = .ok, into actions: inout ServerActions) {
         guard state != .closed, state != .handingOff else { return }
         output.sendClose(code)
         state = .closed
-        onEvent(.closed(code == .ok ? nil : USPError(code, "server closed the session")))
+        actions.append(.closed(code == .ok ? nil : USPError(code, "server closed the session")))
     }
 
     // MARK: - Relay-free hand-off (docs/PROTOCOL.md §14)
@@ -728,14 +728,14 @@ public struct ServerSession {
 
     /// The application took the connection over: the session ends here without a word to the
     /// client, and its keys are dropped (zeroed as their storage goes).
-    public mutating func handoffAcknowledged(onEvent: (ServerEvent) -> Void) {
+    public mutating func handoffAcknowledged(into actions: inout ServerActions) {
         precondition(state == .handingOff, "acknowledge only a hand-off under way")
         state = .closed
         output = SessionOutput()
         handshake = nil
         handoffRequeue = []
         if let stream = dedicatedStream { streamGrants[stream] = nil }
-        onEvent(.closed(nil))
+        actions.append(.closed(nil))
     }
 
     /// The hand-off did not happen: the session goes on where it stopped (what was pending to send
@@ -759,10 +759,10 @@ public struct ServerSession {
     // test hook: seals `plaintext` (frame bytes) as one record, unchecked, as a hostile peer would.
     mutating func _sendRawRecord(_ plaintext: [UInt8]) throws(USPError) { try output.sendRawRecord(plaintext) }
 
-    private mutating func fail(_ error: USPError, onEvent: (ServerEvent) -> Void, sendClose: Bool = true) {
+    private mutating func fail(_ error: USPError, into actions: inout ServerActions, sendClose: Bool = true) {
         // The client learns the code only; the detail stays in the server's log.
         if sendClose { output.sendClose(error.code) }
         state = .closed
-        onEvent(.closed(error))
+        actions.append(.closed(error))
     }
 }

@@ -16,84 +16,73 @@ import USPCore
 ///   promise, as `channel.writeAndFlush(_:).get()` does, bounds it).
 /// - the stream closing (both FINs, or a reset) ends the session with CLOSE and closes the channel;
 ///   a reset or a session error reaches the next handler as `DedicatedStreamHandler.StreamError`.
-final class DedicatedStreamHandler: ChannelDuplexHandler {
-    typealias InboundIn = ByteBuffer
-    typealias InboundOut = ByteBuffer
-    typealias OutboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
+public final class DedicatedStreamHandler: ChannelDuplexHandler {
+    public typealias InboundIn = ByteBuffer
+    public typealias InboundOut = ByteBuffer
+    public typealias OutboundIn = ByteBuffer
+    public typealias OutboundOut = ByteBuffer
 
     /// The stream was reset or the session failed; `code` is what the client sent or was sent.
-    struct StreamError: Error, CustomStringConvertible {
-        let code: USPError.Code
-        let detail: String
-        var description: String { "\(code.name): \(detail)" }
-    }
-
-    /// Owned copies of the session's events, handled after the session call returns (handling
-    /// one may call back into the session).
-    private enum Note {
-        case data(ByteBuffer)
-        case finished
-        case writable
-        case streamClosed(USPError.Code)
-        case closed(USPError?)
+    public struct StreamError: Error, CustomStringConvertible {
+        public let code: USPError.Code
+        public let detail: String
+        public var description: String { "\(code.name): \(detail)" }
     }
 
     private var session: DedicatedStreamSession
     private var context: ChannelHandlerContext?
-    private var notes: [Note] = []
-    private var dispatching = false
+    /// Action buffers, reused; a call made while another's actions are carried out gets its own.
+    private var spareActions: [DedicatedStreamSession.Actions] = []
     private var pendingWrites: [(buffer: ByteBuffer, promise: EventLoopPromise<Void>?)] = []
     private var finishAfterWrites = false
     private var lastWrite: EventLoopFuture<Void>?
     private var closing = false
 
-    init(session: DedicatedStreamSession) {
+    public init(session: DedicatedStreamSession) {
         self.session = session
     }
 
-    func handlerAdded(context: ChannelHandlerContext) {
+    public func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
     }
 
     /// uspd's control line said the session's token was revoked: reset the stream with `code`,
     /// as uspd does for a relayed stream, and end the session.
-    func revokedByDaemon(code: USPError.Code) {
+    public func revokedByDaemon(code: USPError.Code) {
         guard let context else { return }
-        try? session.reset(code: code) { collect($0) }
-        afterSessionCall()
+        performThrowing { (actions) throws(USPError) in try session.reset(code: code, into: &actions) }
+        writeOut()
         context.channel.close(promise: nil)
     }
 
-    func channelActive(context: ChannelHandlerContext) {
+    public func channelActive(context: ChannelHandlerContext) {
         context.fireChannelActive()
         guard session.state == .resuming else { return }
-        session.resume { collect($0) }
-        afterSessionCall()
+        perform { session.resume(into: &$0) }
+        writeOut()
         // What uspd had already opened was passed on outside a socket read: end the batch here,
         // as NIO does after each read, so the next handler delivers it now.
         context.fireChannelReadComplete()
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
-        buffer.withUnsafeReadableBytes { bytes in session.receive(bytes) { collect($0) } }
-        afterSessionCall()
+        perform { actions in buffer.withUnsafeReadableBytes { bytes in session.receive(bytes, into: &actions) } }
+        writeOut()
     }
 
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+    public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         // TCP end of file from the client is the session's end of input, not the stream's FIN.
         if case ChannelEvent.inputClosed = event {
-            session.endOfInput { collect($0) }
-            afterSessionCall()
+            perform { session.endOfInput(into: &$0) }
+            writeOut()
             return
         }
         context.fireUserInboundEventTriggered(event)
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
-        session.endOfInput { collect($0) }
-        dispatch()
+    public func channelInactive(context: ChannelHandlerContext) {
+        perform { session.endOfInput(into: &$0) }
         failPendingWrites(StreamError(code: .unexpectedEOF, detail: "the connection closed"))
         self.context = nil
         context.fireChannelInactive()
@@ -101,73 +90,61 @@ final class DedicatedStreamHandler: ChannelDuplexHandler {
 
     // MARK: - Outbound
 
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+    public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         guard session.state == .open, session.streamIsOpen, !finishAfterWrites else {
             promise?.fail(StreamError(code: .streamClosed, detail: "the stream is closed for writing"))
             return
         }
         pendingWrites.append((unwrapOutboundIn(data), promise))
         sendPending()
-        afterSessionCall()
-    }
-
-    func flush(context: ChannelHandlerContext) {
         writeOut()
     }
 
-    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+    public func flush(context: ChannelHandlerContext) {
+        writeOut()
+    }
+
+    public func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
         switch mode {
         case .output:
             // Half-close: FIN once the queued writes went out.
             finishAfterWrites = true
             sendPending()
-            afterSessionCall()
+            writeOut()
             promise?.succeed(())
         case .input:
             context.close(mode: mode, promise: promise)
         case .all:
-            session.close { collect($0) }
-            dispatch()
+            perform { session.close(into: &$0) }
             closeChannel(promise)
         }
     }
 
     // MARK: - Internals
 
-    private func collect(_ event: DedicatedStreamSession.Event) {
-        switch event {
-        case .data(let bytes): notes.append(.data(ByteBuffer(bytes: bytes)))
-        case .finished: notes.append(.finished)
-        case .writable: notes.append(.writable)
-        case .streamClosed(let code): notes.append(.streamClosed(code))
-        case .closed(let error): notes.append(.closed(error))
+    /// Calls into the session with an actions buffer of its own, then carries the actions out.
+    private func perform(_ call: (inout DedicatedStreamSession.Actions) -> Void) {
+        var actions = spareActions.popLast() ?? DedicatedStreamSession.Actions()
+        call(&actions)
+        for action in actions { carryOut(action) }
+        actions.removeAll()
+        spareActions.append(actions)
+    }
+
+    /// The same for a call that throws on a local failure: the session is then closed with its code.
+    private func performThrowing(_ call: (inout DedicatedStreamSession.Actions) throws(USPError) -> Void) {
+        perform { actions in
+            do throws(USPError) { try call(&actions) } catch { session.close(code: error.code, into: &actions) }
         }
     }
 
-    private func afterSessionCall() {
-        dispatch()
-        writeOut()
-    }
-
-    private func dispatch() {
-        guard !dispatching else { return }
-        dispatching = true
-        defer { dispatching = false }
-        var index = 0
-        while index < notes.count {
-            let note = notes[index]
-            index += 1
-            handle(note)
-        }
-        notes.removeAll(keepingCapacity: true)
-    }
-
-    private func handle(_ note: Note) {
-        switch note {
-        case .data(let buffer):
-            let count = buffer.readableBytes
+    private func carryOut(_ action: DedicatedStreamSession.Action) {
+        switch action {
+        case .data(let bytes):
+            let buffer = bytes.withUnsafeBytes { ByteBuffer(bytes: $0) }
             context?.fireChannelRead(wrapInboundOut(buffer))
-            do throws(USPError) { try session.consumed(count: count) } catch { session.close(code: error.code) { collect($0) } }
+            // The bytes are passed on: their credit goes back to the client (one call).
+            performThrowing { (_) throws(USPError) in try session.consumed(count: bytes.count) }
         case .finished:
             context?.fireChannelReadComplete()
             context?.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
@@ -179,7 +156,7 @@ final class DedicatedStreamHandler: ChannelDuplexHandler {
                 context?.fireErrorCaught(StreamError(code: code, detail: "the stream was reset"))
             }
             // The stream was the connection's only purpose.
-            session.close { collect($0) }
+            perform { session.close(into: &$0) }
         case .closed(let error):
             if let error {
                 failPendingWrites(StreamError(code: error.code, detail: error.detail))
@@ -197,7 +174,7 @@ final class DedicatedStreamHandler: ChannelDuplexHandler {
             do throws(USPError) {
                 taken = try buffer.withUnsafeReadableBytes { bytes throws(USPError) in try session.write(bytes) }
             } catch {
-                session.close(code: error.code) { collect($0) }
+                perform { session.close(code: error.code, into: &$0) }
                 return
             }
             buffer.moveReaderIndex(forwardBy: taken)
@@ -208,7 +185,7 @@ final class DedicatedStreamHandler: ChannelDuplexHandler {
             pendingWrites.removeFirst().promise?.succeed(())
         }
         if finishAfterWrites, session.state == .open, session.streamIsOpen {
-            do throws(USPError) { try session.finish { collect($0) } } catch { session.close(code: error.code) { collect($0) } }
+            performThrowing { (actions) throws(USPError) in try session.finish(into: &actions) }
             finishAfterWrites = false
         }
     }
@@ -222,7 +199,7 @@ final class DedicatedStreamHandler: ChannelDuplexHandler {
     private func writeOut() {
         guard let context, session.outboundByteCount > 0 else { return }
         var buffer = context.channel.allocator.buffer(capacity: session.outboundByteCount)
-        _ = session.drainOutbound { buffer.writeBytes($0) }
+        session.drainOutbound { buffer.writeBytes($0) }
         lastWrite = context.writeAndFlush(wrapOutboundOut(buffer))
     }
 

@@ -1,4 +1,3 @@
-import Glibc
 import NIOCore
 import USPCore
 
@@ -50,11 +49,7 @@ public final class ClientSessionHandler: ChannelInboundHandler, RemovableChannel
     public var handshake: HandshakeResult? { session.handshake }
 
     /// CLOCK_REALTIME as a `Timestamp`.
-    public static func wallClock() -> Timestamp {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return Timestamp(seconds: UInt64(ts.tv_sec), nanoseconds: UInt32(ts.tv_nsec))
-    }
+    public static func wallClock() -> Timestamp { ServerClock.now() }
 
     // MARK: - Channel events
 

@@ -46,49 +46,60 @@ public struct DedicatedStreamSession: Sendable {
     /// The session's actions buffer.
     public typealias Actions = SessionActions<Action>
 
-    public private(set) var state: State = .resuming
+    /// The phase with the data only it has.
+    enum Phase: Sendable {
+        /// Not resumed yet: what uspd had received and not passed on, handed out by `resume`.
+        case resuming(Resume)
+        case open
+        case closed
+    }
+
+    struct Resume: Sendable {
+        /// Stream bytes uspd had opened but not delivered.
+        var undelivered: [UInt8]
+        /// Ciphertext uspd had read from the socket but not opened.
+        var unread: [UInt8]
+        /// The client had sent FIN before the hand-off.
+        var peerFinished: Bool
+    }
+
+    var phase: Phase
+    /// The transport: record reader and composer and the stream table, from the snapshot.
+    var link: SessionLink
+    public var state: State {
+        switch phase {
+        case .resuming: .resuming
+        case .open: .open
+        case .closed: .closed
+        }
+    }
     /// uspd's ID of the session, for logs.
     public let serverSessionID: String
     /// This side's id of the stream (what its DATA, WINDOW, FIN and RESET carry).
     public let stream: UInt32
-    private var output = SessionOutput()
-    private var link: SessionLink? {
-        get { output.link }
-        _modify { yield &output.link }
-        set { output.link = newValue }
-    }
-    private var undelivered: [UInt8]
-    private var unread: [UInt8]
-    private var peerFinishedBeforeHandoff: Bool
 
-    /// Takes over from `snapshot` (the caller zeroes its copy). Throws `malformed_message` if the
-    /// snapshot's parts do not fit together.
+    /// Rebuilds the session from uspd's snapshot. Throws if it does not describe a usable session.
     public init(resuming snapshot: DedicatedStreamSnapshot) throws(USPError) {
         serverSessionID = snapshot.serverSessionID
         stream = snapshot.stream.localID
-        undelivered = snapshot.undeliveredData
-        unread = snapshot.unreadInput
-        peerFinishedBeforeHandoff = snapshot.stream.peerFinished
-        output.link = try SessionLink(resuming: snapshot)
+        phase = .resuming(Resume(undelivered: snapshot.undeliveredData, unread: snapshot.unreadInput,
+                                 peerFinished: snapshot.stream.peerFinished))
+        link = try SessionLink(resuming: snapshot)
     }
 
-    /// Whether the stream is still live (not closed by FIN both ways or a reset).
-    public var streamIsOpen: Bool { link?.streams.contains(stream) ?? false }
+    /// The stream is still open (in at least one direction).
+    public var streamIsOpen: Bool { link.streams.contains(stream) }
 
-    /// Starts serving: reports the application bytes uspd had already opened (and the client's FIN
-    /// if it came before the hand-off), then processes the input uspd had read but not opened.
-    /// Records uspd had sealed but not written are the first outbound bytes.
-    public mutating func resume(into actions: inout DedicatedStreamSession.Actions) {
-        precondition(state == .resuming, "resume is called once")
-        state = .open
-        if !undelivered.isEmpty {
-            undelivered.withUnsafeBytes { actions.append(.data([]), carrying: $0) }
-            undelivered = []
+    /// Starts serving: delivers what uspd had opened but not delivered, the client's FIN if it came
+    /// before the hand-off, then handles the input uspd had read but not opened.
+    public mutating func resume(into actions: inout Actions) {
+        guard case .resuming(let resume) = phase else { preconditionFailure("resume is called once, first") }
+        phase = .open
+        if !resume.undelivered.isEmpty {
+            resume.undelivered.withUnsafeBytes { actions.append(.data([]), carrying: $0) }
         }
-        if peerFinishedBeforeHandoff { actions.append(.finished) }
-        let input = unread
-        unread = []
-        input.withUnsafeBytes { receive($0, into: &actions) }
+        if resume.peerFinished { actions.append(.finished) }
+        resume.unread.withUnsafeBytes { receive($0, into: &actions) }
     }
 
     // MARK: - Input
@@ -100,12 +111,14 @@ public struct DedicatedStreamSession: Sendable {
 
     /// Feeds bytes received from the client.
     public mutating func receive(_ bytes: UnsafeRawBufferPointer, into actions: inout DedicatedStreamSession.Actions) {
-        precondition(state != .resuming, "resume before receiving")
-        guard state == .open else { return }
+        guard case .open = phase else {
+            if case .resuming = phase { preconditionFailure("resume before receiving") }
+            return
+        }
         do throws(USPError) {
-            link!.reader!.append(bytes)
+            try link.withReaderLent { (reader) throws(USPError) in reader.append(bytes) }
             try processRecords(into: &actions)
-            try link?.flush()
+            try link.flush()
         } catch {
             fail(error, into: &actions)
         }
@@ -114,15 +127,15 @@ public struct DedicatedStreamSession: Sendable {
     /// The client closed its side of the TCP connection.
     public mutating func endOfInput(into actions: inout DedicatedStreamSession.Actions) {
         guard state == .open else { return }
-        if let reader = link?.reader {
-            do throws(USPError) { try reader.checkEndOfInput() } catch { fail(error, into: &actions); return }
-        }
+        do throws(USPError) {
+            try link.withReaderLent { (reader) throws(USPError) in try reader.checkEndOfInput() }
+        } catch { fail(error, into: &actions); return }
         fail(USPError(.unexpectedEOF, "client closed the connection without CLOSE"), into: &actions, sendClose: false)
     }
 
     private mutating func processRecords(into actions: inout DedicatedStreamSession.Actions) throws(USPError) {
-        var reader = link!.reader.take()!
-        defer { link?.reader = reader }
+        guard var reader = link.reader.take() else { preconditionFailure("records are processed once at a time") }
+        defer { link.reader = reader }
         while state == .open {
             let outcome = try reader.nextRecord { (plaintext) throws(USPError) -> Bool in
                 try handleRecord(UnsafeRawBufferPointer(plaintext), into: &actions)
@@ -141,12 +154,12 @@ public struct DedicatedStreamSession: Sendable {
             case .rekey:
                 sawRekey = true
             case .message(let kind, let json):
-                link!.streams.noteProgress()
+                link.streams.noteProgress()
                 try handleMessage(kind: kind, json: json)
             case .open(let peerID, let body):
                 try handleOpen(peerID: peerID, body: body)
             case .padding, .pong, .accept, .reject, .data, .window, .fin, .reset, .ping, .close:
-                switch try link!.applyClientFrame(frame) {
+                switch try link.applyClientFrame(frame) {
                 case .none: break
                 case .data(_, let data): actions.append(.data([]), carrying: data)
                 case .writable: actions.append(.writable)
@@ -155,7 +168,7 @@ public struct DedicatedStreamSession: Sendable {
                     if closed { actions.append(.streamClosed(.ok)) }
                 case .reset(_, let code): actions.append(.streamClosed(code))
                 case .close(let c):
-                    state = .closed
+                    phase = .closed
                     actions.append(.closed(c == .ok ? nil : USPError(.closedByPeer, "client closed the session with \(c.name)")))
                 }
             }
@@ -171,8 +184,8 @@ public struct DedicatedStreamSession: Sendable {
         let message = try withBytes(bytes) { (b) throws(USPError) in try SessionMessage.decode(b) }
         switch message {
         case .initialRequest, .serviceRequest:
-            try link!.streams.noteControlFrame()
-            try link!.send(.error(SessionErrorMessage(.unexpectedMessage, "\(message.kind.name) is not served after a relay-free hand-off")))
+            try link.streams.noteControlFrame()
+            try link.send(.error(SessionErrorMessage(.unexpectedMessage, "\(message.kind.name) is not served after a relay-free hand-off")))
         case .menu, .serviceReply, .applicationSessionReply, .error:
             throw USPError(.unexpectedMessage, "\(message.kind.name) is a server message; a client may not send it")
         }
@@ -181,13 +194,13 @@ public struct DedicatedStreamSession: Sendable {
     /// Only uspd can validate a token: every OPEN is refused (the ids and limits checked as usual).
     private mutating func handleOpen(peerID: UInt32, body: UnsafeRawBufferPointer) throws(USPError) {
         _ = try ApplicationSessionRequest.decodeOpenBody(body)
-        switch try link!.streams.peerOpened(peerID) {
+        switch try link.streams.peerOpened(peerID) {
         case .refuse(let code):
-            try link!.send(.reject(opener: peerID, code: code.wireValue, message: code.name))
+            try link.send(.reject(opener: peerID, code: code.wireValue, message: code.name))
         case .pending:
-            link!.streams.reject(peerID)
-            try link!.streams.noteControlFrame()
-            try link!.send(.reject(opener: peerID, code: USPError.Code.streamRefused.wireValue,
+            link.streams.reject(peerID)
+            try link.streams.noteControlFrame()
+            try link.send(.reject(opener: peerID, code: USPError.Code.streamRefused.wireValue,
                                    message: "no new streams after a relay-free hand-off"))
         }
     }
@@ -197,48 +210,48 @@ public struct DedicatedStreamSession: Sendable {
     /// Sends application bytes, as much as the client's credit allows; returns the bytes taken.
     public mutating func write(_ data: UnsafeRawBufferPointer) throws(USPError) -> Int {
         guard state == .open else { return 0 }
-        return try output.write(stream: stream, data)
+        return try link.write(stream: stream, data)
     }
 
     /// The application took `count` bytes: returns credit to the client when due.
     public mutating func consumed(count: Int) throws(USPError) {
         guard state == .open else { return }
-        try output.consumed(stream: stream, count: count)
+        try link.consumed(stream: stream, count: count)
     }
 
     /// The application finished writing (half-close: FIN).
     public mutating func finish(into actions: inout DedicatedStreamSession.Actions) throws(USPError) {
         guard state == .open else { return }
-        if try output.finish(stream: stream) { actions.append(.streamClosed(.ok)) }
+        if try link.finish(stream: stream) { actions.append(.streamClosed(.ok)) }
     }
 
     /// Aborts the stream with `code`.
     public mutating func reset(code: USPError.Code, into actions: inout DedicatedStreamSession.Actions) throws(USPError) {
         guard state == .open else { return }
-        if try output.reset(stream: stream, code: code) { actions.append(.streamClosed(code)) }
+        if try link.reset(stream: stream, code: code) { actions.append(.streamClosed(code)) }
     }
 
     /// Closes the session with `code` (CLOSE; `.ok` once the stream is done).
     public mutating func close(code: USPError.Code = .ok, into actions: inout DedicatedStreamSession.Actions) {
         guard state == .open else { return }
-        output.sendClose(code)
-        state = .closed
+        link.sendClose(code)
+        phase = .closed
         actions.append(.closed(code == .ok ? nil : USPError(code, "the application closed the session")))
     }
 
     /// Hands the bytes to send to `body` and forgets them.
-    public mutating func drainOutbound<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R { output.drain(body) }
+    public mutating func drainOutbound<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R { link.composer.drain(body) }
 
     /// Bytes waiting to be sent.
-    public var outboundByteCount: Int { output.byteCount }
+    public var outboundByteCount: Int { link.composer.pendingByteCount }
 
     // test hook: seals `plaintext` (frame bytes) as one record, unchecked, as a hostile peer would.
-    mutating func _sendRawRecord(_ plaintext: [UInt8]) throws(USPError) { try output.sendRawRecord(plaintext) }
+    mutating func _sendRawRecord(_ plaintext: [UInt8]) throws(USPError) { try link.sendRawRecord(plaintext) }
 
     private mutating func fail(_ error: USPError, into actions: inout DedicatedStreamSession.Actions, sendClose: Bool = true) {
         // The client learns the code only.
-        if sendClose { output.sendClose(error.code) }
-        state = .closed
+        if sendClose { link.sendClose(error.code) }
+        phase = .closed
         actions.append(.closed(error))
     }
 }

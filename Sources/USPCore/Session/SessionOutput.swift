@@ -1,5 +1,5 @@
-/// What both session roles send the same way: handshake bytes first, then sealed records; and the
-/// application-side stream calls, which differ between roles only in the events they report.
+/// The bytes a session sends, in order: handshake messages first, then the link's sealed records.
+/// A session that has no link yet (the client during its handshake) holds one of these.
 struct SessionOutput: Sendable {
     /// Handshake messages not yet drained (they precede any record).
     var handshakeBytes: [UInt8] = []
@@ -8,13 +8,11 @@ struct SessionOutput: Sendable {
     var byteCount: Int { handshakeBytes.count + (link?.composer.pendingByteCount ?? 0) }
 
     mutating func drain<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
-        if link == nil || !handshakeBytes.isEmpty {
-            var all = handshakeBytes
-            handshakeBytes = []
-            if link != nil { link!.composer.drain { all.append(contentsOf: $0) } }
-            return all.withUnsafeBytes(body)
+        guard link != nil else {
+            defer { handshakeBytes.removeAll() }
+            return handshakeBytes.withUnsafeBytes(body)
         }
-        return link!.composer.drain(body)
+        return link!.drain(after: &handshakeBytes, body)
     }
 
     mutating func releaseIdleStorage() {
@@ -22,52 +20,70 @@ struct SessionOutput: Sendable {
         handshakeBytes = []
         link?.releaseIdleStorage()
     }
+}
+
+extension SessionLink {
+    /// Hands `handshakeBytes` (drained and emptied) and then the sealed records to `body` in one
+    /// buffer, and forgets them; with no handshake bytes pending, the composer's own storage.
+    mutating func drain<R>(after handshakeBytes: inout [UInt8], _ body: (UnsafeRawBufferPointer) -> R) -> R {
+        guard !handshakeBytes.isEmpty else { return composer.drain(body) }
+        var all = handshakeBytes
+        handshakeBytes = []
+        composer.drain { all.append(contentsOf: $0) }
+        return all.withUnsafeBytes(body)
+    }
+
+    // MARK: - The application side's calls, shared by the session roles
 
     /// Sends up to the peer's credit; returns the bytes taken.
     mutating func write(stream: UInt32, _ data: UnsafeRawBufferPointer) throws(USPError) -> Int {
-        guard link != nil else { return 0 }
-        let n = try link!.sendData(localID: stream, data)
-        try link!.flush()
+        let n = try sendData(localID: stream, data)
+        try flush()
         return n
     }
 
     /// Returns credit to the peer once due.
     mutating func consumed(stream: UInt32, count: Int) throws(USPError) {
-        guard let increment = link?.streams.consumed(stream, count) else { return }
-        try link!.send(.window(stream: stream, increment: increment))
-        try link!.flush()
+        guard let increment = streams.consumed(stream, count) else { return }
+        try send(.window(stream: stream, increment: increment))
+        try flush()
     }
 
     /// Half-closes; returns true when the stream is now fully closed (the peer had finished too).
     mutating func finish(stream: UInt32) throws(USPError) -> Bool {
-        guard link != nil else { return false }
-        let wasLive = link!.streams.contains(stream)
-        if link!.streams.finish(stream) {
-            try link!.send(.fin(stream: stream))
-            try link!.flush()
+        let wasLive = streams.contains(stream)
+        if streams.finish(stream) {
+            try send(.fin(stream: stream))
+            try flush()
         }
-        return wasLive && !link!.streams.contains(stream)
+        return wasLive && !streams.contains(stream)
     }
 
     /// Aborts; returns true if the stream was live.
     mutating func reset(stream: UInt32, code: USPError.Code) throws(USPError) -> Bool {
-        guard link != nil, link!.streams.reset(stream) else { return false }
-        try link!.send(.reset(stream: stream, code: code.wireValue))
-        try link!.flush()
+        guard streams.reset(stream) else { return false }
+        try send(.reset(stream: stream, code: code.wireValue))
+        try flush()
         return true
     }
 
     /// Best effort CLOSE (the session is ending whatever happens).
     mutating func sendClose(_ code: USPError.Code) {
-        guard link != nil else { return }
-        try? link!.send(.close(code: code.wireValue, reason: code.name))
-        try? link!.flush()
+        try? send(.close(code: code.wireValue, reason: code.name))
+        try? flush()
     }
 
     // test hook: seals `plaintext` (frame bytes) as one record, unchecked, as a hostile peer would.
     mutating func sendRawRecord(_ plaintext: [UInt8]) throws(USPError) {
-        try link!.composer.reserve(plaintext.count)
-        link!.composer.withWriter { $0.writeBytes(plaintext) }
-        try link!.flush()
+        try composer.reserve(plaintext.count)
+        composer.withWriter { $0.writeBytes(plaintext) }
+        try flush()
+    }
+
+    /// Lends the record reader to `body` while `self` stays free for the frames it dispatches.
+    mutating func withReaderLent<R>(_ body: (inout RecordReader) throws(USPError) -> R) throws(USPError) -> R {
+        guard var lent = reader.take() else { preconditionFailure("the reader is lent to one caller at a time") }
+        defer { reader = lent }
+        return try body(&lent)
     }
 }

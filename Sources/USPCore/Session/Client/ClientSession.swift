@@ -25,26 +25,26 @@ public struct ClientSession {
         case closed
     }
 
-    public private(set) var state: State = .idle
+    public internal(set) var state: State = .idle
     public let configuration: SessionConfiguration
     public let clientSessionID: String
-    private var initiator: InitiatorHandshake
-    private var handshakeBuffer: [UInt8] = []
-    private var output = SessionOutput()
+    var initiator: InitiatorHandshake
+    var handshakeBuffer: [UInt8] = []
+    var output = SessionOutput()
     /// The transport once the handshake is done (kept in `output`, which owns the outbound bytes).
-    private var link: SessionLink? {
+    var link: SessionLink? {
         get { output.link }
         _modify { yield &output.link }
         set { output.link = newValue }
     }
-    private var start = ClientStart()
-    private var earlySent = false
-    private let random: any RandomSource
+    var start = ClientStart()
+    var earlySent = false
+    let random: any RandomSource
 
-    public private(set) var serverSessionID: String?
-    public private(set) var menu: ApplicationMenu?
+    public internal(set) var serverSessionID: String?
+    public internal(set) var menu: ApplicationMenu?
     /// The stream of a dedicated application connection (always 1).
-    public private(set) var applicationStream: UInt32?
+    public internal(set) var applicationStream: UInt32?
 
     public init(mode: InitiatorHandshake.Mode, configuration: SessionConfiguration = SessionConfiguration(),
                 random: any RandomSource = SystemRandomSource(), ephemeral: KeyPair? = nil) throws(USPError) {
@@ -56,7 +56,7 @@ public struct ClientSession {
 
     public var pattern: HandshakeLayout.Pattern { initiator.pattern }
     /// The handshake result once it is finished (its transport keys are the initial ones).
-    public private(set) var handshake: HandshakeResult?
+    public internal(set) var handshake: HandshakeResult?
 
     // MARK: - Start
 
@@ -96,7 +96,7 @@ public struct ClientSession {
     /// The `initial_request` for `start`, with tokens presented for `binding`. The authorization
     /// token goes with a menu request and with a begin by name (whose menu it selects); a begin
     /// with an application token needs none.
-    private static func initialRequest(_ start: ClientStart, sessionID: String, binding: [UInt8]) throws(USPError) -> InitialRequest {
+    static func initialRequest(_ start: ClientStart, sessionID: String, binding: [UInt8]) throws(USPError) -> InitialRequest {
         var request = InitialRequest(clientSessionID: sessionID, authorizationToken: nil, applicationSession: nil)
         if let app = start.application {
             if let secret = app.token {
@@ -115,7 +115,7 @@ public struct ClientSession {
     }
 
     /// The initial request (and first DATA) as frames, with tokens presented for `binding`.
-    private static func initialFrames(_ start: ClientStart, sessionID: String, binding: [UInt8], maxData: Int) throws(USPError) -> [UInt8] {
+    static func initialFrames(_ start: ClientStart, sessionID: String, binding: [UInt8], maxData: Int) throws(USPError) -> [UInt8] {
         let request = try initialRequest(start, sessionID: sessionID, binding: binding)
         var w = WireWriter()
         let message = SessionMessage.initialRequest(request)
@@ -157,7 +157,7 @@ public struct ClientSession {
         fail(USPError(.unexpectedEOF, "server closed the connection \(during)"), into: &actions, sendClose: false)
     }
 
-    private mutating func consume(_ bytes: UnsafeRawBufferPointer, now: Timestamp, delegate: some ClientSessionDelegate,
+    mutating func consume(_ bytes: UnsafeRawBufferPointer, now: Timestamp, delegate: some ClientSessionDelegate,
                                   into actions: inout ClientActions) throws(USPError) {
         switch state {
         case .idle:
@@ -199,7 +199,7 @@ public struct ClientSession {
     }
 
     /// Sets up the application stream and, unless message 1 already carried it, sends the initial request.
-    private mutating func afterHandshake(earlyAccepted: Bool) throws(USPError) {
+    mutating func afterHandshake(earlyAccepted: Bool) throws(USPError) {
         if start.application?.action == .begin {
             let id = try link!.streams.open()
             precondition(id == 1, "the dedicated application stream is the first stream")
@@ -219,7 +219,7 @@ public struct ClientSession {
         try link!.flush()
     }
 
-    private mutating func processRecords(into actions: inout ClientActions) throws(USPError) {
+    mutating func processRecords(into actions: inout ClientActions) throws(USPError) {
         var reader = link!.reader.take()!
         defer { link?.reader = reader }
         while state != .closed {
@@ -231,7 +231,7 @@ public struct ClientSession {
         }
     }
 
-    private mutating func handleRecord(_ plaintext: UnsafeRawBufferPointer, into actions: inout ClientActions) throws(USPError) -> Bool {
+    mutating func handleRecord(_ plaintext: UnsafeRawBufferPointer, into actions: inout ClientActions) throws(USPError) -> Bool {
         var frames = FrameReader(plaintext)
         var sawRekey = false
         while state != .closed, let frame = try frames.next() {
@@ -241,7 +241,7 @@ public struct ClientSession {
         return sawRekey
     }
 
-    private mutating func handleFrame(_ frame: FrameView, into actions: inout ClientActions) throws(USPError) {
+    mutating func handleFrame(_ frame: FrameView, into actions: inout ClientActions) throws(USPError) {
         switch frame {
         case .padding, .rekey, .pong:
             return
@@ -288,7 +288,7 @@ public struct ClientSession {
         }
     }
 
-    private mutating func handleMessage(_ message: SessionMessage, into actions: inout ClientActions) throws(USPError) {
+    mutating func handleMessage(_ message: SessionMessage, into actions: inout ClientActions) throws(USPError) {
         switch message {
         case .menu(let m):
             guard state == .awaitingReply || state == .established else {
@@ -329,94 +329,6 @@ public struct ClientSession {
         }
     }
 
-    // MARK: - Requests and streams
-
-    /// Sends `requested_services`: authentication or invalidation at index 0 and application requests.
-    /// `authorizationToken` is a secret; the session sends a presentation bound to this connection.
-    public mutating func requestServices(_ services: [ServiceIndex: [String: JSONValue]], authentication: AuthenticationRequest? = nil,
-                                         authorizationToken: String? = nil) throws(USPError) {
-        guard state == .established, link != nil else {
-            preconditionFailure("requestServices after the menu arrived (state established)")
-        }
-        let presentation = try authorizationToken.map { (t) throws(USPError) -> String in
-            try TokenProof.present(secret: t, handshakeHash: handshake!.handshakeHash)
-        }
-        let request = ServiceRequest(clientSessionID: clientSessionID, authorizationToken: presentation,
-                                     authentication: authentication, services: services)
-        try link!.send(.serviceRequest(request))
-        try link!.flush()
-    }
-
-    /// Opens a stream on this connection with an application token secret. Returns the stream ID;
-    /// data may be written at once, up to the server's window.
-    public mutating func openStream(applicationToken: String) throws(USPError) -> UInt32 {
-        guard state == .established, link != nil else { preconditionFailure("openStream after the menu arrived") }
-        let id = try link!.streams.open()
-        let session = ApplicationSessionRequest(token: try TokenProof.present(secret: applicationToken, handshakeHash: handshake!.handshakeHash),
-                                                action: .begin, clientTCPStream: nil, parameters: nil)
-        try link!.send(.open(stream: id, session: try session.encodeOpenBody()))
-        try link!.flush()
-        return id
-    }
-
-    /// Opens a stream on this connection for the application `name` on this session's menu; the
-    /// server issues the application token (docs/PROTOCOL.md §7.1). Returns the stream ID.
-    public mutating func openStream(application name: String, request: [String: JSONValue] = [:]) throws(USPError) -> UInt32 {
-        guard state == .established, link != nil else { preconditionFailure("openStream after the menu arrived") }
-        let session = ApplicationSessionRequest(application: name, request: request)
-        let body = try session.encodeOpenBody()
-        let id = try link!.streams.open()
-        try link!.send(.open(stream: id, session: body))
-        try link!.flush()
-        return id
-    }
-
-    /// Sends an `application_session` action (`end` or application-defined) for a token.
-    public mutating func applicationAction(token: String, action: ApplicationAction, parameters: [String: JSONValue]? = nil) throws(USPError) {
-        guard state == .established, link != nil else { preconditionFailure("applicationAction after the menu arrived") }
-        let app = ApplicationSessionRequest(token: try TokenProof.present(secret: token, handshakeHash: handshake!.handshakeHash),
-                                            action: action, clientTCPStream: nil, parameters: parameters)
-        try link!.send(.initialRequest(InitialRequest(clientSessionID: clientSessionID, authorizationToken: nil, applicationSession: app)))
-        try link!.flush()
-    }
-
-    /// Sends bytes on `stream`, as much as the server's credit allows; returns the bytes taken.
-    public mutating func write(stream: UInt32, _ data: UnsafeRawBufferPointer) throws(USPError) -> Int {
-        guard state == .established || state == .awaitingReply else { return 0 }
-        return try output.write(stream: stream, data)
-    }
-
-    /// The caller took `count` bytes of `stream`: returns credit to the server when due.
-    public mutating func consumed(stream: UInt32, count: Int) throws(USPError) {
-        guard state != .closed else { return }
-        try output.consumed(stream: stream, count: count)
-    }
-
-    /// Half-closes `stream`.
-    public mutating func finish(stream: UInt32, into actions: inout ClientActions) throws(USPError) {
-        guard state != .closed else { return }
-        if try output.finish(stream: stream) { actions.append(.streamClosed(stream: stream, code: .ok)) }
-    }
-
-    /// Aborts `stream` with `code`.
-    public mutating func reset(stream: UInt32, code: USPError.Code, into actions: inout ClientActions) throws(USPError) {
-        guard state != .closed else { return }
-        if try output.reset(stream: stream, code: code) { actions.append(.streamClosed(stream: stream, code: code)) }
-    }
-
-    public mutating func ping(_ value: UInt64) throws(USPError) {
-        guard state != .closed, link != nil else { return }
-        try link!.send(.ping(value))
-        try link!.flush()
-    }
-
-    public mutating func close(code: USPError.Code = .ok, into actions: inout ClientActions) {
-        guard state != .closed else { return }
-        output.sendClose(code)
-        state = .closed
-        actions.append(.closed(code == .ok ? nil : USPError(code, "client closed the session")))
-    }
-
     /// Hands the bytes to send to `body` and forgets them (their storage is kept for reuse).
     public mutating func drainOutbound<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R { output.drain(body) }
 
@@ -427,18 +339,11 @@ public struct ClientSession {
     public var outboundByteCount: Int { output.byteCount }
 
     // test hook: seals `plaintext` (frame bytes) as one record, unchecked, as a hostile peer would.
-    mutating func _sendRawRecord(_ plaintext: [UInt8]) throws(USPError) { try output.sendRawRecord(plaintext) }
+    mutating func _sendRawRecord(_ plaintext: [UInt8]) throws(USPError) { try link!.sendRawRecord(plaintext) }
 
-    private mutating func fail(_ error: USPError, into actions: inout ClientActions, sendClose: Bool = true) {
-        if sendClose { output.sendClose(error.code) }
+    mutating func fail(_ error: USPError, into actions: inout ClientActions, sendClose: Bool = true) {
+        if sendClose { link?.sendClose(error.code) }
         state = .closed
         actions.append(.closed(error))
-    }
-}
-
-/// `SHA256:<base64>` fingerprints, as OpenSSH prints them.
-public enum Fingerprint {
-    public static func of(_ key: [UInt8]) -> String {
-        "SHA256:" + Base64URL.standardUnpadded(SHA256Digest.of(key))
     }
 }

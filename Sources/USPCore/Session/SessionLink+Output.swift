@@ -1,27 +1,5 @@
-/// The bytes a session sends, in order: handshake messages first, then the link's sealed records.
-/// A session that has no link yet (the client during its handshake) holds one of these.
-struct SessionOutput: Sendable {
-    /// Handshake messages not yet drained (they precede any record).
-    var handshakeBytes: [UInt8] = []
-    var link: SessionLink?
-
-    var byteCount: Int { handshakeBytes.count + (link?.composer.pendingByteCount ?? 0) }
-
-    mutating func drain<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
-        guard link != nil else {
-            defer { handshakeBytes.removeAll() }
-            return handshakeBytes.withUnsafeBytes(body)
-        }
-        return link!.drain(after: &handshakeBytes, body)
-    }
-
-    mutating func releaseIdleStorage() {
-        guard byteCount == 0 else { return }
-        handshakeBytes = []
-        link?.releaseIdleStorage()
-    }
-}
-
+/// What every session role does with its link the same way: drain the outbound bytes after any
+/// handshake message still pending, and the application side's calls on a stream.
 extension SessionLink {
     /// Hands `handshakeBytes` (drained and emptied) and then the sealed records to `body` in one
     /// buffer, and forgets them; with no handshake bytes pending, the composer's own storage.

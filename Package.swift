@@ -143,10 +143,19 @@ let package = Package(
                 .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
             ]
         ),
+        // Fixtures shared by the test targets (not a product): an in-memory session policy and
+        // seeded randomness.
+        .target(
+            name: "USPTestSupport",
+            dependencies: [
+                "USPCore",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
         .testTarget(
             name: "USPCoreTests",
             dependencies: [
-                "USPCore",
+                "USPCore", "USPTestSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
@@ -160,7 +169,7 @@ let package = Package(
         .testTarget(name: "USPServerTests", dependencies: ["USPServer", "USPCore", "USPClient", "USPUnix", "USPApp"]),
         .testTarget(
             name: "USPClientTests",
-            dependencies: ["USPClient", "USPCore", "USPNIO", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
+            dependencies: ["USPClient", "USPCore", "USPNIO", "USPTestSupport", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
         ),
         .testTarget(name: "USPAgentTests", dependencies: ["USPAgent", "USPClient", "USPCore"]),
         .testTarget(name: "USPIntegrationTests", dependencies: ["USPCore", "USPUnix", "USPAgent", "uspd", "usp", "usp-example-upper"],

@@ -1,5 +1,6 @@
 import Testing
 @testable import USPCore
+import USPTestSupport
 
 /// Every transition of `ClientSession.State`, and what a client does with input a server may not send.
 @Suite struct SessionClientStateTests {

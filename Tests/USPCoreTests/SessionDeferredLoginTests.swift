@@ -1,5 +1,6 @@
 import Testing
 @testable import USPCore
+import USPTestSupport
 
 /// A login the delegate calls slow (a password hash) is handed to the shell: the session asks,
 /// keeps every later input unprocessed and in order, and goes on when the outcome comes back.

@@ -1,5 +1,6 @@
 import Testing
 @testable import USPCore
+import USPTestSupport
 
 /// Early frames in IK/NK message 1 (docs/PROTOCOL.md §3.6): acted on once, within the time
 /// window, and sent again after the handshake when refused.

@@ -1,6 +1,7 @@
 import PropertyBased
 import Testing
 @testable import USPCore
+import USPTestSupport
 
 /// Records that were tampered with, replayed, reordered or cut, and randomized input: the
 /// sessions end with a code and never crash.

@@ -1,5 +1,6 @@
 import Testing
 @testable import USPCore
+import USPTestSupport
 
 /// Every limit a session enforces or respects: streams, record size, control frames, rekeying,
 /// padding and message size.

@@ -1,5 +1,6 @@
 import Testing
 @testable import USPCore
+import USPTestSupport
 
 /// Every transition of `ServerSession.State`, legal and illegal, through a real client where
 /// possible and crafted bytes where a real client would never send them.

@@ -1,5 +1,6 @@
 import Testing
 @testable import USPCore
+import USPTestSupport
 
 @Suite struct SessionSmokeTests {
     @Test func firstContactMenuLoginAndStreamEcho() throws {

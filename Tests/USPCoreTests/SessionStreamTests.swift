@@ -1,5 +1,6 @@
 import Testing
 @testable import USPCore
+import USPTestSupport
 
 /// Streams through a real session: open, accept, reject, data, half-close, close, reset, and
 /// credit-based flow control.

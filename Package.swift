@@ -144,8 +144,15 @@ let package = Package(
                 .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
             ]
         ),
-        // Fixtures and sugar shared by the test targets (not a product).
-        .target(name: "USPTestSupport", dependencies: ["USPCore"]),
+        // Fixtures and sugar shared by the test targets (not a product): an in-memory session
+        // policy, seeded randomness, closure sugar over the sessions' action buffers.
+        .target(
+            name: "USPTestSupport",
+            dependencies: [
+                "USPCore",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
         .testTarget(
             name: "USPCoreTests",
             dependencies: [

@@ -4,118 +4,16 @@ import NIOPosix
 import USPCore
 import USPTestSupport
 import USPNIO
+import USPTestSupport
 
-/// An in-memory policy, copied from Tests/USPCoreTests/SessionTestSupport.swift (TestPolicy) and
-/// extended with the `noise_static` method: users with passwords, client keys allowed to log in,
-/// channel-bound tokens kept as public keys, address-bound application tokens, a replay guard,
-/// and public apps (`echo`, `time`) and a secure one (`ssh`).
-final class TestPolicy: ServerSessionDelegate, @unchecked Sendable {
-    struct StoredToken {
-        let publicKey: [UInt8]
-        let identity: Identity?
-        let application: String?
-        let peerAddress: String?
-        let authorizationTokenID: TokenProof.TokenID?
-        var revoked = false
-        var expiresAt: UInt64
-    }
-    var users: [String: String] = ["alice": "correct horse"]
-    /// Client static keys allowed to log in with `noise_static`, and whose they are.
-    var authorizedKeys: [[UInt8]: String] = [:]
-    var tokens: [TokenProof.TokenID: StoredToken] = [:]
-    var replay = ReplayGuard(window: 120)
-    var applications: [(index: UInt32, offer: ApplicationOffer, secure: Bool)] = [
-        (1, ApplicationOffer(name: "echo", description: "echoes", expectedRequestBody: [:]), false),
-        (2, ApplicationOffer(name: "time", description: "says the time", expectedRequestBody: ["zone": "string?"]), false),
-        (3, ApplicationOffer(name: "ssh", description: "secure shell", expectedRequestBody: ["user": "string"]), true),
-        (4, ApplicationOffer(name: "counter", description: "counts", expectedRequestBody: ["start": "integer", "verbose": "boolean?"]), false),
-    ]
-    let random = SystemRandomSource()
-    var tokenLifetime: UInt64 = 3600
-    /// Requests seen, by application name, for assertions on what was sent.
-    var requests: [(String, [String: JSONValue])] = []
-    var logins: [String] = []
-
-    func menu(for identity: Identity?, context: SessionContext) -> ApplicationMenu {
-        var apps: [ServiceIndex: ApplicationOffer] = [:]
-        for a in applications where !a.secure || identity != nil { apps[ServiceIndex(a.index)] = a.offer }
-        let auth: AuthenticationOffer = identity == nil
-            ? .methods([AuthenticationMethod(method: "password", expectedRequestBody: ["user": "string", "password": "string"]),
-                        AuthenticationMethod(method: "noise_static", expectedRequestBody: [:])])
-            : .tokenInvalidation(TokenInvalidationOffer())
-        return ApplicationMenu(serverSessionID: context.serverSessionID, authentication: auth, applications: apps)
-    }
-
-    func authenticate(fields: [String: JSONValue], context: SessionContext) -> Result<AuthorizationGrant, USPError> {
-        let who: Identity
-        switch fields["auth_method"] {
-        case .string("noise_static")?:
-            guard let key = context.clientStatic, let name = authorizedKeys[key] else {
-                return .failure(USPError(.authenticationFailed, "unknown client key"))
-            }
-            who = Identity(name: name)
-        case .string("password")?:
-            guard case .string(let user)? = fields["user"], case .string(let password)? = fields["password"] else {
-                return .failure(USPError(.invalidRequestBody, "user and password required"))
-            }
-            guard let expected = users[user], ConstantTime.equal(Array(expected.utf8), Array(password.utf8)) else {
-                return .failure(USPError(.authenticationFailed, "bad password for \(user)"))
-            }
-            who = Identity(name: user)
-        default:
-            return .failure(USPError(.unknownMethod))
-        }
-        logins.append(who.name)
-        let issued = TokenProof.issue(random: random)
-        tokens[issued.id] = StoredToken(publicKey: issued.publicKey, identity: who, application: nil, peerAddress: nil,
-                                        authorizationTokenID: nil, expiresAt: context.now.seconds + tokenLifetime)
-        return .success(AuthorizationGrant(identity: who, token: issued.secret, tokenID: issued.id))
-    }
-
-    func validateAuthorizationToken(_ p: TokenProof.Presentation, context: SessionContext) -> Result<(Identity, TokenProof.TokenID), USPError> {
-        guard let t = tokens[p.id], t.application == nil, let who = t.identity else { return .failure(USPError(.authorizationInvalid)) }
-        guard !t.revoked else { return .failure(USPError(.tokenRevoked)) }
-        guard t.expiresAt > context.now.seconds else { return .failure(USPError(.tokenExpired)) }
-        guard p.verify(publicKey: t.publicKey, handshakeHash: context.channelBinding) else { return .failure(USPError(.authorizationInvalid)) }
-        return .success((who, p.id))
-    }
-
-    func issueApplicationToken(index: ServiceIndex, entry: ApplicationOffer, request: [String: JSONValue],
-                               authorizationTokenID: TokenProof.TokenID?, context: SessionContext) -> Result<String, USPError> {
-        requests.append((entry.name, request))
-        let issued = TokenProof.issue(random: random)
-        tokens[issued.id] = StoredToken(publicKey: issued.publicKey, identity: context.identity, application: entry.name,
-                                        peerAddress: context.peerAddress, authorizationTokenID: authorizationTokenID,
-                                        expiresAt: context.now.seconds + 60)
-        return .success(issued.secret)
-    }
-
-    func validateApplicationToken(_ p: TokenProof.Presentation, context: SessionContext) -> Result<ApplicationGrant, USPError> {
-        guard let t = tokens[p.id], let app = t.application else { return .failure(USPError(.tokenInvalid)) }
-        guard !t.revoked, !(t.authorizationTokenID.map { tokens[$0]?.revoked ?? false } ?? false) else { return .failure(USPError(.tokenRevoked)) }
-        guard t.expiresAt > context.now.seconds else { return .failure(USPError(.tokenExpired)) }
-        guard t.peerAddress == context.peerAddress else { return .failure(USPError(.tokenWrongAddress)) }
-        guard p.verify(publicKey: t.publicKey, handshakeHash: context.channelBinding) else { return .failure(USPError(.tokenInvalid)) }
-        return .success(ApplicationGrant(application: app, tokenID: p.id, authorizationTokenID: t.authorizationTokenID, identity: t.identity))
-    }
-
-    func invalidateTokens(_ list: [String], context: SessionContext) -> Result<[TokenProof.TokenID], USPError> {
-        var ids: [TokenProof.TokenID] = []
-        for text in list {
-            let id = (try? TokenProof.tokenID(secret: text)) ?? TokenProof.TokenID(text: text)
-            guard let id, tokens[id] != nil else { return .failure(USPError(.tokenInvalid, "unknown token")) }
-            tokens[id]!.revoked = true
-            ids.append(id)
-        }
-        return .success(ids)
-    }
-
-    func performAction(_ action: String, grant: ApplicationGrant, parameters: [String: JSONValue]?, context: SessionContext) -> Result<JSONValue, USPError> {
-        .failure(USPError(.unknownAction))
-    }
-
-    func admitEarlyData(clientEphemeral: [UInt8], timestamp: Timestamp, now: Timestamp) -> Bool {
-        replay.check(ephemeral: clientEphemeral, timestamp: timestamp, now: now) == .accept
+extension TestPolicy {
+    /// The policy a `TestServer` has unless a test gives it another: `noise_static` logins beside
+    /// passwords, no `application_session` actions, a fourth public application (`counter`, with
+    /// typed fields), and system randomness, so that no two servers issue the same tokens.
+    static func forTestServer() -> TestPolicy {
+        let counter = ApplicationOffer(name: "counter", description: "counts", expectedRequestBody: ["start": "integer", "verbose": "boolean?"])
+        return TestPolicy(random: SystemRandomSource(), offersNoiseStatic: true, answeredActions: [],
+                          applications: TestPolicy.standardApplications + [(4, counter, false)])
     }
 }
 
@@ -140,7 +38,7 @@ final class TestServer: @unchecked Sendable {
     /// Stream bytes that arrived in message 1 itself (the same read that completed the handshake).
     var bytesInMessage1: [[UInt8]] = []
 
-    init(policy: TestPolicy = TestPolicy(), key: KeyPair = TestServer.defaultKey, allowFirstContact: Bool = true, host: String = "127.0.0.1") {
+    init(policy: TestPolicy = .forTestServer(), key: KeyPair = TestServer.defaultKey, allowFirstContact: Bool = true, host: String = "127.0.0.1") {
         self.host = host
         self.policy = policy
         self.key = key

@@ -1,5 +1,6 @@
 import Testing
 @testable import USPCore
+import USPTestSupport
 
 /// Begin by name (docs/PROTOCOL.md §6.1, §7.1): the server looks the application up on the
 /// caller's menu, checks the body, has policy issue the token and begins with it.

@@ -1,5 +1,6 @@
 import Testing
 @testable import USPCore
+import USPTestSupport
 
 /// Every session message through a real client and server, and the authorization rules of
 /// proposal §4: what the menu shows, who gets which token, and what a token is good for.

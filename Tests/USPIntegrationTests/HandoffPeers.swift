@@ -28,6 +28,27 @@ enum HandoffPeers {
         return p
     }
 
+    /// Both running applications, each on a socket in a new temporary directory (`label` names
+    /// it), behind a daemon that has them as its two `unix` applications: `upper` (the Swift
+    /// example; relay-free if `upperRelayFree`) and `py` (the Python one, with `pyBody` as its
+    /// expected request body). `body` gets the daemon and `upper`'s process; both applications
+    /// stop when it returns.
+    static func withUpperAndPy(directory label: String, visibility: String, upperRelayFree: Bool = false, pyBody: [String: String] = [:],
+                               config: String, _ body: (DaemonFixture, RunningProcess) throws -> Void) throws {
+        let dir = try Harness.temporaryDirectory(label)
+        let upperSocket = dir.appendingPathComponent("upper.sock").path
+        let pySocket = dir.appendingPathComponent("py.sock").path
+        let upper = try exampleApp(socket: upperSocket)
+        defer { upper.stop() }
+        let py = try pythonApp(socket: pySocket)
+        defer { py.stop() }
+        let daemon = try DaemonFixture(apps: [
+            "upper.toml": unixApp("upper", socket: upperSocket, visibility: visibility, relayFree: upperRelayFree),
+            "py.toml": unixApp("py", socket: pySocket, visibility: visibility, body: pyBody),
+        ], config: config)
+        try body(daemon, upper)
+    }
+
     static func requirePython() throws -> String {
         guard let python else { throw HarnessError("python3 is not installed") }
         return python

@@ -46,46 +46,38 @@ import USPUnix
     }
 
     @Test func runningApplicationsServeTwoClientsAtOnceInSwiftAndPython() throws {
-        let dir = try Harness.temporaryDirectory("apps")
-        let upperSocket = dir.appendingPathComponent("upper.sock").path
-        let pySocket = dir.appendingPathComponent("py.sock").path
-        let upper = try HandoffPeers.exampleApp(socket: upperSocket)
-        defer { upper.stop() }
-        let py = try HandoffPeers.pythonApp(socket: pySocket)
-        defer { py.stop() }
-        let daemon = try DaemonFixture(apps: [
-            "upper.toml": unixApp("upper", socket: upperSocket, visibility: "authenticated"),
-            "py.toml": unixApp("py", socket: pySocket, visibility: "authenticated", body: ["topic": "string?"]),
-        ], config: Self.config)
-        try daemon.loginAdmin()
+        try HandoffPeers.withUpperAndPy(directory: "apps", visibility: "authenticated", pyBody: ["topic": "string?"],
+                                        config: Self.config) { daemon, upper in
+            try daemon.loginAdmin()
 
-        // Two clients of each application, all four sessions open at the same time. They start one
-        // after the other (each once its greeting is in), to stay under the per-address handshake bucket.
-        let plan: [(String, [String], String)] = [
-            ("upper", [], "LINE 0 FROM CLIENT"), ("upper", [], "LINE 1 FROM CLIENT"),
-            ("py", ["topic=first"], "py: line 2 from client"), ("py", ["topic=second"], "py: line 3 from client"),
-        ]
-        var clients: [InteractiveClient] = []
-        for (i, (app, fields, _)) in plan.enumerated() {
-            let client = try InteractiveClient(daemon, application: app, fields: fields)
-            client.send("line \(i) from client\n")
-            try client.waitFor(app == "py" ? "py hello" : "hello")
-            clients.append(client)
-        }
-        for (client, (_, _, expected)) in zip(clients, plan) { try client.waitFor(expected) }
-        for client in clients { #expect(try client.finish() == 0, "\(client.process.name): \(client.process.stderr)") }
+            // Two clients of each application, all four sessions open at the same time. They start one
+            // after the other (each once its greeting is in), to stay under the per-address handshake bucket.
+            let plan: [(String, [String], String)] = [
+                ("upper", [], "LINE 0 FROM CLIENT"), ("upper", [], "LINE 1 FROM CLIENT"),
+                ("py", ["topic=first"], "py: line 2 from client"), ("py", ["topic=second"], "py: line 3 from client"),
+            ]
+            var clients: [InteractiveClient] = []
+            for (i, (app, fields, _)) in plan.enumerated() {
+                let client = try InteractiveClient(daemon, application: app, fields: fields)
+                client.send("line \(i) from client\n")
+                try client.waitFor(app == "py" ? "py hello" : "hello")
+                clients.append(client)
+            }
+            for (client, (_, _, expected)) in zip(clients, plan) { try client.waitFor(expected) }
+            for client in clients { #expect(try client.finish() == 0, "\(client.process.name): \(client.process.stderr)") }
 
-        let sessions = clients.map { client in
-            client.process.stdout.split(separator: "\n").first.map(String.init) ?? ""
+            let sessions = clients.map { client in
+                client.process.stdout.split(separator: "\n").first.map(String.init) ?? ""
+            }
+            #expect(sessions[0].hasPrefix("hello admin (upper via usp, session "))
+            #expect(sessions[0] != sessions[1], "two sessions, two IDs")
+            #expect(clients[0].process.stdout.hasSuffix("bye admin: 1 line(s)\n"))
+            #expect(sessions[2].hasPrefix("py hello admin app=py session="))
+            #expect(sessions[2].hasSuffix(#"request={"topic": "first"}"#))
+            #expect(sessions[3].hasSuffix(#"request={"topic": "second"}"#))
+            #expect(clients[3].process.stdout.hasSuffix("py bye\n"))
+            _ = try upper.waitForOutput { $0.components(separatedBy: "session ").count >= 3 }
         }
-        #expect(sessions[0].hasPrefix("hello admin (upper via usp, session "))
-        #expect(sessions[0] != sessions[1], "two sessions, two IDs")
-        #expect(clients[0].process.stdout.hasSuffix("bye admin: 1 line(s)\n"))
-        #expect(sessions[2].hasPrefix("py hello admin app=py session="))
-        #expect(sessions[2].hasSuffix(#"request={"topic": "first"}"#))
-        #expect(sessions[3].hasSuffix(#"request={"topic": "second"}"#))
-        #expect(clients[3].process.stdout.hasSuffix("py bye\n"))
-        _ = try upper.waitForOutput { $0.components(separatedBy: "session ").count >= 3 }
     }
 
     /// 4 MB each way through the relay of a unix hand-off: back-pressure holds and nothing is lost.

@@ -9,51 +9,43 @@ import USPUnix
     static let config = HandoffTests.config
 
     @Test func applicationServesTheClientWhileUspdIsStopped() throws {
-        let dir = try Harness.temporaryDirectory("relayfree")
-        let upperSocket = dir.appendingPathComponent("upper.sock").path
-        let pySocket = dir.appendingPathComponent("py.sock").path
-        let upper = try HandoffPeers.exampleApp(socket: upperSocket)
-        defer { upper.stop() }
-        let py = try HandoffPeers.pythonApp(socket: pySocket)
-        defer { py.stop() }
-        let daemon = try DaemonFixture(apps: [
-            "upper.toml": unixApp("upper", socket: upperSocket, visibility: "public", relayFree: true),
-            "py.toml": unixApp("py", socket: pySocket, visibility: "public"),
-        ], config: Self.config + "log_level = \"debug\"\n")
-        let uspd = try #require(daemon.process)
-        defer { uspd.signal(SIGCONT) }
+        try HandoffPeers.withUpperAndPy(directory: "relayfree", visibility: "public", upperRelayFree: true,
+                                        config: Self.config + "log_level = \"debug\"\n") { daemon, upper in
+            let uspd = try #require(daemon.process)
+            defer { uspd.signal(SIGCONT) }
 
-        let client = try InteractiveClient(daemon, application: "upper")
-        client.send("before the stop\n")
-        try client.waitFor("BEFORE THE STOP")
-        _ = try upper.waitForOutput { $0.contains("(relay-free)") }
-        let handedOff = try #require(try daemon.audit().last { $0["kind"] as? String == "stream_handed_off" })
-        #expect(handedOff["application"] as? String == "upper")
-        #expect(handedOff["result"] as? String == "handed_off")
-        #expect((handedOff["bytes_in"] as? Int ?? 0) > 0, "the client's first bytes were counted up to the hand-off: \(handedOff)")
-        // uspd holds no TCP connection to the client any more: only its listener.
-        #expect(try Self.tcpSockets(of: uspd.pid) == 1)
+            let client = try InteractiveClient(daemon, application: "upper")
+            client.send("before the stop\n")
+            try client.waitFor("BEFORE THE STOP")
+            _ = try upper.waitForOutput { $0.contains("(relay-free)") }
+            let handedOff = try #require(try daemon.audit().last { $0["kind"] as? String == "stream_handed_off" })
+            #expect(handedOff["application"] as? String == "upper")
+            #expect(handedOff["result"] as? String == "handed_off")
+            #expect((handedOff["bytes_in"] as? Int ?? 0) > 0, "the client's first bytes were counted up to the hand-off: \(handedOff)")
+            // uspd holds no TCP connection to the client any more: only its listener.
+            #expect(try Self.tcpSockets(of: uspd.pid) == 1)
 
-        uspd.signal(SIGSTOP)
-        client.send("while uspd is stopped\n")
-        try client.waitFor("WHILE USPD IS STOPPED")
-        let bulk = String(repeating: "0123456789abcdef", count: 4096) + "\n"  // 64 KiB: credit and several records
-        client.send(bulk)
-        try client.waitFor(bulk.uppercased().dropLast() + "")
-        #expect(try client.finish() == 0, "\(client.process.stderr)")
-        #expect(client.process.stdout.hasSuffix("bye anonymous: 3 line(s)\n"), "\(client.process.stdout.suffix(200))")
-        uspd.signal(SIGCONT)
+            uspd.signal(SIGSTOP)
+            client.send("while uspd is stopped\n")
+            try client.waitFor("WHILE USPD IS STOPPED")
+            let bulk = String(repeating: "0123456789abcdef", count: 4096) + "\n"  // 64 KiB: credit and several records
+            client.send(bulk)
+            try client.waitFor(bulk.uppercased().dropLast() + "")
+            #expect(try client.finish() == 0, "\(client.process.stderr)")
+            #expect(client.process.stdout.hasSuffix("bye anonymous: 3 line(s)\n"), "\(client.process.stdout.suffix(200))")
+            uspd.signal(SIGCONT)
 
-        // The daemon serves everyone else: a relayed application, and another relay-free session.
-        let relayed = try daemon.usp(["connect", daemon.uri, "py"], stdin: "again\n")
-        #expect(relayed.status == 0, "\(relayed.stderr)")
-        #expect(relayed.stdout.contains("py: again"))
-        let second = try daemon.usp(["connect", daemon.uri, "upper"], stdin: "second\n")
-        #expect(second.status == 0, "\(second.stderr)")
-        #expect(second.stdout.hasSuffix("SECOND\nbye anonymous: 1 line(s)\n"))
-        let closed = try daemon.audit().filter { $0["kind"] as? String == "connection_closed" }
-        #expect(closed.filter { $0["result"] as? String == "handed_off" }.count == 2)
-        #expect(try daemon.audit().filter { $0["kind"] as? String == "stream_handed_off" }.count == 2)
+            // The daemon serves everyone else: a relayed application, and another relay-free session.
+            let relayed = try daemon.usp(["connect", daemon.uri, "py"], stdin: "again\n")
+            #expect(relayed.status == 0, "\(relayed.stderr)")
+            #expect(relayed.stdout.contains("py: again"))
+            let second = try daemon.usp(["connect", daemon.uri, "upper"], stdin: "second\n")
+            #expect(second.status == 0, "\(second.stderr)")
+            #expect(second.stdout.hasSuffix("SECOND\nbye anonymous: 1 line(s)\n"))
+            let closed = try daemon.audit().filter { $0["kind"] as? String == "connection_closed" }
+            #expect(closed.filter { $0["result"] as? String == "handed_off" }.count == 2)
+            #expect(try daemon.audit().filter { $0["kind"] as? String == "stream_handed_off" }.count == 2)
+        }
     }
 
     /// uspd is out of a relay-free session's data path, but not out of its accountability: logging

@@ -11,172 +11,157 @@ import USPStore
 @Suite("uspd end to end", .serialized)
 struct DaemonEndToEndTests {
     @Test func menuLoginExecAndTCPApplicationsThenRevocationEndsStreams() async throws {
-        let d = try TestDaemon()
-        try await d.start()
-        defer { Task { try await d.stop() } }
+        try await withDaemon(try TestDaemon()) { d in
+            let client = try d.menuClient()
+            #expect(client.log.notes.contains(.menu(["0:password,publickey,noise_static", "echo", "env", "time"])))
+            try client.login("bob", "hunter2")
+            #expect(client.log.notes.last == .menu(["0:invalidate", "echo", "env", "time", "notes"]))
+            let auth = try #require(client.log.token(at: 0))
 
-        let client = try SocketClient(port: d.port4)
-        try client.start()
-        #expect(try client.pumpMenu())
-        #expect(client.log.notes.contains(.menu(["0:password,publickey,noise_static", "echo", "env", "time"])))
-        try client.login("bob", "hunter2")
-        #expect(client.log.notes.last == .menu(["0:invalidate", "echo", "env", "time", "notes"]))
-        let auth = try #require(client.log.token(at: 0))
+            let echo = try #require(client.log.index(of: "echo"))
+            let notes = try #require(client.log.index(of: "notes"))
+            try client.request([echo: [:], notes: [:]])
+            let echoToken = try #require(client.log.token(at: echo))
+            let notesToken = try #require(client.log.token(at: notes))
 
-        let echo = try #require(client.log.index(of: "echo"))
-        let notes = try #require(client.log.index(of: "notes"))
-        try client.request([echo: [:], notes: [:]])
-        let echoToken = try #require(client.log.token(at: echo))
-        let notesToken = try #require(client.log.token(at: notes))
+            // exec: /bin/cat.  tcp: a NIO echo server. Both on this session, as streams.
+            let a = try client.session.openStream(applicationToken: echoToken)
+            let b = try client.session.openStream(applicationToken: notesToken)
+            try client.flush()
+            try client.write(a, "hello exec")
+            try client.write(b, "hello tcp")
+            #expect(try client.pump { $0.notes.contains(.accepted(a)) && $0.notes.contains(.accepted(b)) })
+            #expect(try client.pump { _ in client.text(a) == "hello exec" && client.text(b) == "hello tcp" })
 
-        // exec: /bin/cat.  tcp: a NIO echo server. Both on this session, as streams.
-        let a = try client.session.openStream(applicationToken: echoToken)
-        let b = try client.session.openStream(applicationToken: notesToken)
-        try client.flush()
-        try client.write(a, "hello exec")
-        try client.write(b, "hello tcp")
-        #expect(try client.pump { $0.notes.contains(.accepted(a)) && $0.notes.contains(.accepted(b)) })
-        #expect(try client.pump { _ in client.text(a) == "hello exec" && client.text(b) == "hello tcp" })
+            // A second connection of bob's (authorization token in its first message) invalidates the token:
+            // both streams of the first session end at once, with token_revoked.
+            let other = try d.menuClient(ClientStart(authorizationToken: auth), clientKey: Fixtures.otherClientKey)
+            #expect(other.log.notes.contains(.menu(["0:invalidate", "echo", "env", "time", "notes"])))
+            let started = ServerClock.monotonic()
+            try other.request([:], authentication: .invalidateTokens([auth]))
+            #expect(other.log.notes.last == .reply([0: "invalidated 3"]))
+            #expect(try client.pump(timeout: 2) { $0.closedCode(a) != nil && $0.closedCode(b) != nil })
+            #expect(ServerClock.monotonic() - started < 1)
+            #expect(client.log.closedCode(a) == "token_revoked")
+            #expect(client.log.closedCode(b) == "token_revoked")
+            // New use is refused.
+            let c = try client.session.openStream(applicationToken: echoToken)
+            try client.flush()
+            #expect(try client.pump { $0.notes.contains(.rejected(c, "token_revoked")) })
 
-        // A second connection of bob's (authorization token in its first message) invalidates the token:
-        // both streams of the first session end at once, with token_revoked.
-        let other = try SocketClient(port: d.port4, mode: .knownServer(serverKey: Fixtures.serverKey.publicKey, clientStatic: Fixtures.otherClientKey))
-        try other.start(ClientStart(authorizationToken: auth))
-        #expect(try other.pumpMenu())
-        #expect(other.log.notes.contains(.menu(["0:invalidate", "echo", "env", "time", "notes"])))
-        let started = ServerClock.monotonic()
-        try other.request([:], authentication: .invalidateTokens([auth]))
-        #expect(other.log.notes.last == .reply([0: "invalidated 3"]))
-        #expect(try client.pump(timeout: 2) { $0.closedCode(a) != nil && $0.closedCode(b) != nil })
-        #expect(ServerClock.monotonic() - started < 1)
-        #expect(client.log.closedCode(a) == "token_revoked")
-        #expect(client.log.closedCode(b) == "token_revoked")
-        // New use is refused.
-        let c = try client.session.openStream(applicationToken: echoToken)
-        try client.flush()
-        #expect(try client.pump { $0.notes.contains(.rejected(c, "token_revoked")) })
-
-        // The audit trail has the streams with their byte counts.
-        try await Task.sleep(for: .milliseconds(100))
-        let closed = d.store.allAudit.filter { $0.kind == .streamClosed }
-        #expect(closed.count == 2)
-        #expect(closed.allSatisfy { $0.bytesIn == $0.bytesOut && ($0.bytesIn ?? 0) > 0 && $0.result == "token_revoked" && $0.identity == "bob" })
-        let opened = d.store.allAudit.filter { $0.kind == .connectionOpened }
-        #expect(opened.contains { $0.clientKey == Fingerprint.of(Fixtures.clientKey.publicKey) && $0.peerAddress == "127.0.0.1" })
-        #expect(d.store.allAudit.filter { $0.kind == .tokenInvalidated }.count == 3)
+            // The audit trail has the streams with their byte counts.
+            try await Task.sleep(for: .milliseconds(100))
+            let closed = d.store.allAudit.filter { $0.kind == .streamClosed }
+            #expect(closed.count == 2)
+            #expect(closed.allSatisfy { $0.bytesIn == $0.bytesOut && ($0.bytesIn ?? 0) > 0 && $0.result == "token_revoked" && $0.identity == "bob" })
+            let opened = d.store.allAudit.filter { $0.kind == .connectionOpened }
+            #expect(opened.contains { $0.clientKey == Fingerprint.of(Fixtures.clientKey.publicKey) && $0.peerAddress == "127.0.0.1" })
+            #expect(d.store.allAudit.filter { $0.kind == .tokenInvalidated }.count == 3)
+        }
     }
 
     @Test func applicationSessionOnItsOwnConnectionWithEarlyData() async throws {
-        let d = try TestDaemon()
-        try await d.start()
-        defer { Task { try await d.stop() } }
-        let client = try SocketClient(port: d.port4)
-        try client.start()
-        #expect(try client.pumpMenu())
-        let echo = try #require(client.log.index(of: "echo"))
-        try client.request([echo: [:]])
-        let token = try #require(client.log.token(at: echo))
+        try await withDaemon(try TestDaemon()) { d in
+            let client = try d.menuClient()
+            let echo = try #require(client.log.index(of: "echo"))
+            try client.request([echo: [:]])
+            let token = try #require(client.log.token(at: echo))
 
-        // The token in the first message (IK early data), the first bytes with it.
-        let app = try SocketClient(port: d.port4)
-        try app.start(ClientStart(application: .init(token: token), initialData: Array("ping".utf8)))
-        #expect(try app.pump { $0.notes.contains(.accepted(1)) })
-        #expect(try app.pump { _ in app.text(1) == "ping" })
-        try app.write(1, " pong")
-        #expect(try app.pump { _ in app.text(1) == "ping pong" })
-        // Half-close: cat sees EOF, exits, and the stream closes cleanly.
-        try app.session.finish(stream: 1) { _ in }
-        try app.flush()
-        #expect(try app.pump { $0.notes.contains(.finished(1)) })
-        #expect(try app.pump { $0.closedCode(1) == "ok" })
+            // The token in the first message (IK early data), the first bytes with it.
+            let app = try SocketClient(port: d.port4)
+            try app.start(ClientStart(application: .init(token: token), initialData: Array("ping".utf8)))
+            #expect(try app.pump { $0.notes.contains(.accepted(1)) })
+            #expect(try app.pump { _ in app.text(1) == "ping" })
+            try app.write(1, " pong")
+            #expect(try app.pump { _ in app.text(1) == "ping pong" })
+            // Half-close: cat sees EOF, exits, and the stream closes cleanly.
+            try app.session.finish(stream: 1) { _ in }
+            try app.flush()
+            #expect(try app.pump { $0.notes.contains(.finished(1)) })
+            #expect(try app.pump { $0.closedCode(1) == "ok" })
 
-        // The same token from another address is refused; here, over IPv6 (::1 is not 127.0.0.1).
-        let port6 = try #require(d.port6)
-        let v6 = try SocketClient(host: "::1", port: port6)
-        try v6.start(ClientStart(application: .init(token: token)))
-        #expect(try v6.pump { $0.notes.contains(.rejected(1, "token_wrong_address")) })
+            // The same token from another address is refused; here, over IPv6 (::1 is not 127.0.0.1).
+            let port6 = try #require(d.port6)
+            let v6 = try SocketClient(host: "::1", port: port6)
+            try v6.start(ClientStart(application: .init(token: token)))
+            #expect(try v6.pump { $0.notes.contains(.rejected(1, "token_wrong_address")) })
+        }
     }
 
     @Test func execApplicationsGetTheSessionInTheirEnvironment() async throws {
-        let d = try TestDaemon()
-        try await d.start()
-        defer { Task { try await d.stop() } }
-        let client = try SocketClient(port: d.port4)
-        try client.start()
-        #expect(try client.pumpMenu())
-        let env = try #require(client.log.index(of: "env"))
-        let time = try #require(client.log.index(of: "time"))
-        try client.request([env: ["greeting": "hi there", "count": 2], time: [:]])
-        let s = try client.session.openStream(applicationToken: try #require(client.log.token(at: env)))
-        let t = try client.session.openStream(applicationToken: try #require(client.log.token(at: time)))
-        try client.flush()
-        #expect(try client.pump { $0.notes.contains(.finished(s)) && $0.notes.contains(.finished(t)) })
-        let lines = Set(client.text(s).split(separator: "\n").map(String.init))
-        #expect(lines.contains("USP_FIELD_GREETING=hi there"))
-        #expect(lines.contains("USP_FIELD_COUNT=2"))
-        #expect(lines.contains("USP_APPLICATION=env"))
-        #expect(lines.contains("USP_PEER_ADDRESS=127.0.0.1"))
-        #expect(lines.contains("USP_IDENTITY="))
-        #expect(lines.contains("USP_AUTHORIZATION_TOKEN_ID="))
-        #expect(lines.contains("EXTRA=yes"))
-        #expect(lines.contains { $0.hasPrefix("USP_SESSION=s-") })
-        #expect(lines.contains { $0.hasPrefix("USP_TOKEN_ID=") })
-        #expect(client.text(t).contains("UTC"))
+        try await withDaemon(try TestDaemon()) { d in
+            let client = try d.menuClient()
+            let env = try #require(client.log.index(of: "env"))
+            let time = try #require(client.log.index(of: "time"))
+            try client.request([env: ["greeting": "hi there", "count": 2], time: [:]])
+            let s = try client.session.openStream(applicationToken: try #require(client.log.token(at: env)))
+            let t = try client.session.openStream(applicationToken: try #require(client.log.token(at: time)))
+            try client.flush()
+            #expect(try client.pump { $0.notes.contains(.finished(s)) && $0.notes.contains(.finished(t)) })
+            let lines = Set(client.text(s).split(separator: "\n").map(String.init))
+            #expect(lines.contains("USP_FIELD_GREETING=hi there"))
+            #expect(lines.contains("USP_FIELD_COUNT=2"))
+            #expect(lines.contains("USP_APPLICATION=env"))
+            #expect(lines.contains("USP_PEER_ADDRESS=127.0.0.1"))
+            #expect(lines.contains("USP_IDENTITY="))
+            #expect(lines.contains("USP_AUTHORIZATION_TOKEN_ID="))
+            #expect(lines.contains("EXTRA=yes"))
+            #expect(lines.contains { $0.hasPrefix("USP_SESSION=s-") })
+            #expect(lines.contains { $0.hasPrefix("USP_TOKEN_ID=") })
+            #expect(client.text(t).contains("UTC"))
+        }
     }
 
     @Test func garbageAndSilentClientsGetNothingAndAreClosedAtTheDeadline() async throws {
-        let d = try TestDaemon(handshakeTimeout: 1)
-        try await d.start()
-        defer { Task { try await d.stop() } }
-        let started = ServerClock.monotonic()
-        let garbage = try RawSocket(host: "127.0.0.1", port: d.port4)
-        try garbage.send((0..<700).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) })
-        let silent = try RawSocket(host: "127.0.0.1", port: d.port4)
-        let trickle = try RawSocket(host: "127.0.0.1", port: d.port4)
+        try await withDaemon(try TestDaemon(handshakeTimeout: 1)) { d in
+            let started = ServerClock.monotonic()
+            let garbage = try RawSocket(host: "127.0.0.1", port: d.port4)
+            try garbage.send((0..<700).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) })
+            let silent = try RawSocket(host: "127.0.0.1", port: d.port4)
+            let trickle = try RawSocket(host: "127.0.0.1", port: d.port4)
 
-        // Meanwhile a real client is served at once.
-        let client = try SocketClient(port: d.port4)
-        try client.start()
-        #expect(try client.pump(timeout: 0.8) { !$0.menus.isEmpty })
-        #expect(ServerClock.monotonic() - started < 0.9)
+            // Meanwhile a real client is served at once.
+            let client = try SocketClient(port: d.port4)
+            try client.start()
+            #expect(try client.pump(timeout: 0.8) { !$0.menus.isEmpty })
+            #expect(ServerClock.monotonic() - started < 0.9)
 
-        // A client that trickles a byte every 150 ms is cut off at the same absolute deadline
-        // (1 s), while it is still trickling: trickling does not extend it. (Measured by when the
-        // close is seen, not by sleeps, which a loaded machine stretches.)
-        var trickleClosedAt: Double?
-        for _ in 0..<40 where trickleClosedAt == nil {
-            try? trickle.send([0x42])
-            let t = trickle.readToEnd(timeout: 0.15)
-            #expect(t.bytes.isEmpty)
-            if t.closed { trickleClosedAt = ServerClock.monotonic() - started }
+            // A client that trickles a byte every 150 ms is cut off at the same absolute deadline
+            // (1 s), while it is still trickling: trickling does not extend it. (Measured by when the
+            // close is seen, not by sleeps, which a loaded machine stretches.)
+            var trickleClosedAt: Double?
+            for _ in 0..<40 where trickleClosedAt == nil {
+                try? trickle.send([0x42])
+                let t = trickle.readToEnd(timeout: 0.15)
+                #expect(t.bytes.isEmpty)
+                if t.closed { trickleClosedAt = ServerClock.monotonic() - started }
+            }
+            let g = garbage.readToEnd(timeout: 5)
+            let s = silent.readToEnd(timeout: 5)
+            #expect(g.bytes.isEmpty && g.closed)
+            #expect(s.bytes.isEmpty && s.closed)
+            let closedAt = try #require(trickleClosedAt, "the trickling client was never cut off")
+            #expect(closedAt >= 0.9, "closed before the deadline: \(closedAt) s")
+            // The served client is still fine after the deadline.
+            try client.session.ping(1)
+            try client.flush()
+            #expect(client.session.state == .established)
+            try await Task.sleep(for: .milliseconds(200))
+            let timedOut = d.store.allAudit.filter { $0.kind == .connectionClosed && $0.result == "handshake_timeout" }
+            #expect(timedOut.count == 3, "\(d.store.allAudit.map { "\($0.kind) \($0.result ?? "")" })")
         }
-        let g = garbage.readToEnd(timeout: 5)
-        let s = silent.readToEnd(timeout: 5)
-        #expect(g.bytes.isEmpty && g.closed)
-        #expect(s.bytes.isEmpty && s.closed)
-        let closedAt = try #require(trickleClosedAt, "the trickling client was never cut off")
-        #expect(closedAt >= 0.9, "closed before the deadline: \(closedAt) s")
-        // The served client is still fine after the deadline.
-        try client.session.ping(1)
-        try client.flush()
-        #expect(client.session.state == .established)
-        try await Task.sleep(for: .milliseconds(200))
-        let timedOut = d.store.allAudit.filter { $0.kind == .connectionClosed && $0.result == "handshake_timeout" }
-        #expect(timedOut.count == 3, "\(d.store.allAudit.map { "\($0.kind) \($0.result ?? "")" })")
     }
 
     /// A session with no stream that sends nothing is closed with idle_timeout; one with an open
     /// stream is left alone however quiet it is.
     @Test func idleSessionsWithoutStreamsAreClosed() async throws {
+        // Not in a `withDaemon` closure: Swift 6.3.1 crashes (SendNonSendable) compiling this body
+        // inside one.
         let d = try TestDaemon(idleTimeout: 0.3)
         try await d.start()
         defer { Task { try await d.stop() } }
-        let idle = try SocketClient(port: d.port4)
-        try idle.start()
-        #expect(try idle.pumpMenu())
-        let busy = try SocketClient(port: d.port4)
-        try busy.start()
-        #expect(try busy.pumpMenu())
+        let idle = try d.menuClient()
+        let busy = try d.menuClient()
         let stream = try busy.session.openStream(application: "echo")
         try busy.flush()
         #expect(try busy.pump { $0.notes.contains(.accepted(stream)) })
@@ -196,38 +181,31 @@ struct DaemonEndToEndTests {
     /// A password check runs off the event loop: with one event loop and a 2 s password hash,
     /// another client still gets its menu and its echo while the login is being checked.
     @Test func aSlowPasswordCheckDoesNotStallOtherSessions() async throws {
-        let d = try TestDaemon(threads: 1, verifyPassword: { password, hash in
+        try await withDaemon(try TestDaemon(threads: 1, verifyPassword: { password, hash in
             Thread.sleep(forTimeInterval: 2)
             return testVerifyPassword(password, hash)
-        })
-        try await d.start()
-        defer { Task { try await d.stop() } }
-        let slow = try SocketClient(port: d.port4)
-        try slow.start()
-        #expect(try slow.pumpMenu())
-        try slow.session.requestServices([:], authentication: .credentials(["auth_method": "password", "user": "alice", "password": "correct horse"]))
-        try slow.flush()
-        let started = ServerClock.monotonic()
-        let other = try SocketClient(port: d.port4)
-        try other.start()
-        #expect(try other.pumpMenu())
-        let stream = try other.session.openStream(application: "echo")
-        try other.flush()
-        #expect(try other.pump { $0.notes.contains(.accepted(stream)) })
-        try other.write(stream, "not blocked")
-        #expect(try other.pump { $0.data[stream] != nil })
-        #expect(ServerClock.monotonic() - started < 1.5, "the other session waited for the password hash")
-        // The login itself completes.
-        #expect(try slow.pump(timeout: 5) { $0.replies.count == 1 })
-        #expect(slow.log.notes.contains(.reply([0: "token"])))
+        })) { d in
+            let slow = try d.menuClient()
+            try slow.session.requestServices([:], authentication: .credentials(["auth_method": "password", "user": "alice", "password": "correct horse"]))
+            try slow.flush()
+            let started = ServerClock.monotonic()
+            let other = try d.menuClient()
+            let stream = try other.session.openStream(application: "echo")
+            try other.flush()
+            #expect(try other.pump { $0.notes.contains(.accepted(stream)) })
+            try other.write(stream, "not blocked")
+            #expect(try other.pump { $0.data[stream] != nil })
+            #expect(ServerClock.monotonic() - started < 1.5, "the other session waited for the password hash")
+            // The login itself completes.
+            #expect(try slow.pump(timeout: 5) { $0.replies.count == 1 })
+            #expect(slow.log.notes.contains(.reply([0: "token"])))
+        }
     }
 
     @Test func drainSendsShuttingDownToEverySession() async throws {
         let d = try TestDaemon()
         try await d.start()
-        let client = try SocketClient(port: d.port4)
-        try client.start()
-        #expect(try client.pumpMenu())
+        let client = try d.menuClient()
         let stopping = Task { try await d.stop() }
         // Poll in short slices and yield between them: a blocking wait here could hold one of the
         // two cooperative threads that the drain itself needs.
@@ -244,112 +222,98 @@ struct DaemonEndToEndTests {
     }
 
     @Test func handshakeFloodFromOneSourceIsCutByTheBucket() async throws {
-        let d = try TestDaemon(handshakeTimeout: 10)
-        try await d.start()
-        defer { Task { try await d.stop() } }
-        // Burst 5 at 20/s: of 12 connections opened at once, several are closed without a byte.
-        var sockets: [RawSocket] = []
-        for _ in 0..<12 { sockets.append(try RawSocket(host: "127.0.0.1", port: d.port4)) }
-        var dropped = 0
-        for s in sockets {
-            let r = s.readToEnd(timeout: 0.3)
-            #expect(r.bytes.isEmpty)
-            if r.closed { dropped += 1 }
+        try await withDaemon(try TestDaemon(handshakeTimeout: 10)) { d in
+            // Burst 5 at 20/s: of 12 connections opened at once, several are closed without a byte.
+            var sockets: [RawSocket] = []
+            for _ in 0..<12 { sockets.append(try RawSocket(host: "127.0.0.1", port: d.port4)) }
+            var dropped = 0
+            for s in sockets {
+                let r = s.readToEnd(timeout: 0.3)
+                #expect(r.bytes.isEmpty)
+                if r.closed { dropped += 1 }
+            }
+            #expect(dropped >= 5)
+            #expect(dropped <= 8)
         }
-        #expect(dropped >= 5)
-        #expect(dropped <= 8)
     }
 
     @Test func bulkDataThroughCatRespectsFlowControlBothWays() async throws {
-        let d = try TestDaemon()
-        try await d.start()
-        defer { Task { try await d.stop() } }
-        let client = try SocketClient(port: d.port4)
-        try client.start()
-        #expect(try client.pumpMenu())
-        let echo = try #require(client.log.index(of: "echo"))
-        try client.request([echo: [:]])
-        let s = try client.session.openStream(applicationToken: try #require(client.log.token(at: echo)))
-        try client.flush()
-        // 1 MiB, four times the stream window: only possible if credit comes back both ways.
-        let total = 1 << 20
-        let payload = (0..<total).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 9) }
-        var sent = 0
-        let end = ServerClock.monotonic() + 20
-        while (client.log.data[s]?.count ?? 0) < total, ServerClock.monotonic() < end {
-            if sent < total {
-                let n = try payload[sent..<min(total, sent + 32768)].withUnsafeBytes { try client.session.write(stream: s, $0) }
-                sent += n
-                try client.flush()
+        try await withDaemon(try TestDaemon()) { d in
+            let client = try d.menuClient()
+            let echo = try #require(client.log.index(of: "echo"))
+            try client.request([echo: [:]])
+            let s = try client.session.openStream(applicationToken: try #require(client.log.token(at: echo)))
+            try client.flush()
+            // 1 MiB, four times the stream window: only possible if credit comes back both ways.
+            let total = 1 << 20
+            let payload = (0..<total).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 9) }
+            var sent = 0
+            let end = ServerClock.monotonic() + 20
+            while (client.log.data[s]?.count ?? 0) < total, ServerClock.monotonic() < end {
+                if sent < total {
+                    let n = try payload[sent..<min(total, sent + 32768)].withUnsafeBytes { try client.session.write(stream: s, $0) }
+                    sent += n
+                    try client.flush()
+                }
+                try client.pumpOnce(timeout: 0.05)
             }
-            try client.pumpOnce(timeout: 0.05)
+            #expect(sent == total)
+            #expect(client.log.data[s] == payload)
         }
-        #expect(sent == total)
-        #expect(client.log.data[s] == payload)
     }
 
     @Test func maxSessionsRefusesTheStreamBeyondIt() async throws {
         let d = try TestDaemon()
         try d.store.upsertUser(UserRecord(name: "carol", passwordHash: "plain:pw"))
-        try await d.start()
-        defer { Task { try await d.stop() } }
-        let client = try SocketClient(port: d.port4)
-        try client.start()
-        #expect(try client.pumpMenu())
-        try client.login("carol", "pw")
-        let solo = try #require(client.log.index(of: "solo"))
-        try client.request([solo: [:]])
-        let token = try #require(client.log.token(at: solo))
-        let a = try client.session.openStream(applicationToken: token)
-        let b = try client.session.openStream(applicationToken: token)
-        try client.flush()
-        #expect(try client.pump { $0.closedCode(b) != nil })
-        #expect(client.log.closedCode(b) == "application_busy")
-        try client.write(a, "still here")
-        #expect(try client.pump { _ in client.text(a) == "still here" })
+        try await withDaemon(d) { d in
+            let client = try d.menuClient()
+            try client.login("carol", "pw")
+            let solo = try #require(client.log.index(of: "solo"))
+            try client.request([solo: [:]])
+            let token = try #require(client.log.token(at: solo))
+            let a = try client.session.openStream(applicationToken: token)
+            let b = try client.session.openStream(applicationToken: token)
+            try client.flush()
+            #expect(try client.pump { $0.closedCode(b) != nil })
+            #expect(client.log.closedCode(b) == "application_busy")
+            try client.write(a, "still here")
+            #expect(try client.pump { _ in client.text(a) == "still here" })
+        }
     }
 
     @Test func appsDirectoryChangesAreServedWithoutDroppingSessions() async throws {
-        let d = try TestDaemon()
-        try await d.start()
-        defer { Task { try await d.stop() } }
-        let client = try SocketClient(port: d.port4)
-        try client.start()
-        #expect(try client.pumpMenu())
-        d.applications.withLock {
-            $0.removeAll { $0.name == "time" }
-            $0.append(ApplicationDefinition(name: "banner", visibility: .public, launch: .exec(command: ["/bin/echo", "hi"], environment: [:])))
+        try await withDaemon(try TestDaemon()) { d in
+            let client = try d.menuClient()
+            d.applications.withLock {
+                $0.removeAll { $0.name == "time" }
+                $0.append(ApplicationDefinition(name: "banner", visibility: .public, launch: .exec(command: ["/bin/echo", "hi"], environment: [:])))
+            }
+            try await Task.sleep(for: .milliseconds(600))
+            let fresh = try d.menuClient()
+            #expect(fresh.log.notes.contains(.menu(["0:password,publickey,noise_static", "banner", "echo", "env"])))
+            // The old session is still there; asking for an application that is gone is refused by name.
+            let time = try #require(client.log.index(of: "time"))
+            try client.request([time: [:]])
+            #expect(client.log.notes.last == .reply([time.rawValue: "unknown_index"]))
         }
-        try await Task.sleep(for: .milliseconds(600))
-        let fresh = try SocketClient(port: d.port4)
-        try fresh.start()
-        #expect(try fresh.pumpMenu())
-        #expect(fresh.log.notes.contains(.menu(["0:password,publickey,noise_static", "banner", "echo", "env"])))
-        // The old session is still there; asking for an application that is gone is refused by name.
-        let time = try #require(client.log.index(of: "time"))
-        try client.request([time: [:]])
-        #expect(client.log.notes.last == .reply([time.rawValue: "unknown_index"]))
     }
 
     @Test func aFailedLoginIsAnsweredLate() async throws {
-        let d = try TestDaemon()
-        try await d.start()
-        defer { Task { try await d.stop() } }
-        let client = try SocketClient(port: d.port4)
-        try client.start()
-        #expect(try client.pumpMenu())
-        var started = ServerClock.monotonic()
-        try client.request([:], authentication: .credentials(["auth_method": "password", "user": "bob", "password": "nope"]))
-        #expect(client.log.notes.last == .reply([0: "authentication_failed"]))
-        #expect(ServerClock.monotonic() - started >= 0.24)
-        // A second failure waits twice as long.
-        started = ServerClock.monotonic()
-        try client.request([:], authentication: .credentials(["auth_method": "password", "user": "bob", "password": "nope again"]))
-        #expect(client.log.notes.last == .reply([0: "authentication_failed"]))
-        #expect(ServerClock.monotonic() - started >= 0.49)
-        // Once the reply came, the window is over: the right password works.
-        try client.login("bob", "hunter2")
-        #expect(client.log.notes.contains(.reply([0: "token"])))
+        try await withDaemon(try TestDaemon()) { d in
+            let client = try d.menuClient()
+            var started = ServerClock.monotonic()
+            try client.request([:], authentication: .credentials(["auth_method": "password", "user": "bob", "password": "nope"]))
+            #expect(client.log.notes.last == .reply([0: "authentication_failed"]))
+            #expect(ServerClock.monotonic() - started >= 0.24)
+            // A second failure waits twice as long.
+            started = ServerClock.monotonic()
+            try client.request([:], authentication: .credentials(["auth_method": "password", "user": "bob", "password": "nope again"]))
+            #expect(client.log.notes.last == .reply([0: "authentication_failed"]))
+            #expect(ServerClock.monotonic() - started >= 0.49)
+            // Once the reply came, the window is over: the right password works.
+            try client.login("bob", "hunter2")
+            #expect(client.log.notes.contains(.reply([0: "token"])))
+        }
     }
 
     @Test func tokensAndRevocationsSurviveARestartOnSQLite() async throws {
@@ -362,9 +326,7 @@ struct DaemonEndToEndTests {
 
         let d1 = try TestDaemon(backing: first)
         try await d1.start()
-        let client = try SocketClient(port: d1.port4)
-        try client.start()
-        #expect(try client.pumpMenu())
+        let client = try d1.menuClient()
         try client.login("bob", "hunter2")
         let kept = try #require(client.log.token(at: 0))
         let echo = try #require(client.log.index(of: "echo"))
@@ -379,21 +341,18 @@ struct DaemonEndToEndTests {
         try await d1.stop()
 
         let second = try SQLiteStore(path: path)
-        let d2 = try TestDaemon(backing: second)
-        try await d2.start()
-        defer { Task { try await d2.stop() } }
-        let again = try SocketClient(port: d2.port4)
-        try again.start(ClientStart(authorizationToken: kept))
-        #expect(try again.pumpMenu())
-        #expect(again.log.notes.contains(.menu(["0:invalidate", "echo", "env", "time", "notes"])))
-        let app = try SocketClient(port: d2.port4)
-        try app.start(ClientStart(application: .init(token: echoToken), initialData: Array("after restart".utf8)))
-        #expect(try app.pump { _ in app.text(1) == "after restart" })
-        let refused = try SocketClient(port: d2.port4)
-        try refused.start(ClientStart(authorizationToken: revoked))
-        #expect(try refused.pump { $0.notes.contains(.serverError("token_revoked")) })
-        let trail = try second.audit(identity: "bob", since: nil, limit: nil)
-        #expect(trail.contains { $0.kind == .authentication && $0.result == "ok" && $0.method == "password" })
-        #expect(trail.contains { $0.kind == .tokenInvalidated })
+        try await withDaemon(try TestDaemon(backing: second)) { d2 in
+            let again = try d2.menuClient(ClientStart(authorizationToken: kept))
+            #expect(again.log.notes.contains(.menu(["0:invalidate", "echo", "env", "time", "notes"])))
+            let app = try SocketClient(port: d2.port4)
+            try app.start(ClientStart(application: .init(token: echoToken), initialData: Array("after restart".utf8)))
+            #expect(try app.pump { _ in app.text(1) == "after restart" })
+            let refused = try SocketClient(port: d2.port4)
+            try refused.start(ClientStart(authorizationToken: revoked))
+            #expect(try refused.pump { $0.notes.contains(.serverError("token_revoked")) })
+            let trail = try second.audit(identity: "bob", since: nil, limit: nil)
+            #expect(trail.contains { $0.kind == .authentication && $0.result == "ok" && $0.method == "password" })
+            #expect(trail.contains { $0.kind == .tokenInvalidated })
+        }
     }
 }

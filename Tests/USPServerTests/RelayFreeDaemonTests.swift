@@ -48,18 +48,13 @@ struct RelayFreeDaemonTests {
         d.applications.withLock {
             $0.append(ApplicationDefinition(name: "rf", visibility: .public, launch: .unix(path: socket, relayFree: true)))
         }
-        try await d.start()
-        defer { Task { try await d.stop() } }
-
         // The clients block on their sockets: on a thread of their own, so that the application's
         // tasks (and everything else on the cooperative pool) keep running meanwhile.
-        try await onThread { try Self.exchange(d, app) }
+        try await withDaemon(d) { d in try await onThread { try Self.exchange(d, app) } }
     }
 
     static func exchange(_ d: TestDaemon, _ app: EchoApplication) throws {
-        let menu = try SocketClient(port: d.port4)
-        try menu.start()
-        #expect(try menu.pumpMenu())
+        let menu = try d.menuClient()
         let rf = try #require(menu.log.index(of: "rf"))
         try menu.request([rf: [:]])
         let viaOpen = try #require(menu.log.token(at: rf))

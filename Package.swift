@@ -52,9 +52,13 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
-        // AF_UNIX plumbing without NIO: socketpairs, descriptor passing (SCM_RIGHTS), peer
-        // credentials, close-on-exec. Shared by the daemon, USPApp and client agents.
-        .target(name: "USPUnix", dependencies: ["CUSPSpawn"]),
+        // The shape every module's error shares: a stable code compared alone, one line for a person.
+        .target(name: "USPErrors"),
+        // System plumbing without NIO: socketpairs, descriptor passing (SCM_RIGHTS), peer
+        // credentials, close-on-exec, length-prefixed messages, child processes and their reaper,
+        // the user database, the terminal password prompt. Shared by the daemon, USPConfig,
+        // USPApp, the client agent and the executables.
+        .target(name: "USPUnix", dependencies: ["CUSPSpawn", "USPErrors"]),
         // fork + execve for exec'd applications: network namespace, resource limits, user and
         // group, all between fork and exec, where only async-signal-safe calls may run.
         .target(name: "CUSPSpawn"),
@@ -63,17 +67,19 @@ let package = Package(
         .target(
             name: "USPApp",
             dependencies: [
-                "USPUnix", "USPCore",
+                "USPUnix", "USPCore", "USPErrors",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         // An example application on USPApp: greets the identity, upper-cases lines.
         .executableTarget(name: "usp-example-upper", dependencies: ["USPApp"]),
-        // uspd.toml and apps.d/*.toml: the model and its TOML loaders.
+        // uspd.toml and apps.d/*.toml: the model and its TOML loaders (users and groups resolved
+        // with USPUnix's SystemAccounts).
         .target(
             name: "USPConfig",
             dependencies: [
+                "USPErrors", "USPUnix",
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]
         ),
@@ -81,6 +87,7 @@ let package = Package(
         .target(
             name: "USPStore",
             dependencies: [
+                "USPErrors",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
@@ -101,7 +108,7 @@ let package = Package(
         .target(
             name: "USPClient",
             dependencies: [
-                "USPCore", "USPNIO",
+                "USPCore", "USPNIO", "USPErrors",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -112,7 +119,7 @@ let package = Package(
         .target(
             name: "USPAgent",
             dependencies: [
-                "USPClient", "USPCore", "USPUnix",
+                "USPClient", "USPCore", "USPUnix", "USPErrors",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
@@ -152,7 +159,7 @@ let package = Package(
             ],
             exclude: ["Interop"]
         ),
-        .testTarget(name: "USPConfigTests", dependencies: ["USPConfig"]),
+        .testTarget(name: "USPConfigTests", dependencies: ["USPConfig", "USPUnix"]),
         .testTarget(name: "USPStoreTests", dependencies: ["USPStore"]),
         .testTarget(name: "USPUnixTests", dependencies: ["USPUnix"]),
         .testTarget(name: "USPAppTests", dependencies: ["USPApp", "USPUnix", "USPCore", .product(name: "NIOCore", package: "swift-nio"),

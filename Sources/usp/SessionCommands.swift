@@ -4,6 +4,7 @@ import Glibc
 import USPAgent
 import USPClient
 import USPCore
+import USPUnix
 
 struct Menu: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Show a server's application menu.")
@@ -141,41 +142,16 @@ struct Login: AsyncParsableCommand {
                 .trimmingCharacters(in: CharacterSet(charactersIn: "\r"))
         }
         if isatty(STDIN_FILENO) == 1 {
-            return try Terminal.readSecret(prompt: "password for \(user) on \(server.hostPort): ")
+            do throws(UnixError) {
+                return try TerminalSecretPrompt.read(prompt: "password for \(user) on \(server.hostPort): ")
+            } catch {
+                throw USPClientError(.localFile, "cannot open the terminal for the password prompt; use --password-file FILE")
+            }
         }
         guard let line = readLine(strippingNewline: true) else {
             throw USPClientError(.invalidArgument, "no password: standard input is empty; use --password-file FILE or a terminal")
         }
         return line
-    }
-}
-
-enum Terminal {
-    /// Prompts on /dev/tty and reads a line with echo off (restored afterwards, even on error).
-    static func readSecret(prompt: String) throws -> String {
-        let fd = open("/dev/tty", O_RDWR | O_CLOEXEC)
-        guard fd >= 0 else { throw USPClientError(.localFile, "cannot open the terminal for the password prompt; use --password-file FILE") }
-        defer { close(fd) }
-        _ = prompt.withCString { write(fd, $0, strlen($0)) }
-        var saved = termios()
-        let haveTermios = tcgetattr(fd, &saved) == 0
-        if haveTermios {
-            var quiet = saved
-            quiet.c_lflag &= ~tcflag_t(ECHO)
-            quiet.c_lflag |= tcflag_t(ECHONL)
-            tcsetattr(fd, TCSAFLUSH, &quiet)
-        }
-        defer { if haveTermios { tcsetattr(fd, TCSAFLUSH, &saved) } }
-        var bytes: [UInt8] = []
-        var c: UInt8 = 0
-        while true {
-            let n = read(fd, &c, 1)
-            if n < 0, errno == EINTR { continue }
-            if n <= 0 || c == UInt8(ascii: "\n") { break }
-            bytes.append(c)
-        }
-        if bytes.last == UInt8(ascii: "\r") { bytes.removeLast() }
-        return String(decoding: bytes, as: UTF8.self)
     }
 }
 

@@ -73,7 +73,10 @@ let package = Package(
             ]
         ),
         // An example application on USPApp: greets the identity, upper-cases lines.
-        .executableTarget(name: "usp-example-upper", dependencies: ["USPApp"]),
+        .executableTarget(
+            name: "usp-example-upper",
+            dependencies: ["USPApp", .product(name: "NIOCore", package: "swift-nio")]
+        ),
         // uspd.toml and apps.d/*.toml: the model and its TOML loaders (users and groups resolved
         // with USPUnix's SystemAccounts).
         .target(
@@ -127,14 +130,18 @@ let package = Package(
         .executableTarget(
             name: "uspd",
             dependencies: [
-                "USPServer", "USPUnix",
+                "USPServer", "USPConfig", "USPStore", "USPCore", "USPUnix",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .executableTarget(
             name: "usp",
             dependencies: [
-                "USPClient", "USPAgent", "USPUnix",
+                "USPClient", "USPAgent", "USPCore", "USPUnix",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -164,7 +171,17 @@ let package = Package(
         .testTarget(name: "USPUnixTests", dependencies: ["USPUnix"]),
         .testTarget(name: "USPAppTests", dependencies: ["USPApp", "USPUnix", "USPCore", .product(name: "NIOCore", package: "swift-nio"),
                                                    .product(name: "NIOPosix", package: "swift-nio")]),
-        .testTarget(name: "USPServerTests", dependencies: ["USPServer", "USPCore", "USPClient", "USPUnix", "USPApp"]),
+        .testTarget(
+            name: "USPServerTests",
+            dependencies: [
+                "USPServer", "USPCore", "USPClient", "USPUnix", "USPApp", "USPConfig", "USPNIO", "USPStore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .testTarget(
             name: "USPClientTests",
             dependencies: ["USPClient", "USPCore", "USPNIO", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]

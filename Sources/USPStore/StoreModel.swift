@@ -153,13 +153,13 @@ public protocol USPStore: Sendable {
     /// `limit` keeps the newest `limit` matching events (like `tail -n`), still returned oldest first.
     func audit(identity: String?, since: Date?, limit: Int?) throws -> [AuditEvent]
 
-    // Added in issue 3; each has a default below written with the requirements above, so a test
-    // double that implements only those still conforms.
+    // Each of these has a default below written with the requirements above, so a test double
+    // that implements only those still conforms.
 
     /// The user one of whose `publicKeys` is `publicKey` (noise_static and publickey logins).
     func user(publicKey: String) throws -> UserRecord?
     /// Inserts a token and its `token_issued` audit event in one transaction: neither or both
-    /// (GUIDE rule 10: a token whose issue was not audited is never handed out).
+    /// (a token whose issue was not audited is never handed out).
     func insertToken(_ token: TokenRecord, audit event: AuditEvent) throws
     /// Inserts a token and audit events (the last its `token_issued`) in one transaction.
     func insertToken(_ token: TokenRecord, audit events: [AuditEvent]) throws

@@ -53,9 +53,13 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
-        // AF_UNIX plumbing without NIO: socketpairs, descriptor passing (SCM_RIGHTS), peer
-        // credentials, close-on-exec. Shared by the daemon, USPApp and client agents.
-        .target(name: "USPUnix", dependencies: ["CUSPSpawn"]),
+        // The shape every module's error shares: a stable code compared alone, one line for a person.
+        .target(name: "USPErrors"),
+        // System plumbing without NIO: socketpairs, descriptor passing (SCM_RIGHTS), peer
+        // credentials, close-on-exec, length-prefixed messages, child processes and their reaper,
+        // the user database, the terminal password prompt. Shared by the daemon, USPConfig,
+        // USPApp, the client agent and the executables.
+        .target(name: "USPUnix", dependencies: ["CUSPSpawn", "USPErrors"]),
         // fork + execve for exec'd applications: network namespace, resource limits, user and
         // group, all between fork and exec, where only async-signal-safe calls may run.
         .target(name: "CUSPSpawn"),
@@ -64,17 +68,22 @@ let package = Package(
         .target(
             name: "USPApp",
             dependencies: [
-                "USPUnix", "USPCore", "USPNIO",
+                "USPUnix", "USPCore", "USPNIO", "USPErrors",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         // An example application on USPApp: greets the identity, upper-cases lines.
-        .executableTarget(name: "usp-example-upper", dependencies: ["USPApp"]),
-        // uspd.toml and apps.d/*.toml: the model and its TOML loaders.
+        .executableTarget(
+            name: "usp-example-upper",
+            dependencies: ["USPApp", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        // uspd.toml and apps.d/*.toml: the model and its TOML loaders (users and groups resolved
+        // with USPUnix's SystemAccounts).
         .target(
             name: "USPConfig",
             dependencies: [
+                "USPErrors", "USPUnix",
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]
         ),
@@ -82,6 +91,7 @@ let package = Package(
         .target(
             name: "USPStore",
             dependencies: [
+                "USPErrors",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
@@ -102,7 +112,7 @@ let package = Package(
         .target(
             name: "USPClient",
             dependencies: [
-                "USPCore", "USPNIO",
+                "USPCore", "USPNIO", "USPErrors",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -113,7 +123,7 @@ let package = Package(
         .target(
             name: "USPAgent",
             dependencies: [
-                "USPClient", "USPCore", "USPUnix",
+                "USPClient", "USPCore", "USPUnix", "USPErrors",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
@@ -121,14 +131,18 @@ let package = Package(
         .executableTarget(
             name: "uspd",
             dependencies: [
-                "USPServer", "USPUnix",
+                "USPServer", "USPConfig", "USPStore", "USPCore", "USPUnix",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .executableTarget(
             name: "usp",
             dependencies: [
-                "USPClient", "USPAgent", "USPUnix",
+                "USPClient", "USPAgent", "USPCore", "USPUnix",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -162,16 +176,22 @@ let package = Package(
             ],
             exclude: ["Interop"]
         ),
-        .testTarget(name: "USPConfigTests", dependencies: ["USPConfig"]),
+        .testTarget(name: "USPConfigTests", dependencies: ["USPConfig", "USPUnix"]),
         .testTarget(name: "USPStoreTests", dependencies: ["USPStore"]),
         .testTarget(name: "USPUnixTests", dependencies: ["USPUnix"]),
         .testTarget(name: "USPAppTests", dependencies: ["USPApp", "USPTestSupport", "USPUnix", "USPCore", .product(name: "NIOCore", package: "swift-nio"),
                                                    .product(name: "NIOPosix", package: "swift-nio")]),
-        .testTarget(name: "USPServerTests", dependencies: ["USPServer", "USPTestSupport", "USPCore", "USPClient", "USPUnix", "USPApp", "USPNIO", "USPConfig", "USPStore",
-                                                      .product(name: "NIOCore", package: "swift-nio"),
-                                                      .product(name: "NIOPosix", package: "swift-nio"),
-                                                      .product(name: "Logging", package: "swift-log"),
-                                                      .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
+        .testTarget(
+            name: "USPServerTests",
+            dependencies: [
+                "USPServer", "USPTestSupport", "USPCore", "USPClient", "USPUnix", "USPApp", "USPConfig", "USPNIO", "USPStore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .testTarget(
             name: "USPClientTests",
             dependencies: ["USPClient", "USPTestSupport", "USPCore", "USPNIO", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]

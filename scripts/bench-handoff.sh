@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 4 benchmarks: the operating system's part.
+# Hand-off benchmarks: the operating system's part of uspd.
 #   1. throughput of one stream through uspd into an application handed the stream by each launch
 #      kind — exec on stdin/stdout, exec on fd 3, a running unix application (SCM_RIGHTS hand-off),
 #      the tcp launch, and a relay-free session (uspd hands the TCP connection and its keys to

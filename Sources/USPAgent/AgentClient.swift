@@ -87,24 +87,19 @@ public struct AgentClient: Sendable {
 
     /// Sends `request`, reads the answer: the descriptor comes with its first byte.
     private func exchange(_ fd: CInt, _ request: AgentRequest) throws(AgentError) -> ([UInt8], CInt?) {
-        var descriptor: CInt?
+        var descriptors: [CInt] = []
         do throws(UnixError) {
             try StreamIO.writeAll(fd, AgentFrame.encode(request.encoded()))
-            var prefix: [UInt8] = []
-            while prefix.count < 4 {
-                let m = try DescriptorPassing.receive(fd, maxBytes: 4 - prefix.count, maxDescriptors: 1)
-                if m.isEndOfFile { throw UnixError(.closed, "the agent closed the connection without an answer") }
-                prefix += m.bytes
-                for d in m.descriptors {
-                    if descriptor == nil { descriptor = d } else { close(d) }
-                }
+            guard let n = try LengthPrefixedMessage.readLength(fd, descriptors: &descriptors) else {
+                throw UnixError(.closed, "the agent closed the connection without an answer")
             }
-            let n: Int
-            do throws(AgentError) { n = try AgentFrame.length(prefix) } catch { throw UnixError(.closed, "the answer's \(error.message)") }
-            return (try StreamIO.readExactly(fd, n), descriptor)
+            let body = try StreamIO.readExactly(fd, n)
+            for extra in descriptors.dropFirst() { close(extra) }
+            return (body, descriptors.first)
         } catch {
-            if let descriptor { close(descriptor) }
-            throw AgentError(error.code == .timedOut ? .timedOut : .protocolViolation, "agent \(socket.path): \(error.detail)")
+            for d in descriptors { close(d) }
+            let detail = error.code == .emptyMessage || error.code == .messageTooLarge ? "the answer's \(error.detail)" : error.detail
+            throw AgentError(error.code == .timedOut ? .timedOut : .protocolViolation, "agent \(socket.path): \(detail)")
         }
     }
 }

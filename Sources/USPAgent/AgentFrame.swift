@@ -1,53 +1,36 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import USPUnix
 
-/// The framing of the agent protocol, the same in both directions and the same as uspd's unix
-/// hand-off: a 4-byte big-endian length N (1 ≤ N ≤ 65536), then N bytes of UTF-8 JSON.
-/// A response that carries a descriptor has it attached (SCM_RIGHTS) to its first byte.
+/// The agent protocol's messages are `LengthPrefixedMessage`s, in both directions; this maps
+/// reading a request into the agent's error codes. A response that carries a descriptor has it
+/// attached to its first byte (`LengthPrefixedMessage.write(_:_:descriptor:)`).
 public enum AgentFrame {
-    public static let maximumLength = 65536
-
-    /// The length prefix and `body`.
+    /// The length prefix and `body`, which must be 1 to `LengthPrefixedMessage.maximumLength` bytes.
     public static func encode(_ body: [UInt8]) -> [UInt8] {
-        precondition((1...maximumLength).contains(body.count), "agent messages are 1…65536 bytes")
-        let n = UInt32(body.count)
-        return [UInt8(n >> 24), UInt8(n >> 16 & 0xff), UInt8(n >> 8 & 0xff), UInt8(n & 0xff)] + body
+        guard let frame = LengthPrefixedMessage.encode(body) else { preconditionFailure("agent messages are 1…65536 bytes") }
+        return frame
     }
 
     /// The length a prefix announces, checked: 0 is `malformed_request`, above the maximum `request_too_large`.
     public static func length(_ prefix: [UInt8]) throws(AgentError) -> Int {
-        let n = prefix.prefix(4).reduce(0) { $0 << 8 | Int($1) }
-        guard n > 0 else { throw AgentError(.malformedRequest, "the length prefix is 0; a message is 1 to \(maximumLength) bytes of JSON") }
-        guard n <= maximumLength else { throw AgentError(.requestTooLarge, "the length prefix announces \(n) bytes; at most \(maximumLength)") }
-        return n
+        do throws(UnixError) { return try LengthPrefixedMessage.length(prefix) } catch { throw requestError(error) }
     }
 
-    /// Reads one message body from a blocking socket (timeouts are the socket's).
+    /// Reads one request body from a blocking socket (timeouts are the socket's).
     /// A connection closed before its first byte is `end_of_file` (a liveness probe, not an error).
     public static func read(_ fd: CInt) throws(AgentError) -> [UInt8] {
-        let first = try readExactly(fd, 1, endOfFile: AgentError(.endOfFile, "closed before sending a request"))
-        let n = try length(first + (try readExactly(fd, 3)))
-        return try readExactly(fd, n)
+        let body: [UInt8]?
+        do throws(UnixError) { body = try LengthPrefixedMessage.read(fd) } catch { throw requestError(error) }
+        guard let body else { throw AgentError(.endOfFile, "closed before sending a request") }
+        return body
     }
 
-    static func readExactly(_ fd: CInt, _ count: Int, endOfFile: AgentError? = nil) throws(AgentError) -> [UInt8] {
-        do throws(UnixError) {
-            return try StreamIO.readExactly(fd, count)
-        } catch where error.code == .closed && endOfFile != nil {
-            throw endOfFile!
-        } catch where error.code == .timedOut {
-            throw AgentError(.timedOut, "no complete message within the time allowed")
-        } catch {
-            throw AgentError(.malformedRequest, "cannot read the message: \(error.detail)")
+    /// A request that could not be read, as the agent answers it.
+    static func requestError(_ error: UnixError) -> AgentError {
+        switch error.code {
+        case .emptyMessage: AgentError(.malformedRequest, error.detail)
+        case .messageTooLarge: AgentError(.requestTooLarge, error.detail)
+        case .timedOut: AgentError(.timedOut, "no complete message within the time allowed")
+        default: AgentError(.malformedRequest, "cannot read the message: \(error.detail)")
         }
-    }
-
-    /// Sends one message, with `descriptor` attached to its first byte if given.
-    public static func write(_ fd: CInt, _ body: [UInt8], descriptor: CInt? = nil) throws(UnixError) {
-        let frame = encode(body)
-        let sent = try DescriptorPassing.send(fd, bytes: frame, descriptors: descriptor.map { [$0] } ?? [])
-        if sent < frame.count { try StreamIO.writeAll(fd, Array(frame[sent...])) }
     }
 }

@@ -21,7 +21,7 @@ struct AgentOpener: Sendable {
                 log.record("login_removed", ["server": .string(request.server.hostPort), "message": .string(e.message)])
             })
         } catch let e as USPClientError {
-            throw AgentError(AgentError.Code(e.code.name), e.message)
+            throw AgentError(AgentError.Code(e.code.rawValue), e.message)
         } catch {
             throw AgentError(.systemCall, "\(request.server.hostPort): \(error)")
         }

@@ -3,7 +3,7 @@ import Glibc
 #endif
 
 /// A token bucket per program, keyed by the peer's uid and executable: `rate` opens refill per
-/// period, up to `burst` at once. Time is an argument (GUIDE §2), so tests drive it.
+/// period, up to `burst` at once. Time is an argument, not a clock read here, so tests drive it.
 public struct AgentRateLimiter: Sendable {
     /// `N/s`, `N/min` or `N/h` (`--rate`).
     public struct Rate: Hashable, Sendable, CustomStringConvertible {

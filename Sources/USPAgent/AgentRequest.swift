@@ -78,7 +78,7 @@ public struct AgentRequest: Hashable, Sendable {
             do throws(USPClientError) {
                 server = try ServerURI(parsing: uri)
             } catch {
-                throw AgentError(Code(error.code.name), error.message)
+                throw AgentError(Code(error.code.rawValue), error.message)
             }
             let application = try string(object, "application")
             var fields: [String: JSONValue] = [:]

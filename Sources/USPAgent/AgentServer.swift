@@ -247,7 +247,7 @@ public final class AgentServer: Sendable {
         let id = table.add(entry)
         let response = AgentResponse.opened(stream: id, tokenID: stream.tokenID, server: open.server.hostPort, application: open.application)
         do throws(UnixError) {
-            try AgentFrame.write(fd, response.encoded(), descriptor: pair.second)
+            try LengthPrefixedMessage.write(fd, response.encoded(), descriptor: pair.second)
         } catch {
             close(pair.second)
             close(pair.first)
@@ -288,7 +288,7 @@ public final class AgentServer: Sendable {
     // MARK: - Answers
 
     private func respond(_ fd: CInt, _ response: AgentResponse) {
-        try? AgentFrame.write(fd, response.encoded())
+        try? LengthPrefixedMessage.write(fd, response.encoded())
     }
 
     private func refuse(_ fd: CInt, _ peer: PeerProgram, _ error: AgentError, _ what: [String: JSONValue] = [:]) {

@@ -7,8 +7,8 @@ import Glibc
 #endif
 
 /// The application's side of one `unix` hand-off on an accepted control connection
-/// (docs/APPLICATIONS.md): reads `u32 big-endian length ‖ JSON` with exactly one descriptor
-/// (SCM_RIGHTS), answers `ok\n` or `error <reason>\n`, and closes the connection.
+/// (docs/APPLICATIONS.md): reads a `LengthPrefixedMessage` (the session's metadata) with exactly
+/// one descriptor (SCM_RIGHTS), answers `ok\n` or `error <reason>\n`, and closes the connection.
 public enum HandoffReceiver {
     /// How long a peer may take to send the whole message.
     public static let timeout = 5.0
@@ -80,21 +80,16 @@ public enum HandoffReceiver {
         let length: Int
         do throws(UnixError) {
             try UnixSocket.setTimeouts(connection, seconds: timeout)
-            // The descriptor comes with the first byte; the length prefix may arrive in pieces.
-            var header: [UInt8] = []
-            while header.count < 4 {
-                let got = try DescriptorPassing.receive(connection, maxBytes: 4 - header.count, maxDescriptors: 1)
-                descriptors += got.descriptors
-                if got.isEndOfFile { throw UnixError(.closed, "end of file after \(header.count) of 4 length bytes") }
-                header += got.bytes
+            guard let n = try LengthPrefixedMessage.readLength(connection, descriptors: &descriptors) else {
+                throw UnixError(.closed, "end of file after 0 of \(LengthPrefixedMessage.prefixLength) length bytes")
             }
-            length = header.reduce(0) { $0 << 8 | Int($1) }
+            length = n
+        } catch where error.code == .emptyMessage {
+            throw USPAppError(.malformedMetadata, error.detail)
+        } catch where error.code == .messageTooLarge {
+            throw USPAppError(.metadataTooLarge, error.detail)
         } catch {
             throw USPAppError(.malformedMetadata, "reading the length: \(error.detail)")
-        }
-        guard length >= 1 else { throw USPAppError(.malformedMetadata, "metadata length is 0") }
-        guard length <= SessionMetadata.maximumLength else {
-            throw USPAppError(.metadataTooLarge, "metadata length \(length) is above \(SessionMetadata.maximumLength)")
         }
         let json: [UInt8]
         do throws(UnixError) {

@@ -1,10 +1,11 @@
 import Foundation
+import USPUnix
 
 /// What uspd tells an application about a session (docs/APPLICATIONS.md): in a `unix` hand-off as
 /// a JSON object, in an exec'd process as `USP_*` variables.
 public struct SessionMetadata: Hashable, Sendable {
     /// The largest metadata message uspd sends (and this library accepts), in bytes of JSON.
-    public static let maximumLength = 65536
+    public static let maximumLength = LengthPrefixedMessage.maximumLength
 
     /// The application's name in uspd's apps.d.
     public var application: String

@@ -1,5 +1,6 @@
 import Foundation
 import TOMLKit
+import USPUnix
 
 /// Loads one `apps.d/*.toml` file (the shape is in `ApplicationDefinition`'s doc comment).
 ///

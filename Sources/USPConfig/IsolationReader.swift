@@ -1,4 +1,5 @@
 import TOMLKit
+import USPUnix
 
 /// Reads the isolation of an `exec` application (`Isolation`): `sandbox`, `user` and `group` in
 /// `[launch]`, and the `[rlimits]` table. Names are resolved here, at load, so an unknown user is

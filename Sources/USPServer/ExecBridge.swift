@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import USPCore
 import USPNIO
+import USPUnix
 
 #if canImport(Glibc)
 import Glibc
@@ -71,6 +72,25 @@ final class ExecBridge: ChannelBridge {
     override func stopped(code: USPError.Code) {
         // A stream that ended normally gives the command a moment to exit by itself; a reset or a
         // revocation terminates it at once. Either way it is killed if it lingers, and reaped.
-        child.stop(graceful: code == .ok, on: port.eventLoop, logger: logger)
+        stopChild(graceful: code == .ok)
+    }
+
+    /// Stops the child once its stream is over: SIGTERM to its process group (after 2 s when
+    /// graceful, else at once) unless it exited by itself, and SIGKILL three seconds later if it
+    /// is still there. `ChildProcess` has it reaped.
+    private func stopChild(graceful: Bool) {
+        let termAfter: Int64 = graceful ? 2000 : 0
+        let child = self.child
+        let logger = self.logger
+        let loop = port.eventLoop
+        loop.scheduleTask(in: .milliseconds(termAfter)) {
+            guard !child.reapIfExited() else { return }
+            child.signalGroup(SIGTERM)
+            loop.scheduleTask(in: .seconds(3)) {
+                guard !child.reapIfExited() else { return }
+                logger.notice("pid \(child.pid) ignored SIGTERM, killing it")
+                child.signalGroup(SIGKILL)
+            }
+        }
     }
 }

@@ -1,10 +1,11 @@
 import NIOCore
 import USPCore
+import USPUnix
 
 /// The bytes of a `unix` hand-off (docs/APPLICATIONS.md, "Hand-off to a running application").
 ///
 /// uspd → application, once per session, in one sendmsg whose SCM_RIGHTS carries exactly one
-/// descriptor (the application's end of the stream's socketpair):
+/// descriptor (the application's end of the stream's socketpair), a `LengthPrefixedMessage`:
 ///
 /// ```
 /// u32 big-endian N (1 ≤ N ≤ 65536) ‖ N bytes: a UTF-8 JSON object
@@ -16,7 +17,7 @@ import USPCore
 /// `error <reason>\n`) refuses. The application then closes the connection.
 enum HandoffMessage {
     /// The largest JSON body; a longer one is not sent (the stream is refused).
-    static let maximumLength = 65536
+    static let maximumLength = LengthPrefixedMessage.maximumLength
     /// The longest answer line read, newline included.
     static let maximumAnswerLength = 1024
     /// The largest relay-free snapshot sent; a larger one (a huge stream window full of early
@@ -42,9 +43,8 @@ enum HandoffMessage {
 
     /// Length prefix and JSON; nil if the JSON is longer than `maximumLength`.
     static func frame(_ metadata: JSONValue) -> [UInt8]? {
-        guard let json = try? metadata.encoded(), (1...maximumLength).contains(json.count) else { return nil }
-        let n = UInt32(json.count)
-        return [UInt8(n >> 24), UInt8(n >> 16 & 0xff), UInt8(n >> 8 & 0xff), UInt8(n & 0xff)] + json
+        guard let json = try? metadata.encoded() else { return nil }
+        return LengthPrefixedMessage.encode(json)
     }
 
     /// A relay-free hand-off (docs/PROTOCOL.md §14.2): the metadata with

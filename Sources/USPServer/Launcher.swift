@@ -166,7 +166,7 @@ public final class Launcher: Sendable {
         do throws(UnixError) {
             if stream == .fd3 { pair = try SocketPair.make() }
             let child = try ChildProcess.spawn(command, environment: environment, stream: pair.map { .socket($0.second) } ?? .pipes,
-                                               isolation: request.application.isolation,
+                                               confinement: ChildProcess.Confinement(request.application.isolation),
                                                onExit: exitHandler(request, stream: port.stream, release: release))
             if let pair { close(pair.second) }
             // The slot goes with the process (`onExit`), not with the stream.

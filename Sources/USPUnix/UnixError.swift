@@ -1,28 +1,13 @@
+import USPErrors
+
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// The one error type of USPUnix (GUIDE §3): a `Code` compared alone, the `errno` of the failed
-/// call when there was one, and a one-line detail for a person.
-public struct UnixError: Error, Hashable, Sendable, CustomStringConvertible {
-    public struct Code: Hashable, Sendable, CustomStringConvertible {
-        public let rawValue: String
-        public init(_ rawValue: String) { self.rawValue = rawValue }
-        public var description: String { rawValue }
-
-        /// A system call failed; `errno` says why.
-        public static let systemCall = Code("system_call")
-        /// The process or the system ran out of descriptors (EMFILE, ENFILE).
-        public static let descriptorsExhausted = Code("descriptors_exhausted")
-        /// More descriptors arrived than the receiver allowed, or the kernel truncated them (MSG_CTRUNC).
-        public static let tooManyDescriptors = Code("too_many_descriptors")
-        /// A socket path longer than `sun_path` holds, or with a NUL byte.
-        public static let invalidPath = Code("invalid_path")
-        /// The peer closed the connection before the expected bytes arrived.
-        public static let closed = Code("closed")
-        /// A receive timed out (SO_RCVTIMEO) or a send timed out (SO_SNDTIMEO).
-        public static let timedOut = Code("timed_out")
-    }
+/// The one error type of USPUnix: a `Code`, the `errno` of the failed call when there was one,
+/// and a one-line detail for a person. Two errors are equal when code and errno are.
+public struct UnixError: CodedError {
+    public typealias Code = ErrorCode<UnixError>
 
     public var code: Code
     /// The errno of the failed call, or 0.
@@ -55,4 +40,23 @@ public struct UnixError: Error, Hashable, Sendable, CustomStringConvertible {
         hasher.combine(code)
         hasher.combine(errno)
     }
+}
+
+extension ErrorCode<UnixError> {
+    /// A system call failed; `errno` says why.
+    public static var systemCall: Self { Self("system_call") }
+    /// The process or the system ran out of descriptors (EMFILE, ENFILE).
+    public static var descriptorsExhausted: Self { Self("descriptors_exhausted") }
+    /// More descriptors arrived than the receiver allowed, or the kernel truncated them (MSG_CTRUNC).
+    public static var tooManyDescriptors: Self { Self("too_many_descriptors") }
+    /// A socket path longer than `sun_path` holds, or with a NUL byte.
+    public static var invalidPath: Self { Self("invalid_path") }
+    /// The peer closed the connection before the expected bytes arrived.
+    public static var closed: Self { Self("closed") }
+    /// A receive timed out (SO_RCVTIMEO) or a send timed out (SO_SNDTIMEO).
+    public static var timedOut: Self { Self("timed_out") }
+    /// A `LengthPrefixedMessage` whose length prefix is 0.
+    public static var emptyMessage: Self { Self("empty_message") }
+    /// A `LengthPrefixedMessage` longer than `LengthPrefixedMessage.maximumLength`.
+    public static var messageTooLarge: Self { Self("message_too_large") }
 }

@@ -16,7 +16,8 @@ extension AgentCommand {
             try await reporting {
                 let home = global.clientHome
                 try home.prepare()
-                let launcher = AgentLauncher(home: home, arguments: agent.arguments)
+                let launcher = AgentLauncher(home: home, arguments: ["usp", "--home", home.directory, "agent", "run", "--quiet"] + agent.arguments,
+                                             errorPrefix: "usp: agent: ")
                 let client = AgentClient(socket: launcher.socket)
                 if let fd = try client.connect() {
                     let pid = try client.status(on: fd).pid.map { "pid \($0)" } ?? "pid unknown"

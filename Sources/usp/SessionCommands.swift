@@ -4,6 +4,7 @@ import Glibc
 import USPAgent
 import USPClient
 import USPCore
+import USPUnix
 
 struct Menu: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Show a server's application menu.")
@@ -16,7 +17,7 @@ struct Menu: AsyncParsableCommand {
         try await reporting {
             let server = try parseURI(uri)
             let home = global.clientHome
-            let c = try await menuConnection(server, home: home, options: try connection.options())
+            let c = try await USPConnection.connectForMenu(to: server, home: home, options: try connection.options(), notice: printError)
             let menu = try await c.menu()
             let saved = try? home.loadLogin(for: server)
             await c.close()
@@ -112,18 +113,21 @@ struct Login: AsyncParsableCommand {
             var method = user == nil ? "noise_static" : "password"
             if let sshKey {
                 let signingKey = try SSHKeyFile.privateKey(at: sshKey)
-                c = try await menuConnection(server, home: home, options: try connection.options(), useSavedLogin: false)
+                c = try await USPConnection.connectForMenu(to: server, home: home, options: try connection.options(), useSavedLogin: false,
+                                                             notice: printError)
                 token = try await c.login(signingKey: signingKey, user: user)
                 method = "publickey"
             } else if let user {
                 let password = try readPassword(user: user, server: server)
-                c = try await menuConnection(server, home: home, options: try connection.options(), useSavedLogin: false)
+                c = try await USPConnection.connectForMenu(to: server, home: home, options: try connection.options(), useSavedLogin: false,
+                                                             notice: printError)
                 token = try await c.login(user: user, password: password)
             } else {
                 guard try home.loadIdentity() != nil else {
                     throw USPClientError(.localFile, "no identity key in \(home.directory): run usp keygen, give the server's administrator the public key, then log in with --key")
                 }
-                c = try await menuConnection(server, home: home, options: try connection.options(), useSavedLogin: false)
+                c = try await USPConnection.connectForMenu(to: server, home: home, options: try connection.options(), useSavedLogin: false,
+                                                             notice: printError)
                 token = try await c.loginWithKey()
             }
             await c.close()
@@ -141,41 +145,16 @@ struct Login: AsyncParsableCommand {
                 .trimmingCharacters(in: CharacterSet(charactersIn: "\r"))
         }
         if isatty(STDIN_FILENO) == 1 {
-            return try Terminal.readSecret(prompt: "password for \(user) on \(server.hostPort): ")
+            do throws(UnixError) {
+                return try TerminalSecretPrompt.read(prompt: "password for \(user) on \(server.hostPort): ")
+            } catch {
+                throw USPClientError(.localFile, "cannot open the terminal for the password prompt; use --password-file FILE")
+            }
         }
         guard let line = readLine(strippingNewline: true) else {
             throw USPClientError(.invalidArgument, "no password: standard input is empty; use --password-file FILE or a terminal")
         }
         return line
-    }
-}
-
-enum Terminal {
-    /// Prompts on /dev/tty and reads a line with echo off (restored afterwards, even on error).
-    static func readSecret(prompt: String) throws -> String {
-        let fd = open("/dev/tty", O_RDWR | O_CLOEXEC)
-        guard fd >= 0 else { throw USPClientError(.localFile, "cannot open the terminal for the password prompt; use --password-file FILE") }
-        defer { close(fd) }
-        _ = prompt.withCString { write(fd, $0, strlen($0)) }
-        var saved = termios()
-        let haveTermios = tcgetattr(fd, &saved) == 0
-        if haveTermios {
-            var quiet = saved
-            quiet.c_lflag &= ~tcflag_t(ECHO)
-            quiet.c_lflag |= tcflag_t(ECHONL)
-            tcsetattr(fd, TCSAFLUSH, &quiet)
-        }
-        defer { if haveTermios { tcsetattr(fd, TCSAFLUSH, &saved) } }
-        var bytes: [UInt8] = []
-        var c: UInt8 = 0
-        while true {
-            let n = read(fd, &c, 1)
-            if n < 0, errno == EINTR { continue }
-            if n <= 0 || c == UInt8(ascii: "\n") { break }
-            bytes.append(c)
-        }
-        if bytes.last == UInt8(ascii: "\r") { bytes.removeLast() }
-        return String(decoding: bytes, as: UTF8.self)
     }
 }
 
@@ -203,34 +182,8 @@ struct Connect: AsyncParsableCommand {
             let home = global.clientHome
             let options = try connection.options()
             let textFields = try RequestFields.parse(fields)
-            let wait = Duration.milliseconds(max(0, min(earlyWait, 1000)))
-            let stream: USPStream
-            var ended = false
-            var closing: Task<Void, Never>?
-            if textFields.isEmpty {
-                // Begin by name: one connection, the name, saved login and first bytes in message 1.
-                (stream, ended) = try await Self.beginByName(server, home: home, options: options, application: application,
-                                                             input: input, wait: wait)
-            } else {
-                // Fields are typed by the menu's expected_request_body: fetch the menu, then the token.
-                let menu = try await menuConnection(server, home: home, options: options)
-                let token = try await menu.requestApplication(name: application, textFields: textFields)
-                closing = Task { await menu.close() }
-                let first: [UInt8]
-                (first, ended) = input.takeAvailable(upTo: USPConnection.earlyDataBudget(.ik), waitingAtMost: wait)
-                stream = try await USPConnection.connectDedicated(to: server, home: home, token: token, initialData: first, options: options)
-            }
-            do {
-                // Pipes, sockets and terminals go through the event loop; files through a thread.
-                if try await !StdioPipeBridge.run(stream: stream, input: input, inputEnded: ended) {
-                    try await StdioBridge.run(stream: stream, input: input, inputEnded: ended)
-                }
-            } catch {
-                await stream.close()
-                throw error
-            }
-            await stream.close()
-            await closing?.value
+            try await StdioApplicationSession.run(application, server: server, home: home, options: options, textFields: textFields,
+                                                  input: input, earlyWait: .milliseconds(max(0, min(earlyWait, 1000))), notice: printError)
         }
     }
 
@@ -253,18 +206,6 @@ struct Connect: AsyncParsableCommand {
             try await DescriptorBridge.run(socket: opened.descriptor)
         }
         return used
-    }
-
-    /// A dedicated connection begun by name with the saved login, if any (`DedicatedBegin`).
-    static func beginByName(_ server: ServerURI, home: ClientHome, options: USPConnectionOptions, application: String,
-                            input: FDReader, wait: Duration) async throws -> (USPStream, Bool) {
-        var ended = false
-        let stream = try await DedicatedBegin.byName(application, server: server, home: home, options: options, initialData: { budget in
-            let (first, atEnd) = input.takeAvailable(upTo: budget, waitingAtMost: wait)
-            ended = atEnd
-            return first
-        }, onLoginExpired: { e in printError("warning: \(e.message); the saved login was removed") })
-        return (stream, ended)
     }
 }
 
@@ -327,7 +268,7 @@ struct Forward: AsyncParsableCommand {
             }
             var o = options
             // Check the application and the login now, not at the first local connection.
-            let first = try await menuConnection(server, home: home, options: options)
+            let first = try await USPConnection.connectForMenu(to: server, home: home, options: options, notice: printError)
             _ = try await first.requestApplication(name: application, textFields: textFields)
             await first.close()
             o.authorizationToken = try home.loadLogin(for: server)?.token

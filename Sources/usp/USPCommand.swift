@@ -86,26 +86,6 @@ func parseURI(_ text: String) throws -> ServerURI {
     try ServerURI(parsing: text)
 }
 
-/// Connects for the menu with the saved login, if any. A saved login the server no longer
-/// accepts is forgotten (with a warning) and the connection made without it.
-func menuConnection(_ server: ServerURI, home: ClientHome, options: USPConnectionOptions, useSavedLogin: Bool = true) async throws -> USPConnection {
-    var o = options
-    let saved = useSavedLogin ? try home.loadLogin(for: server) : nil
-    o.authorizationToken = saved?.token
-    do {
-        let c = try await USPConnection.connect(to: server, home: home, options: o)
-        if c.recordedServerKey {
-            printError("added \(server.hostPort) (\(c.serverFingerprint)) to \(home.knownServersPath)")
-        }
-        return c
-    } catch let e as USPClientError where e.code == .loginExpired && saved != nil {
-        home.removeLogin(for: server)
-        printError("warning: \(e.message); the saved login was removed")
-        o.authorizationToken = nil
-        return try await USPConnection.connect(to: server, home: home, options: o)
-    }
-}
-
 // MARK: - Keys
 
 struct Keygen: AsyncParsableCommand {

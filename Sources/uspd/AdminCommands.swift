@@ -52,7 +52,7 @@ struct User: AsyncParsableCommand {
                 guard let line = readLine(strippingNewline: true), !line.isEmpty else { throw Failure("no password on stdin") }
                 password = line
             } else if generatePassword {
-                password = Backend.randomPassword()
+                password = GeneratedPassword.make()
             }
             var user = try store.user(named: name) ?? UserRecord(name: name)
             if let password { user.passwordHash = try Backend.hashPassword(password) }

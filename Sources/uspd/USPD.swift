@@ -116,7 +116,7 @@ struct Serve: AsyncParsableCommand {
         }
         let logger = home.bootstrapLogging(config)
         if !homeDir.exists {
-            let password = try Backend.initialize(homeDir, logger: logger)
+            let password = try homeDir.initialize(logger: logger)
             printAdminPassword(password)
         }
         let key = try ServerHome.loadHostKey(at: homeDir.hostKeyPath)
@@ -127,7 +127,8 @@ struct Serve: AsyncParsableCommand {
         options.inheritedSockets = Systemd.inheritedSockets()
         let runtime = ServerRuntime(options: options, staticKey: key, policy: policy, logger: logger)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
-        let watcher = Backend.ApplicationsWatcher(directory: homeDir.appsDirectory, defaultTokenLifetime: config.applicationTokenLifetime, logger: logger)
+        let watcher = ApplicationsWatcher(directory: homeDir.appsDirectory, defaultTokenLifetime: config.applicationTokenLifetime,
+                                          report: { problem in logger.error("\(problem)") })
         let daemon = USPDaemon(runtime: runtime, group: group,
                                loadApplications: { watcher.load() },
                                onHangup: { watcher.forceNext() },
@@ -169,7 +170,7 @@ struct Init: AsyncParsableCommand {
         if homeDir.exists {
             throw Failure("\(homeDir.directory) is already initialised (host key \(homeDir.hostKeyPath) exists)")
         }
-        let password = try Backend.initialize(homeDir, logger: logger)
+        let password = try homeDir.initialize(logger: logger)
         printAdminPassword(password)
         let key = try ServerHome.loadHostKey(at: homeDir.hostKeyPath)
         print("initialised \(homeDir.directory); server key \(Base64URL.encode(key.publicKey)) (\(Fingerprint.of(key.publicKey)))")

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import USPConfig
+import USPUnix
 
 /// apps.d isolation settings (`sandbox`, `user`, `group`, `[rlimits]`) and uspd.toml rate limits.
 @Suite("apps.d isolation and uspd.toml rate limits")

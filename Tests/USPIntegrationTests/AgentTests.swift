@@ -2,7 +2,7 @@ import Foundation
 import Testing
 import USPUnix
 
-/// Issue 4 item 5 with real processes: uspd, `usp login`, `usp agent`, and local programs that ask
+/// The client agent with real processes: uspd, `usp login`, `usp agent`, and local programs that ask
 /// the agent for streams (a Python script with no credentials, `usp connect`, raw requests).
 @Suite(.serialized) struct AgentTests {
     static let config = "handshake_timeout = 1\nhandshake_burst = 100\n"

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 import USPUnix
 
-/// Items 1–3 of issue 4 with real processes: `exec` with `stream = "fd3"`, `unix` hand-off to a
+/// Hand-offs with real processes: `exec` with `stream = "fd3"`, `unix` hand-off to a
 /// running application (the Swift example on USPApp and a Python one), and the specific errors.
 @Suite(.serialized) struct HandoffTests {
     /// Several `usp` runs in quick succession from 127.0.0.1 exceed the default handshake burst of 5.

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-/// Issue 4 item 3 with a real uspd: exec'd applications in a network namespace of their own, as
+/// A real uspd's exec'd applications: in a network namespace of their own, as
 /// another user and group, under resource limits and a process cap; a crashing application is
 /// reaped, logged and audited while the daemon and other sessions go on.
 @Suite(.serialized) struct IsolationTests {

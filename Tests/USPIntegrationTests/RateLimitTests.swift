@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-/// Issue 4 item 4 with a real uspd: each uspd.toml rate limit refuses with its code, writes a
+/// Rate limits with a real uspd: each uspd.toml rate limit refuses with its code, writes a
 /// `rate_limited` audit row naming the limit, and leaves other clients served.
 @Suite(.serialized) struct RateLimitTests {
     static let base = "handshake_timeout = 2\nhandshake_burst = 100\n"

@@ -1,25 +1,34 @@
 import Foundation
+#if canImport(Glibc)
 import Glibc
-import USPAgent
+#endif
 import USPClient
 import USPUnix
 
-/// `usp agent start`: runs `usp agent run --quiet` as a daemon (a session of its own, stdin and
-/// stdout on /dev/null, stderr to HOME/agent.err, no descriptor of ours) and waits until it
-/// answers a status request on HOME/agent.sock with its pid. Its events go to HOME/agent.log as always; agent.err gets only
-/// what is not an event: a refusal to start, a crash.
-struct AgentLauncher {
-    let home: ClientHome
-    /// The agent's options (`AgentOptions.arguments`).
-    let arguments: [String]
-    var timeout: Double = 5
+/// `usp agent start`: runs this program again as the agent, as a daemon (a session of its own,
+/// stdin and stdout on /dev/null, stderr to HOME/agent.err, no descriptor of ours), and waits
+/// until it answers a status request on HOME/agent.sock with its pid. Its events go to
+/// HOME/agent.log as always; agent.err gets only what is not an event: a refusal to start, a crash.
+public struct AgentLauncher: Sendable {
+    public let home: ClientHome
+    /// The agent's command line, argv[0] first; the program is this process's own executable.
+    public let arguments: [String]
+    /// What the agent writes before its error line on stderr; `start` drops it from the error it throws.
+    public let errorPrefix: String
+    public var timeout: Double = 5
 
-    var errorLogPath: String { home.directory + "/agent.err" }
-    var socket: AgentSocketPath { .of(home: home) }
+    public init(home: ClientHome, arguments: [String], errorPrefix: String) {
+        self.home = home
+        self.arguments = arguments
+        self.errorPrefix = errorPrefix
+    }
+
+    public var errorLogPath: String { home.directory + "/agent.err" }
+    public var socket: AgentSocketPath { .of(home: home) }
 
     /// Starts the agent; returns its pid once it answers. If it exits first, the error is its
     /// own line from agent.err; if it does not answer in time, it is stopped and the error says so.
-    func start() throws(AgentError) -> pid_t {
+    public func start() throws(AgentError) -> pid_t {
         let executable = try Self.ownExecutable()
         let errorLog = open(errorLogPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard errorLog >= 0 else { throw AgentError(.systemCall, "cannot open \(errorLogPath): \(String(cString: strerror(errno)))") }
@@ -30,8 +39,7 @@ struct AgentLauncher {
         var environment = ProcessInfo.processInfo.environment
         // Not the agent's: a service manager's sockets and notification socket are ours, if any.
         for name in ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET"] { environment[name] = nil }
-        var spawn = ProcessSpawn(path: executable, arguments: ["usp", "--home", home.directory, "agent", "run", "--quiet"] + arguments,
-                                 environment: environment)
+        var spawn = ProcessSpawn(path: executable, arguments: arguments, environment: environment)
         spawn.standardOutput = null
         spawn.standardError = errorLog
         spawn.newSession = true
@@ -60,11 +68,10 @@ struct AgentLauncher {
         throw AgentError(.startFailed, "the agent (pid \(pid)) did not answer on \(socket.path) within \(Int(timeout)) s and was stopped; see \(errorLogPath) and \(home.directory)/agent.log")
     }
 
-    /// The last non-empty line of a small text file, without the agent's `usp: agent: ` prefix.
+    /// The last non-empty line of a small text file, without `errorPrefix`.
     private func lastLine(of path: String) -> String? {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8), let line = text.split(separator: "\n").last else { return nil }
-        let prefix = "usp: agent: "
-        return line.hasPrefix(prefix) ? String(line.dropFirst(prefix.count)) : String(line)
+        return line.hasPrefix(errorPrefix) ? String(line.dropFirst(errorPrefix.count)) : String(line)
     }
 
     /// This program's path (execve does not search PATH, and argv[0] may be relative).

@@ -4,8 +4,8 @@ import Glibc
 import Darwin
 #endif
 
-/// Users and groups of this system, and who uspd runs as: what `ApplicationLoader` resolves
-/// `launch.user` and `launch.group` against. Tests give their own.
+/// Users and groups of this system, and who this process runs as: what an application's
+/// `launch.user` and `launch.group` are resolved against when apps.d is loaded. Tests give their own.
 public struct SystemAccounts: Sendable {
     /// (uid, primary gid) of a user name.
     public var user: @Sendable (String) -> (uid: UInt32, gid: UInt32)?
@@ -15,7 +15,7 @@ public struct SystemAccounts: Sendable {
     public var groupName: @Sendable (UInt32) -> String?
     /// The name and primary gid of a uid (nil when the user database has no such uid).
     public var userByID: @Sendable (UInt32) -> (name: String, gid: UInt32)?
-    /// uspd's effective user ID; switching users needs 0.
+    /// This process's effective user ID; switching users needs 0.
     public var effectiveUserID: @Sendable () -> UInt32
 
     public init(user: @escaping @Sendable (String) -> (uid: UInt32, gid: UInt32)?, group: @escaping @Sendable (String) -> UInt32?,

@@ -96,7 +96,7 @@ public final class ServerRuntime: Sendable {
         switch limiter.connectionAccepted(from: peer) {
         case .admit: break
         case .tooManyFromSource:
-            // Before the handshake nothing is sent (GUIDE §2: darkness to strangers); the audit
+            // Before the handshake nothing is sent (darkness to strangers); the audit
             // row and the log line say which limit. The handshake rate limit above bounds how
             // many such rows one source can cause.
             let detail = "max_connections_per_source (\(options.maxConnectionsPerSource ?? 0)) reached for \(HandshakeRateLimiter.sourceKey(peer))"
@@ -278,7 +278,7 @@ public final class USPDaemon: Service, Sendable {
             .serverChannelOption(ChannelOptions.backlog, value: 256)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .serverChannelInitializer { channel in
-                // Running out of descriptors must not spin the accept loop (GUIDE §4.12).
+                // Running out of descriptors must not spin the accept loop.
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler())
                 }

@@ -10,10 +10,14 @@ import Darwin
 ///
 /// **Durability.** The file is in WAL mode with `synchronous=FULL` on the writer connection, set
 /// after GRDB's own set-up (which chooses NORMAL) and read back at open: if it does not read 2,
-/// `init` throws `.durability` (GUIDE rule 9). Every write method runs in one `IMMEDIATE`
-/// transaction and returns after its COMMIT, so under FULL the WAL has been fsynced when it
-/// returns: a token that `insertToken` accepted, or a revocation that `revokeTokens` returned,
-/// survives `kill -9` and power loss.
+/// `init` throws `.durability`. Every write method runs in one `IMMEDIATE` transaction and
+/// returns after its COMMIT, so under FULL the WAL has been synced when it returns: a token that
+/// `insertToken` accepted, or a revocation that `revokeTokens` returned, survives `kill -9` and
+/// power loss. The daemon's grants take the other path, so that no event loop waits for the
+/// disk: `commit(_:durable: false)` (and `revokeTokens(ids:at:durable: false)`) commit under
+/// NORMAL without a sync, and `syncDurably()`, run off the event loops, syncs the WAL without
+/// holding the writer; a grant leaves only after that. The writer never checkpoints itself
+/// (`wal_autocheckpoint = 0`): `syncDurably` checkpoints from a connection of its own.
 ///
 /// **Refusals at open** (each a `StoreError` whose message names the file):
 /// - `.notADatabase`: the file does not start with SQLite's header. It is checked by reading the
@@ -460,7 +464,7 @@ public final class SQLiteStore: USPStore, Sendable {
         }
     }
 
-    /// fsync of the `-wal` file (which holds every commit not yet checkpointed; a checkpoint syncs
+    /// fdatasync of the `-wal` file (which holds every commit not yet checkpointed; a checkpoint syncs
     /// the database file itself before the WAL is reused), then a passive checkpoint from the
     /// checkpoint connection once the WAL is large. Neither holds the writer.
     public func syncDurably() throws {
@@ -473,9 +477,10 @@ public final class SQLiteStore: USPStore, Sendable {
             throw StoreError(.io, path: path, "cannot open \(wal) to sync it: \(String(cString: strerror(code)))")
         }
         defer { Self.closeDescriptor(fd) }
-        guard fsync(fd) == 0 else {
+        // fdatasync as SQLite's own syncs: the data and whatever metadata reading it back needs.
+        guard fdatasync(fd) == 0 else {
             let code = errno
-            throw StoreError(.io, path: path, "fsync of \(wal) failed: \(String(cString: strerror(code)))")
+            throw StoreError(.io, path: path, "fdatasync of \(wal) failed: \(String(cString: strerror(code)))")
         }
         var info = stat()
         if fstat(fd, &info) == 0, Int(info.st_size) > Self.checkpointThreshold {

@@ -84,8 +84,8 @@ BEGIN {
     printf "    %-44s %9s %7s  %-8s %s\n", "", "MB/s", "ratio", "verdict", "per CPU-s: MB/s, ratio"
     printf "    %-44s %9s %7s  (openssl runs before/after: %s, %s; the higher is used)\n", "openssl speed -evp chacha20-poly1305", (num(ossl) ? ossl : "n/a"), "1.000", o1, o2
     t1 = 1
-    split("seal16k_MBps|seal in place (target)|1;open16k_MBps|open in place (target)|1;stream_seal16k_MBps|session: seal(_:appendingTo:)|1;stream_read16k_MBps|session: RecordReader append + nextRecord|1;aead16k_MBps|one AEAD call, no record layer (info)|0", rows, ";")
-    for (i = 1; i <= 5; i++) {
+    split("seal16k_MBps|seal in place (target)|1;open16k_MBps|open in place (target)|1;stream_seal16k_MBps|session: seal(_:appendingTo:)|1;stream_read16k_MBps|session: RecordReader append + nextRecord|1;aead16k_MBps|one AEAD call, no record layer (info)|0;session16k_MBps|ServerSession.receive + actions + consumed (info)|0", rows, ";")
+    for (i = 1; i <= 6; i++) {
         split(rows[i], q, "|"); key = q[1]; label = q[2]; judged = q[3] + 0
         v = r[key]; c = r[key "_cpu"]
         if (num(v) && num(ossl) && ossl > 0) {
@@ -102,8 +102,8 @@ BEGIN {
 
     printf " 2. Heap allocations per record in steady state (target 0)\n"
     t2 = 1
-    split("mallocs_per_record_seal|seal in place;mallocs_per_record_open|open in place;mallocs_per_record_stream|seal(_:appendingTo:) + RecordReader", rows, ";")
-    for (i = 1; i <= 3; i++) {
+    split("mallocs_per_record_seal|seal in place;mallocs_per_record_open|open in place;mallocs_per_record_stream|seal(_:appendingTo:) + RecordReader;mallocs_per_record_session|ServerSession.receive + actions + consumed", rows, ";")
+    for (i = 1; i <= 4; i++) {
         split(rows[i], q, "|"); v = r[q[1]]
         if (num(v)) { ok = (v + 0 == 0); if (!ok) t2 = 0; printf "    %-44s %9s  %s\n", q[2], v, (ok ? "PASS" : "FAIL (allocates)") }
         else { t2 = 0; printf "    %-44s %9s  %s\n", q[2], "n/a", "FAIL (not measured: interposer not loaded)" }

@@ -11,7 +11,7 @@ func report(_ rec: RecordResults, _ hs: HandshakeResults, _ options: Options) {
     print("Record layer, 16 KiB plaintext per record (MB/s = 10^6 plaintext bytes per second)")
     print("  " + pad("figure", 56) + pad("median", 8, right: true) + pad("per CPU-s", 11, right: true)
           + pad("min", 8, right: true) + pad("max", 8, right: true))
-    for f in [rec.seal, rec.open, rec.streamSeal, rec.streamRead, rec.aead] {
+    for f in [rec.seal, rec.open, rec.streamSeal, rec.streamRead, rec.aead, rec.session] {
         print("  " + pad(f.label, 56) + pad(format(f.median, 0), 8, right: true) + pad(format(f.medianPerCPU, 0), 11, right: true)
               + pad(format(f.min, 0), 8, right: true) + pad(format(f.max, 0), 8, right: true))
     }
@@ -25,6 +25,7 @@ func report(_ rec: RecordResults, _ hs: HandshakeResults, _ options: Options) {
     allocLine("seal in place", rec.allocSeal)
     allocLine("open in place", rec.allocOpen)
     allocLine("stream: seal(_:appendingTo:) + RecordReader", rec.allocStream)
+    allocLine("session: ServerSession.receive + actions + consumed", rec.allocSession)
 
     print("")
     print("Raw X25519 (swift-crypto / BoringSSL), µs per operation")
@@ -80,13 +81,13 @@ func report(_ rec: RecordResults, _ hs: HandshakeResults, _ options: Options) {
 
     func value(_ x: Double, _ decimals: Int) -> String { x.isFinite ? format(x, decimals) : "NA" }
     var result: [(String, String)] = []
-    for f in [rec.seal, rec.open, rec.streamSeal, rec.streamRead, rec.aead] {
+    for f in [rec.seal, rec.open, rec.streamSeal, rec.streamRead, rec.aead, rec.session] {
         result.append((f.key, value(f.median, 1)))
         result.append((f.key + "_cpu", value(f.medianPerCPU, 1)))
     }
     result += [
         ("mallocs_per_record_seal", value(rec.allocSeal, 4)), ("mallocs_per_record_open", value(rec.allocOpen, 4)),
-        ("mallocs_per_record_stream", value(rec.allocStream, 4)),
+        ("mallocs_per_record_stream", value(rec.allocStream, 4)), ("mallocs_per_record_session", value(rec.allocSession, 4)),
         (hs.keygenRandom.key, value(hs.keygenRandom.median, 2)), (hs.keygenBytes.key, value(hs.keygenBytes.median, 2)),
         (hs.dh.key, value(hs.dh.median, 2)),
     ]

@@ -8,6 +8,9 @@ struct RecordResults {
     var aead = Figure("aead16k_MBps", "one AEAD call (CipherState.seal, 16 KiB, no header)", .rate)
     var allocRecords = 0
     var allocSeal = Double.nan, allocOpen = Double.nan, allocStream = Double.nan
+    /// ServerSession.receive of DATA records + its actions carried out + credit returned.
+    var session = Figure("session16k_MBps", "session: ServerSession.receive + actions + consumed", .rate)
+    var allocSession = Double.nan
 }
 
 func runRecords(_ options: Options, counting: Bool) throws -> RecordResults {
@@ -49,6 +52,20 @@ func runRecords(_ options: Options, counting: Bool) throws -> RecordResults {
         out.aead.add(megabytesPerSecond(records: records, ns: aead.timed), share: aead.share)
     }
 
+    // The session data path, in batches of 4 records (the client's credit comes back in between).
+    var sessionBench = try SessionBench()
+    for _ in 0..<(n / 16) { _ = try sessionBench.run(records: 4) }
+    for run in 1...options.runs {
+        note("session: run \(run)/\(options.runs)")
+        var section = Section()
+        try section.measure {
+            var ns: UInt64 = 0
+            for _ in 0..<(records / 4) { ns &+= try sessionBench.run(records: 4) }
+            return ns
+        }
+        out.session.add(megabytesPerSecond(records: records / 4 * 4, ns: section.timed), share: section.share)
+    }
+
     // Mallocs per record, after the warm-up above; counting is on only around the measured calls.
     let m = options.allocRecords
     out.allocRecords = m
@@ -63,6 +80,9 @@ func runRecords(_ options: Options, counting: Bool) throws -> RecordResults {
         AllocCounter.reset()
         _ = try rec.stream(records: m, countAllocs: true)
         out.allocStream = Double(AllocCounter.mallocs) / Double(m)
+        AllocCounter.reset()
+        for _ in 0..<(m / 4) { _ = try sessionBench.run(records: 4, countAllocs: true) }
+        out.allocSession = Double(AllocCounter.mallocs) / Double(m / 4 * 4)
         AllocCounter.reset()
     }
     return out

@@ -240,10 +240,10 @@ public struct DedicatedStreamSession: Sendable {
     }
 
     /// Hands the bytes to send to `body` and forgets them.
-    public mutating func drainOutbound<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R { link.composer.drain(body) }
+    public mutating func drainOutbound<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R { link.drain(body) }
 
     /// Bytes waiting to be sent.
-    public var outboundByteCount: Int { link.composer.pendingByteCount }
+    public var outboundByteCount: Int { link.outboundByteCount }
 
     // test hook: seals `plaintext` (frame bytes) as one record, unchecked, as a hostile peer would.
     mutating func _sendRawRecord(_ plaintext: [UInt8]) throws(USPError) { try link.sendRawRecord(plaintext) }

@@ -1,12 +1,12 @@
-/// What every session role does with its link the same way: drain the outbound bytes after any
-/// handshake message still pending, and the application side's calls on a stream.
+/// What every session role does with its link the same way: drain the outbound bytes (any
+/// handshake message still pending first), and the application side's calls on a stream.
 extension SessionLink {
-    /// Hands `handshakeBytes` (drained and emptied) and then the sealed records to `body` in one
-    /// buffer, and forgets them; with no handshake bytes pending, the composer's own storage.
-    mutating func drain<R>(after handshakeBytes: inout [UInt8], _ body: (UnsafeRawBufferPointer) -> R) -> R {
-        guard !handshakeBytes.isEmpty else { return composer.drain(body) }
-        var all = handshakeBytes
-        handshakeBytes = []
+    /// Hands the unsent handshake message and then the sealed records to `body` in one buffer, and
+    /// forgets them; with no handshake message pending, straight from the composer's own storage.
+    mutating func drain<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
+        guard !unsentHandshake.isEmpty else { return composer.drain(body) }
+        var all = unsentHandshake
+        unsentHandshake = []
         composer.drain { all.append(contentsOf: $0) }
         return all.withUnsafeBytes(body)
     }

@@ -5,6 +5,8 @@ struct SessionLink: Sendable {
     var reader: RecordReader?
     var composer: RecordComposer
     var streams: StreamTable
+    /// The last handshake message, until the shell drains it: it goes out before any record.
+    var unsentHandshake: [UInt8] = []
     /// The peer's limit on DATA payload per frame, from its record size.
     var maxDataPerFrame: Int { composer.recordCapacity - Frame.dataHeaderLength }
 
@@ -14,7 +16,9 @@ struct SessionLink: Sendable {
         self.streams = streams
     }
 
-    init(result: HandshakeResult, configuration: SessionConfiguration, role: StreamTable.Role) throws(USPError) {
+    init(result: HandshakeResult, configuration: SessionConfiguration, role: StreamTable.Role,
+         unsentHandshake: [UInt8] = []) throws(USPError) {
+        self.unsentHandshake = unsentHandshake
         let peer = result.peerHello
         let sealer = RecordSealer(cipher: result.transport.send, maxPlaintext: Int(peer.maxRecordPlaintext),
                                   rekeyAfterBytes: min(configuration.rekeyAfterBytes, peer.rekeyLimit / 2))
@@ -110,8 +114,13 @@ struct SessionLink: Sendable {
         }
     }
 
+    /// Bytes waiting to be sent: the handshake message, then sealed records.
+    var outboundByteCount: Int { unsentHandshake.count + composer.pendingByteCount }
+
     /// Drops buffer storage while idle, so an idle session holds only its keys and tables.
     mutating func releaseIdleStorage() {
+        guard outboundByteCount == 0 else { return }
+        unsentHandshake = []
         reader?.releaseStorage()
         composer.releaseStorage()
     }

@@ -256,7 +256,7 @@ public struct ClientSession {
         case .transport(var t):
             machine = .modifying
             defer { machine = .transport(t) }
-            return t.drain(body)
+            return t.link.drain(body)
         case .awaitingMessage2(var h):
             machine = .modifying
             defer { machine = .awaitingMessage2(h) }
@@ -273,7 +273,7 @@ public struct ClientSession {
 
     /// Frees buffer storage while nothing is pending (call when the connection goes idle).
     public mutating func releaseIdleStorage() {
-        _ = try? withTransport { (t) throws(USPError) in t.releaseIdleStorage() }
+        _ = try? withTransport { (t) throws(USPError) in t.link.releaseIdleStorage() }
     }
 
     /// Bytes waiting to be sent.
@@ -281,7 +281,7 @@ public struct ClientSession {
         switch machine {
         case .idle: 0
         case .awaitingMessage2(let h): h.unsent.count
-        case .transport(let t): t.outboundByteCount
+        case .transport(let t): t.link.outboundByteCount
         case .closedInHandshake(let unsent): unsent.count
         case .modifying: preconditionFailure("the outbound count is read while the state is being changed")
         }

@@ -11,8 +11,6 @@ struct ClientTransport {
 
     var phase: Phase = .awaitingReply
     var link: SessionLink
-    /// Message 1 or 3, if the shell has not drained it yet (it goes before any record).
-    var handshakeBytes: [UInt8]
     let handshake: HandshakeResult
     let configuration: SessionConfiguration
     let clientSessionID: String
@@ -35,11 +33,10 @@ struct ClientTransport {
     init(_ done: ClientHandshaking.Finished, handshakeBytes: [UInt8], start: ClientStart, configuration: SessionConfiguration,
          clientSessionID: String) throws(USPError) {
         handshake = done.result
-        self.handshakeBytes = handshakeBytes
         self.start = start
         self.configuration = configuration
         self.clientSessionID = clientSessionID
-        link = try SessionLink(result: done.result, configuration: configuration, role: .client)
+        link = try SessionLink(result: done.result, configuration: configuration, role: .client, unsentHandshake: handshakeBytes)
     }
 
     /// Right after the handshake: the application stream, the initial request unless message 1
@@ -218,14 +215,4 @@ struct ClientTransport {
         actions.append(.closed(error))
     }
 
-    mutating func drain<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R { link.drain(after: &handshakeBytes, body) }
-
-    var outboundByteCount: Int { handshakeBytes.count + link.composer.pendingByteCount }
-
-    /// Frees buffer storage while nothing is pending (the connection is idle).
-    mutating func releaseIdleStorage() {
-        guard outboundByteCount == 0 else { return }
-        handshakeBytes = []
-        link.releaseIdleStorage()
-    }
 }

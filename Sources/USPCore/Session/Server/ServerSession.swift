@@ -285,7 +285,7 @@ public struct ServerSession {
         case .transport(var t):
             machine = .modifying
             defer { machine = .transport(t) }
-            return t.drain(body)
+            return t.link.drain(body)
         case .handshaking(var h):
             machine = .modifying
             defer { machine = .handshaking(h) }
@@ -302,14 +302,14 @@ public struct ServerSession {
 
     /// Frees buffer storage while nothing is pending (call when the connection goes idle).
     public mutating func releaseIdleStorage() {
-        _ = try? withTransport { (t) throws(USPError) in t.releaseIdleStorage() }
+        _ = try? withTransport { (t) throws(USPError) in t.link.releaseIdleStorage() }
     }
 
     /// Bytes waiting to be sent.
     public var outboundByteCount: Int {
         switch machine {
         case .handshaking(let h): h.unsent.count
-        case .transport(let t): t.outboundByteCount
+        case .transport(let t): t.link.outboundByteCount
         case .closedInHandshake(let unsent): unsent.count
         case .handedOff: 0
         case .modifying: preconditionFailure("the outbound count is read while the state is being changed")

@@ -16,7 +16,7 @@ extension ServerTransport {
         guard live.buffered == undeliveredData.count else {
             throw USPError(.internalError, "the shell holds \(undeliveredData.count) undelivered bytes, the stream \(live.buffered)")
         }
-        let pending = drain { Array($0) }
+        let pending = link.drain { Array($0) }
         let snapshot: DedicatedStreamSnapshot
         do throws(USPError) {
             snapshot = try link.snapshot(stream: stream, serverSessionID: serverSessionID, undeliveredData: undeliveredData,

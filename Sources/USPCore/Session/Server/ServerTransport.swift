@@ -27,8 +27,6 @@ struct ServerTransport {
 
     var phase: Phase = .awaitingInitialRequest
     var link: SessionLink
-    /// Message 2, if the shell has not drained it yet (it goes before any record).
-    var handshakeBytes: [UInt8]
     let handshake: HandshakeResult
     let configuration: SessionConfiguration
     let serverSessionID: String
@@ -66,13 +64,12 @@ struct ServerTransport {
     init(_ done: ServerHandshaking.Finished, handshakeBytes: [UInt8], configuration: SessionConfiguration,
          serverSessionID: String, peerAddress: String) throws(USPError) {
         handshake = done.result
-        self.handshakeBytes = handshakeBytes
         self.configuration = configuration
         self.serverSessionID = serverSessionID
         self.peerAddress = peerAddress
         earlyBinding = done.earlyBinding
         earlyDataAccepted = done.earlyFrames != nil
-        link = try SessionLink(result: done.result, configuration: configuration, role: .server)
+        link = try SessionLink(result: done.result, configuration: configuration, role: .server, unsentHandshake: handshakeBytes)
     }
 
     /// Right after the handshake: reports it, acts on message 1's admitted early frames, then
@@ -209,14 +206,4 @@ struct ServerTransport {
         actions.append(.closed(error))
     }
 
-    mutating func drain<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R { link.drain(after: &handshakeBytes, body) }
-
-    var outboundByteCount: Int { handshakeBytes.count + link.composer.pendingByteCount }
-
-    /// Frees buffer storage while nothing is pending (the connection is idle).
-    mutating func releaseIdleStorage() {
-        guard outboundByteCount == 0 else { return }
-        handshakeBytes = []
-        link.releaseIdleStorage()
-    }
 }

@@ -136,12 +136,14 @@ public struct DedicatedStreamSession: Sendable {
     private mutating func processRecords(into actions: inout DedicatedStreamSession.Actions) throws(USPError) {
         guard var reader = link.reader.take() else { preconditionFailure("records are processed once at a time") }
         defer { link.reader = reader }
-        while state == .open {
-            let outcome = try reader.nextRecord { (plaintext) throws(USPError) -> Bool in
-                try handleRecord(UnsafeRawBufferPointer(plaintext), into: &actions)
+        try actions.lending(&reader) { (reader, actions) throws(USPError) in
+            while state == .open {
+                let outcome = try reader.nextRecord { (plaintext) throws(USPError) -> Bool in
+                    try handleRecord(UnsafeRawBufferPointer(plaintext), into: &actions)
+                }
+                guard let sawRekey = outcome else { break }
+                if sawRekey { try reader.opener.rekey() }
             }
-            guard let sawRekey = outcome else { break }
-            if sawRekey { try reader.opener.rekey() }
         }
     }
 

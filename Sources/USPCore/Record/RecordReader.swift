@@ -36,6 +36,16 @@ public struct RecordReader: Sendable {
         }
     }
 
+    /// The address range of the buffer's storage, for recognising plaintext opened in it; the
+    /// address is compared, never read through.
+    var storageAddress: (base: UInt, count: UInt) {
+        buffer.withUnsafeBytes { (UInt(bitPattern: $0.baseAddress), UInt($0.count)) }
+    }
+
+    /// The buffer itself, lent to the actions that refer to plaintext in it (a reference: the next
+    /// `append` copies it only if the actions still hold it).
+    var storage: [UInt8] { buffer }
+
     /// Bytes received but not yet consumed as records.
     public var bufferedByteCount: Int { buffer.count - readIndex }
 

@@ -102,12 +102,14 @@ struct ClientTransport {
     mutating func processRecords(into actions: inout ClientActions) throws(USPError) {
         guard var reader = link.reader.take() else { preconditionFailure("records are processed once at a time") }
         defer { link.reader = reader }
-        while state != .closed {
-            let outcome = try reader.nextRecord { (plaintext) throws(USPError) -> Bool in
-                try handleRecord(UnsafeRawBufferPointer(plaintext), into: &actions)
+        try actions.lending(&reader) { (reader, actions) throws(USPError) in
+            while state != .closed {
+                let outcome = try reader.nextRecord { (plaintext) throws(USPError) -> Bool in
+                    try handleRecord(UnsafeRawBufferPointer(plaintext), into: &actions)
+                }
+                guard let sawRekey = outcome else { break }
+                if sawRekey { try reader.opener.rekey() }
             }
-            guard let sawRekey = outcome else { break }
-            if sawRekey { try reader.opener.rekey() }
         }
     }
 

@@ -130,12 +130,14 @@ struct ServerTransport {
                                          into actions: inout ServerActions) throws(USPError) {
         guard var reader = link.reader.take() else { preconditionFailure("records are processed once at a time") }
         defer { link.reader = reader }
-        while state != .closed, pendingLogin == nil {
-            let outcome = try reader.nextRecord { (plaintext) throws(USPError) -> Bool in
-                try handleRecord(UnsafeRawBufferPointer(plaintext), now: now, delegate: delegate, into: &actions)
+        try actions.lending(&reader) { (reader, actions) throws(USPError) in
+            while state != .closed, pendingLogin == nil {
+                let outcome = try reader.nextRecord { (plaintext) throws(USPError) -> Bool in
+                    try handleRecord(UnsafeRawBufferPointer(plaintext), now: now, delegate: delegate, into: &actions)
+                }
+                guard let sawRekey = outcome else { break }
+                if sawRekey { try reader.opener.rekey() }
             }
-            guard let sawRekey = outcome else { break }
-            if sawRekey { try reader.opener.rekey() }
         }
     }
 

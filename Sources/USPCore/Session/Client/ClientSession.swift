@@ -37,7 +37,7 @@ public struct ClientSession {
         case awaitingMessage2(ClientHandshaking)
         /// The handshake is done: from the reply to the end (closed included, so what is left to
         /// send still drains and the session's facts stay readable).
-        case transport(ClientTransport)
+        case transport(TransportBox<ClientTransport>)
         /// Ended before the handshake finished; `unsent`: message 1 if not drained yet.
         case closedInHandshake(unsent: [UInt8])
         /// Only while a phase's data is taken out to be changed in place (no copy of its buffers).
@@ -65,41 +65,44 @@ public struct ClientSession {
         switch machine {
         case .idle: .idle
         case .awaitingMessage2: .awaitingMessage2
-        case .transport(let t): t.state
+        case .transport(let box): box.value.state
         case .closedInHandshake: .closed
         case .modifying: preconditionFailure("the state is read while it is being changed")
         }
     }
 
-    private var transport: ClientTransport? {
-        if case .transport(let t) = machine { return t }
+    /// The transport's box, to read a fact through it without copying the transport.
+    private var transport: TransportBox<ClientTransport>? {
+        if case .transport(let box) = machine { return box }
         return nil
     }
 
-    public var serverSessionID: String? { transport?.serverSessionID }
-    public var menu: ApplicationMenu? { transport?.menu }
+    public var serverSessionID: String? { transport?.value.serverSessionID }
+    public var menu: ApplicationMenu? { transport?.value.menu }
     /// The stream of a dedicated application connection (always 1).
-    public var applicationStream: UInt32? { transport?.applicationStream }
+    public var applicationStream: UInt32? { transport?.value.applicationStream }
     /// The handshake result once it is finished (its transport keys are the initial ones).
-    public var handshake: HandshakeResult? { transport?.handshake }
+    public var handshake: HandshakeResult? { transport?.value.handshake }
 
     /// Runs `body` on the transport, taken out of the machine meanwhile so that its buffers are
     /// changed in place. nil before the handshake is done.
     private mutating func withTransport<R>(_ body: (inout ClientTransport) throws(USPError) -> R) throws(USPError) -> R? {
-        guard case .transport(var t) = machine else { return nil }
+        guard case .transport(var box) = machine else { return nil }
         machine = .modifying
-        defer { machine = .transport(t) }
-        return try body(&t)
+        defer { machine = .transport(box) }
+        if !isKnownUniquelyReferenced(&box) { box = TransportBox(box.value) }
+        return try body(&box.value)
     }
 
     /// The transport for a call that is only valid once the menu (or the application reply) arrived.
     private mutating func established<R>(_ what: String, _ body: (inout ClientTransport) throws(USPError) -> R) throws(USPError) -> R {
-        guard case .transport(var t) = machine, t.state == .established else {
+        guard case .transport(var box) = machine, box.value.state == .established else {
             preconditionFailure("\(what) after the menu arrived (state established)")
         }
         machine = .modifying
-        defer { machine = .transport(t) }
-        return try body(&t)
+        defer { machine = .transport(box) }
+        if !isKnownUniquelyReferenced(&box) { box = TransportBox(box.value) }
+        return try body(&box.value)
     }
 
     // MARK: - Start
@@ -150,7 +153,7 @@ public struct ClientSession {
                 return
             }
             t.begin(done, earlySent: handshaking.earlySent, now: now, into: &actions)
-            machine = .transport(t)
+            machine = .transport(TransportBox(t))
         case .transport:
             _ = try? withTransport { (t) throws(USPError) in t.receive(bytes, into: &actions) }
         case .closedInHandshake:
@@ -253,10 +256,11 @@ public struct ClientSession {
     /// Hands the bytes to send to `body` and forgets them (their storage is kept for reuse).
     public mutating func drainOutbound<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
         switch machine {
-        case .transport(var t):
+        case .transport(var box):
             machine = .modifying
-            defer { machine = .transport(t) }
-            return t.link.drain(body)
+            defer { machine = .transport(box) }
+            if !isKnownUniquelyReferenced(&box) { box = TransportBox(box.value) }
+            return box.value.link.drain(body)
         case .awaitingMessage2(var h):
             machine = .modifying
             defer { machine = .awaitingMessage2(h) }
@@ -281,7 +285,7 @@ public struct ClientSession {
         switch machine {
         case .idle: 0
         case .awaitingMessage2(let h): h.unsent.count
-        case .transport(let t): t.link.outboundByteCount
+        case .transport(let box): box.value.link.outboundByteCount
         case .closedInHandshake(let unsent): unsent.count
         case .modifying: preconditionFailure("the outbound count is read while the state is being changed")
         }

@@ -41,7 +41,7 @@ public struct ServerSession {
         case handshaking(ServerHandshaking)
         /// The handshake is done: from the initial request to the end (closed included, so what
         /// is left to send still drains and the session's facts stay readable).
-        case transport(ServerTransport)
+        case transport(TransportBox<ServerTransport>)
         /// Ended before the handshake finished; `unsent`: XX's message 2 if not drained yet.
         case closedInHandshake(unsent: [UInt8])
         /// Handed off relay-free: the keys are gone, the facts the shell reports remain.
@@ -69,14 +69,15 @@ public struct ServerSession {
     public var state: State {
         switch machine {
         case .handshaking(let h): h.awaitingMessage3 ? .awaitingMessage3 : .awaitingMessage1
-        case .transport(let t): t.state
+        case .transport(let box): box.value.state
         case .closedInHandshake, .handedOff: .closed
         case .modifying: preconditionFailure("the state is read while it is being changed")
         }
     }
 
-    private var transport: ServerTransport? {
-        if case .transport(let t) = machine { return t }
+    /// The transport's box, to read a fact through it without copying the transport.
+    private var transport: TransportBox<ServerTransport>? {
+        if case .transport(let box) = machine { return box }
         return nil
     }
 
@@ -86,33 +87,34 @@ public struct ServerSession {
     }
 
     /// True while a login waits for `completeAuthentication`.
-    public var isAwaitingAuthentication: Bool { transport?.pendingLogin != nil }
-    public var clientSessionID: String? { transport?.clientSessionID ?? handedOff?.clientSessionID }
-    public var identity: Identity? { transport?.identity ?? handedOff?.identity }
-    public var authorizationTokenID: TokenProof.TokenID? { transport?.authorizationTokenID ?? handedOff?.authorizationTokenID }
+    public var isAwaitingAuthentication: Bool { transport?.value.pendingLogin != nil }
+    public var clientSessionID: String? { transport?.value.clientSessionID ?? handedOff?.clientSessionID }
+    public var identity: Identity? { transport?.value.identity ?? handedOff?.identity }
+    public var authorizationTokenID: TokenProof.TokenID? { transport?.value.authorizationTokenID ?? handedOff?.authorizationTokenID }
     /// The menu last sent; indices in requests refer to it.
-    public var menu: ApplicationMenu? { transport?.menu ?? handedOff?.menu }
+    public var menu: ApplicationMenu? { transport?.value.menu ?? handedOff?.menu }
     /// Which grant opened each local stream.
-    public var streamGrants: [UInt32: ApplicationGrant] { transport?.streamGrants ?? [:] }
-    public var earlyDataAccepted: Bool { transport?.earlyDataAccepted ?? handedOff?.earlyDataAccepted ?? false }
+    public var streamGrants: [UInt32: ApplicationGrant] { transport?.value.streamGrants ?? [:] }
+    public var earlyDataAccepted: Bool { transport?.value.earlyDataAccepted ?? handedOff?.earlyDataAccepted ?? false }
     /// The stream of a dedicated connection: begun in the `initial_request` (by token or by name),
     /// not by OPEN on a menu connection. Only such a stream can be handed off relay-free.
-    public var dedicatedStream: UInt32? { transport?.dedicatedStream ?? handedOff?.dedicatedStream }
+    public var dedicatedStream: UInt32? { transport?.value.dedicatedStream ?? handedOff?.dedicatedStream }
     /// The code of the client's CLOSE frame, once it sent one (`.closed` then reports `closed_by_peer`).
-    public var peerCloseCode: USPError.Code? { transport?.peerCloseCode }
+    public var peerCloseCode: USPError.Code? { transport?.value.peerCloseCode }
     /// The handshake result once it is finished (its transport keys are the initial ones).
-    public var handshake: HandshakeResult? { transport?.handshake }
-    public var openStreamCount: Int { transport?.link.streams.count ?? 0 }
+    public var handshake: HandshakeResult? { transport?.value.handshake }
+    public var openStreamCount: Int { transport?.value.link.streams.count ?? 0 }
 
     // MARK: - Changing a phase in place
 
     /// Runs `body` on the transport, taken out of the machine meanwhile so that its buffers are
     /// changed in place. nil when the handshake is not done or the session was handed off.
     private mutating func withTransport<R>(_ body: (inout ServerTransport) throws(USPError) -> R) throws(USPError) -> R? {
-        guard case .transport(var t) = machine else { return nil }
+        guard case .transport(var box) = machine else { return nil }
         machine = .modifying
-        defer { machine = .transport(t) }
-        return try body(&t)
+        defer { machine = .transport(box) }
+        if !isKnownUniquelyReferenced(&box) { box = TransportBox(box.value) }
+        return try body(&box.value)
     }
 
     // MARK: - Input
@@ -152,7 +154,7 @@ public struct ServerSession {
                 return
             }
             t.start(done, now: now, delegate: delegate, into: &actions)
-            machine = .transport(t)
+            machine = .transport(TransportBox(t))
         case .transport:
             _ = try? withTransport { (t) throws(USPError) in t.receive(bytes, now: now, delegate: delegate, into: &actions) }
         case .closedInHandshake, .handedOff:
@@ -264,10 +266,10 @@ public struct ServerSession {
     /// The application took the connection over: the session ends here without a word to the
     /// client, and its keys are dropped (zeroed as their storage goes).
     public mutating func handoffAcknowledged(into actions: inout ServerActions) {
-        guard case .transport(let t) = machine, t.state == .handingOff else {
+        guard case .transport(let box) = machine, box.value.state == .handingOff else {
             preconditionFailure("acknowledge only a hand-off under way")
         }
-        machine = .handedOff(ServerHandoffRecord(t))
+        machine = .handedOff(ServerHandoffRecord(box.value))
         actions.append(.closed(nil))
     }
 
@@ -282,10 +284,11 @@ public struct ServerSession {
     /// Hands the bytes to send to `body` and forgets them (their storage is kept for reuse).
     public mutating func drainOutbound<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
         switch machine {
-        case .transport(var t):
+        case .transport(var box):
             machine = .modifying
-            defer { machine = .transport(t) }
-            return t.link.drain(body)
+            defer { machine = .transport(box) }
+            if !isKnownUniquelyReferenced(&box) { box = TransportBox(box.value) }
+            return box.value.link.drain(body)
         case .handshaking(var h):
             machine = .modifying
             defer { machine = .handshaking(h) }
@@ -309,7 +312,7 @@ public struct ServerSession {
     public var outboundByteCount: Int {
         switch machine {
         case .handshaking(let h): h.unsent.count
-        case .transport(let t): t.link.outboundByteCount
+        case .transport(let box): box.value.link.outboundByteCount
         case .closedInHandshake(let unsent): unsent.count
         case .handedOff: 0
         case .modifying: preconditionFailure("the outbound count is read while the state is being changed")

@@ -48,8 +48,13 @@ struct SessionBench {
 
     init() throws {
         let serverKey = try KeyPair(privateKey: [UInt8](repeating: 7, count: 32))
-        server = ServerSession(staticKey: serverKey, peerAddress: "192.0.2.1")
-        client = try ClientSession(mode: .anonymous(serverKey: serverKey.publicKey))
+        // No REKEY inside the counted records: a rekey (every GiB by default) makes a new key
+        // context, which allocates; it is counted per GiB, not per record.
+        var configuration = SessionConfiguration()
+        configuration.rekeyLimit = 1 << 50
+        configuration.rekeyAfterBytes = 1 << 48
+        server = ServerSession(staticKey: serverKey, peerAddress: "192.0.2.1", configuration: configuration)
+        client = try ClientSession(mode: .anonymous(serverKey: serverKey.publicKey), configuration: configuration)
         try client.start(ClientStart(), now: now)
         pump()
         stream = try client.openStream(application: "bench")

@@ -40,11 +40,6 @@ final class GroupSync: Sendable {
         return promise.futureResult
     }
 
-    /// Blocking form, for callers that are not on an event loop (admin commands, shutdown).
-    func syncNow() throws {
-        try store.syncDurably()
-    }
-
     private func runSyncs() {
         while true {
             let batch = waiters.withLock { w in w.current }

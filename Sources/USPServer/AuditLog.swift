@@ -9,9 +9,10 @@ import USPStore
 ///
 /// Events are of two kinds:
 /// - `note`: what only describes (a connection opened or closed, a login attempt, a token used,
-///   a stream closed). It is queued and written with the next grant's commit, or at the latest
-///   `flushInterval` later, off the event loop. A crash can lose at most that much of it; nothing
-///   was granted on the strength of it.
+///   a stream closed). It is queued and committed with the next grant's commit, or at the latest
+///   `flushInterval` later, off the event loop. A kill -9 can lose at most that much of it. It is
+///   on disk with the next grant's sync, or at the latest `lazySyncInterval` after its commit, so a
+///   power cut can lose at most that much more; nothing was granted on the strength of it.
 /// - `record` and `recordToken`: what precedes a grant (a stream about to open, a token about to
 ///   be handed out). They commit every queued event and their own in one transaction before the
 ///   caller goes on, and throw if that fails: the caller then refuses what it was about to allow
@@ -25,19 +26,25 @@ public final class AuditLog: Sendable {
     let logger: Logger
     /// How long a noted event may wait for a durable write; zero writes every event at once.
     public let flushInterval: Duration
-    /// Events noted and not yet written, and whether a flush is scheduled.
-    private let pending = Mutex<(events: [AuditEvent], scheduled: Bool)>(([], false))
+    /// Rows noted (and begin-by-name tokens) not yet written, and whether a flush is scheduled.
+    private let pending = Mutex<(writes: [StoreWrite], scheduled: Bool)>(([], false))
     /// Sessions that committed a grant not yet known to be on disk.
     private let undurable = Mutex<Set<String>>([])
     private let queue = DispatchQueue(label: "uspd.audit-flush")
     private let groupSync: GroupSync
+    /// Whether a sync of flushed notes is scheduled.
+    private let lazySyncScheduled = Mutex(false)
+    /// How long flushed notes may stay committed but not synced (a grant's sync covers them sooner).
+    public let lazySyncInterval: Duration
     /// Beyond this many unwritten events (the store keeps failing) the oldest are dropped, logged.
     static let pendingLimit = 100_000
 
-    public init(store: any USPStore, logger: Logger = Logger(label: "uspd.audit"), flushInterval: Duration = .milliseconds(100)) {
+    public init(store: any USPStore, logger: Logger = Logger(label: "uspd.audit"), flushInterval: Duration = .milliseconds(100),
+                lazySyncInterval: Duration = .seconds(1)) {
         self.store = store
         self.logger = logger
         self.flushInterval = flushInterval
+        self.lazySyncInterval = lazySyncInterval
         groupSync = GroupSync(store: store)
     }
 
@@ -49,17 +56,21 @@ public final class AuditLog: Sendable {
 
     /// Inserts `token` and commits every queued event and `event` (its `token_issued`) in one
     /// transaction: the token exists only with its trail. `durable: false` for a token that never
-    /// leaves the server (begin by name): the stream it opens is recorded right after, and that
-    /// record's barrier covers both.
+    /// leaves the server (begin by name): it is queued with its row instead, and the record of the
+    /// stream it opens, right after, commits and syncs them together.
     public func recordToken(_ token: TokenRecord, _ event: AuditEvent, durable: Bool = true) throws {
+        if !durable, flushInterval > .zero {
+            enqueue([.token(token), .audit(event)])
+            return
+        }
         try commit([.token(token), .audit(event)], for: event, what: "token \(token.id)", durable: durable)
     }
 
     private func commit(_ writes: [StoreWrite], for event: AuditEvent, what: String, durable: Bool) throws {
         let queued = takePending()
-        // The token row first, then the queued events and the event itself, in time order.
+        // The token row first, then the queued rows and the event itself, in time order.
         var batch = writes.filter { if case .token = $0 { return true } else { return false } }
-        batch += queued.map(StoreWrite.audit)
+        batch += queued
         batch += writes.filter { if case .audit = $0 { return true } else { return false } }
         do {
             try store.commit(batch, durable: false)
@@ -91,50 +102,73 @@ public final class AuditLog: Sendable {
             do { try store.appendAudit([event]) } catch { logger.error("audit write failed for \(event.kind.rawValue): \(error)") }
             return
         }
+        enqueue([.audit(event)])
+    }
+
+    private func enqueue(_ writes: [StoreWrite]) {
         pending.withLock { p in
-            p.events.append(event)
-            if p.events.count > Self.pendingLimit { p.events.removeFirst(p.events.count - Self.pendingLimit) }
+            p.writes += writes
+            if p.writes.count > Self.pendingLimit { p.writes.removeFirst(p.writes.count - Self.pendingLimit) }
         }
         scheduleFlush()
     }
 
-    /// Writes what is queued now (at shutdown, and from the timer).
+    /// Writes what is queued now and syncs it (at shutdown).
     public func flush() {
-        let batch = pending.withLock { p -> [AuditEvent] in
+        writePending()
+        do { try store.syncDurably() } catch { logger.error("audit sync failed: \(error)") }
+    }
+
+    /// Commits what is queued (from the timer); the sync follows within `lazySyncInterval`.
+    private func writePending() {
+        let batch = pending.withLock { p -> [StoreWrite] in
             p.scheduled = false
-            defer { p.events.removeAll(keepingCapacity: true) }
-            return p.events
+            defer { p.writes.removeAll(keepingCapacity: true) }
+            return p.writes
         }
         guard !batch.isEmpty else { return }
         do {
-            // Committed, then synced without holding the writer: a grant's commit on an event
-            // loop never waits behind this flush's fsync.
-            try store.commit(batch.map(StoreWrite.audit), durable: false)
+            // Committed now, synced later without holding the writer: a grant's commit on an event
+            // loop never waits behind a flush's fsync, and a steady trickle of notes costs at most
+            // one fsync per `lazySyncInterval`.
+            try store.commit(batch, durable: false)
         } catch {
-            logger.error("audit write of \(batch.count) event(s) failed, will retry: \(error)")
+            logger.error("audit write of \(batch.count) row(s) failed, will retry: \(error)")
             requeue(batch)
             return
         }
-        do { try store.syncDurably() } catch { logger.error("audit sync failed (the next sync retries it): \(error)") }
+        scheduleLazySync()
     }
 
-    /// Events noted and not yet written (for tests and status).
-    public var pendingCount: Int { pending.withLock { $0.events.count } }
-
-    private func takePending() -> [AuditEvent] {
-        pending.withLock { p in
-            defer { p.events.removeAll(keepingCapacity: true) }
-            return p.events
+    private func scheduleLazySync() {
+        guard lazySyncScheduled.withLock({ scheduled -> Bool in
+            if scheduled { return false }
+            scheduled = true
+            return true
+        }) else { return }
+        queue.asyncAfter(deadline: .now() + .nanoseconds(Self.nanoseconds(lazySyncInterval))) { [self] in
+            lazySyncScheduled.withLock { $0 = false }
+            do { try store.syncDurably() } catch { logger.error("audit sync failed (the next sync retries it): \(error)") }
         }
     }
 
-    private func requeue(_ events: [AuditEvent]) {
-        guard !events.isEmpty else { return }
+    /// Rows noted and not yet written (for tests and status).
+    public var pendingCount: Int { pending.withLock { $0.writes.count } }
+
+    private func takePending() -> [StoreWrite] {
         pending.withLock { p in
-            p.events.insert(contentsOf: events, at: 0)
-            if p.events.count > Self.pendingLimit {
-                logger.error("audit backlog over \(Self.pendingLimit) events; dropping the oldest \(p.events.count - Self.pendingLimit)")
-                p.events.removeFirst(p.events.count - Self.pendingLimit)
+            defer { p.writes.removeAll(keepingCapacity: true) }
+            return p.writes
+        }
+    }
+
+    private func requeue(_ writes: [StoreWrite]) {
+        guard !writes.isEmpty else { return }
+        pending.withLock { p in
+            p.writes.insert(contentsOf: writes, at: 0)
+            if p.writes.count > Self.pendingLimit {
+                logger.error("audit backlog over \(Self.pendingLimit) rows; dropping the oldest \(p.writes.count - Self.pendingLimit)")
+                p.writes.removeFirst(p.writes.count - Self.pendingLimit)
             }
         }
         scheduleFlush()
@@ -142,11 +176,11 @@ public final class AuditLog: Sendable {
 
     private func scheduleFlush() {
         guard flushInterval > .zero, pending.withLock({ p -> Bool in
-            if p.scheduled || p.events.isEmpty { return false }
+            if p.scheduled || p.writes.isEmpty { return false }
             p.scheduled = true
             return true
         }) else { return }
-        queue.asyncAfter(deadline: .now() + .nanoseconds(Self.nanoseconds(flushInterval))) { [self] in flush() }
+        queue.asyncAfter(deadline: .now() + .nanoseconds(Self.nanoseconds(flushInterval))) { [self] in writePending() }
     }
 
     private static func nanoseconds(_ d: Duration) -> Int {

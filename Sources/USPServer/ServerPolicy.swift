@@ -247,6 +247,26 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
 
     public func issueApplicationToken(index: ServiceIndex, entry: ApplicationOffer, request: [String: JSONValue],
                                       authorizationTokenID: TokenProof.TokenID?, context: SessionContext) -> Result<String, USPError> {
+        issue(entry: entry, request: request, authorizationTokenID: authorizationTokenID, context: context, durable: true)
+            .map { $0.secret }
+    }
+
+    /// A begin by name: the token is issued as for a `service_request`, but it never leaves the
+    /// server, so it is granted here at once rather than presented and checked again, and its
+    /// commit need not reach the disk before the stream's own record, which follows at once.
+    public func grantApplicationByName(index: ServiceIndex, entry: ApplicationOffer, request: [String: JSONValue],
+                                       authorizationTokenID: TokenProof.TokenID?, context: SessionContext) -> Result<ApplicationGrant, USPError> {
+        issue(entry: entry, request: request, authorizationTokenID: authorizationTokenID, context: context, durable: false)
+            .map { issued in
+                audit.note(event(.tokenUsed, context, identity: issued.record.identity, result: "ok", tokenID: issued.record.id,
+                                 authorizationTokenID: issued.record.authorizationTokenID, application: issued.record.application))
+                return ApplicationGrant(application: entry.name, tokenID: issued.id, authorizationTokenID: authorizationTokenID,
+                                        identity: context.identity)
+            }
+    }
+
+    private func issue(entry: ApplicationOffer, request: [String: JSONValue], authorizationTokenID: TokenProof.TokenID?,
+                       context: SessionContext, durable: Bool) -> Result<(secret: String, id: TokenProof.TokenID, record: TokenRecord), USPError> {
         guard let definition = catalog.application(named: entry.name) else {
             return .failure(USPError(.unknownIndex, "application \(entry.name) is no longer offered"))
         }
@@ -271,8 +291,8 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
                                      issuedAt: issuedAt, expiresAt: issuedAt.addingTimeInterval(lifetime))
             try audit.recordToken(record, event(.tokenIssued, context, identity: record.identity, result: "ok", tokenID: record.id,
                                                 authorizationTokenID: record.authorizationTokenID, application: definition.name),
-                                  durable: !context.issuingForBeginByName)
-            return .success(issued.secret)
+                                  durable: durable)
+            return .success((issued.secret, issued.id, record))
         } catch {
             logger.error("application token for \(entry.name) refused: \(error)")
             return .failure(USPError(.internalError, "token store unavailable"))

@@ -50,7 +50,8 @@ public final class SQLiteStore: USPStore, Sendable {
     /// A connection of its own for WAL checkpoints, which `syncDurably` runs off the writer (a
     /// passive checkpoint never blocks the writer). The writer itself never checkpoints.
     private let checkpointer: DatabaseQueue
-    /// WAL size beyond which `syncDurably` checkpoints (SQLite's default auto-checkpoint point).
+    /// WAL size beyond which `syncDurably` checkpoints (SQLite's default auto-checkpoint point), and
+    /// the size the writer cuts the WAL back to when it starts over.
     static let checkpointThreshold = 1000 * 4096
 
     /// `PRAGMA application_id` of a USP database: "USP1".
@@ -82,6 +83,10 @@ public final class SQLiteStore: USPStore, Sendable {
                 // A checkpoint fsyncs; on the writer it would run inside some commit, maybe one on
                 // an event loop. `syncDurably` checkpoints from its own connection instead.
                 try db.execute(sql: "PRAGMA wal_autocheckpoint = 0")
+                // After a checkpoint lets the WAL start over, the writer's next commit cuts the
+                // file back to this size: the WAL's size then says how much is left to checkpoint
+                // (without it the file keeps its largest size, and every sync would checkpoint).
+                try db.execute(sql: "PRAGMA journal_size_limit = \(Self.checkpointThreshold)")
                 try Self.checkDurability(db, path: path)
                 try Self.checkOwnership(db, path: path)
                 if try Self.migrator.hasBeenSuperseded(db) {
@@ -223,7 +228,8 @@ public final class SQLiteStore: USPStore, Sendable {
     }
 
     public func token(id: String) throws -> TokenRecord? {
-        try read("read token") { db in
+        // One statement, atomic on its own: no transaction around it.
+        try readStatement("read token") { db in
             try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM tokens WHERE id = ?"), arguments: [id]).map { try Self.token($0, path: path) }
         }
     }
@@ -505,6 +511,15 @@ public final class SQLiteStore: USPStore, Sendable {
     private func read<T>(_ doing: String, _ body: (Database) throws -> T) throws(StoreError) -> T {
         do {
             return try pool.read(body)
+        } catch {
+            throw Self.storeError(error, path: path, doing: doing)
+        }
+    }
+
+    /// For a single statement: SQLite makes it atomic, so no BEGIN/COMMIT is spent around it.
+    private func readStatement<T>(_ doing: String, _ body: (Database) throws -> T) throws(StoreError) -> T {
+        do {
+            return try pool.unsafeRead(body)
         } catch {
             throw Self.storeError(error, path: path, doing: doing)
         }

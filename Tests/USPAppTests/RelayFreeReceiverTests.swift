@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 @testable import USPApp
 @testable import USPCore
@@ -32,15 +33,26 @@ import USPUnix
         // The first bytes carry the descriptor; the rest (a snapshot larger than the socket buffer)
         // follows from another thread while the receiver reads, as uspd sends it.
         let sent = try DescriptorPassing.send(control.first, bytes: Array(bytes.prefix(64)), descriptors: [descriptor])
-        let writer = Thread { try? StreamIO.writeAll(control.first, Array(bytes[sent...])); shutdown(control.first, CInt(SHUT_WR)) }
+        // The writer is waited for before `control.first` is closed: a shutdown of a closed (and
+        // maybe reused) descriptor number would cut another test's socket.
+        let writeError = Mutex<UnixError?>(nil)
+        let written = DispatchSemaphore(value: 0)
+        let writer = Thread {
+            do throws(UnixError) { try StreamIO.writeAll(control.first, Array(bytes[sent...])) } catch { writeError.withLock { $0 = error } }
+            shutdown(control.first, CInt(SHUT_WR))
+            written.signal()
+        }
         writer.start()
+        defer { written.wait() }
         let result: Result<HandoffReceiver.Handoff, USPAppError>
         do throws(USPAppError) {
             result = .success(try HandoffReceiver.receiveHandoff(on: control.second, acceptRelayFree: acceptRelayFree))
         } catch {
             result = .failure(error)
         }
-        return (result, try StreamIO.readLine(control.first, limit: 2000))
+        let answer = try StreamIO.readLine(control.first, limit: 2000)
+        if let error = writeError.withLock({ $0 }) { Issue.record("the test's writer failed: \(error)") }
+        return (result, answer)
     }
 
     @Test func snapshotAfterTheJSONIsResumedBeforeOk() throws {

@@ -48,6 +48,63 @@ struct AuditLogTests {
         #expect(log.pendingCount == 0)
     }
 
+    /// Notes flushed by the timer are committed at once but synced later, once for many flushes:
+    /// a steady trickle of notes costs at most one fsync per `lazySyncInterval`.
+    @Test func flushedNotesAreSyncedLazilyOncePerInterval() async throws {
+        let store = InMemoryStore()
+        let log = AuditLog(store: store, flushInterval: .milliseconds(10), lazySyncInterval: .seconds(60))
+        for i in 0..<5 {
+            log.note(Self.event(.connectionClosed, "n\(i)"))
+            let deadline = ContinuousClock.now + .seconds(5)
+            while store.allAudit.count <= i, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+        }
+        #expect(store.allAudit.count == 5)
+        #expect(store.commits == 5)
+        #expect(store.syncs == 0, "a flush does not fsync by itself")
+        // At shutdown, flush syncs at once.
+        log.note(Self.event(.connectionClosed, "last"))
+        log.flush()
+        #expect(store.syncs == 1)
+        #expect(log.pendingCount == 0)
+    }
+
+    @Test func theLazySyncComesOnceForManyFlushes() async throws {
+        let store = InMemoryStore()
+        let log = AuditLog(store: store, flushInterval: .milliseconds(5), lazySyncInterval: .milliseconds(300))
+        let start = ContinuousClock.now
+        for i in 0..<3 {
+            log.note(Self.event(.connectionClosed, "n\(i)"))
+            let deadline = ContinuousClock.now + .seconds(5)
+            while store.allAudit.count <= i, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+        }
+        let flushed = ContinuousClock.now - start
+        let deadline = ContinuousClock.now + .seconds(5)
+        while store.syncs == 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(store.syncs == 1)
+        // The flushes were quicker than the interval, so they shared one sync (otherwise this
+        // run was too slow to tell, and says nothing).
+        if flushed < .milliseconds(250) {
+            try await Task.sleep(for: .milliseconds(400))
+            #expect(store.syncs == 1, "three flushes within the interval share one sync")
+        }
+    }
+
+    /// A begin by name's token is queued with its row, not committed: the stream's record, right
+    /// after, commits both with it in one transaction.
+    @Test func aBeginByNameTokenWaitsForItsStreamsRecord() throws {
+        let store = InMemoryStore()
+        let log = AuditLog(store: store, flushInterval: .seconds(60))
+        log.note(Self.event(.tokenUsed, "login"))
+        try log.recordToken(Self.token("B1"), Self.event(.tokenIssued, "by name"), durable: false)
+        #expect(try store.token(id: "B1") == nil)
+        #expect(store.allAudit.isEmpty)
+        #expect(log.pendingCount == 3)
+        try log.record(Self.event(.streamOpened, "opened"))
+        #expect(try store.token(id: "B1") != nil)
+        #expect(store.allAudit.map(\.detail) == ["login", "by name", "opened"])
+        #expect(store.commits == 1)
+    }
+
     @Test func aFailedRecordRefusesAndKeepsTheQueueForLater() throws {
         let store = InMemoryStore()
         let log = AuditLog(store: store, flushInterval: .seconds(60))
@@ -126,7 +183,7 @@ struct GroupSyncTests {
         #expect(log.durabilityBarrier(session: "s-1", on: loop) == nil)
         try log.recordToken(AuditLogTests.token("T9"), AuditLogTests.event(.tokenIssued, "by name"), durable: false)
         #expect(log.durabilityBarrier(session: "s-1", on: loop) == nil)
-        // Committed (visible) at once, durable once the barrier succeeds.
+        // Committed (visible) with the stream's record, durable once the barrier succeeds.
         try log.record(AuditLogTests.event(.streamOpened, "opened"))
         #expect(store.allAudit.map(\.detail) == ["by name", "opened"])
         let barrier = try #require(log.durabilityBarrier(session: "s-1", on: loop))

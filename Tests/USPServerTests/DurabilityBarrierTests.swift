@@ -44,19 +44,24 @@ struct DurabilityBarrierTests {
             try handed.client.login("bob", "hunter2")
             loggedIn.withLock { $0 = handed.client.log.token(at: 0) != nil }
         }
-        // Wait until the login's sync has started (the token is committed, not yet on disk).
-        let deadline = ServerClock.monotonic() + 3
-        while store.syncs == syncsBefore, ServerClock.monotonic() < deadline { try await Task.sleep(for: .milliseconds(5)) }
+        // Everything below blocks a thread of its own: a task polling the store could be woken
+        // too late on a busy machine, after the slow sync had already ended.
+        let (checked, checks) = Self.timed {
+            // Wait until the login's sync has started (the token is committed, not yet on disk).
+            guard store.syncStarted.wait(timeout: .now() + 10) == .success else { throw Timeout() }
+            let started = ServerClock.monotonic()
+            // Meanwhile a second client on the same event loop: handshake and menu.
+            let other = try SocketClient(port: d.port4, mode: .knownServer(serverKey: Fixtures.serverKey.publicKey, clientStatic: Fixtures.otherClientKey))
+            try other.start()
+            #expect(try other.pumpMenu())
+            let served = ServerClock.monotonic() - started
+            #expect(served < 0.75, "the other session waited \(served) s for the disk")
+            #expect(store.syncEnded.wait(timeout: .now()) == .timedOut, "the login's sync was still running")
+            #expect(!loggedIn.withLock { $0 }, "the login must still be waiting for its token to be on disk")
+        }
+        checked.wait()
+        #expect(checks().1 == nil, "\(String(describing: checks().1))")
         #expect(store.syncs > syncsBefore)
-
-        // Meanwhile a second client on the same event loop: handshake, menu and a PING answered.
-        let started = ServerClock.monotonic()
-        let other = try SocketClient(port: d.port4, mode: .knownServer(serverKey: Fixtures.serverKey.publicKey, clientStatic: Fixtures.otherClientKey))
-        try other.start()
-        #expect(try other.pumpMenu())
-        let served = ServerClock.monotonic() - started
-        #expect(served < 0.75, "the other session waited \(served) s for the disk")
-        #expect(!loggedIn.withLock { $0 }, "the login must still be waiting for its token to be on disk")
 
         loginDone.wait()
         let (took, error) = loginResult()
@@ -64,6 +69,8 @@ struct DurabilityBarrierTests {
         #expect(loggedIn.withLock { $0 })
         #expect(took >= 2.9, "the token left after \(took) s, before the disk had it")
     }
+
+    private struct Timeout: Error {}
 
     @Test func aGrantWhoseSyncFailsNeverLeaves() async throws {
         let store = Fixtures.store()

@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import Synchronization
 import Testing
@@ -38,12 +39,18 @@ class InMemoryStore: USPStore, @unchecked Sendable {
     }
     /// Calls of `syncDurably` so far.
     var syncs: Int { lock.withLock { _syncs } }
+    /// Signalled as each `syncDurably` starts and as it ends (a test waits on it from a thread,
+    /// not by polling from a task that a busy machine may not wake in time).
+    let syncStarted = DispatchSemaphore(value: 0)
+    let syncEnded = DispatchSemaphore(value: 0)
 
     func syncDurably() throws {
         let (delay, fail) = lock.withLock { () -> (Double, Bool) in
             _syncs += 1
             return (_syncDelay, _failSync)
         }
+        syncStarted.signal()
+        defer { syncEnded.signal() }
         if delay > 0 { Thread.sleep(forTimeInterval: delay) }
         if fail { throw SyncFailed() }
     }
@@ -79,7 +86,12 @@ class InMemoryStore: USPStore, @unchecked Sendable {
             return (hits.map(\.id), hits.last?.revokedAt)
         }
     }
+    /// Calls of `commit` so far (each one transaction in a real store).
+    var commits: Int { lock.withLock { _commits } }
+    private var _commits = 0
+
     func commit(_ writes: [StoreWrite], durable: Bool) throws {
+        lock.withLock { _commits += 1 }
         for case .audit(let e) in writes { try appendAudit(e) }
         for case .token(let t) in writes { try insertToken(t) }
     }

@@ -26,10 +26,6 @@ public struct SessionContext: Sendable {
     /// The identity this session has authenticated as, if any.
     public let identity: Identity?
     public let now: Timestamp
-    /// Set while policy issues an application token for a begin by name: the token never leaves
-    /// the server (it is presented by the session itself, at once), so policy may store it without
-    /// waiting for the disk — the stream it opens is recorded durably right after.
-    public var issuingForBeginByName = false
 }
 
 /// An authorization granted at index 0.
@@ -79,6 +75,14 @@ public protocol ServerSessionDelegate {
     func issueApplicationToken(index: ServiceIndex, entry: ApplicationOffer, request: [String: JSONValue],
                                authorizationTokenID: TokenProof.TokenID?, context: SessionContext) -> Result<String, USPError>
 
+    /// A begin by name: issues an application token for menu entry `index` (request body already
+    /// validated) and grants it to this session at once. The token never leaves the server, so
+    /// policy may store it without waiting for the disk: the stream it opens is recorded right
+    /// after. The default issues with `issueApplicationToken`, presents the token over this
+    /// channel and checks it with `validateApplicationToken`.
+    func grantApplicationByName(index: ServiceIndex, entry: ApplicationOffer, request: [String: JSONValue],
+                                authorizationTokenID: TokenProof.TokenID?, context: SessionContext) -> Result<ApplicationGrant, USPError>
+
     /// Checks an application token presentation for this peer address and channel.
     func validateApplicationToken(_ presentation: TokenProof.Presentation, context: SessionContext) -> Result<ApplicationGrant, USPError>
 
@@ -100,4 +104,20 @@ public protocol ServerSessionDelegate {
 
 extension ServerSessionDelegate {
     public func authenticationIsSlow(fields: [String: JSONValue]) -> Bool { false }
+
+    public func grantApplicationByName(index: ServiceIndex, entry: ApplicationOffer, request: [String: JSONValue],
+                                       authorizationTokenID: TokenProof.TokenID?, context: SessionContext) -> Result<ApplicationGrant, USPError> {
+        switch issueApplicationToken(index: index, entry: entry, request: request, authorizationTokenID: authorizationTokenID, context: context) {
+        case .success(let secret):
+            let presentation: TokenProof.Presentation
+            do {
+                presentation = try TokenProof.parse(try TokenProof.present(secret: secret, handshakeHash: context.channelBinding))
+            } catch {
+                return .failure(USPError(.internalError, "policy issued an unusable token: \(error.detail)"))
+            }
+            return validateApplicationToken(presentation, context: context)
+        case .failure(let error):
+            return .failure(error)
+        }
+    }
 }

@@ -70,14 +70,13 @@ extension ServerTransport {
         phase = .established
     }
 
-    /// A begin by name: the application named on the caller's menu, its request body checked,
-    /// an application token issued by policy as for a `service_request`, and presented here on
-    /// the caller's behalf (bound to this channel), so the begin goes on like any other.
-    mutating func presentationForBeginByName(_ app: ApplicationSessionRequest, now: Timestamp,
-                                                     delegate: some ServerSessionDelegate) -> Result<(presentation: String, tokenID: TokenProof.TokenID), USPError> {
+    /// A begin by name: the application named on the caller's menu, its request body checked, and
+    /// an application token issued by policy for it and granted to this session at once (it never
+    /// leaves the server), so the begin goes on like any other.
+    mutating func grantForBeginByName(_ app: ApplicationSessionRequest, now: Timestamp,
+                                      delegate: some ServerSessionDelegate) -> Result<ApplicationGrant, USPError> {
         guard let name = app.application else { return .failure(USPError(.malformedMessage, "no application named")) }
-        var ctx = context(now: now)
-        ctx.issuingForBeginByName = true
+        let ctx = context(now: now)
         let offers = (menu ?? delegate.menu(for: identity, context: ctx)).applications
         guard let (index, entry) = offers.first(where: { $0.value.name == name }) else {
             // Before login the answer does not tell a hidden application from a missing one.
@@ -89,18 +88,8 @@ extension ServerTransport {
         if let problem = RequestBodyValidator.validate(body, against: entry.expectedRequestBody) {
             return .failure(problem)
         }
-        switch delegate.issueApplicationToken(index: index, entry: entry, request: body,
-                                              authorizationTokenID: authorizationTokenID, context: ctx) {
-        case .success(let secret):
-            do {
-                return .success((try TokenProof.present(secret: secret, handshakeHash: ctx.channelBinding),
-                                 try TokenProof.tokenID(secret: secret)))
-            } catch {
-                return .failure(USPError(.internalError, "policy issued an unusable token: \(error.detail)"))
-            }
-        case .failure(let error):
-            return .failure(error)
-        }
+        return delegate.grantApplicationByName(index: index, entry: entry, request: body,
+                                               authorizationTokenID: authorizationTokenID, context: ctx)
     }
 
     func validateAuthorization(_ token: String, now: Timestamp, delegate: some ServerSessionDelegate)

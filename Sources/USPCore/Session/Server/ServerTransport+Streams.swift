@@ -5,24 +5,14 @@ extension ServerTransport {
 
     mutating func handleApplicationSession(_ app: ApplicationSessionRequest, initial: Bool, now: Timestamp,
                                                    delegate: some ServerSessionDelegate, into actions: inout ServerActions) throws(USPError) {
-        var token = app.token ?? ""
-        var issuedHere: TokenProof.TokenID?
-        if app.application != nil {
-            switch presentationForBeginByName(app, now: now, delegate: delegate) {
-            case .success(let issued):
-                token = issued.presentation
-                issuedHere = issued.tokenID
-            case .failure(let error):
-                try replyApplicationSession(.error(WireError(error.code, error.code == .invalidRequestBody ? error.detail : nil)))
-                if initial { throw error }
-                return
-            }
-        }
+        let byName = app.application != nil
+        let granted = byName ? grantForBeginByName(app, now: now, delegate: delegate)
+                             : validateApplication(app.token ?? "", now: now, delegate: delegate)
         let grant: ApplicationGrant
-        switch validateApplication(token, now: now, delegate: delegate) {
+        switch granted {
         case .success(let g): grant = g
         case .failure(let error):
-            try replyApplicationSession(.error(WireError(error.code)))
+            try replyApplicationSession(.error(WireError(error.code, error.code == .invalidRequestBody ? error.detail : nil)))
             if initial { throw error }
             return
         }
@@ -47,7 +37,7 @@ extension ServerTransport {
                 phase = .established
                 var began = ApplicationSessionResult.began(clientTCPStream: peerID, serverTCPStream: localID)
                 // A begin by name learns the ID of the token issued for it, for its own records.
-                if let id = issuedHere { began.result = [MessageKeys.tokenID: .string(id.description)] }
+                if byName { began.result = [MessageKeys.tokenID: .string(grant.tokenID.description)] }
                 try replyApplicationSession(.session(began))
                 actions.append(.streamOpened(stream: localID, grant: grant))
             }
@@ -95,18 +85,9 @@ extension ServerTransport {
             try link.send(.reject(opener: peerID, code: USPError.Code.unknownAction.wireValue, message: "OPEN carries action begin"))
             return
         }
-        var token = request.token ?? ""
-        if request.application != nil {
-            switch presentationForBeginByName(request, now: now, delegate: delegate) {
-            case .success(let issued): token = issued.presentation
-            case .failure(let error):
-                link.streams.reject(peerID)
-                try link.streams.noteControlFrame()
-                try link.send(.reject(opener: peerID, code: error.code.wireValue, message: WireError.humanMessage(for: error.code)))
-                return
-            }
-        }
-        switch validateApplication(token, now: now, delegate: delegate) {
+        let granted = request.application != nil ? grantForBeginByName(request, now: now, delegate: delegate)
+                                                  : validateApplication(request.token ?? "", now: now, delegate: delegate)
+        switch granted {
         case .success(let grant):
             guard let localID = link.streams.accept(peerID) else { return }
             streamGrants[localID] = grant

@@ -139,11 +139,17 @@ public final class Launcher: Sendable {
             return exec(command, environment: env, stream: stream, request: request, port: port, release: release)
         case .tcp(let host, let tcpPort):
             let bridge = ChannelBridge(port: port, logger: logger, release: release)
-            let future = ClientBootstrap(group: port.eventLoop)
+            let bootstrap = ClientBootstrap(group: port.eventLoop)
                 .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
                 .connectTimeout(.seconds(10))
                 .channelInitializer(bridge.initializer())
-                .connect(host: host, port: tcpPort)
+            // An address literal is connected to directly: no resolver thread and no Happy
+            // Eyeballs race for an answer known in advance. A name is resolved at each connect.
+            let future = if let address = try? SocketAddress(ipAddress: host, port: tcpPort) {
+                bootstrap.connect(to: address)
+            } else {
+                bootstrap.connect(host: host, port: tcpPort)
+            }
             bridge.attach(when: future) { "\(name): connect to \(host):\(tcpPort)" }
             return bridge
         case .unix(let path, let relayFree):

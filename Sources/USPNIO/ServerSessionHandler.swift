@@ -54,6 +54,8 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
     private var holds = 0
     private var holding: Bool { holds > 0 }
     private var heldInput: ByteBuffer?
+    /// The client sent its FIN; handled once held input has been.
+    private var inputEnded = false
     private var reportedEstablished = false
     private var reportedClosed = false
     private var closingChannel = false
@@ -130,6 +132,29 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
             return
         }
         feed(buffer)
+    }
+
+    /// The client's FIN (the channel allows half-closure): the session still answers a connection
+    /// that ended inside a record with a CLOSE (`record_truncated`) before closing. Input held
+    /// back (a login answered late, a grant waiting for the disk, a hand-off) is handled first.
+    public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard case ChannelEvent.inputClosed = event else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        inputEnded = true
+        guard !holding, !handingOff else { return }
+        endInput()
+    }
+
+    private func endInput() {
+        guard !reportedClosed else { return }
+        if session.state != .closed {
+            perform { session.endOfInput(into: &$0) }
+        }
+        flush()
+        // Whatever the session made of it, nothing more can come: the session is over.
+        sessionOver(nil)
     }
 
     public func channelInactive(context: ChannelHandlerContext) {
@@ -284,6 +309,7 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
             heldInput = nil
             feed(held)
         }
+        if inputEnded, !holding { endInput() }
     }
 
     // MARK: - Internals
@@ -395,6 +421,7 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
             heldInput = nil
             feed(held)
         }
+        if inputEnded, !holding { endInput() }
     }
 
     private func deadlinePassed() {

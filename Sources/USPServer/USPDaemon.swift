@@ -284,6 +284,8 @@ public final class USPDaemon: Service, Sendable {
                 }
             }
             .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
+            // A client's FIN is an event, not the end: the session may still owe it a CLOSE.
+            .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 4)
             // Reads grow up to 256 KiB on a busy stream (four full records per read), and shrink
             // back on idle ones, so idle sessions hold no large buffers.

@@ -39,6 +39,10 @@ public struct ServerConfig: Hashable, Sendable {
     public var maxStreamsPerIdentity = 128
     public var maxStreamsPerApplication = 0
     public var authorizationTokenLifetime: Int = 86400
+    /// Whether a login (authorization) token is accepted only from where it was issued: "none"
+    /// (the default: a login follows a roaming client), "prefix" (the same /24 or /64) or
+    /// "address" (the same IP address).
+    public var loginTokenBinding: String = "none"
     public var applicationTokenLifetime: Int = 60
     public var loginDelayBase: Double = 0.25
     public var loginDelayMax: Double = 8

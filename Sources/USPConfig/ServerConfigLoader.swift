@@ -17,6 +17,7 @@ import TOMLKit
 /// - `max_connections_per_source`: 0…1,048,576; `max_streams_per_minute`, `max_streams_per_identity`,
 ///   `max_streams_per_application`: 0…1,000,000 (0: no limit).
 /// - `authorization_token_lifetime`: 1…31,536,000 s (a year); `application_token_lifetime`: 1…86,400 s.
+/// - `login_token_binding`: none, prefix or address.
 /// - `login_delay_base`: 0…60 s; `login_delay_max`: `login_delay_base`…3,600 s.
 /// - `log_level`: trace, debug, info, notice, warning, error or critical (swift-log's levels).
 public enum ServerConfigLoader {
@@ -24,8 +25,9 @@ public enum ServerConfigLoader {
         "listen", "apps_dir", "database", "host_key", "allow_first_contact", "handshake_timeout", "idle_timeout", "max_connections",
         "max_unauthenticated", "handshake_rate", "handshake_burst", "max_connections_per_source", "max_streams_per_minute",
         "max_streams_per_identity", "max_streams_per_application", "authorization_token_lifetime",
-        "application_token_lifetime", "login_delay_base", "login_delay_max", "log_level",
+        "application_token_lifetime", "login_token_binding", "login_delay_base", "login_delay_max", "log_level",
     ]
+    public static let loginTokenBindings = ["none", "prefix", "address"]
     public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
 
     /// Reads and validates the file at `path`.
@@ -117,6 +119,12 @@ public enum ServerConfigLoader {
         } else if c.loginDelayMax < c.loginDelayBase {
             c.loginDelayMax = c.loginDelayBase
         }
+        if let s = r.string(t, [], "login_token_binding") {
+            if loginTokenBindings.contains(s) { c.loginTokenBinding = s } else {
+                r.reportAtValue(.invalidValue, ["login_token_binding"],
+                                "login_token_binding must be one of \(loginTokenBindings.joined(separator: ", ")), got \"\(s)\"")
+            }
+        }
         if let s = r.string(t, [], "log_level") {
             if logLevels.contains(s) { c.logLevel = s } else {
                 r.reportAtValue(.invalidValue, ["log_level"], "log_level must be one of \(logLevels.joined(separator: ", ")), got \"\(s)\"")
@@ -163,6 +171,7 @@ extension ServerConfig {
             max_streams_per_application = \(maxStreamsPerApplication)
             authorization_token_lifetime = \(authorizationTokenLifetime)
             application_token_lifetime = \(applicationTokenLifetime)
+            login_token_binding = \(q(loginTokenBinding))
             login_delay_base = \(n(loginDelayBase))
             login_delay_max = \(n(loginDelayMax))
             log_level = \(q(logLevel))

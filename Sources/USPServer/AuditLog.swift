@@ -140,6 +140,9 @@ public final class AuditLog: Sendable {
         scheduleLazySync()
     }
 
+    /// Whether flushed notes wait for a lazy sync (for tests).
+    var lazySyncIsScheduled: Bool { lazySyncScheduled.withLock { $0 } }
+
     private func scheduleLazySync() {
         guard lazySyncScheduled.withLock({ scheduled -> Bool in
             if scheduled { return false }

@@ -27,9 +27,29 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
         public var authorizationTokenLifetime: Double = 86400
         /// Caps every application's own `token_lifetime`.
         public var maxApplicationTokenLifetime: Double = 3600
+        /// Where a login token is accepted from (`login_token_binding`).
+        public var loginTokenBinding = LoginTokenBinding.none
         public init() {}
         public init(config: ServerConfig) {
             authorizationTokenLifetime = Double(config.authorizationTokenLifetime)
+            loginTokenBinding = LoginTokenBinding(rawValue: config.loginTokenBinding) ?? .none
+        }
+    }
+
+    /// Whether a login token is accepted only from where it was issued. Binding stops a stolen
+    /// login from being used elsewhere, at the price of a new login whenever the client's address
+    /// (`address`) or network (`prefix`: /24, /64) changes. Application tokens are always bound
+    /// to the address they were issued to.
+    public enum LoginTokenBinding: String, Sendable {
+        case none, prefix, address
+
+        /// Whether a token issued to `issuedTo` may be used from `presentedFrom`.
+        func admits(issuedTo: String?, presentedFrom: String) -> Bool {
+            switch self {
+            case .none: true
+            case .address: issuedTo == presentedFrom
+            case .prefix: issuedTo.map { SourcePrefix.of($0) == SourcePrefix.of(presentedFrom) } ?? false
+            }
         }
     }
 
@@ -147,7 +167,7 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
                 let issued = issueToken()
                 let issuedAt = date(context.now)
                 let record = TokenRecord(id: issued.id.description, kind: .authorization, publicKey: Base64URL.encode(issued.publicKey),
-                                         identity: user.name, issuedAt: issuedAt,
+                                         identity: user.name, peerAddress: context.peerAddress, issuedAt: issuedAt,
                                          expiresAt: issuedAt.addingTimeInterval(settings.authorizationTokenLifetime))
                 // The token and its audit row are written in one transaction: neither or both.
                 try audit.recordToken(record, event(.tokenIssued, context, identity: user.name, method: method, result: "ok",
@@ -234,6 +254,10 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
             }
             if token.revokedAt != nil { return refuse(.tokenRevoked, id, context, "revoked", identity: name) }
             if token.expiresAt <= date(context.now) { return refuse(.tokenExpired, id, context, "expired", identity: name) }
+            guard settings.loginTokenBinding.admits(issuedTo: token.peerAddress, presentedFrom: context.peerAddress) else {
+                return refuse(.tokenWrongAddress, id, context, "login issued to \(token.peerAddress ?? "?"), presented from \(context.peerAddress) "
+                              + "(login_token_binding = \(settings.loginTokenBinding.rawValue))", identity: name)
+            }
             guard let user = try store.user(named: name) else {
                 return refuse(.authorizationInvalid, id, context, "user \(name) no longer exists", identity: name)
             }

@@ -25,6 +25,7 @@ struct ServerConfigLoaderTests {
             handshake_burst = 3
             authorization_token_lifetime = 3600
             application_token_lifetime = 30
+            login_token_binding = "prefix"
             login_delay_base = 0.5
             login_delay_max = 4
             log_level = "debug"
@@ -42,6 +43,7 @@ struct ServerConfigLoaderTests {
         expected.handshakeBurst = 3
         expected.authorizationTokenLifetime = 3600
         expected.applicationTokenLifetime = 30
+        expected.loginTokenBinding = "prefix"
         expected.loginDelayBase = 0.5
         expected.loginDelayMax = 4
         expected.logLevel = "debug"
@@ -88,6 +90,8 @@ struct ServerConfigLoaderTests {
         ("login_delay_base = 2\nlogin_delay_max = 1\n", "/etc/uspd/uspd.toml:2:19: login_delay_max must be at least login_delay_base (2), got 1"),
         ("max_connections = 100\nmax_unauthenticated = 101\n",
          "/etc/uspd/uspd.toml:2:23: max_unauthenticated must be at most max_connections (100), got 101"),
+        ("login_token_binding = \"subnet\"\n",
+         "/etc/uspd/uspd.toml:1:23: login_token_binding must be one of none, prefix, address, got \"subnet\""),
         ("log_level = \"loud\"\n",
          "/etc/uspd/uspd.toml:1:13: log_level must be one of trace, debug, info, notice, warning, error, critical, got \"loud\""),
         ("database = \"\"\n", "/etc/uspd/uspd.toml:1:12: database must not be empty"),

@@ -3,7 +3,7 @@ import Testing
 import USPCore
 
 /// How the daemon ends a session whose client closed its side of the TCP connection
-/// (docs/PROTOCOL.md §9): inside a record it still answers with a CLOSE `record_truncated`
+/// (docs/PROTOCOL.md §8.3): inside a record it still answers with a CLOSE `record_truncated`
 /// before closing; between records there is no one to tell, so it closes without a word.
 @Suite struct ConnectionEndTests {
     @Test func aConnectionEndingInsideARecordIsAnsweredWithClose() async throws {

@@ -8,6 +8,7 @@ import USPConfig
 import USPCore
 import USPNIO
 import USPStore
+import USPUnix
 
 /// Everything the connections of one daemon share.
 public final class ServerRuntime: Sendable {
@@ -192,6 +193,7 @@ public final class USPDaemon: Service, Sendable {
     }
 
     public func run() async throws {
+        checkDescriptorLimit()
         reloadApplications(reason: "start")
         let addresses: [SocketAddress]
         do {
@@ -277,10 +279,10 @@ public final class USPDaemon: Service, Sendable {
         var bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            .serverChannelInitializer { channel in
+            .serverChannelInitializer { [logger] channel in
                 // Running out of descriptors must not spin the accept loop.
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler())
+                    try channel.pipeline.syncOperations.addHandler(AcceptPause(logger: logger))
                 }
             }
             .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
@@ -296,6 +298,25 @@ public final class USPDaemon: Service, Sendable {
         }
         return bootstrap
     }
+
+    /// Raises the soft descriptor limit to the hard one and warns when even that is below what
+    /// `max_connections` may need: each connection holds its socket and usually an application's
+    /// (a socket, or a process's pipes), plus what the daemon keeps open for itself.
+    private func checkDescriptorLimit() {
+        let (soft, hard) = DescriptorLimit.raiseSoftToHard()
+        let needed = Self.descriptorsNeeded(maxConnections: runtime.options.maxConnections)
+        if soft < needed {
+            logger.warning("""
+                the descriptor limit is \(soft) (hard limit \(hard)); max_connections \(runtime.options.maxConnections) may need \(needed): \
+                raise it (LimitNOFILE= in the systemd unit, or ulimit -n) or lower max_connections
+                """)
+        } else {
+            logger.debug("descriptor limit \(soft)")
+        }
+    }
+
+    /// Descriptors `maxConnections` connections may need: two each, and 64 for the daemon.
+    static func descriptorsNeeded(maxConnections: Int) -> Int { maxConnections * 2 + 64 }
 
     private func bind() async throws -> [SocketAddress] {
         let runtime = self.runtime

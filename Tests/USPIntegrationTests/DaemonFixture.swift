@@ -11,11 +11,15 @@ final class DaemonFixture {
 
     /// The uid and gid `uspd serve` runs as (through setpriv), nil: the test's own.
     let runAs: (uid: uid_t, gid: gid_t)?
+    /// RLIMIT_NOFILE (soft and hard) for `uspd serve`, through prlimit; nil: inherited.
+    let descriptorLimit: Int?
 
     /// `apps` maps file names in apps.d to their TOML text; written before the daemon starts.
     /// `runAs`: serve as that uid and gid (the test must be root; the data directory is given to them).
-    init(apps: [String: String] = [:], config: String = "handshake_timeout = 1\n", runAs: (uid: uid_t, gid: gid_t)? = nil) throws {
+    init(apps: [String: String] = [:], config: String = "handshake_timeout = 1\n", runAs: (uid: uid_t, gid: gid_t)? = nil,
+         descriptorLimit: Int? = nil) throws {
         self.runAs = runAs
+        self.descriptorLimit = descriptorLimit
         dataDirectory = try Harness.temporaryDirectory("uspd")
         home = try Harness.temporaryDirectory("home")
         port = try Harness.freePort()
@@ -43,6 +47,10 @@ final class DaemonFixture {
             executable = try Harness.copyForAnyone(executable)
             arguments = ["--reuid=\(runAs.uid)", "--regid=\(runAs.gid)", "--clear-groups", executable] + arguments
             executable = "/usr/bin/setpriv"
+        }
+        if let descriptorLimit {
+            arguments = ["--nofile=\(descriptorLimit):\(descriptorLimit)", "--", executable] + arguments
+            executable = "/usr/bin/prlimit"
         }
         let p = try RunningProcess("uspd", executable: executable, arguments: arguments)
         let text = try p.waitForOutput { $0.contains("usp://") && $0.contains("listening on") }

@@ -46,6 +46,9 @@ public struct ServerConfig: Hashable, Sendable {
     public var applicationTokenLifetime: Int = 60
     public var loginDelayBase: Double = 0.25
     public var loginDelayMax: Double = 8
+    /// The cap on the delay failures for a user from anywhere impose on that user's next
+    /// password check (it delays, never refuses).
+    public var loginDelayIdentityMax: Double = 1
     public var logLevel: String = "info"
 
     public init() {}

@@ -18,14 +18,15 @@ import TOMLKit
 ///   `max_streams_per_application`: 0…1,000,000 (0: no limit).
 /// - `authorization_token_lifetime`: 1…31,536,000 s (a year); `application_token_lifetime`: 1…86,400 s.
 /// - `login_token_binding`: none, prefix or address.
-/// - `login_delay_base`: 0…60 s; `login_delay_max`: `login_delay_base`…3,600 s.
+/// - `login_delay_base`: 0…60 s; `login_delay_max`: `login_delay_base`…3,600 s;
+///   `login_delay_identity_max`: 0…60 s.
 /// - `log_level`: trace, debug, info, notice, warning, error or critical (swift-log's levels).
 public enum ServerConfigLoader {
     public static let keys = [
         "listen", "apps_dir", "database", "host_key", "allow_first_contact", "handshake_timeout", "idle_timeout", "max_connections",
         "max_unauthenticated", "handshake_rate", "handshake_burst", "max_connections_per_source", "max_streams_per_minute",
         "max_streams_per_identity", "max_streams_per_application", "authorization_token_lifetime",
-        "application_token_lifetime", "login_token_binding", "login_delay_base", "login_delay_max", "log_level",
+        "application_token_lifetime", "login_token_binding", "login_delay_base", "login_delay_max", "login_delay_identity_max", "log_level",
     ]
     public static let loginTokenBindings = ["none", "prefix", "address"]
     public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
@@ -119,6 +120,7 @@ public enum ServerConfigLoader {
         } else if c.loginDelayMax < c.loginDelayBase {
             c.loginDelayMax = c.loginDelayBase
         }
+        if let d = r.number(t, [], "login_delay_identity_max", in: 0...60) { c.loginDelayIdentityMax = d }
         if let s = r.string(t, [], "login_token_binding") {
             if loginTokenBindings.contains(s) { c.loginTokenBinding = s } else {
                 r.reportAtValue(.invalidValue, ["login_token_binding"],
@@ -174,6 +176,7 @@ extension ServerConfig {
             login_token_binding = \(q(loginTokenBinding))
             login_delay_base = \(n(loginDelayBase))
             login_delay_max = \(n(loginDelayMax))
+            login_delay_identity_max = \(n(loginDelayIdentityMax))
             log_level = \(q(logLevel))
 
             """

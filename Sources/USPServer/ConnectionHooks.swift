@@ -174,7 +174,11 @@ final class ConnectionHooks: ServerSessionHooks {
     func authenticate(fields: [String: JSONValue], context: SessionContext, policy: any ServerSessionDelegate,
                       on loop: any EventLoop) -> EventLoopFuture<Result<AuthorizationGrant, USPError>> {
         let policy = server.policy
-        return NIOThreadPool.singleton.runIfActive(eventLoop: loop) { policy.authenticate(fields: fields, context: context) }
+        let check = { NIOThreadPool.singleton.runIfActive(eventLoop: loop) { policy.authenticate(fields: fields, context: context) } }
+        // Failures for this user from anywhere delay the check (at most a second), never refuse it.
+        let delay = policy.loginDelay(fields: fields)
+        guard delay > 0 else { return check() }
+        return loop.scheduleTask(in: .nanoseconds(Int64(delay * 1e9))) {}.futureResult.flatMap { check() }
     }
 
     func durabilityBarrier(_ handler: ServerSessionHandler) -> EventLoopFuture<Void>? {

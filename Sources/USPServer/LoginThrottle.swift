@@ -1,20 +1,29 @@
 import Synchronization
 
-/// Slows password guessing, per source address and per identity, with increasing delays.
+/// Slows password guessing without letting a stranger lock a user out.
 ///
-/// The core's delegate is synchronous, so it cannot sleep; the slow-down has two parts instead:
-/// 1. **A penalty window.** Each failure for a source or an identity opens a window of
-///    `base · 2^(failures−1)` seconds (at most `maximum`). An attempt for that source or identity
-///    inside its window is refused with `rate_limited` without checking the credential, so
-///    parallel connections gain nothing: one guess per window, per source and per identity.
-/// 2. **A deferred reply.** The connection that failed gets its answer only after the same delay:
-///    `ServerSessionHandler` holds the reply and stops reading that client meanwhile.
+/// The core's delegate is synchronous, so it cannot sleep; the slow-down has three parts:
+/// 1. **Penalty windows that refuse**, per source address and per (identity, source prefix): each
+///    failure opens a window of `base · 2^(failures−1)` seconds (at most `maximum`). An attempt
+///    inside a window of its source, or of its identity *from its prefix* (/24, /64), is refused
+///    with `rate_limited` without checking the credential, so parallel connections gain nothing.
+///    Guessing from one network therefore blocks that network only: the real user elsewhere is
+///    not refused.
+/// 2. **An identity-wide delay that never refuses**: failures for an identity from anywhere open a
+///    window of the same doubling, capped at `identityMaximum` (1 s by default). A password
+///    attempt for that identity waits for the window to pass before it is checked (the daemon
+///    schedules the check; nothing sleeps), so an attacker with many networks is slowed, and the
+///    real user waits at most `identityMaximum`.
+/// 3. **A deferred reply.** The connection that failed gets its answer only after the delay of
+///    its refusing windows: `ServerSessionHandler` holds the reply and stops reading meanwhile.
 ///
-/// Failures are forgotten `forgetAfter` seconds after the last one, or at a success. Memory is
-/// bounded by `maxEntries` (the oldest entries go first).
+/// Failures are forgotten `forgetAfter` seconds after the last one, or at a success (which clears
+/// its source, its (identity, prefix) and the identity-wide window). Memory is bounded by
+/// `maxEntries` (the oldest entries go first).
 public final class LoginThrottle: Sendable {
     public let base: Double
     public let maximum: Double
+    public let identityMaximum: Double
     public let forgetAfter: Double
     public let maxEntries: Int
 
@@ -26,39 +35,45 @@ public final class LoginThrottle: Sendable {
 
     private let entries = Mutex<[String: Entry]>([:])
 
-    public init(base: Double = 0.25, maximum: Double = 8, forgetAfter: Double = 900, maxEntries: Int = 100_000) {
+    public init(base: Double = 0.25, maximum: Double = 8, identityMaximum: Double = 1, forgetAfter: Double = 900, maxEntries: Int = 100_000) {
         self.base = base
         self.maximum = max(base, maximum)
+        self.identityMaximum = min(max(0, identityMaximum), self.maximum)
         self.forgetAfter = forgetAfter
         self.maxEntries = maxEntries
     }
 
-    /// Seconds until an attempt from `source` for `identity` is allowed; 0 if allowed now.
+    /// Seconds until an attempt from `source` for `identity` is allowed (a refusing window is
+    /// open); 0 if allowed now.
     public func wait(source: String, identity: String?, now: Double) -> Double {
         entries.withLock { e in
             var wait = 0.0
-            for key in Self.keys(source: source, identity: identity) {
+            for key in Self.refusingKeys(source: source, identity: identity) {
                 if let entry = e[key], entry.until > now { wait = max(wait, entry.until - now) }
             }
             return wait
         }
     }
 
-    /// Records a failed attempt; returns the delay imposed (also the reply delay).
+    /// Seconds a password attempt for `identity` should wait before it is checked (the
+    /// identity-wide window); at most `identityMaximum`.
+    public func identityDelay(identity: String?, now: Double) -> Double {
+        guard let identity else { return 0 }
+        return entries.withLock { e in
+            guard let entry = e[Self.identityKey(identity)], entry.until > now else { return 0 }
+            return min(identityMaximum, entry.until - now)
+        }
+    }
+
+    /// Records a failed attempt; returns the delay of its refusing windows (the reply delay).
     @discardableResult
     public func failed(source: String, identity: String?, now: Double) -> Double {
         entries.withLock { e in
             var delay = 0.0
-            for key in Self.keys(source: source, identity: identity) {
-                var entry = e[key] ?? Entry(failures: 0, last: now, until: now)
-                if now - entry.last > forgetAfter { entry.failures = 0 }
-                entry.failures += 1
-                entry.last = now
-                let d = min(maximum, base * Double(1 << min(entry.failures - 1, 30)))
-                entry.until = now + d
-                e[key] = entry
-                delay = max(delay, d)
+            for key in Self.refusingKeys(source: source, identity: identity) {
+                delay = max(delay, open(&e, key, now: now, cap: maximum))
             }
+            if let identity { _ = open(&e, Self.identityKey(identity), now: now, cap: identityMaximum) }
             if e.count > maxEntries {
                 e = e.filter { now - $0.value.last <= forgetAfter }
                 if e.count > maxEntries {
@@ -70,14 +85,29 @@ public final class LoginThrottle: Sendable {
         }
     }
 
-    /// A successful login clears the identity's record and the source's.
+    /// A successful login clears its source's record, its identity's from that prefix, and the
+    /// identity-wide window.
     public func succeeded(source: String, identity: String?) {
         entries.withLock { e in
-            for key in Self.keys(source: source, identity: identity) { e[key] = nil }
+            for key in Self.refusingKeys(source: source, identity: identity) { e[key] = nil }
+            if let identity { e[Self.identityKey(identity)] = nil }
         }
     }
 
-    static func keys(source: String, identity: String?) -> [String] {
-        ["src " + HandshakeRateLimiter.sourceKey(source)] + (identity.map { ["id " + $0] } ?? [])
+    private func open(_ e: inout [String: Entry], _ key: String, now: Double, cap: Double) -> Double {
+        var entry = e[key] ?? Entry(failures: 0, last: now, until: now)
+        if now - entry.last > forgetAfter { entry.failures = 0 }
+        entry.failures += 1
+        entry.last = now
+        let d = min(cap, base * Double(1 << min(entry.failures - 1, 30)))
+        entry.until = now + d
+        e[key] = entry
+        return d
     }
+
+    static func refusingKeys(source: String, identity: String?) -> [String] {
+        ["src " + HandshakeRateLimiter.sourceKey(source)] + (identity.map { ["id \($0) from " + SourcePrefix.of(source)] } ?? [])
+    }
+
+    static func identityKey(_ identity: String) -> String { "id " + identity }
 }

@@ -140,7 +140,7 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
         if wait > 0 {
             audit.note(event(.authentication, context, identity: claimed, method: method, result: USPError.Code.rateLimited.name,
                              detail: String(format: "%.2fs penalty left", wait)))
-            return .failure(USPError(.rateLimited, "login attempts from \(context.peerAddress) or for \(claimed ?? "-") are slowed down"))
+            return .failure(USPError(.rateLimited, "login attempts from \(context.peerAddress), or for \(claimed ?? "-") from its network, are slowed down"))
         }
         let outcome: Result<UserRecord, USPError>
         do {
@@ -234,6 +234,12 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
         let normalized = t.replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
             .trimmingCharacters(in: CharacterSet(charactersIn: "="))
         return Base64URL.decode(normalized)
+    }
+
+    /// How long a password login for the user these fields name waits before it is checked:
+    /// the identity-wide slow-down, which delays and never refuses (`LoginThrottle`).
+    public func loginDelay(fields: [String: JSONValue]) -> Double {
+        throttle.identityDelay(identity: fields["user"]?.stringValue, now: monotonic())
     }
 
     /// How long to hold the reply to the request just handled on this session (a failed login).

@@ -23,7 +23,8 @@ enum Backend {
 
     static func policy(store: any USPStore, config: ServerConfig, logger: Logger) -> ServerPolicy {
         ServerPolicy(store: store, catalog: ApplicationCatalog(), audit: AuditLog(store: store, logger: logger),
-                     throttle: LoginThrottle(base: config.loginDelayBase, maximum: config.loginDelayMax),
+                     throttle: LoginThrottle(base: config.loginDelayBase, maximum: config.loginDelayMax,
+                                             identityMaximum: config.loginDelayIdentityMax),
                      settings: ServerPolicy.Settings(config: config),
                      verifyPassword: { password, hash in (try? PasswordHash.verify(password: password, hash: hash)) ?? false },
                      onUnknownUser: { password in _ = PasswordHash.verifyAgainstDummy(password: password) },

@@ -70,11 +70,17 @@ struct ServerPolicyTests {
         // Inside the penalty window even the right password is refused without being checked.
         try pair.login("alice", "correct horse")
         #expect(pair.log.notes.last == .reply([0: "rate_limited"]))
-        // The identity is slowed from another address too.
+        // From another network the real user is not refused (the daemon delays that check by at
+        // most login_delay_identity_max: `loginDelay`).
+        #expect(policy.loginDelay(fields: ["user": "alice"]) == 0.25)
         var other = MemoryPair(policy: policy, peerAddress: "198.51.100.3")
         try other.establish()
         try other.login("alice", "correct horse")
-        #expect(other.log.notes.last == .reply([0: "rate_limited"]))
+        #expect(other.log.notes.contains(.reply([0: "token"])))
+        #expect(policy.loginDelay(fields: ["user": "alice"]) == 0, "a success clears the identity-wide delay")
+        // The guessing network stays refused for alice.
+        try pair.login("alice", "correct horse")
+        #expect(pair.log.notes.last == .reply([0: "rate_limited"]))
         // After the window a second failure doubles the delay.
         clock.advance(0.3)
         try pair.login("alice", "still wrong")
@@ -87,7 +93,33 @@ struct ServerPolicyTests {
         try pair.login("alice", "correct horse")
         #expect(pair.log.notes.contains(.reply([0: "token"])))
         let results = store.allAudit.filter { $0.kind == .authentication }.map { $0.result ?? "" }
-        #expect(results == ["authentication_failed", "rate_limited", "rate_limited", "authentication_failed", "rate_limited", "ok"])
+        #expect(results == ["authentication_failed", "rate_limited", "ok", "rate_limited", "authentication_failed", "rate_limited", "ok"])
+    }
+
+    /// Guessing from many networks: each network is refused for the user after its own failures;
+    /// the user-wide slow-down only delays, and never by more than `identityMaximum`.
+    @Test func guessingFromManyNetworksNeverLocksTheUserOut() {
+        let throttle = LoginThrottle(base: 0.25, maximum: 8, identityMaximum: 1)
+        var now = 0.0
+        for round in 0..<20 {
+            for net in 0..<50 {
+                let source = "10.\(net).0.\(round + 1)"
+                if throttle.wait(source: source, identity: "alice", now: now) == 0 {
+                    throttle.failed(source: source, identity: "alice", now: now)
+                }
+            }
+            now += 0.5
+        }
+        // Every guessing network is in its window for alice (50 networks, 20 rounds: up to 8 s).
+        #expect(throttle.wait(source: "10.7.0.200", identity: "alice", now: now) > 0)
+        // The real user elsewhere is refused by nothing and delayed by at most a second.
+        #expect(throttle.wait(source: "203.0.113.9", identity: "alice", now: now) == 0)
+        throttle.failed(source: "10.99.0.1", identity: "alice", now: now)
+        #expect(throttle.identityDelay(identity: "alice", now: now + 0.1) <= 1)
+        #expect(throttle.identityDelay(identity: "alice", now: now + 0.1) > 0)
+        #expect(throttle.wait(source: "203.0.113.9", identity: "alice", now: now + 0.1) == 0)
+        // Another user is untouched.
+        #expect(throttle.identityDelay(identity: "bob", now: now) == 0)
     }
 
     @Test func delaysAreCapped() {

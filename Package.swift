@@ -159,12 +159,17 @@ let package = Package(
             ]
         ),
         // Fixtures and sugar shared by the test targets (not a product): an in-memory session
-        // policy, seeded randomness, closure sugar over the sessions' action buffers.
+        // policy, seeded randomness, closure sugar over the sessions' action buffers, temporary
+        // directories, an in-memory store, and the daemon in-process with a socket client for it.
         .target(
             name: "USPTestSupport",
             dependencies: [
-                "USPCore",
+                "USPCore", "USPNIO", "USPConfig", "USPStore", "USPServer",
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .testTarget(
@@ -176,8 +181,8 @@ let package = Package(
             ],
             exclude: ["Interop"]
         ),
-        .testTarget(name: "USPConfigTests", dependencies: ["USPConfig", "USPUnix"]),
-        .testTarget(name: "USPStoreTests", dependencies: ["USPStore"]),
+        .testTarget(name: "USPConfigTests", dependencies: ["USPConfig", "USPTestSupport", "USPUnix"]),
+        .testTarget(name: "USPStoreTests", dependencies: ["USPStore", "USPTestSupport"]),
         .testTarget(name: "USPUnixTests", dependencies: ["USPUnix"]),
         .testTarget(name: "USPAppTests", dependencies: ["USPApp", "USPTestSupport", "USPUnix", "USPCore", .product(name: "NIOCore", package: "swift-nio"),
                                                    .product(name: "NIOPosix", package: "swift-nio")]),

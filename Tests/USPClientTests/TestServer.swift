@@ -4,7 +4,6 @@ import NIOPosix
 import USPCore
 import USPTestSupport
 import USPNIO
-import USPTestSupport
 
 extension TestPolicy {
     /// The policy a `TestServer` has unless a test gives it another: `noise_static` logins beside

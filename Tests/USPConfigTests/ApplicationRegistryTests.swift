@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import USPTestSupport
 @testable import USPConfig
 
 @Suite("ApplicationRegistry")

@@ -2,28 +2,6 @@ import Foundation
 import Testing
 @testable import USPConfig
 
-final class TempDirectory: @unchecked Sendable {
-    let path: String
-
-    init(_ label: String = "config") {
-        path = "\(FileManager.default.temporaryDirectory.path)/usp-\(label)-\(UUID().uuidString)"
-        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-
-    func file(_ name: String) -> String { "\(path)/\(name)" }
-
-    @discardableResult
-    func write(_ name: String, _ text: String) -> String {
-        let p = file(name)
-        try! Data(text.utf8).write(to: URL(fileURLWithPath: p))
-        return p
-    }
-
-    func remove(_ name: String) { try! FileManager.default.removeItem(atPath: file(name)) }
-
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-}
-
 /// The error `body` throws, or nil (recording an issue) when it throws nothing.
 func configError<T>(_ body: () throws -> T, sourceLocation: SourceLocation = #_sourceLocation) -> ConfigError? {
     do {

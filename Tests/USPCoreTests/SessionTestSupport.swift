@@ -41,21 +41,8 @@ enum Seen: Equatable {
         switch e {
         case .handshakeCompleted(let p, _, let early): self = .handshake(p, early: early)
         case .menu(let m): self = .menu(m.applications.keys.map(\.rawValue).sorted())
-        case .serviceReply(let r):
-            var out: [UInt32: String] = [:]
-            for (k, v) in r.results {
-                switch v {
-                case .token: out[k.rawValue] = "token"
-                case .error(let e): out[k.rawValue] = e.code.name
-                case .invalidated(let n): out[k.rawValue] = "invalidated \(n)"
-                }
-            }
-            self = .reply(out)
-        case .applicationSessionReply(let r):
-            switch r.outcome {
-            case .session(let s): self = .appReply(s.action.rawValue)
-            case .error(let e): self = .appReply(e.code.name)
-            }
+        case .serviceReply(let r): self = .reply(r.resultNames)
+        case .applicationSessionReply(let r): self = .appReply(r.outcomeName)
         case .serverError(let e): self = .serverError(e.code)
         case .streamAccepted(let s): self = .accepted(s)
         case .streamRejected(let s, let c, _): self = .rejected(s, c)

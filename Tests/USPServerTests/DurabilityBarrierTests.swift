@@ -5,6 +5,7 @@ import Testing
 import USPConfig
 import USPCore
 import USPNIO
+import USPTestSupport
 @testable import USPServer
 import USPStore
 

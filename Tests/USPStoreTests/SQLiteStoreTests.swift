@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import USPTestSupport
 @testable import USPStore
 
 @Suite("SQLiteStore: opening, schema, durability settings")

@@ -1,24 +1,6 @@
 import Foundation
 @testable import USPStore
 
-/// A fresh directory under the system temp directory, removed (with any immutable flag cleared) at deinit.
-final class TempDirectory: @unchecked Sendable {
-    let path: String
-
-    init(_ label: String = "store") {
-        let base = FileManager.default.temporaryDirectory.path
-        path = "\(base)/usp-\(label)-\(UUID().uuidString)"
-        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-
-    func file(_ name: String) -> String { "\(path)/\(name)" }
-
-    deinit {
-        _ = try? run("/usr/bin/chattr", ["-R", "-i", path])
-        try? FileManager.default.removeItem(atPath: path)
-    }
-}
-
 /// Runs a program and returns (status, stdout).
 @discardableResult
 func run(_ executable: String, _ arguments: [String], stdin: String? = nil) throws -> (Int32, String) {

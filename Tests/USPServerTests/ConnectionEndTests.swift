@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import USPCore
+import USPTestSupport
 
 /// How the daemon ends a session whose client closed its side of the TCP connection
 /// (docs/PROTOCOL.md §8.3): inside a record it still answers with a CLOSE `record_truncated`

@@ -3,6 +3,7 @@ import Testing
 @testable import USPCore
 @testable import USPServer
 import USPStore
+import USPTestSupport
 
 /// `login_token_binding`: a login token is accepted from anywhere (none), only from the network
 /// it was issued to (prefix: /24, /64), or only from its address.

@@ -28,15 +28,18 @@ struct DurabilityBarrierTests {
         return (done, { result.withLock { $0 } })
     }
 
-    @Test func aLoginWaitingForTheDiskDoesNotStallAnotherSessionOnTheSameLoop() async throws {
+    /// A started daemon with one event loop, so that a stalled loop would stall every session.
+    private static func singleLoopDaemon() async throws -> (InMemoryStore, TestDaemon) {
         let store = Fixtures.store()
         let d = try TestDaemon(backing: store, threads: 1)
         try await d.start()
-        defer { Task { try await d.stop() } }
+        return (store, d)
+    }
 
-        let slow = try SocketClient(port: d.port4)
-        try slow.start()
-        #expect(try slow.pumpMenu())
+    @Test func aLoginWaitingForTheDiskDoesNotStallAnotherSessionOnTheSameLoop() async throws {
+        let (store, d) = try await Self.singleLoopDaemon()
+        defer { Task { try await d.stop() } }
+        let slow = try d.menuClient()
         store.syncDelay = 3.0
         let syncsBefore = store.syncs
         let loggedIn = Mutex(false)
@@ -74,14 +77,9 @@ struct DurabilityBarrierTests {
     private struct Timeout: Error {}
 
     @Test func aGrantWhoseSyncFailsNeverLeaves() async throws {
-        let store = Fixtures.store()
-        let d = try TestDaemon(backing: store, threads: 1)
-        try await d.start()
+        let (store, d) = try await Self.singleLoopDaemon()
         defer { Task { try await d.stop() } }
-
-        let client = try SocketClient(port: d.port4)
-        try client.start()
-        #expect(try client.pumpMenu())
+        let client = try d.menuClient()
         store.failSync = true
         let menus = client.log.menus.count
         try? client.login("bob", "hunter2")
@@ -100,14 +98,9 @@ struct DurabilityBarrierTests {
     }
 
     @Test func anApplicationStartsOnlyOnceItsStreamOpenedRowIsOnDisk() async throws {
-        let store = Fixtures.store()
-        let d = try TestDaemon(backing: store, threads: 1)
-        try await d.start()
+        let (store, d) = try await Self.singleLoopDaemon()
         defer { Task { try await d.stop() } }
-
-        let client = try SocketClient(port: d.port4)
-        try client.start()
-        #expect(try client.pumpMenu())
+        let client = try d.menuClient()
         let echo = try #require(client.log.index(of: "echo"))
         try client.request([echo: [:]])
         let token = try #require(client.log.token(at: echo))

@@ -398,9 +398,19 @@ struct Plan: Sendable {
                 throw USPClientError(.serverKeyChanged, "server key for \(s) changed: known \(Fingerprint.of(expected)) now \(Fingerprint.of(seen)); if this is expected, remove the line from \(known.path) (usp known-servers remove \(s))")
             }
             if seen == nil {
-                throw USPClientError(.handshakeRejected, "server at \(s) did not accept our handshake: the key in the URI or known_servers is probably wrong (or it is not a USP server)", wireCode: error.wireCode)
+                throw USPClientError(.handshakeRejected, """
+                    server at \(s) did not accept our handshake: it closed the connection without answering. Likely causes: \
+                    it is refusing connections for now (its handshake rate limit for this address, or its connection limits \
+                    under load: try again in a moment); the key in the URI or known_servers is wrong (a stealth server answers \
+                    only its own key); or it is not a USP server
+                    """, wireCode: error.wireCode)
             }
-            throw error
+            // The server answered a probe with the expected key: our own attempt was dropped.
+            throw USPClientError(.handshakeRejected, """
+                server at \(s) closed the connection during our handshake, though its key is the expected one: it is \
+                probably refusing connections for now (its handshake rate limit for this address, or its connection limits \
+                under load); try again in a moment
+                """, wireCode: error.wireCode)
         }
     }
 

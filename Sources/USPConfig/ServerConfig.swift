@@ -30,6 +30,9 @@ public struct ServerConfig: Hashable, Sendable {
     public var allowFirstContact = true
     public var handshakeTimeout: Double = 10
     public var idleTimeout: Double = 600
+    /// Seconds after which a session that has not logged in and has no open stream is closed,
+    /// whatever it sends (0: never).
+    public var anonymousSessionLifetime: Double = 60
     public var maxConnections = 4096
     public var maxUnauthenticated = 256
     public var handshakeRate: Double = 20

@@ -11,7 +11,7 @@ import TOMLKit
 ///   It may be empty when every socket comes from systemd.
 /// - `apps_dir`, `database`, `host_key`: non-empty strings (relative to the data directory).
 /// - `handshake_timeout`: more than 0 and at most 600 seconds.
-/// - `idle_timeout`: 0 (never) to 604800 seconds (a week).
+/// - `idle_timeout`: 0 (never) to 604800 seconds (a week); `anonymous_session_lifetime`: 0 (never) to 86400 s.
 /// - `max_connections`: 1…1,048,576; `max_unauthenticated`: 1…`max_connections`.
 /// - `handshake_rate`: more than 0 and at most 1,000,000 per second; `handshake_burst`: 1…1,000,000.
 /// - `max_connections_per_source`: 0…1,048,576; `max_streams_per_minute`, `max_streams_per_identity`,
@@ -23,7 +23,7 @@ import TOMLKit
 /// - `log_level`: trace, debug, info, notice, warning, error or critical (swift-log's levels).
 public enum ServerConfigLoader {
     public static let keys = [
-        "listen", "apps_dir", "database", "host_key", "allow_first_contact", "handshake_timeout", "idle_timeout", "max_connections",
+        "listen", "apps_dir", "database", "host_key", "allow_first_contact", "handshake_timeout", "idle_timeout", "anonymous_session_lifetime", "max_connections",
         "max_unauthenticated", "handshake_rate", "handshake_burst", "max_connections_per_source", "max_streams_per_minute",
         "max_streams_per_identity", "max_streams_per_application", "authorization_token_lifetime",
         "application_token_lifetime", "login_token_binding", "login_delay_base", "login_delay_max", "login_delay_identity_max", "log_level",
@@ -88,6 +88,7 @@ public enum ServerConfigLoader {
         if let b = r.bool(t, [], "allow_first_contact") { c.allowFirstContact = b }
         if let d = r.number(t, [], "handshake_timeout", in: 0...600, lowerOpen: true) { c.handshakeTimeout = d }
         if let d = r.number(t, [], "idle_timeout", in: 0...604_800) { c.idleTimeout = d }
+        if let d = r.number(t, [], "anonymous_session_lifetime", in: 0...86_400) { c.anonymousSessionLifetime = d }
         if let i = r.integer(t, [], "max_connections", in: 1...1_048_576) { c.maxConnections = i }
         if let i = r.integer(t, [], "max_unauthenticated", in: 1...1_048_576) {
             if i > c.maxConnections {
@@ -163,6 +164,7 @@ extension ServerConfig {
             allow_first_contact = \(allowFirstContact)
             handshake_timeout = \(n(handshakeTimeout))
             idle_timeout = \(n(idleTimeout))
+            anonymous_session_lifetime = \(n(anonymousSessionLifetime))
             max_connections = \(maxConnections)
             max_unauthenticated = \(maxUnauthenticated)
             handshake_rate = \(n(handshakeRate))

@@ -25,9 +25,14 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
         /// is closed with `idle_timeout`. Nil: never. Sessions with a stream are never idle-closed
         /// (an ssh session may sit quiet for hours).
         public var idleTimeout: TimeAmount?
-        public init(handshakeTimeout: TimeAmount = .seconds(10), idleTimeout: TimeAmount? = nil) {
+        /// A session that has not logged in and has no open stream is closed with `idle_timeout`
+        /// this long after it was accepted, whatever it sends (a PING does not keep it): strangers
+        /// cannot hold connection slots by idling on the menu. Nil: no limit.
+        public var anonymousLifetime: TimeAmount?
+        public init(handshakeTimeout: TimeAmount = .seconds(10), idleTimeout: TimeAmount? = nil, anonymousLifetime: TimeAmount? = nil) {
             self.handshakeTimeout = handshakeTimeout
             self.idleTimeout = idleTimeout
+            self.anonymousLifetime = anonymousLifetime
         }
     }
 
@@ -68,6 +73,8 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
     private var idleCheck: Scheduled<Void>?
     /// When input last arrived (ServerClock.monotonic seconds).
     private var lastInput: Double = ServerClock.monotonic()
+    /// The session logged in (at index 0 or with an authorization token): no anonymous lifetime.
+    private var loggedIn = false
     /// A relay-free hand-off is under way: input is held in `heldInput`, nothing is sent.
     private var handingOff = false
     /// The connection was handed to an application relay-free.
@@ -361,24 +368,32 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
         hooks.sessionEstablished(self)
     }
 
-    /// Checks a quarter of the idle timeout apart, so a session is closed between 1 and 1.25
-    /// timeouts after its last input; reads only note the time (no timer per read).
+    /// Checks a quarter of the idle timeout (or of the anonymous lifetime, while the session has
+    /// not logged in) apart, so a session is closed between 1 and 1.25 of either after its last
+    /// input or its accept; reads only note the time (no timer per read).
     private func startIdleCheck() {
-        guard let idle = configuration.idleTimeout else { return }
-        scheduleIdleCheck(in: idle, idle: idle)
+        let first = [configuration.idleTimeout, configuration.anonymousLifetime].compactMap { $0 }.min()
+        guard let first else { return }
+        scheduleIdleCheck(in: first)
     }
 
-    private func scheduleIdleCheck(in delay: TimeAmount, idle: TimeAmount) {
+    private func scheduleIdleCheck(in delay: TimeAmount) {
         guard let context, !reportedClosed else { return }
         idleCheck = context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in
             idleCheck = nil
             guard !reportedClosed else { return }
-            let quiet = ServerClock.monotonic() - lastInput
-            if streams.isEmpty, quiet >= Double(idle.nanoseconds) / 1e9 {
-                close(code: .idleTimeout)
-            } else {
-                scheduleIdleCheck(in: .nanoseconds(max(idle.nanoseconds / 4, 1_000_000)), idle: idle)
+            let now = ServerClock.monotonic()
+            func passed(_ limit: TimeAmount?, since start: Double) -> Bool {
+                limit.map { now - start >= Double($0.nanoseconds) / 1e9 } ?? false
             }
+            if streams.isEmpty, passed(configuration.idleTimeout, since: lastInput)
+                || (!loggedIn && passed(configuration.anonymousLifetime, since: startedAt)) {
+                close(code: .idleTimeout)
+                return
+            }
+            let limits = [configuration.idleTimeout, loggedIn ? nil : configuration.anonymousLifetime].compactMap { $0 }
+            guard let step = limits.min() else { return }
+            scheduleIdleCheck(in: .nanoseconds(max(step.nanoseconds / 4, 1_000_000)))
         }
     }
 
@@ -465,6 +480,7 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
                 clientStatic = key
                 hooks.handshakeCompleted(self, pattern: pattern, clientStatic: key)
             case .authenticated(let who, let tokenID):
+                loggedIn = true
                 hooks.authenticated(self, identity: who, tokenID: tokenID)
             case .streamOpened(let stream, let grant):
                 open(stream, grant)

@@ -24,6 +24,9 @@ public final class ServerRuntime: Sendable {
         public var handshakeTimeout: Double = 10
         /// Seconds without input after which a session with no open stream is closed (`idle_timeout`); 0: never.
         public var idleTimeout: Double = 600
+        /// Seconds after accept at which a session that has not logged in and has no open stream
+        /// is closed (`idle_timeout`), whatever it sends; 0: never.
+        public var anonymousSessionLifetime: Double = 60
         public var maxConnections = 4096
         public var maxUnauthenticated = 256
         public var handshakeRate: Double = 20
@@ -50,6 +53,7 @@ public final class ServerRuntime: Sendable {
             allowFirstContact = config.allowFirstContact
             handshakeTimeout = config.handshakeTimeout
             idleTimeout = config.idleTimeout
+            anonymousSessionLifetime = config.anonymousSessionLifetime
             maxConnections = config.maxConnections
             maxUnauthenticated = config.maxUnauthenticated
             handshakeRate = config.handshakeRate
@@ -116,7 +120,9 @@ public final class ServerRuntime: Sendable {
         let hooks = ConnectionHooks(server: self)
         let handler = ServerSessionHandler(session: session, policy: policy, hooks: hooks,
                                            configuration: .init(handshakeTimeout: .nanoseconds(Int64(options.handshakeTimeout * 1e9)),
-                                                                idleTimeout: options.idleTimeout > 0 ? .nanoseconds(Int64(options.idleTimeout * 1e9)) : nil))
+                                                                idleTimeout: options.idleTimeout > 0 ? .nanoseconds(Int64(options.idleTimeout * 1e9)) : nil,
+                                                                anonymousLifetime: options.anonymousSessionLifetime > 0
+                                                                    ? .nanoseconds(Int64(options.anonymousSessionLifetime * 1e9)) : nil))
         return channel.eventLoop.makeCompletedFuture {
             try channel.pipeline.syncOperations.addHandler(handler)
             registry.register(handler, on: channel.eventLoop)

@@ -19,7 +19,7 @@ public final class TestDaemon: @unchecked Sendable {
     public let applications: ApplicationsBox
 
     /// `backing`: the store the daemon uses (default: `store`, in memory).
-    public init(handshakeTimeout: Double = 1, idleTimeout: Double = 600, listen: [String] = ["127.0.0.1:0", "[::1]:0"],
+    public init(handshakeTimeout: Double = 1, idleTimeout: Double = 600, anonymousSessionLifetime: Double = 60, listen: [String] = ["127.0.0.1:0", "[::1]:0"],
                 backing: (any USPStore)? = nil, threads: Int = 2,
                 verifyPassword: @escaping @Sendable (String, String) -> Bool = testVerifyPassword) throws {
         group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
@@ -39,6 +39,7 @@ public final class TestDaemon: @unchecked Sendable {
         options.listen = listen
         options.handshakeTimeout = handshakeTimeout
         options.idleTimeout = idleTimeout
+        options.anonymousSessionLifetime = anonymousSessionLifetime
         options.drainTimeout = 3
         options.reloadInterval = 0.2
         let runtime = ServerRuntime(options: options, staticKey: Fixtures.serverKey, policy: policy, logger: logger)

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import USPCore
+import USPNIO
 import USPTestSupport
 
 /// How the daemon ends a session whose client closed its side of the TCP connection
@@ -27,6 +28,44 @@ import USPTestSupport
             let rest = client.socket.readToEnd(timeout: 5)
             #expect(rest.closed)
             #expect(rest.bytes.isEmpty, "nothing is sent to a peer that left between records: \(rest.bytes.count) bytes")
+        }
+    }
+}
+
+/// `anonymous_session_lifetime`: a stranger on the menu is closed after it, PINGs or not; a
+/// session that logged in is not.
+@Suite struct AnonymousLifetimeTests {
+    /// PINGs about every 100 ms (far below the control-flood guard) until the server closes or `limit` seconds pass; when it closed (nil: never).
+    static func closedAfterPinging(_ client: SocketClient, limit: Double) throws -> Double? {
+        let started = ServerClock.monotonic()
+        var n: UInt64 = 0
+        while ServerClock.monotonic() - started < limit {
+            n += 1
+            try? client.session.ping(n)
+            try? client.flush()
+            try client.pumpOnce(timeout: 0.1)
+            Thread.sleep(forTimeInterval: 0.1)
+            if client.log.notes.contains(where: { if case .closed = $0 { true } else { false } }) {
+                return ServerClock.monotonic() - started
+            }
+        }
+        return nil
+    }
+
+    @Test func aStrangerIsClosedAfterTheLifetimeEvenWhilePinging() async throws {
+        try await withDaemon(try TestDaemon(anonymousSessionLifetime: 1)) { d in
+            let stranger = try d.menuClient()
+            let closedAfter = try #require(try Self.closedAfterPinging(stranger, limit: 6), "the stranger was never closed")
+            #expect(closedAfter < 2.5, "closed after \(closedAfter) s")
+            #expect(stranger.log.notes.last == .closed(USPError.Code.idleTimeout.name), "\(stranger.log.notes.suffix(3))")
+        }
+    }
+
+    @Test func aSessionThatLoggedInIsNotClosed() async throws {
+        try await withDaemon(try TestDaemon(anonymousSessionLifetime: 1)) { d in
+            let member = try d.menuClient()
+            try member.login("bob", "hunter2")
+            #expect(try Self.closedAfterPinging(member, limit: 2.5) == nil, "\(member.log.notes.suffix(3))")
         }
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NIOCore
 import Synchronization
+import USPNIO
 import USPStore
 
 /// The accountability trail: connections, authentications, tokens and streams, in the store.
@@ -32,6 +33,8 @@ public final class AuditLog: Sendable {
     private let undurable = Mutex<Set<String>>([])
     private let queue = DispatchQueue(label: "uspd.audit-flush")
     private let groupSync: GroupSync
+    /// A failing disk fails every grant: its lines are limited.
+    let logLimiter = RepeatedLogLimiter()
     /// Whether a sync of flushed notes is scheduled.
     private let lazySyncScheduled = Mutex(false)
     /// How long flushed notes may stay committed but not synced (a grant's sync covers them sooner).
@@ -76,7 +79,7 @@ public final class AuditLog: Sendable {
             try store.commit(batch, durable: false)
         } catch {
             requeue(queued)
-            logger.error("audit write failed, refusing \(what): \(error)")
+            logLimiter.log(logger, .error, kind: "audit write failed", now: ServerClock.monotonic(), "audit write failed, refusing \(what): \(error)")
             throw error
         }
         if durable, let session = event.session { awaitDisk(session: session) }
@@ -99,7 +102,10 @@ public final class AuditLog: Sendable {
     /// `flushInterval`. Never throws: a failed flush is logged and retried.
     public func note(_ event: AuditEvent) {
         guard flushInterval > .zero else {
-            do { try store.appendAudit([event]) } catch { logger.error("audit write failed for \(event.kind.rawValue): \(error)") }
+            do { try store.appendAudit([event]) } catch {
+                logLimiter.log(logger, .error, kind: "audit write failed", now: ServerClock.monotonic(),
+                               "audit write failed for \(event.kind.rawValue): \(error)")
+            }
             return
         }
         enqueue([.audit(event)])
@@ -133,7 +139,8 @@ public final class AuditLog: Sendable {
             // one fsync per `lazySyncInterval`.
             try store.commit(batch, durable: false)
         } catch {
-            logger.error("audit write of \(batch.count) row(s) failed, will retry: \(error)")
+            logLimiter.log(logger, .error, kind: "audit flush failed", now: ServerClock.monotonic(),
+                           "audit write of \(batch.count) row(s) failed, will retry: \(error)")
             requeue(batch)
             return
         }

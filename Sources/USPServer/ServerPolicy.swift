@@ -150,7 +150,7 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
             default: outcome = try checkNoiseStatic(body, context: context)
             }
         } catch {
-            logger.error("store failure during login: \(error)")
+            storeFailure("store failure during login", error)
             return .failure(USPError(.internalError, "store: \(error)"))
         }
         switch outcome {
@@ -175,7 +175,7 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
                 throttle.succeeded(source: context.peerAddress, identity: user.name)
                 return .success(AuthorizationGrant(identity: Identity(name: user.name, groups: user.groups), token: issued.secret, tokenID: issued.id))
             } catch {
-                logger.error("login of \(user.name) refused: the audit or token store failed: \(error)")
+                storeFailure("login of \(user.name) refused: the audit or token store failed", error)
                 return .failure(USPError(.internalError, "audit or token store unavailable"))
             }
         }
@@ -270,7 +270,7 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
             audit.note(event(.tokenUsed, context, identity: name, method: "authorization_token", result: "ok", tokenID: id))
             return .success((Identity(name: user.name, groups: user.groups), presentation.id))
         } catch {
-            logger.error("authorization token check failed: \(error)")
+            storeFailure("authorization token check failed", error)
             return .failure(USPError(.internalError, "store unavailable"))
         }
     }
@@ -324,7 +324,7 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
                                   durable: durable)
             return .success((issued.secret, issued.id, record))
         } catch {
-            logger.error("application token for \(entry.name) refused: \(error)")
+            storeFailure("application token for \(entry.name) refused", error)
             return .failure(USPError(.internalError, "token store unavailable"))
         }
     }
@@ -366,7 +366,7 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
             return .success(ApplicationGrant(application: application, tokenID: presentation.id, authorizationTokenID: parentID,
                                              identity: token.identity.map { Identity(name: $0, groups: groups) }))
         } catch {
-            logger.error("application token check failed: \(error)")
+            storeFailure("application token check failed", error)
             return .failure(USPError(.internalError, "store unavailable"))
         }
     }
@@ -394,7 +394,7 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
             }
             return .success(all.compactMap { TokenProof.TokenID(text: $0) })
         } catch {
-            logger.error("token invalidation failed: \(error)")
+            storeFailure("token invalidation failed", error)
             return .failure(USPError(.internalError, "token store unavailable"))
         }
     }
@@ -409,6 +409,12 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
     }
 
     // MARK: - Helpers
+
+    /// A store failure refuses what was asked; a failing disk fails every request, so these lines
+    /// are limited (the audit log's limiter, shared with its own failures).
+    private func storeFailure(_ what: String, _ error: any Error) {
+        audit.logLimiter.log(logger, .error, kind: "store failure", now: monotonic(), "\(what): \(error)")
+    }
 
 
     private func refuse<T>(_ code: USPError.Code, _ tokenID: String, _ context: SessionContext, _ detail: String,

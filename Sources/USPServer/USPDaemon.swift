@@ -76,6 +76,8 @@ public final class ServerRuntime: Sendable {
     public let launcher: Launcher
     public var audit: AuditLog { policy.audit }
     public let logger: Logger
+    /// Load shedding can refuse thousands of connections a second: their lines are limited.
+    let logLimiter = RepeatedLogLimiter()
 
     public init(options: Options, staticKey: KeyPair, policy: ServerPolicy, launcher: Launcher? = nil,
                 logger: Logger = Logger(label: "uspd")) {
@@ -105,14 +107,16 @@ public final class ServerRuntime: Sendable {
             // row and the log line say which limit. The handshake rate limit above bounds how
             // many such rows one source can cause.
             let detail = "max_connections_per_source (\(options.maxConnectionsPerSource ?? 0)) reached for \(HandshakeRateLimiter.sourceKey(peer))"
-            logger.notice("\(peer): \(detail), connection dropped")
+            logLimiter.log(logger, .notice, kind: "max_connections_per_source", now: ServerClock.monotonic(), "\(peer): \(detail), connection dropped")
             audit.note(AuditEvent(kind: .rateLimited, peerAddress: peer, result: "dropped", detail: detail))
             return channel.close()
         case .tooManyConnections:
-            logger.notice("\(peer): max_connections (\(options.maxConnections)) reached, connection dropped")
+            logLimiter.log(logger, .notice, kind: "max_connections", now: ServerClock.monotonic(),
+                           "\(peer): max_connections (\(options.maxConnections)) reached, connection dropped")
             return channel.close()
         case .tooManyStarting:
-            logger.notice("\(peer): too many unauthenticated connections (max_unauthenticated \(options.maxUnauthenticated)), connection dropped")
+            logLimiter.log(logger, .notice, kind: "max_unauthenticated", now: ServerClock.monotonic(),
+                           "\(peer): too many unauthenticated connections (max_unauthenticated \(options.maxUnauthenticated)), connection dropped")
             return channel.close()
         }
         let session = ServerSession(staticKey: staticKey, peerAddress: peer, configuration: options.session,

@@ -591,6 +591,14 @@ struct SQLiteStoreBatchTests {
         try store.syncDurably()
     }
 
+    /// 2600 commits of a 2 KB audit row each: a WAL well past `checkpointThreshold`.
+    static func commitLargeRows(_ store: SQLiteStore, label: String) throws {
+        let row = String(repeating: "x", count: 2000)
+        for i in 0..<2600 {
+            try store.commit([.audit(AuditEvent(time: Date(), kind: .connectionOpened, detail: "\(label)\(i) \(row)"))], durable: false)
+        }
+    }
+
     @Test func syncDurablyNeverCheckpointsOnTheWriterAndKeepsTheWALBounded() throws {
         let dir = TempDirectory("sync")
         let path = dir.file("usp.sqlite")
@@ -599,17 +607,12 @@ struct SQLiteStoreBatchTests {
         #expect(try store.executeForTestingReturning("PRAGMA wal_autocheckpoint") == "0")
         // Past the threshold, syncDurably checkpoints from its own connection: the WAL is reused
         // from its start afterwards instead of growing.
-        let row = String(repeating: "x", count: 2000)
-        for i in 0..<2600 {
-            try store.commit([.audit(AuditEvent(time: Date(), kind: .connectionOpened, detail: "\(i) \(row)"))], durable: false)
-        }
+        try Self.commitLargeRows(store, label: "")
         let walPath = path + "-wal"
         let grown = try FileManager.default.attributesOfItem(atPath: walPath)[.size] as? Int ?? 0
         #expect(grown > SQLiteStore.checkpointThreshold)
         try store.syncDurably()
-        for i in 0..<2600 {
-            try store.commit([.audit(AuditEvent(time: Date(), kind: .connectionOpened, detail: "again \(i) \(row)"))], durable: false)
-        }
+        try Self.commitLargeRows(store, label: "again ")
         try store.syncDurably()
         let after = try FileManager.default.attributesOfItem(atPath: walPath)[.size] as? Int ?? 0
         #expect(after <= grown + grown / 4, "the WAL grew from \(grown) to \(after) bytes: it was not checkpointed")
@@ -625,10 +628,7 @@ struct SQLiteStoreBatchTests {
         let path = dir.file("usp.sqlite")
         let store = try SQLiteStore(path: path)
         #expect(try store.executeForTestingReturning("PRAGMA journal_size_limit") == "\(SQLiteStore.checkpointThreshold)")
-        let row = String(repeating: "y", count: 2000)
-        for i in 0..<2600 {
-            try store.commit([.audit(AuditEvent(time: Date(), kind: .connectionOpened, detail: "\(i) \(row)"))], durable: false)
-        }
+        try Self.commitLargeRows(store, label: "")
         let walPath = path + "-wal"
         func walSize() throws -> Int { try FileManager.default.attributesOfItem(atPath: walPath)[.size] as? Int ?? 0 }
         #expect(try walSize() > SQLiteStore.checkpointThreshold)

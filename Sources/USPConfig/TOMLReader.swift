@@ -25,6 +25,7 @@ final class TOMLReader {
     init(path: String, text: String) throws(ConfigError) {
         self.path = path
         try Self.checkCharacters(text, path: path)
+        try Self.checkForTOMLKitTraps(text, path: path)
         do {
             root = try TOMLTable(string: text)
         } catch let e as TOMLParseError {
@@ -93,6 +94,98 @@ final class TOMLReader {
         for s in text.unicodeScalars {
             if s == "\u{0}" { throw ConfigError(.syntax, path: path, line: line, column: column, "NUL character") }
             if s == "\n" { line += 1; column = 1 } else { column += 1 }
+        }
+    }
+
+    /// toml++ (TOMLKit 0.6.0) fails an assertion, aborting the process (with NDEBUG: undefined
+    /// behaviour), on two kinds of malformed text that it does not check itself, so one bad apps.d
+    /// file would take uspd down: a table header whose key starts with a character that can start no
+    /// key (`[?]`, `[[ é]]`, `[` at the end of a line), and a `}` where an array expects a value
+    /// (`x = [}`, `x = [1, }`). Both are refused here first, as the syntax errors they are. The text
+    /// is walked as toml++ walks it: strings, comments, and the `[`/`{` nesting of values; a header
+    /// is a `[` that starts a line outside any value.
+    static func checkForTOMLKitTraps(_ text: String, path: String) throws(ConfigError) {
+        let s = Array(text.unicodeScalars)
+        var i = 0, line = 1, column = 1
+        var open: [Unicode.Scalar] = []  // the `[` and `{` of the values being read
+        var lineStart = true
+        var previous: Unicode.Scalar = "\n"  // the last character that is not space, line break or comment
+        func advance() {
+            if s[i] == "\n" { line += 1; column = 1 } else { column += 1 }
+            i += 1
+        }
+        func at(_ k: Int, _ c: Unicode.Scalar) -> Bool { i + k < s.count && s[i + k] == c }
+        if at(0, "\u{FEFF}") { i = 1 }  // a byte order mark, which toml++ skips
+        func refuse(_ what: String) -> ConfigError {
+            let k = s[i]
+            let shown = k.properties.generalCategory == .control ? String(format: "U+%04X", k.value) : "'\(k)'"
+            return ConfigError(.syntax, path: path, line: line, column: column, "Error while parsing \(what), saw \(shown)")
+        }
+        /// Skips a string starting at `i` (a quote); stops at the end of the text if it never closes.
+        func skipString() {
+            let quote = s[i]
+            if at(1, quote) && at(2, quote) {
+                advance(); advance(); advance()
+                while i < s.count, !(s[i] == quote && at(1, quote) && at(2, quote)) {
+                    if quote == "\"", s[i] == "\\", i + 1 < s.count { advance() }
+                    advance()
+                }
+                while i < s.count, s[i] == quote { advance() }  // the closing quotes, and up to two more before them
+                return
+            }
+            advance()
+            while i < s.count, s[i] != quote, s[i] != "\n" {
+                if quote == "\"", s[i] == "\\", i + 1 < s.count { advance() }
+                advance()
+            }
+            if i < s.count, s[i] == quote { advance() }
+        }
+        while i < s.count {
+            let c = s[i]
+            switch c {
+            case "\n":
+                advance()
+                lineStart = true
+                continue
+            case " ", "\t", "\r":
+                advance()
+                continue
+            case "#":
+                while i < s.count, s[i] != "\n" { advance() }
+                continue
+            case "\"", "'":
+                skipString()
+                lineStart = false
+                previous = c
+                continue
+            case "[" where open.isEmpty && lineStart:
+                advance()
+                if at(0, "[") { advance() }
+                while at(0, " ") || at(0, "\t") { advance() }
+                if i < s.count {
+                    let k = s[i]
+                    let bare = ("a"..."z").contains(k) || ("A"..."Z").contains(k) || ("0"..."9").contains(k) || k == "_" || k == "-"
+                    guard bare || k == "\"" || k == "'" || k == "]" else { throw refuse("table header: expected a key") }
+                }
+                // The rest of the header's line (keys, then at most a comment).
+                while i < s.count, s[i] != "\n" {
+                    if s[i] == "\"" || s[i] == "'" { skipString() } else { advance() }
+                }
+                previous = "]"
+                continue
+            case "[", "{":
+                open.append(c)
+            case "]":
+                if open.last == "[" { open.removeLast() }
+            case "}":
+                if open.last == "[", previous == "[" || previous == "," { throw refuse("array: expected a value or ']'") }
+                if open.last == "{" { open.removeLast() }
+            default:
+                break
+            }
+            lineStart = false
+            previous = c
+            advance()
         }
     }
 

@@ -224,6 +224,8 @@ public struct DedicatedStreamSession: Sendable {
     /// The application finished writing (half-close: FIN).
     public mutating func finish(into actions: inout DedicatedStreamSession.Actions) throws(USPError) {
         guard state == .open else { return }
+        // The snapshot may say uspd had already sent this side's FIN: there is nothing more to send.
+        if link.streams.state(of: stream)?.localFinished == true { return }
         if try link.finish(stream: stream) { actions.append(.streamClosed(.ok)) }
     }
 

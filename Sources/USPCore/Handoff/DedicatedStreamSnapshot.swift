@@ -151,7 +151,13 @@ public struct DedicatedStreamSnapshot: Sendable, Equatable {
         switch paddingKind {
         case 0: padding = .none
         case 1: padding = .multiple(of: paddingValue)
-        case 2: padding = .fixed(paddingValue)
+        case 2:
+            // A fixed size below the smallest record a peer must accept leaves DATA no room (the
+            // composer's arithmetic assumes room for a frame header and a byte).
+            guard (Hello.minRecordPlaintext...RecordLayout.maxPlaintext).contains(paddingValue) else {
+                throw fail("fixed padding \(paddingValue) outside \(Hello.minRecordPlaintext)…\(RecordLayout.maxPlaintext)")
+            }
+            padding = .fixed(paddingValue)
         default: throw fail("padding kind \(paddingKind) is not 0, 1 or 2")
         }
         let receive = try readDirection(&r, "receive")
@@ -208,8 +214,9 @@ public struct DedicatedStreamSnapshot: Sendable, Equatable {
         let key = Array(try r.readSlice(32, "\(name) key"))
         let nonce = try r.readUInt64("\(name) nonce")
         let maxPlaintext = Int(try r.readUInt32("\(name) max_plaintext"))
-        guard (1...RecordLayout.maxPlaintext).contains(maxPlaintext) else {
-            throw fail("\(name) max_plaintext \(maxPlaintext) outside 1…\(RecordLayout.maxPlaintext)")
+        // The bounds a hello allows (Hello.validate): below them a record cannot hold a DATA frame.
+        guard (Hello.minRecordPlaintext...RecordLayout.maxPlaintext).contains(maxPlaintext) else {
+            throw fail("\(name) max_plaintext \(maxPlaintext) outside \(Hello.minRecordPlaintext)…\(RecordLayout.maxPlaintext)")
         }
         guard nonce < UInt64.max - 1 else { throw fail("\(name) nonce \(nonce) is exhausted") }
         return Direction(key: key, nonce: nonce, maxPlaintext: maxPlaintext, rekeyBytes: try r.readUInt64("\(name) rekey bytes"),

@@ -55,6 +55,8 @@ extension ApplicationSessionRequest {
         }
         application = try r.optionalString(MessageKeys.application)
         request = try r.optionalObject(MessageKeys.request)
+        // By name without a body: `{}`, as `toJSON` writes it, so a decoded request re-encodes unchanged.
+        if application != nil, request == nil { request = [:] }
         let action = try r.requiredString(MessageKeys.action)
         try ApplicationAction.check(action, path.field(MessageKeys.action))
         self.action = ApplicationAction(action)

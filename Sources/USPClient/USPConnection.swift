@@ -15,6 +15,10 @@ public struct USPConnectionOptions: Sendable {
     /// authenticated menu. The session sends a channel-bound presentation, never the secret.
     public var authorizationToken: String?
     public var connectTimeout: TimeAmount = .seconds(10)
+    /// The local IP address to connect from (bound, port 0, before connect), e.g. one of several
+    /// addresses of a multi-homed host, or a 127.x.y.z source on loopback (scripts/chaos.sh's
+    /// attackers); nil: the kernel chooses. Also used by the key probe after a failed handshake.
+    public var localAddress: String?
     /// From TCP connect to the first menu (or application reply).
     public var handshakeTimeout: TimeAmount = .seconds(15)
     /// Receive limits and send policy of the session.
@@ -424,6 +428,7 @@ struct Plan: Sendable {
 
     static func open(server: ServerURI, mode: InitiatorHandshake.Mode, start: ClientStart, trust: any ClientSessionDelegate & Sendable,
                      options: USPConnectionOptions, dedicated: Bool) async throws -> (ConnectionCore, Facts) {
+        let local = try localSocketAddress(options.localAddress, server: server)
         let group = options.eventLoopGroup ?? MultiThreadedEventLoopGroup.singleton
         let eventLoop = group.next()
         let core = ConnectionCore(eventLoop: eventLoop, server: server)
@@ -442,6 +447,7 @@ struct Plan: Sendable {
                     try channel.pipeline.syncOperations.addHandler(handler)
                 }
             }
+        if let local { _ = bootstrap.bind(to: local) }
         do {
             _ = try await bootstrap.connect(host: server.host, port: Int(server.port)).get()
         } catch {
@@ -462,6 +468,16 @@ struct Plan: Sendable {
             return Facts(pattern: pattern, serverStatic: core.serverStatic, earlyDataAccepted: core.earlyDataAccepted)
         }.get()
         return (core, facts)
+    }
+
+    /// `USPConnectionOptions.localAddress` as a socket address with port 0, or nil (no bind).
+    static func localSocketAddress(_ address: String?, server: ServerURI) throws -> SocketAddress? {
+        guard let address else { return nil }
+        do {
+            return try SocketAddress(ipAddress: address, port: 0)
+        } catch {
+            throw USPClientError(.invalidArgument, "local address \"\(address)\" for \(server.hostPort) is not an IP address")
+        }
     }
 
     /// First contact (XX) with a throwaway key and a delegate that refuses every key: learns the

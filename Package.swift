@@ -16,6 +16,7 @@ let package = Package(
         .executable(name: "usp", targets: ["usp"]),
         .executable(name: "usp-demo", targets: ["usp-demo"]),
         .executable(name: "usp-bench", targets: ["usp-bench"]),
+        .executable(name: "usp-chaos", targets: ["usp-chaos"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", exact: "4.5.2"),
@@ -156,6 +157,18 @@ let package = Package(
                 "USPCore",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
+            ]
+        ),
+        // The chaos suite's load generator (scripts/chaos.sh, docs/RELIABILITY.md): attackers from
+        // chosen 127.x.y.z sources (raw TCP on NIO; USP sessions on USPClient, USPNIO and USPCore)
+        // beside a legitimate client whose success and latency it measures against a real uspd.
+        .executableTarget(
+            name: "usp-chaos",
+            dependencies: [
+                "USPClient", "USPCore", "USPNIO",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         // Fixtures and sugar shared by the test targets (not a product): an in-memory session

@@ -6,7 +6,9 @@ import USPTestSupport
 /// has a max_plaintext below what any hello allows, or a fixed padding too small for a DATA frame,
 /// decoded, and the resumed session then trapped in `RecordComposer.reserve` on its first write:
 /// such a snapshot must be refused when it is decoded. And a snapshot of a stream whose FIN uspd
-/// had already sent made the application's own `finish` trap (a second FIN) in `StreamTable`.
+/// had already sent made the application's own `finish` trap (a second FIN) in `StreamTable`; one
+/// whose receive direction had counted more bytes than its rekey limit made the next record's
+/// header overflow that count in `RecordOpener.openHeader`.
 @Suite("Relay-free snapshot bounds")
 struct SnapshotBoundsTests {
     /// A genuine snapshot's bytes and the offset of its send direction's max_plaintext.
@@ -67,5 +69,15 @@ struct SnapshotBoundsTests {
         #expect(!closed)
         #expect(session.outboundByteCount == 0)
         #expect(session.streamIsOpen)
+    }
+
+    @Test(arguments: [UInt64.max - 3, UInt64(1 << 32) + 1])
+    func aReceiveCountAboveItsRekeyLimitIsRefused(_ count: UInt64) throws {
+        var (bytes, offset) = try Self.genuine()
+        // The receive direction follows the send direction (68 bytes) and the padding (5): key 32,
+        // nonce 8, max_plaintext 4, rekey limit 8 (2^32 here), then bytes_since_rekey.
+        let since = offset - 32 - 8 + 68 + 5 + 32 + 8 + 4 + 8
+        for k in 0..<8 { bytes[since + k] = UInt8(truncatingIfNeeded: count >> (56 - 8 * k)) }
+        #expect(throws: USPError.self) { _ = try DedicatedStreamSnapshot(encoded: bytes) }
     }
 }

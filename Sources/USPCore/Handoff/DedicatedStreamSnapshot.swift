@@ -161,6 +161,10 @@ public struct DedicatedStreamSnapshot: Sendable, Equatable {
         default: throw fail("padding kind \(paddingKind) is not 0, 1 or 2")
         }
         let receive = try readDirection(&r, "receive")
+        // The opener never lets the peer past its limit (and adds to the count without wrapping).
+        guard receive.bytesSinceRekey <= receive.rekeyBytes else {
+            throw fail("receive bytes_since_rekey \(receive.bytesSinceRekey) above its rekey limit \(receive.rekeyBytes)")
+        }
         let pending = Int(try r.readUInt32("pending_body_length"))
         guard pending <= receive.maxPlaintext else { throw fail("pending_body_length \(pending) above max_plaintext \(receive.maxPlaintext)") }
         // Record i uses nonces 2i and 2i+1: odd only between a record's opened header and its body.

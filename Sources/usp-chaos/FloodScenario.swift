@@ -14,7 +14,7 @@ struct Flood: AsyncParsableCommand {
     func run() async throws {
         let chaos = try Chaos(target)
         let run = await Siege(flood.swarm(chaos), chaos: chaos, warmup: chaos.pick(target.warmup, short: 3, long: 5),
-                              duration: chaos.pick(target.duration, short: 15, long: 60), legit: try chaos.echoLoad(), successLimit: 2)
+                              duration: chaos.pick(target.duration, short: 15, long: 60), legit: try chaos.echoLoad(), successLimit: target.legitTimeout)
         let hit = run.after[0] - run.before[0], hold = run.after[1] - run.before[1]
         let seconds = run.window.seconds
         var report = Report(scenario: "flood", window: run.window)

@@ -7,7 +7,7 @@ final class LegitSamples: Sendable {
         let attempts: Int
         /// Succeeded within the success limit.
         let succeeded: Int
-        /// Latencies of those, sorted.
+        /// Latencies of every success, slow ones included, sorted: the percentiles' sample.
         let latencies: [Double]
         /// Failures by reason ("timeout", "handshake_rejected", "slow 2.4s"…), most frequent first.
         let failures: [(reason: String, count: Int)]
@@ -17,7 +17,7 @@ final class LegitSamples: Sendable {
         var p99: Double? { percentile(0.99) }
         var max: Double? { latencies.last }
 
-        /// Nearest-rank percentile of the successful attempts.
+        /// Nearest-rank percentile of the successful attempts (slow ones included).
         func percentile(_ q: Double) -> Double? {
             guard !latencies.isEmpty else { return nil }
             let rank = Int((q * Double(latencies.count)).rounded(.up))
@@ -31,7 +31,8 @@ final class LegitSamples: Sendable {
         var failures: [String: Int] = [:]
     }
 
-    /// A success slower than this counts as a failure ("slow").
+    /// A success slower than this counts as a failure ("slow"), though its latency still counts
+    /// in the percentiles.
     let successLimit: Double
     private let state = Mutex(State())
 
@@ -42,10 +43,6 @@ final class LegitSamples: Sendable {
     func started() { state.withLock { $0.started += 1 } }
 
     func succeeded(after seconds: Double) {
-        if seconds > successLimit {
-            failed("slow (> \(Report.seconds(successLimit)))")
-            return
-        }
         state.withLock { $0.latencies.append(seconds) }
     }
 
@@ -60,7 +57,9 @@ final class LegitSamples: Sendable {
             var failures = s.failures
             let pending = s.started - s.latencies.count - failures.values.reduce(0, +)
             if pending > 0 { failures["timeout", default: 0] += pending }
-            return Figures(attempts: s.started, succeeded: s.latencies.count, latencies: s.latencies.sorted(),
+            let slow = s.latencies.filter { $0 > successLimit }.count
+            if slow > 0 { failures["slow (> \(Report.seconds(successLimit)))", default: 0] += slow }
+            return Figures(attempts: s.started, succeeded: s.latencies.count - slow, latencies: s.latencies.sorted(),
                            failures: failures.map { ($0.key, $0.value) }.sorted { $0.count > $1.count })
         }
     }

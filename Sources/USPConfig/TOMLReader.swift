@@ -98,12 +98,13 @@ final class TOMLReader {
     }
 
     /// toml++ (TOMLKit 0.6.0) fails an assertion, aborting the process (with NDEBUG: undefined
-    /// behaviour), on two kinds of malformed text that it does not check itself, so one bad apps.d
+    /// behaviour), on three kinds of malformed text that it does not check itself, so one bad apps.d
     /// file would take uspd down: a table header whose key starts with a character that can start no
-    /// key (`[?]`, `[[ é]]`, `[` at the end of a line), and a `}` where an array expects a value
-    /// (`x = [}`, `x = [1, }`). Both are refused here first, as the syntax errors they are. The text
-    /// is walked as toml++ walks it: strings, comments, and the `[`/`{` nesting of values; a header
-    /// is a `[` that starts a line outside any value.
+    /// key (`[?]`, `[[ é]]`, `[` at the end of a line), a `}` where an array expects a value
+    /// (`x = [}`, `x = [1, }`), and a date followed by a space and one digit (`x = 1979-05-27 0`),
+    /// which it starts to read as a date-time. All are refused here first, as the syntax errors they
+    /// are. The text is walked as toml++ walks it: strings, comments, and the `[`/`{` nesting of
+    /// values; a header is a `[` that starts a line outside any value.
     static func checkForTOMLKitTraps(_ text: String, path: String) throws(ConfigError) {
         let s = Array(text.unicodeScalars)
         var i = 0, line = 1, column = 1
@@ -180,12 +181,39 @@ final class TOMLReader {
             case "}":
                 if open.last == "[", previous == "[" || previous == "," { throw refuse("array: expected a value or ']'") }
                 if open.last == "{" { open.removeLast() }
+            case "0"..."9" where previous == "=" || (open.last == "[" && (previous == "[" || previous == ",")):
+                // A value that starts like `dddd-dd-dd d`: toml++ takes it for a date-time with a
+                // space and asserts when the value ends right after that one digit.
+                var j = i, kept = 0
+                var dashes = (false, false)
+                while j < s.count, !Self.endsTOMLValue(s[j]), kept <= 10 {
+                    if s[j] != "_" {
+                        if kept == 4 { dashes.0 = s[j] == "-" } else if kept == 7 { dashes.1 = s[j] == "-" }
+                        kept += 1
+                    }
+                    j += 1
+                }
+                if kept == 10, dashes.0, dashes.1, j + 2 < s.count, s[j] == " ", ("0"..."9").contains(s[j + 1]), Self.endsTOMLValue(s[j + 2]) {
+                    column += j + 1 - i
+                    i = j + 1
+                    throw refuse("date-time: expected a time after the date")
+                }
             default:
                 break
             }
             lineStart = false
             previous = c
             advance()
+        }
+    }
+
+    /// What ends a value for toml++: its whitespace (ASCII and Unicode), `]`, `}`, `,` and `#`.
+    static func endsTOMLValue(_ c: Unicode.Scalar) -> Bool {
+        switch c.value {
+        case 0x09, 0x20, 0x0A...0x0D, 0x85, 0xA0, 0x1680, 0x180E, 0x2000...0x200B, 0x2028, 0x2029, 0x202F, 0x205F, 0x2060, 0x3000, 0xFEFF:
+            return true
+        default:
+            return c == "]" || c == "}" || c == "," || c == "#"
         }
     }
 

@@ -101,7 +101,7 @@ final class TOMLReader {
     /// behaviour), on three kinds of malformed text that it does not check itself, so one bad apps.d
     /// file would take uspd down: a table header whose key starts with a character that can start no
     /// key (`[?]`, `[[ é]]`, `[` at the end of a line), a `}` where an array expects a value
-    /// (`x = [}`, `x = [1, }`), and a date followed by a space and one digit (`x = 1979-05-27 0`),
+    /// (`x = [}`, `x = [1, }`; also U+0085, U+2028 or U+2029 there), and a date followed by a space and one digit (`x = 1979-05-27 0`),
     /// which it starts to read as a date-time. All are refused here first, as the syntax errors they
     /// are. The text is walked as toml++ walks it: strings, comments, and the `[`/`{` nesting of
     /// values; a header is a `[` that starts a line outside any value.
@@ -178,9 +178,10 @@ final class TOMLReader {
                 open.append(c)
             case "]":
                 if open.last == "[" { open.removeLast() }
-            case "}":
+            case "}", "\u{85}", "\u{2028}", "\u{2029}":
+                // What ends a value for toml++ but is not skipped in an array: `}`, and the Unicode line breaks.
                 if open.last == "[", previous == "[" || previous == "," { throw refuse("array: expected a value or ']'") }
-                if open.last == "{" { open.removeLast() }
+                if c == "}", open.last == "{" { open.removeLast() }
             case "0"..."9" where previous == "=" || (open.last == "[" && (previous == "[" || previous == ",")):
                 // A value that starts like `dddd-dd-dd d`: toml++ takes it for a date-time with a
                 // space and asserts when the value ends right after that one digit.

@@ -3,8 +3,9 @@ import USPConfig
 
 /// Found by fuzz-config (Fuzz/Regressions/config/): toml++ under TOMLKit 0.6.0 fails an assertion,
 /// aborting the process, on a table header whose key starts with a character that can start no key,
-/// on a `}` where an array expects a value, and on a date followed by a space and one digit. Such a
-/// file must be an ordinary syntax error with its position, from both loaders.
+/// on a `}` or a Unicode line break where an array expects a value, and on a date followed by a
+/// space and one digit. Such a file must be an ordinary syntax error with its position, from both
+/// loaders.
 @Suite("TOML text that TOMLKit traps on")
 struct TOMLKitTrapTests {
     let p = "apps.d/bad.toml"
@@ -12,7 +13,7 @@ struct TOMLKitTrapTests {
     @Test(arguments: [
         ("[?]\n", 1, 2), ("[[ ?]]\n", 1, 4), ("[\t\u{E9}]\n", 1, 3), ("  [\u{FFFD}]\n", 1, 4),
         ("name = \"x\"\n[launch]\n[#]\n", 3, 2), ("[\r\n", 1, 2), ("[\n", 1, 2), ("\u{FEFF}[\u{FFFD}]\n", 1, 2),
-        ("x = [}\n", 1, 6), ("x = [1, }\n", 1, 9), ("x = [\n  # c\n}\n", 3, 1), ("x = [[}]]\n", 1, 7),
+        ("x = [}\n", 1, 6), ("x = [1, }\n", 1, 9), ("x = [\n  # c\n}\n", 3, 1), ("x = [[}]]\n", 1, 7), ("x = [\u{85}]\n", 1, 6), ("x = [1,\n\u{2028}]\n", 2, 1),
         ("x = 1979-05-27 0\n", 1, 16), ("x = [1111-11-11 1 ]\n", 1, 17), ("x = 1_979-05-27 0,\n", 1, 17),
     ])
     func isASyntaxErrorWithItsPosition(text: String, line: Int, column: Int) {

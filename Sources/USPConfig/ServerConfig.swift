@@ -13,6 +13,8 @@
 /// handshake_rate = 20                       # per source address per second
 /// handshake_burst = 5
 /// max_connections_per_source = 256         # concurrent, per source address (IPv6: per /64); 0: no limit
+/// source_prefix_v4 = 24                     # the network of an IPv4 source, for fair admission and the login throttle
+/// source_prefix_v6 = 64                     # the same for IPv6
 /// max_streams_per_minute = 600              # opened, per identity (anonymous: per source address); 0: no limit
 /// max_streams_per_identity = 128            # concurrent, per identity (anonymous: per source address); 0: no limit
 /// max_streams_per_application = 0           # concurrent, per application (caps each one's max_sessions); 0: no limit
@@ -20,6 +22,10 @@
 /// application_token_lifetime = 60
 /// login_delay_base = 0.25                   # seconds; doubles per failure, per source and per identity
 /// login_delay_max = 8
+/// audit_max_age = 90                        # days an audit row is kept; 0: forever
+/// audit_max_size = 1024                     # MiB the audit trail may take; 0: no limit
+/// audit_summary_interval = 60               # seconds between summaries of strangers' rows
+/// audit_reserve = 16                        # MiB of disk held back so grants go on when the disk fills; 0: none
 /// log_level = "info"
 /// ```
 public struct ServerConfig: Hashable, Sendable {
@@ -38,6 +44,10 @@ public struct ServerConfig: Hashable, Sendable {
     public var handshakeRate: Double = 20
     public var handshakeBurst: Int = 5
     public var maxConnectionsPerSource = 256
+    /// How many leading bits of a source address name its network (fair admission, the login
+    /// throttle's per-network window, `login_token_binding = "prefix"`).
+    public var sourcePrefixV4 = 24
+    public var sourcePrefixV6 = 64
     public var maxStreamsPerMinute = 600
     public var maxStreamsPerIdentity = 128
     public var maxStreamsPerApplication = 0
@@ -52,6 +62,14 @@ public struct ServerConfig: Hashable, Sendable {
     /// The cap on the delay failures for a user from anywhere impose on that user's next
     /// password check (it delays, never refuses).
     public var loginDelayIdentityMax: Double = 1
+    /// Days an audit row is kept (0: forever); MiB the trail may take (0: no limit). Rows younger
+    /// than `authorization_token_lifetime` are never pruned, so every live token's trail is whole.
+    public var auditMaxAge: Double = 90
+    public var auditMaxSize: Double = 1024
+    /// Seconds between summary rows of what strangers cause in bulk.
+    public var auditSummaryInterval: Double = 60
+    /// MiB of disk held in a reserve file beside the database and freed for grants when the disk is full.
+    public var auditReserve: Double = 16
     public var logLevel: String = "info"
 
     public init() {}

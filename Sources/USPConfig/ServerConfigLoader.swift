@@ -14,19 +14,23 @@ import TOMLKit
 /// - `idle_timeout`: 0 (never) to 604800 seconds (a week); `anonymous_session_lifetime`: 0 (never) to 86400 s.
 /// - `max_connections`: 1…1,048,576; `max_unauthenticated`: 1…`max_connections`.
 /// - `handshake_rate`: more than 0 and at most 1,000,000 per second; `handshake_burst`: 1…1,000,000.
+/// - `source_prefix_v4`: 8…32; `source_prefix_v6`: 16…128.
 /// - `max_connections_per_source`: 0…1,048,576; `max_streams_per_minute`, `max_streams_per_identity`,
 ///   `max_streams_per_application`: 0…1,000,000 (0: no limit).
 /// - `authorization_token_lifetime`: 1…31,536,000 s (a year); `application_token_lifetime`: 1…86,400 s.
 /// - `login_token_binding`: none, prefix or address.
 /// - `login_delay_base`: 0…60 s; `login_delay_max`: `login_delay_base`…3,600 s;
 ///   `login_delay_identity_max`: 0…60 s.
+/// - `audit_max_age`: 0…36,500 days; `audit_max_size`: 0 or 1…1,048,576 MiB; `audit_summary_interval`:
+///   1…86,400 s; `audit_reserve`: 0…65,536 MiB.
 /// - `log_level`: trace, debug, info, notice, warning, error or critical (swift-log's levels).
 public enum ServerConfigLoader {
     public static let keys = [
         "listen", "apps_dir", "database", "host_key", "allow_first_contact", "handshake_timeout", "idle_timeout", "anonymous_session_lifetime", "max_connections",
-        "max_unauthenticated", "handshake_rate", "handshake_burst", "max_connections_per_source", "max_streams_per_minute",
+        "max_unauthenticated", "handshake_rate", "handshake_burst", "max_connections_per_source", "source_prefix_v4", "source_prefix_v6", "max_streams_per_minute",
         "max_streams_per_identity", "max_streams_per_application", "authorization_token_lifetime",
-        "application_token_lifetime", "login_token_binding", "login_delay_base", "login_delay_max", "login_delay_identity_max", "log_level",
+        "application_token_lifetime", "login_token_binding", "login_delay_base", "login_delay_max", "login_delay_identity_max",
+        "audit_max_age", "audit_max_size", "audit_summary_interval", "audit_reserve", "log_level",
     ]
     public static let loginTokenBindings = ["none", "prefix", "address"]
     public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
@@ -104,6 +108,8 @@ public enum ServerConfigLoader {
         if let d = r.number(t, [], "handshake_rate", in: 0...1_000_000, lowerOpen: true) { c.handshakeRate = d }
         if let i = r.integer(t, [], "handshake_burst", in: 1...1_000_000) { c.handshakeBurst = i }
         if let i = r.integer(t, [], "max_connections_per_source", in: 0...1_048_576) { c.maxConnectionsPerSource = i }
+        if let i = r.integer(t, [], "source_prefix_v4", in: 8...32) { c.sourcePrefixV4 = i }
+        if let i = r.integer(t, [], "source_prefix_v6", in: 16...128) { c.sourcePrefixV6 = i }
         for (key, keyPath) in [("max_streams_per_minute", \ServerConfig.maxStreamsPerMinute),
                                ("max_streams_per_identity", \.maxStreamsPerIdentity), ("max_streams_per_application", \.maxStreamsPerApplication)] {
             if let i = r.integer(t, [], key, in: 0...1_000_000) { c[keyPath: keyPath] = i }
@@ -128,6 +134,10 @@ public enum ServerConfigLoader {
                                 "login_token_binding must be one of \(loginTokenBindings.joined(separator: ", ")), got \"\(s)\"")
             }
         }
+        if let d = r.number(t, [], "audit_max_age", in: 0...36_500) { c.auditMaxAge = d }
+        if let d = r.number(t, [], "audit_max_size", in: 0...1_048_576) { c.auditMaxSize = d }
+        if let d = r.number(t, [], "audit_summary_interval", in: 1...86_400) { c.auditSummaryInterval = d }
+        if let d = r.number(t, [], "audit_reserve", in: 0...65_536) { c.auditReserve = d }
         if let s = r.string(t, [], "log_level") {
             if logLevels.contains(s) { c.logLevel = s } else {
                 r.reportAtValue(.invalidValue, ["log_level"], "log_level must be one of \(logLevels.joined(separator: ", ")), got \"\(s)\"")
@@ -170,6 +180,8 @@ extension ServerConfig {
             handshake_rate = \(n(handshakeRate))
             handshake_burst = \(handshakeBurst)
             max_connections_per_source = \(maxConnectionsPerSource)
+            source_prefix_v4 = \(sourcePrefixV4)
+            source_prefix_v6 = \(sourcePrefixV6)
             max_streams_per_minute = \(maxStreamsPerMinute)
             max_streams_per_identity = \(maxStreamsPerIdentity)
             max_streams_per_application = \(maxStreamsPerApplication)
@@ -179,6 +191,10 @@ extension ServerConfig {
             login_delay_base = \(n(loginDelayBase))
             login_delay_max = \(n(loginDelayMax))
             login_delay_identity_max = \(n(loginDelayIdentityMax))
+            audit_max_age = \(n(auditMaxAge))
+            audit_max_size = \(n(auditMaxSize))
+            audit_summary_interval = \(n(auditSummaryInterval))
+            audit_reserve = \(n(auditReserve))
             log_level = \(q(logLevel))
 
             """

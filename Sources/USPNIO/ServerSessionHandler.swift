@@ -95,6 +95,8 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
     public var state: ServerSession.State { session.state }
     public var identity: Identity? { session.identity }
     public var openStreamCount: Int { streams.count }
+    /// Message 1 was a fresh IK/NK initiation: the client knows the server key (no replay).
+    public var freshInitiation: Bool { session.freshInitiation }
     public var info: ServerSessionInfo {
         ServerSessionInfo(serverSessionID: session.serverSessionID, peerAddress: session.peerAddress,
                           clientStatic: clientStatic, identity: session.identity)

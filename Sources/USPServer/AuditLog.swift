@@ -22,6 +22,13 @@ import USPStore
 ///   future succeeds the session sends nothing and reads nothing, and an application starts only
 ///   after it. So whatever was granted has its whole trail on disk, in order, and no event loop
 ///   ever waits for an fsync (`GroupSync` runs it, shared by every session waiting meanwhile).
+///
+/// What strangers can cause in bulk is bounded (`AuditSummaries`): refused connections, failed
+/// logins, refused tokens, and sessions that end with nothing granted (no login, no stream; their
+/// `connection_opened` row is held until the session does something or ends) are written one
+/// row each within a budget per source network, and counted into summary rows past it. With a
+/// `SpaceReserve`, a full disk releases the reserve so that grants go on, and strangers' rows are
+/// then dropped and counted (an `audit_gap` row says how many once there is room again).
 public final class AuditLog: Sendable {
     public let store: any USPStore
     let logger: Logger
@@ -42,18 +49,43 @@ public final class AuditLog: Sendable {
     /// Beyond this many unwritten events (the store keeps failing) the oldest are dropped, logged.
     static let pendingLimit = 100_000
 
+    /// Strangers' rows: the budget, the summaries, and what was dropped.
+    private struct Noise {
+        var summaries: AuditSummaries
+        /// Sessions whose `connection_opened` row is held (nil value: released, written).
+        var opened: [String: AuditEvent?] = [:]
+        var summaryScheduled = false
+        /// Rows not written: strangers' while the reserve is in use, and backlog overflow.
+        var dropped: Int64 = 0
+        var droppedReasons: Set<String> = []
+        var reserveInUse = false
+    }
+
+    private let noise: Mutex<Noise>
+    private let reserve: SpaceReserve?
+    private let monotonic: @Sendable () -> Double
+
     public init(store: any USPStore, logger: Logger = Logger(label: "uspd.audit"), flushInterval: Duration = .milliseconds(100),
-                lazySyncInterval: Duration = .seconds(1)) {
+                lazySyncInterval: Duration = .seconds(1), summaries: AuditSummaries.Budget = .init(),
+                prefixLengths: SourcePrefix.Lengths = .init(), reserve: SpaceReserve? = nil,
+                monotonic: @escaping @Sendable () -> Double = { ServerClock.monotonic() }) {
         self.store = store
         self.logger = logger
         self.flushInterval = flushInterval
         self.lazySyncInterval = lazySyncInterval
+        self.reserve = reserve
+        self.monotonic = monotonic
+        noise = Mutex(Noise(summaries: AuditSummaries(budget: summaries, prefixLengths: prefixLengths)))
         groupSync = GroupSync(store: store)
+        if let reserve, !reserve.restore() {
+            logger.warning("cannot hold \(reserve.bytes) bytes of disk in reserve at \(reserve.path): the file system is nearly full")
+        }
     }
 
     /// Commits every queued event and `event` in one transaction (throws if it could not) and
     /// marks `event.session` as waiting for the disk.
     public func record(_ event: AuditEvent) throws {
+        releaseOpened(of: event.session)
         try commit([.audit(event)], for: event, what: event.kind.rawValue, durable: true)
     }
 
@@ -62,6 +94,7 @@ public final class AuditLog: Sendable {
     /// leaves the server (begin by name): it is queued with its row instead, and the record of the
     /// stream it opens, right after, commits and syncs them together.
     public func recordToken(_ token: TokenRecord, _ event: AuditEvent, durable: Bool = true) throws {
+        releaseOpened(of: event.session)
         if !durable, flushInterval > .zero {
             enqueue([.token(token), .audit(event)])
             return
@@ -75,10 +108,24 @@ public final class AuditLog: Sendable {
         var batch = writes.filter { if case .token = $0 { return true } else { return false } }
         batch += queued
         batch += writes.filter { if case .audit = $0 { return true } else { return false } }
+        var requeueOnFailure = queued
         do {
-            try store.commit(batch, durable: false)
+            do {
+                try store.commit(batch, durable: false)
+            } catch let e as StoreError where e.code == .full {
+                // Grants come first: the reserve makes room; if the backlog still does not fit, it
+                // is dropped (and counted) so that this grant's own rows can be written.
+                do {
+                    guard releaseReserve() else { throw e }
+                    try store.commit(batch, durable: false)
+                } catch let again as StoreError where again.code == .full && !queued.isEmpty {
+                    requeueOnFailure = []
+                    countDropped(queued.count, reason: "the disk was full and they did not fit beside a grant's rows")
+                    try store.commit(writes, durable: false)
+                }
+            }
         } catch {
-            requeue(queued)
+            requeue(requeueOnFailure)
             logLimiter.log(logger, .error, kind: "audit write failed", now: ServerClock.monotonic(), "audit write failed, refusing \(what): \(error)")
             throw error
         }
@@ -101,6 +148,10 @@ public final class AuditLog: Sendable {
     /// Queues an event that grants nothing; it is written with the next durable write or within
     /// `flushInterval`. Never throws: a failed flush is logged and retried.
     public func note(_ event: AuditEvent) {
+        for e in screen(event) { write(noted: e) }
+    }
+
+    private func write(noted event: AuditEvent) {
         guard flushInterval > .zero else {
             do { try store.appendAudit([event]) } catch {
                 logLimiter.log(logger, .error, kind: "audit write failed", now: ServerClock.monotonic(),
@@ -111,16 +162,139 @@ public final class AuditLog: Sendable {
         enqueue([.audit(event)])
     }
 
-    private func enqueue(_ writes: [StoreWrite]) {
-        pending.withLock { p in
-            p.writes += writes
-            if p.writes.count > Self.pendingLimit { p.writes.removeFirst(p.writes.count - Self.pendingLimit) }
+    // MARK: - Strangers' rows
+
+    /// The rows to write for a noted `event` now: none (held, summarised or dropped), itself, or a
+    /// held `connection_opened` followed by it.
+    private func screen(_ event: AuditEvent) -> [AuditEvent] {
+        let now = monotonic()
+        var startSummaryTimer = false
+        let rows: [AuditEvent] = noise.withLock { n in
+            let session = event.session
+            if event.kind == .connectionOpened, let session {
+                if n.opened.count >= 262_144 {
+                    // Far more live sessions than max_connections allows: something is off; stop holding.
+                    return [event]
+                }
+                n.opened[session] = .some(event)
+                return []
+            }
+            var held: AuditEvent??
+            if let session { held = n.opened.removeValue(forKey: session) }
+            let isNoise: Bool
+            if event.kind == .connectionClosed {
+                // Nothing was ever written for this session (no handshake, or only its opening): a
+                // stranger's connection that led nowhere.
+                isNoise = held == nil || held! != nil
+            } else {
+                isNoise = event.isStrangerNoise
+                // The session did something of note: its opening is written first, then this.
+                if !isNoise, let session, case .some(.some(let opened)) = held {
+                    n.opened[session] = .some(nil)
+                    return [opened, event]
+                }
+                if let session, let held { n.opened[session] = held }
+            }
+            guard isNoise else { return [event] }
+            if n.reserveInUse {
+                var heldOpening = false
+                if event.kind == .connectionClosed, case .some(.some) = held { heldOpening = true }
+                n.dropped += heldOpening ? 2 : 1
+                n.droppedReasons.insert("the disk was full and its reserve in use for grants")
+                return []
+            }
+            if n.summaries.admit(event, now: now) {
+                if event.kind != .connectionClosed, let session { n.opened[session] = .some(nil) }
+                if case .some(.some(let opened)) = held { return [opened, event] }
+                return [event]
+            }
+            if !n.summaryScheduled {
+                n.summaryScheduled = true
+                startSummaryTimer = true
+            }
+            return []
         }
+        if startSummaryTimer { scheduleSummaries() }
+        return rows
+    }
+
+    /// `session` is about to write a row of note: its held `connection_opened` goes first.
+    private func releaseOpened(of session: String?) {
+        guard let session else { return }
+        let opened: AuditEvent? = noise.withLock { n in
+            guard case .some(.some(let e)) = n.opened[session] else { return nil }
+            n.opened[session] = .some(nil)
+            return e
+        }
+        if let opened { write(noted: opened) }
+    }
+
+    private func scheduleSummaries() {
+        let interval = noise.withLock { $0.summaries.budget.interval }
+        queue.asyncAfter(deadline: .now() + .nanoseconds(Int(interval * 1e9))) { [self] in writeSummaries(force: true) }
+    }
+
+    /// Queues the summary rows due (all of them with `force`), and an `audit_gap` row for what was dropped.
+    func writeSummaries(force: Bool) {
+        let now = monotonic()
+        let rows: [AuditEvent] = noise.withLock { n in
+            n.summaryScheduled = false
+            var rows = n.summaries.due(now: now, force: force)
+            if n.dropped > 0, !n.reserveInUse {
+                rows.append(AuditEvent(kind: .auditGap, result: "dropped",
+                                       detail: "\(n.dropped) row(s) not written: \(n.droppedReasons.sorted().joined(separator: "; "))")
+                    .counting(n.dropped))
+                n.dropped = 0
+                n.droppedReasons = []
+            }
+            return rows
+        }
+        for row in rows { write(noted: row) }
+    }
+
+    /// Events counted into summaries since start, and rows dropped and not yet reported.
+    public var strangerCounts: (summarised: Int64, dropped: Int64) {
+        noise.withLock { ($0.summaries.summarised, $0.dropped) }
+    }
+
+    /// The disk is full: frees the reserve for grants (true if there was one to free).
+    private func releaseReserve() -> Bool {
+        guard let reserve, reserve.release() else { return false }
+        noise.withLock { $0.reserveInUse = true }
+        logger.error("the disk is full: released the \(reserve.bytes)-byte reserve at \(reserve.path) so that grants go on; rows strangers cause are dropped (and counted) until there is room again")
+        return true
+    }
+
+    /// Once the disk has room again, takes the reserve back and reports what was dropped.
+    private func checkReserve() {
+        guard let reserve, noise.withLock({ $0.reserveInUse }) else { return }
+        guard reserve.restore() else { return }
+        noise.withLock { $0.reserveInUse = false }
+        logger.notice("the disk has room again: \(reserve.bytes) bytes are back in reserve at \(reserve.path)")
+        writeSummaries(force: false)
+    }
+
+    private func enqueue(_ writes: [StoreWrite]) {
+        let dropped = pending.withLock { p -> Int in
+            p.writes += writes
+            let over = p.writes.count - Self.pendingLimit
+            if over > 0 { p.writes.removeFirst(over) }
+            return max(0, over)
+        }
+        if dropped > 0 { countDropped(dropped) }
         scheduleFlush()
+    }
+
+    private func countDropped(_ n: Int, reason: String = "the backlog went over \(AuditLog.pendingLimit) rows while the store failed") {
+        noise.withLock {
+            $0.dropped += Int64(n)
+            $0.droppedReasons.insert(reason)
+        }
     }
 
     /// Writes what is queued now and syncs it (at shutdown).
     public func flush() {
+        writeSummaries(force: true)
         writePending()
         do { try store.syncDurably() } catch { logger.error("audit sync failed: \(error)") }
     }
@@ -144,6 +318,7 @@ public final class AuditLog: Sendable {
             requeue(batch)
             return
         }
+        checkReserve()
         scheduleLazySync()
     }
 
@@ -174,13 +349,16 @@ public final class AuditLog: Sendable {
 
     private func requeue(_ writes: [StoreWrite]) {
         guard !writes.isEmpty else { return }
+        var dropped = 0
         pending.withLock { p in
             p.writes.insert(contentsOf: writes, at: 0)
             if p.writes.count > Self.pendingLimit {
                 logger.error("audit backlog over \(Self.pendingLimit) rows; dropping the oldest \(p.writes.count - Self.pendingLimit)")
-                p.writes.removeFirst(p.writes.count - Self.pendingLimit)
+                dropped = p.writes.count - Self.pendingLimit
+                p.writes.removeFirst(dropped)
             }
         }
+        if dropped > 0 { countDropped(dropped) }
         scheduleFlush()
     }
 

@@ -11,13 +11,31 @@ import USPStore
 /// limiter accounting and cross-session revocation. One per connection, on its event loop.
 final class ConnectionHooks: ServerSessionHooks {
     let server: ServerRuntime
-    private var starting = true
+    /// This connection's slot in `AdmissionControl`; its class follows the session.
+    let ticket: AdmissionControl.Ticket
+    private var admissionClass = AdmissionControl.Class.starting(proven: false)
     private var pattern: HandshakeLayout.Pattern?
     /// Streams admitted by `StreamLimiter` and not yet ended: stream → caller.
     private var admitted: [UInt32: String] = [:]
 
-    init(server: ServerRuntime) {
+    init(server: ServerRuntime, ticket: AdmissionControl.Ticket) {
         self.server = server
+        self.ticket = ticket
+    }
+
+    /// Tells admission control what this connection is now: starting (proven once message 1 was
+    /// a fresh IK/NK initiation), anonymous, or busy (logged in, or with an open stream).
+    private func reclassify(_ handler: ServerSessionHandler) {
+        let kind: AdmissionControl.Class
+        switch handler.state {
+        case .awaitingMessage1, .awaitingMessage3, .awaitingInitialRequest:
+            kind = .starting(proven: handler.freshInitiation)
+        case .established, .handingOff, .closed:
+            kind = handler.identity != nil || handler.openStreamCount > 0 || !admitted.isEmpty ? .busy : .anonymous
+        }
+        guard kind != admissionClass else { return }
+        admissionClass = kind
+        server.admission.update(ticket, to: kind)
     }
 
     private func event(_ kind: AuditEvent.Kind, _ handler: ServerSessionHandler) -> AuditEvent {
@@ -32,16 +50,15 @@ final class ConnectionHooks: ServerSessionHooks {
         // Grants nothing by itself: queued, and on disk before anything is granted on this connection.
         server.audit.note(e)
         server.logger.debug("\(handler.serverSessionID) from \(handler.peerAddress): \(pattern) handshake done")
+        reclassify(handler)
     }
 
     func sessionEstablished(_ handler: ServerSessionHandler) {
-        if starting {
-            starting = false
-            server.limiter.connectionEstablished()
-        }
+        reclassify(handler)
     }
 
     func authenticated(_ handler: ServerSessionHandler, identity: Identity, tokenID: TokenProof.TokenID) {
+        reclassify(handler)
         server.logger.info("\(handler.serverSessionID) from \(handler.peerAddress): authenticated as \(identity.name)")
     }
 
@@ -98,6 +115,8 @@ final class ConnectionHooks: ServerSessionHooks {
             application = launcher.open(request, port: port, slot: slot)
         }
         admitted[port.stream] = caller
+        admissionClass = .busy
+        server.admission.update(ticket, to: .busy)
         server.logger.info("\(session.serverSessionID): stream \(port.stream) opened \(grant.application) for \(grant.identity?.name ?? "anonymous")")
         return .success(application)
     }
@@ -115,6 +134,7 @@ final class ConnectionHooks: ServerSessionHooks {
     func streamClosed(_ handler: ServerSessionHandler, stream: UInt32, grant: ApplicationGrant, code: USPError.Code,
                       bytesIn: Int64, bytesOut: Int64, seconds: Double) {
         if let caller = admitted.removeValue(forKey: stream) { server.streamLimiter.release(caller) }
+        reclassify(handler)
         server.audit.note(streamEvent(.streamClosed, handler, stream: stream, grant: grant, result: code.name,
                                       bytesIn: bytesIn, bytesOut: bytesOut, seconds: seconds))
     }
@@ -192,10 +212,9 @@ final class ConnectionHooks: ServerSessionHooks {
 
     func sessionClosed(_ handler: ServerSessionHandler, error: USPError?, bytesIn: Int64, bytesOut: Int64, seconds: Double) {
         server.registry.remove(handler.serverSessionID)
-        server.limiter.connectionClosed(wasStarting: starting, from: handler.peerAddress)
+        server.admission.closed(ticket)
         for caller in admitted.values { server.streamLimiter.release(caller) }
         admitted = [:]
-        starting = false
         var e = event(.connectionClosed, handler)
         e.result = handler.handedOff ? "handed_off" : error?.code.name ?? "ok"
         e.detail = error.map { "\(pattern.map { "\($0)" } ?? "no handshake"): \($0.detail)" } ?? pattern.map { "\($0)" }

@@ -26,6 +26,8 @@ public final class LoginThrottle: Sendable {
     public let identityMaximum: Double
     public let forgetAfter: Double
     public let maxEntries: Int
+    /// The network of a source (`source_prefix_v4`, `source_prefix_v6`).
+    public let prefixLengths: SourcePrefix.Lengths
 
     struct Entry {
         var failures: Int
@@ -35,7 +37,9 @@ public final class LoginThrottle: Sendable {
 
     private let entries = Mutex<[String: Entry]>([:])
 
-    public init(base: Double = 0.25, maximum: Double = 8, identityMaximum: Double = 1, forgetAfter: Double = 900, maxEntries: Int = 100_000) {
+    public init(base: Double = 0.25, maximum: Double = 8, identityMaximum: Double = 1, forgetAfter: Double = 900, maxEntries: Int = 100_000,
+                prefixLengths: SourcePrefix.Lengths = .init()) {
+        self.prefixLengths = prefixLengths
         self.base = base
         self.maximum = max(base, maximum)
         self.identityMaximum = min(max(0, identityMaximum), self.maximum)
@@ -48,7 +52,7 @@ public final class LoginThrottle: Sendable {
     public func wait(source: String, identity: String?, now: Double) -> Double {
         entries.withLock { e in
             var wait = 0.0
-            for key in Self.refusingKeys(source: source, identity: identity) {
+            for key in refusingKeys(source: source, identity: identity) {
                 if let entry = e[key], entry.until > now { wait = max(wait, entry.until - now) }
             }
             return wait
@@ -70,7 +74,7 @@ public final class LoginThrottle: Sendable {
     public func failed(source: String, identity: String?, now: Double) -> Double {
         entries.withLock { e in
             var delay = 0.0
-            for key in Self.refusingKeys(source: source, identity: identity) {
+            for key in refusingKeys(source: source, identity: identity) {
                 delay = max(delay, open(&e, key, now: now, cap: maximum))
             }
             if let identity { _ = open(&e, Self.identityKey(identity), now: now, cap: identityMaximum) }
@@ -89,7 +93,7 @@ public final class LoginThrottle: Sendable {
     /// identity-wide window.
     public func succeeded(source: String, identity: String?) {
         entries.withLock { e in
-            for key in Self.refusingKeys(source: source, identity: identity) { e[key] = nil }
+            for key in refusingKeys(source: source, identity: identity) { e[key] = nil }
             if let identity { e[Self.identityKey(identity)] = nil }
         }
     }
@@ -105,8 +109,8 @@ public final class LoginThrottle: Sendable {
         return d
     }
 
-    static func refusingKeys(source: String, identity: String?) -> [String] {
-        ["src " + HandshakeRateLimiter.sourceKey(source)] + (identity.map { ["id \($0) from " + SourcePrefix.of(source)] } ?? [])
+    func refusingKeys(source: String, identity: String?) -> [String] {
+        ["src " + HandshakeRateLimiter.sourceKey(source)] + (identity.map { ["id \($0) from " + SourcePrefix.of(source, lengths: prefixLengths)] } ?? [])
     }
 
     static func identityKey(_ identity: String) -> String { "id " + identity }

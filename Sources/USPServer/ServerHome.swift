@@ -28,6 +28,8 @@ public struct ServerHome: Sendable {
     public var configPath: String { Self.join(directory, "uspd.toml") }
     public var hostKeyPath: String { Self.join(directory, config.hostKey) }
     public var databasePath: String { Self.join(directory, config.database) }
+    /// The disk space reserve (`audit_reserve`), beside the database so it is on the same file system.
+    public var reservePath: String { databasePath + ".reserve" }
     public var appsDirectory: String { Self.join(directory, config.appsDirectory) }
 
     static func join(_ dir: String, _ path: String) -> String {

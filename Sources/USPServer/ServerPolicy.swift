@@ -29,10 +29,13 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
         public var maxApplicationTokenLifetime: Double = 3600
         /// Where a login token is accepted from (`login_token_binding`).
         public var loginTokenBinding = LoginTokenBinding.none
+        /// What `prefix` binding means (`source_prefix_v4`, `source_prefix_v6`).
+        public var sourcePrefix = SourcePrefix.Lengths()
         public init() {}
         public init(config: ServerConfig) {
             authorizationTokenLifetime = Double(config.authorizationTokenLifetime)
             loginTokenBinding = LoginTokenBinding(rawValue: config.loginTokenBinding) ?? .none
+            sourcePrefix = SourcePrefix.Lengths(v4: config.sourcePrefixV4, v6: config.sourcePrefixV6)
         }
     }
 
@@ -44,11 +47,11 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
         case none, prefix, address
 
         /// Whether a token issued to `issuedTo` may be used from `presentedFrom`.
-        func admits(issuedTo: String?, presentedFrom: String) -> Bool {
+        func admits(issuedTo: String?, presentedFrom: String, prefix: SourcePrefix.Lengths = .init()) -> Bool {
             switch self {
             case .none: true
             case .address: issuedTo == presentedFrom
-            case .prefix: issuedTo.map { SourcePrefix.of($0) == SourcePrefix.of(presentedFrom) } ?? false
+            case .prefix: issuedTo.map { SourcePrefix.of($0, lengths: prefix) == SourcePrefix.of(presentedFrom, lengths: prefix) } ?? false
             }
         }
     }
@@ -260,7 +263,7 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
             }
             if token.revokedAt != nil { return refuse(.tokenRevoked, id, context, "revoked", identity: name) }
             if token.expiresAt <= date(context.now) { return refuse(.tokenExpired, id, context, "expired", identity: name) }
-            guard settings.loginTokenBinding.admits(issuedTo: token.peerAddress, presentedFrom: context.peerAddress) else {
+            guard settings.loginTokenBinding.admits(issuedTo: token.peerAddress, presentedFrom: context.peerAddress, prefix: settings.sourcePrefix) else {
                 return refuse(.tokenWrongAddress, id, context, "login issued to \(token.peerAddress ?? "?"), presented from \(context.peerAddress) "
                               + "(login_token_binding = \(settings.loginTokenBinding.rawValue))", identity: name)
             }

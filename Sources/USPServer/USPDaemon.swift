@@ -33,6 +33,8 @@ public final class ServerRuntime: Sendable {
         public var handshakeBurst = 5
         /// Concurrent connections per source address (IPv6: per /64); nil: no limit.
         public var maxConnectionsPerSource: Int?
+        /// The network a source address is taken to belong to, for fair admission (/24, /64).
+        public var sourcePrefix = SourcePrefix.Lengths()
         /// Streams opened per minute per identity (anonymous: per source address); nil: no limit.
         public var maxStreamsPerMinute: Int?
         /// Concurrent streams per identity (anonymous: per source address); nil: no limit.
@@ -46,6 +48,9 @@ public final class ServerRuntime: Sendable {
         public var revocationPollInterval: Double = 1
         /// How long a drain waits for sessions to go after CLOSE shutting_down.
         public var drainTimeout: Double = 10
+        /// Applied every `maintenanceInterval` seconds, with the purge of expired tokens.
+        public var auditRetention = AuditRetention()
+        public var maintenanceInterval: Double = 600
         public init() {}
 
         public init(config: ServerConfig) {
@@ -60,6 +65,8 @@ public final class ServerRuntime: Sendable {
             handshakeBurst = config.handshakeBurst
             func limit(_ n: Int) -> Int? { n > 0 ? n : nil }
             maxConnectionsPerSource = limit(config.maxConnectionsPerSource)
+            sourcePrefix = SourcePrefix.Lengths(v4: config.sourcePrefixV4, v6: config.sourcePrefixV6)
+            auditRetention = AuditRetention(config: config)
             maxStreamsPerMinute = limit(config.maxStreamsPerMinute)
             maxStreamsPerIdentity = limit(config.maxStreamsPerIdentity)
             maxStreamsPerApplication = limit(config.maxStreamsPerApplication)
@@ -70,7 +77,7 @@ public final class ServerRuntime: Sendable {
     public let staticKey: KeyPair
     public let policy: ServerPolicy
     public let registry = SessionRegistry()
-    public let limiter: ConnectionLimiter
+    public let admission: AdmissionControl
     public let rateLimiter: HandshakeRateLimiter
     public let streamLimiter: StreamLimiter
     public let launcher: Launcher
@@ -84,8 +91,8 @@ public final class ServerRuntime: Sendable {
         self.options = options
         self.staticKey = staticKey
         self.policy = policy
-        self.limiter = ConnectionLimiter(maxConnections: options.maxConnections, maxStarting: options.maxUnauthenticated,
-                                         maxPerSource: options.maxConnectionsPerSource)
+        self.admission = AdmissionControl(maxConnections: options.maxConnections, maxStarting: options.maxUnauthenticated,
+                                          maxPerSource: options.maxConnectionsPerSource, prefixLengths: options.sourcePrefix)
         self.rateLimiter = HandshakeRateLimiter(rate: options.handshakeRate, burst: options.handshakeBurst)
         self.streamLimiter = StreamLimiter(perMinute: options.maxStreamsPerMinute, concurrent: options.maxStreamsPerIdentity)
         self.launcher = launcher ?? Launcher(logger: logger, audit: policy.audit, maxSessionsPerApplication: options.maxStreamsPerApplication,
@@ -100,9 +107,16 @@ public final class ServerRuntime: Sendable {
             logger.debug("\(peer): handshake rate limit, connection dropped")
             return channel.close()
         }
-        switch limiter.connectionAccepted(from: peer) {
-        case .admit: break
-        case .tooManyFromSource:
+        // The handler exists only once admitted; eviction reaches it through this box, on its loop.
+        let target = NIOLoopBoundBox<ServerSessionHandler?>(nil, eventLoop: channel.eventLoop)
+        let admission: AdmissionControl.Admission
+        switch self.admission.admit(from: peer, evict: {
+            channel.eventLoop.execute {
+                if let handler = target.value { handler.close(code: .serverBusy) } else { channel.close(promise: nil) }
+            }
+        }) {
+        case .success(let a): admission = a
+        case .failure(.tooManyFromSource):
             // Before the handshake nothing is sent (darkness to strangers); the audit
             // row and the log line say which limit. The handshake rate limit above bounds how
             // many such rows one source can cause.
@@ -110,18 +124,22 @@ public final class ServerRuntime: Sendable {
             logLimiter.log(logger, .notice, kind: "max_connections_per_source", now: ServerClock.monotonic(), "\(peer): \(detail), connection dropped")
             audit.note(AuditEvent(kind: .rateLimited, peerAddress: peer, result: "dropped", detail: detail))
             return channel.close()
-        case .tooManyConnections:
+        case .failure(.tooManyConnections):
             logLimiter.log(logger, .notice, kind: "max_connections", now: ServerClock.monotonic(),
-                           "\(peer): max_connections (\(options.maxConnections)) reached, connection dropped")
+                           "\(peer): max_connections (\(options.maxConnections)) reached, none can give way, connection dropped")
             return channel.close()
-        case .tooManyStarting:
+        case .failure(.tooManyStarting):
             logLimiter.log(logger, .notice, kind: "max_unauthenticated", now: ServerClock.monotonic(),
-                           "\(peer): too many unauthenticated connections (max_unauthenticated \(options.maxUnauthenticated)), connection dropped")
+                           "\(peer): max_unauthenticated (\(options.maxUnauthenticated)) reached, none can give way, connection dropped")
             return channel.close()
+        }
+        if let evicted = admission.evicted {
+            logLimiter.log(logger, .notice, kind: "eviction", now: ServerClock.monotonic(),
+                           "\(peer): \(evicted.wasStarting ? "max_unauthenticated" : "max_connections") full, a connection from \(evicted.prefix) gave way")
         }
         let session = ServerSession(staticKey: staticKey, peerAddress: peer, configuration: options.session,
                                     allowFirstContact: options.allowFirstContact)
-        let hooks = ConnectionHooks(server: self)
+        let hooks = ConnectionHooks(server: self, ticket: admission.ticket)
         let handler = ServerSessionHandler(session: session, policy: policy, hooks: hooks,
                                            configuration: .init(handshakeTimeout: .nanoseconds(Int64(options.handshakeTimeout * 1e9)),
                                                                 idleTimeout: options.idleTimeout > 0 ? .nanoseconds(Int64(options.idleTimeout * 1e9)) : nil,
@@ -129,6 +147,7 @@ public final class ServerRuntime: Sendable {
                                                                     ? .nanoseconds(Int64(options.anonymousSessionLifetime * 1e9)) : nil))
         return channel.eventLoop.makeCompletedFuture {
             try channel.pipeline.syncOperations.addHandler(handler)
+            target.value = handler
             registry.register(handler, on: channel.eventLoop)
         }
     }
@@ -232,16 +251,15 @@ public final class USPDaemon: Service, Sendable {
                     }
                 }
                 tasks.addTask { [self] in
-                    var sincePurge = 0.0
+                    var sinceMaintenance = 0.0
                     while !Task.isCancelled {
                         try? await Task.sleep(for: .milliseconds(Int(runtime.options.reloadInterval * 1000)))
                         if Task.isCancelled { break }
                         reloadApplications(reason: "apps.d changed")
-                        sincePurge += runtime.options.reloadInterval
-                        if sincePurge >= 600 {
-                            sincePurge = 0
-                            let purged = (try? runtime.policy.store.purgeExpiredTokens(before: Date().addingTimeInterval(-86400))) ?? 0
-                            if purged > 0 { logger.info("purged \(purged) expired token(s)") }
+                        sinceMaintenance += runtime.options.reloadInterval
+                        if sinceMaintenance >= runtime.options.maintenanceInterval {
+                            sinceMaintenance = 0
+                            maintainStore()
                         }
                     }
                 }
@@ -267,6 +285,26 @@ public final class USPDaemon: Service, Sendable {
             for c in all { c.close(promise: nil) }
         }
         await drain()
+    }
+
+    /// Deletes tokens expired for a day and prunes the audit trail (`audit_max_age`, `audit_max_size`).
+    func maintainStore() {
+        let store = runtime.policy.store
+        let purged = (try? store.purgeExpiredTokens(before: Date().addingTimeInterval(-86400))) ?? 0
+        if purged > 0 { logger.info("purged \(purged) expired token(s)") }
+        let retention = runtime.options.auditRetention
+        guard !retention.isUnlimited else { return }
+        do {
+            let result = try retention.prune(store)
+            if result.deleted > 0 {
+                logger.info("audit retention: deleted \(result.deleted) row(s); \(result.rowsLeft) left, \(result.bytesLeft / 1024) KiB")
+            }
+            if let max = retention.maxBytes, result.bytesLeft > max {
+                logger.warning("the audit trail takes \(result.bytesLeft / 1024) KiB, over audit_max_size, but its rows are younger than the login token lifetime and are kept")
+            }
+        } catch {
+            logger.error("audit retention failed: \(error)")
+        }
     }
 
     /// Closes every session with `shutting_down` and waits (bounded) until they are gone.

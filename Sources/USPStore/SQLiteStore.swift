@@ -297,6 +297,53 @@ public final class SQLiteStore: USPStore, Sendable {
 
     // MARK: - Audit
 
+    public func pruneAudit(olderThan: Date?, maxBytes: Int64?, keepAfter: Date) throws -> AuditPruning {
+        var deleted: Int64 = 0
+        if let olderThan {
+            let cut = min(Self.ms(olderThan), Self.ms(keepAfter))
+            deleted += try write("prune audit") { db in
+                try db.execute(sql: "DELETE FROM audit WHERE time < ?", arguments: [cut])
+                return Int64(db.changesCount)
+            }
+        }
+        var (rows, bytes) = try auditFootprint()
+        if let maxBytes, bytes > maxBytes, rows > 0 {
+            // Delete the oldest share that should bring it under, in batches, and measure again.
+            let keep = Self.ms(keepAfter)
+            while bytes > maxBytes, rows > 0 {
+                let share = Double(bytes - maxBytes) / Double(bytes)
+                let batch = max(100, Int64((Double(rows) * share).rounded(.up)))
+                let n = try write("prune audit") { db in
+                    try db.execute(sql: "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE time < ? ORDER BY id LIMIT ?)",
+                                   arguments: [keep, batch])
+                    return Int64(db.changesCount)
+                }
+                deleted += n
+                (rows, bytes) = try auditFootprint()
+                if n == 0 { break }
+            }
+        }
+        return AuditPruning(deleted: deleted, rowsLeft: rows, bytesLeft: bytes)
+    }
+
+    /// Rows, and the bytes of the pages the audit table and its indexes use (SQLite's `dbstat`;
+    /// where it is missing, the database's used pages).
+    public func auditFootprint() throws -> (rows: Int64, bytes: Int64) {
+        try read("measure audit") { db in
+            let rows = try Int64.fetchOne(db, sql: "SELECT count(*) FROM audit") ?? 0
+            let bytes: Int64
+            if let b = try? Int64.fetchOne(db, sql: "SELECT sum(pgsize) FROM dbstat WHERE name = 'audit' OR name LIKE 'audit\\_%' ESCAPE '\\'") {
+                bytes = b
+            } else {
+                let pages = try Int64.fetchOne(db, sql: "PRAGMA page_count") ?? 0
+                let free = try Int64.fetchOne(db, sql: "PRAGMA freelist_count") ?? 0
+                let size = try Int64.fetchOne(db, sql: "PRAGMA page_size") ?? 4096
+                bytes = (pages - free) * size
+            }
+            return (rows, bytes)
+        }
+    }
+
     public func appendAudit(_ event: AuditEvent) throws {
         try write("append audit event") { db in try Self.insert(event, db) }
     }
@@ -548,6 +595,8 @@ public final class SQLiteStore: USPStore, Sendable {
             return StoreError(.readOnly, path: path, "cannot \(doing): the database is read-only (\(detail))")
         case .SQLITE_CONSTRAINT:
             return StoreError(.conflict, path: path, "cannot \(doing): \(detail)")
+        case .SQLITE_FULL:
+            return StoreError(.full, path: path, "cannot \(doing): the disk is full (\(detail))")
         case .SQLITE_MISUSE:
             return StoreError(.closed, path: path, "cannot \(doing): the store is closed (\(detail))")
         default:
@@ -686,6 +735,10 @@ public final class SQLiteStore: USPStore, Sendable {
         m.registerMigration("v2-revoked-index") { db in
             try db.execute(sql: "CREATE INDEX tokens_revoked ON tokens(revoked_at) WHERE revoked_at IS NOT NULL")
         }
+        // v3: summary rows (one per source network and kind per interval) carry how many events they stand for.
+        m.registerMigration("v3-audit-count") { db in
+            try db.execute(sql: "ALTER TABLE audit ADD COLUMN count INTEGER")
+        }
         return m
     }()
 
@@ -777,10 +830,11 @@ public final class SQLiteStore: USPStore, Sendable {
     static func insert(_ e: AuditEvent, _ db: Database) throws {
         try db.cachedStatement(sql: """
             INSERT INTO audit (time, kind, session, peer_address, client_key, identity, method, result, token_id,
-                               authorization_token_id, application, stream, bytes_in, bytes_out, duration_ms, detail)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                               authorization_token_id, application, stream, bytes_in, bytes_out, duration_ms, detail, count)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """).execute(arguments: [ms(e.time), e.kind.rawValue, e.session, e.peerAddress, e.clientKey, e.identity, e.method, e.result,
-                             e.tokenID, e.authorizationTokenID, e.application, e.stream, e.bytesIn, e.bytesOut, e.durationMS, e.detail])
+                             e.tokenID, e.authorizationTokenID, e.application, e.stream, e.bytesIn, e.bytesOut, e.durationMS, e.detail,
+                             e.count])
     }
 
     static func event(_ row: Row, path: String) throws(StoreError) -> AuditEvent {
@@ -794,6 +848,7 @@ public final class SQLiteStore: USPStore, Sendable {
                            stream: row["stream"], bytesIn: row["bytes_in"], bytesOut: row["bytes_out"], durationMS: row["duration_ms"],
                            detail: row["detail"])
         e.id = row["id"]
+        e.count = row["count"]
         return e
     }
 }

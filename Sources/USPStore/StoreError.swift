@@ -46,6 +46,8 @@ extension ErrorCode<StoreError> {
     public static var passwordHash: Self { Self("password_hash") }
     /// The store was closed.
     public static var closed: Self { Self("closed") }
+    /// The disk (or the file system's quota) is full.
+    public static var full: Self { Self("full") }
     /// Any other SQLite or file-system error.
     public static var io: Self { Self("io") }
 }

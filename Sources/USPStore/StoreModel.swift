@@ -76,6 +76,9 @@ public struct AuditEvent: Hashable, Sendable {
         /// An exec'd application's process ended by a signal or with a non-zero status, other
         /// than after uspd stopped it (`result`: `SIGSEGV` or `status 3`; `detail` with the pid).
         case applicationExited = "application_exited"
+        /// Rows that were not written: `count` of them, `detail` says why (a backlog over its
+        /// limit while the store failed, or a full disk with the space reserve in use).
+        case auditGap = "audit_gap"
     }
     public var id: Int64?
     public var time: Date
@@ -99,6 +102,10 @@ public struct AuditEvent: Hashable, Sendable {
     public var bytesOut: Int64?
     public var durationMS: Int64?
     public var detail: String?
+    /// A summary row stands for `count` events of its kind from the network in `peerAddress`
+    /// (`192.0.2.0/24`), from `time` over `durationMS` (uspd summarises what strangers cause in
+    /// bulk). nil: one event.
+    public var count: Int64?
 
     public init(time: Date = Date(), kind: Kind, session: String? = nil, peerAddress: String? = nil, clientKey: String? = nil,
                 identity: String? = nil, method: String? = nil, result: String? = nil, tokenID: String? = nil,
@@ -176,6 +183,23 @@ public protocol USPStore: Sendable {
     /// for the disk: the daemon calls it off its event loops, so a grant waits for the disk
     /// without stalling any other session.
     func syncDurably() throws
+    /// Deletes audit rows older than `olderThan`, then the oldest rows while the trail takes more
+    /// than `maxBytes`; never a row at or after `keepAfter`. Returns what it deleted and what is left.
+    func pruneAudit(olderThan: Date?, maxBytes: Int64?, keepAfter: Date) throws -> AuditPruning
+    /// The audit trail's rows and (approximate) bytes on disk.
+    func auditFootprint() throws -> (rows: Int64, bytes: Int64)
+}
+
+/// What `pruneAudit` did.
+public struct AuditPruning: Equatable, Sendable {
+    public var deleted: Int64
+    public var rowsLeft: Int64
+    public var bytesLeft: Int64
+    public init(deleted: Int64, rowsLeft: Int64, bytesLeft: Int64) {
+        self.deleted = deleted
+        self.rowsLeft = rowsLeft
+        self.bytesLeft = bytesLeft
+    }
 }
 
 extension USPStore {
@@ -209,6 +233,16 @@ extension USPStore {
 
     /// A store whose writes are durable when they return has nothing to do.
     public func syncDurably() throws {}
+
+    /// A store without retention keeps everything.
+    public func pruneAudit(olderThan: Date?, maxBytes: Int64?, keepAfter: Date) throws -> AuditPruning {
+        let rows = Int64(try audit(identity: nil, since: nil, limit: nil).count)
+        return AuditPruning(deleted: 0, rowsLeft: rows, bytesLeft: 0)
+    }
+
+    public func auditFootprint() throws -> (rows: Int64, bytes: Int64) {
+        (Int64(try audit(identity: nil, since: nil, limit: nil).count), 0)
+    }
 }
 
 extension TokenRecord {

@@ -9,7 +9,8 @@ public final class RawSocket {
     public let fd: CInt
     public private(set) var closedByPeer = false
 
-    public init(host: String, port: Int) throws {
+    /// `source`: an IPv4 address to connect from (any 127.x.y.z works on loopback).
+    public init(host: String, port: Int, source: String? = nil) throws {
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         var result: UnsafeMutablePointer<addrinfo>?
@@ -17,6 +18,21 @@ public final class RawSocket {
         defer { freeaddrinfo(result) }
         let s = socket(info.pointee.ai_family, Int32(SOCK_STREAM.rawValue), 0)
         guard s >= 0 else { throw SocketError("socket") }
+        if let source {
+            var local = sockaddr_in()
+            local.sin_family = sa_family_t(AF_INET)
+            guard inet_pton(AF_INET, source, &local.sin_addr) == 1 else {
+                close(s)
+                throw SocketError("not an IPv4 address: \(source)")
+            }
+            let bound = withUnsafePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            guard bound == 0 else {
+                close(s)
+                throw SocketError("bind \(source): \(String(cString: strerror(errno)))")
+            }
+        }
         guard connect(s, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0 else {
             close(s)
             throw SocketError("connect \(host):\(port): \(String(cString: strerror(errno)))")

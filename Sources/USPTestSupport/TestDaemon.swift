@@ -20,6 +20,7 @@ public final class TestDaemon: @unchecked Sendable {
 
     /// `backing`: the store the daemon uses (default: `store`, in memory).
     public init(handshakeTimeout: Double = 1, idleTimeout: Double = 600, anonymousSessionLifetime: Double = 60, listen: [String] = ["127.0.0.1:0", "[::1]:0"],
+                maxConnections: Int = 4096, maxUnauthenticated: Int = 256,
                 backing: (any USPStore)? = nil, threads: Int = 2,
                 verifyPassword: @escaping @Sendable (String, String) -> Bool = testVerifyPassword) throws {
         group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
@@ -41,6 +42,8 @@ public final class TestDaemon: @unchecked Sendable {
         options.idleTimeout = idleTimeout
         options.anonymousSessionLifetime = anonymousSessionLifetime
         options.drainTimeout = 3
+        options.maxConnections = maxConnections
+        options.maxUnauthenticated = min(maxUnauthenticated, maxConnections)
         options.reloadInterval = 0.2
         let runtime = ServerRuntime(options: options, staticKey: Fixtures.serverKey, policy: policy, logger: logger)
         let applications = ApplicationsBox(Fixtures.applications(tcpPort: echoPort))

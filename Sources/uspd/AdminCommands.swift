@@ -178,7 +178,13 @@ struct App: AsyncParsableCommand {
 // MARK: - audit
 
 struct Audit: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show the audit trail.")
+    static let configuration = CommandConfiguration(abstract: "The audit trail: show it, prune it.",
+                                                    subcommands: [Show.self, Prune.self], defaultSubcommand: Show.self)
+}
+
+extension Audit {
+struct Show: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show the audit trail (the default).")
     @OptionGroup var home: HomeOptions
     @Option(help: "Only events of this identity.") var identity: String?
     @Option(help: "Only events since T: ISO 8601 (2026-01-02T03:04:05Z) or an age (90s, 15m, 2h, 7d).") var since: String?
@@ -220,7 +226,8 @@ struct Audit: AsyncParsableCommand {
                                                     ("token_id", e.tokenID), ("authorization_token_id", e.authorizationTokenID),
                                                     ("application", e.application), ("detail", e.detail)]
                 for (k, v) in strings { if let v { o[k] = .string(v) } }
-                let ints: [(String, Int64?)] = [("stream", e.stream), ("bytes_in", e.bytesIn), ("bytes_out", e.bytesOut), ("duration_ms", e.durationMS)]
+                let ints: [(String, Int64?)] = [("stream", e.stream), ("bytes_in", e.bytesIn), ("bytes_out", e.bytesOut), ("duration_ms", e.durationMS),
+                                                ("count", e.count)]
                 for (k, v) in ints { if let v { o[k] = .integer(v) } }
                 print(String(decoding: try JSONValue.object(o).encoded(), as: UTF8.self))
             }
@@ -229,6 +236,7 @@ struct Audit: AsyncParsableCommand {
         var rows = [["TIME", "KIND", "SESSION", "PEER", "IDENTITY", "WHAT", "RESULT"]]
         for e in events {
             var what: [String] = []
+            if let n = e.count { what.append("×\(n) summarised") }
             if let m = e.method { what.append(m) }
             if let a = e.application { what.append(a) }
             if let s = e.stream { what.append("stream \(s)") }
@@ -242,6 +250,57 @@ struct Audit: AsyncParsableCommand {
         printTable(rows)
     }
 }
+
+struct Prune: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Delete old audit rows now (uspd also does it every 10 minutes).",
+        discussion: """
+            Without options, applies audit_max_age and audit_max_size from uspd.toml. Rows younger than \
+            authorization_token_lifetime are never deleted, so every live token keeps its whole trail.
+            """)
+    @OptionGroup var home: HomeOptions
+    @Option(name: .customLong("older-than"), help: "Delete rows older than this age (90s, 15m, 2h, 30d); overrides audit_max_age.")
+    var olderThan: String?
+    @Option(name: .customLong("max-size"), help: "Keep the trail under this size (500K, 64M, 2G); overrides audit_max_size.")
+    var maxSize: String?
+    @Flag(help: "Print the result as JSON.") var json = false
+
+    func validate() throws {
+        if let olderThan, olderThan.contains("T") || Show.parseSince(olderThan, now: Date()) == nil {
+            throw ValidationError("--older-than \(olderThan): not an age like 30d")
+        }
+        if let maxSize, Self.parseSize(maxSize) == nil { throw ValidationError("--max-size \(maxSize): not a size like 64M") }
+    }
+
+    static func parseSize(_ text: String) -> Int64? {
+        let units: [Character: Double] = ["K": 1024, "M": 1_048_576, "G": 1_073_741_824]
+        if let last = text.last, let unit = units[Character(last.uppercased())], let n = Double(text.dropLast()), n >= 0 {
+            return Int64(n * unit)
+        }
+        return Int64(text).flatMap { $0 >= 0 ? $0 : nil }
+    }
+
+    func run() async throws {
+        let (homeDir, config, _) = try home.load()
+        home.bootstrapLogging(config)
+        var retention = AuditRetention(config: config)
+        let now = Date()
+        if let olderThan, let cut = Show.parseSince(olderThan, now: now) { retention.maxAge = now.timeIntervalSince(cut) }
+        if let maxSize { retention.maxBytes = Self.parseSize(maxSize) }
+        let store = try Backend.openStore(homeDir.databasePath)
+        let result = try retention.prune(store, now: now)
+        if json {
+            print(#"{"deleted":\#(result.deleted),"rows_left":\#(result.rowsLeft),"bytes_left":\#(result.bytesLeft)}"#)
+        } else {
+            print("deleted \(result.deleted) audit row(s); \(result.rowsLeft) left, \(result.bytesLeft / 1024) KiB")
+            if let max = retention.maxBytes, result.bytesLeft > max {
+                print("still over \(max / 1024) KiB: the rest is younger than authorization_token_lifetime (\(config.authorizationTokenLifetime) s) and is kept")
+            }
+        }
+    }
+}
+}
+
 
 // MARK: - helpers
 

@@ -21,10 +21,14 @@ enum Backend {
         do { return try PasswordHash.hash(password: password) } catch { throw Failure("\(error)") }
     }
 
-    static func policy(store: any USPStore, config: ServerConfig, logger: Logger) -> ServerPolicy {
-        ServerPolicy(store: store, catalog: ApplicationCatalog(), audit: AuditLog(store: store, logger: logger),
+    static func policy(store: any USPStore, config: ServerConfig, logger: Logger, reservePath: String?) -> ServerPolicy {
+        let prefixes = SourcePrefix.Lengths(v4: config.sourcePrefixV4, v6: config.sourcePrefixV6)
+        let reserve = reservePath.flatMap { path in config.auditReserve > 0 ? SpaceReserve(path: path, bytes: Int(config.auditReserve * 1_048_576)) : nil }
+        let audit = AuditLog(store: store, logger: logger, summaries: .init(interval: config.auditSummaryInterval),
+                             prefixLengths: prefixes, reserve: reserve)
+        return ServerPolicy(store: store, catalog: ApplicationCatalog(), audit: audit,
                      throttle: LoginThrottle(base: config.loginDelayBase, maximum: config.loginDelayMax,
-                                             identityMaximum: config.loginDelayIdentityMax),
+                                             identityMaximum: config.loginDelayIdentityMax, prefixLengths: prefixes),
                      settings: ServerPolicy.Settings(config: config),
                      verifyPassword: { password, hash in (try? PasswordHash.verify(password: password, hash: hash)) ?? false },
                      onUnknownUser: { password in _ = PasswordHash.verifyAgainstDummy(password: password) },

@@ -121,7 +121,7 @@ struct Serve: AsyncParsableCommand {
         }
         let key = try ServerHome.loadHostKey(at: homeDir.hostKeyPath)
         let store = try Backend.openStore(homeDir.databasePath)
-        let policy = Backend.policy(store: store, config: config, logger: logger)
+        let policy = Backend.policy(store: store, config: config, logger: logger, reservePath: homeDir.reservePath)
         var options = ServerRuntime.Options(config: config)
         if embeddedDefault { options.optionalListen = ["[::1]:7300"] }
         options.inheritedSockets = Systemd.inheritedSockets()

@@ -115,8 +115,13 @@ struct AuditLogTests {
     @Test func zeroIntervalWritesThrough() {
         let store = InMemoryStore()
         let log = AuditLog(store: store, flushInterval: .zero)
-        log.note(Self.event(.connectionOpened, "now"))
+        log.note(Self.event(.tokenUsed, "now"))
         #expect(store.allAudit.map(\.detail) == ["now"])
+        // An opening waits for the session to do something (or to end).
+        log.note(AuditEvent(kind: .connectionOpened, session: "s-2", detail: "opened"))
+        #expect(store.allAudit.map(\.detail) == ["now"])
+        log.note(AuditEvent(kind: .authentication, session: "s-2", result: "ok", detail: "login"))
+        #expect(store.allAudit.map(\.detail) == ["now", "opened", "login"])
     }
 }
 

@@ -130,6 +130,10 @@ public struct USPError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let idleTimeout = Code(602, "idle_timeout")
         public static let internalError = Code(603, "internal_error")
         public static let unexpectedEOF = Code(604, "unexpected_eof")
+        /// The server needed this session's connection slot for another client: a session that
+        /// had not logged in and had no open stream, from a source network holding more
+        /// connections than the newcomer's (uspd's fair admission). Connecting again is fine.
+        public static let serverBusy = Code(605, "server_busy")
 
         public static let all: [Code] = [
             ok,
@@ -144,7 +148,7 @@ public struct USPError: Error, Hashable, Sendable, CustomStringConvertible {
             tokenInvalid, tokenExpired, tokenWrongAddress, tokenRevoked, unknownAction, rateLimited, unknownMethod,
             applicationUnavailable, applicationRefused, resourcesExhausted, unknownApplication, tooManyStreams, applicationBusy,
             applicationFailed,
-            closedByPeer, shuttingDown, idleTimeout, internalError, unexpectedEOF,
+            closedByPeer, shuttingDown, idleTimeout, internalError, unexpectedEOF, serverBusy,
         ]
     }
 }

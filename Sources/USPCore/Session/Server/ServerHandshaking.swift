@@ -19,6 +19,9 @@ struct ServerHandshaking {
         /// policy admitted them (IK/NK with a fresh timestamp); nil otherwise.
         let earlyFrames: [UInt8]?
         let earlyBinding: [UInt8]
+        /// An IK/NK message 1 that the policy found fresh (timestamp in the window, ephemeral key
+        /// never seen): the client knows the server key and this is not a replay. False for XX.
+        let fresh: Bool
         /// Bytes that followed the last handshake message (the first records).
         let rest: [UInt8]
     }
@@ -42,12 +45,13 @@ struct ServerHandshaking {
             let m1 = try responder.readMessage1(Array(buffer[0..<HandshakeLayout.message1Length]))
             buffer = []
             var flags: Hello.Flags = []
-            var early = false
-            if m1.earlyFrames.contains(where: { $0 != 0 }), let hello = m1.clientHello,
-               delegate.admitEarlyData(clientEphemeral: m1.clientEphemeral, timestamp: hello.timestamp, now: now) {
-                flags.insert(.earlyDataAccepted)
-                early = true
-            }
+            // Every IK/NK message 1 goes through the replay rule, early frames or not: a fresh one
+            // proves the client knows the server key (admission ranks it ahead of strangers).
+            let fresh = m1.clientHello.map {
+                delegate.admitEarlyData(clientEphemeral: m1.clientEphemeral, timestamp: $0.timestamp, now: now)
+            } ?? false
+            let early = fresh && m1.earlyFrames.contains(where: { $0 != 0 })
+            if early { flags.insert(.earlyDataAccepted) }
             let (m2, result) = try responder.writeMessage2(hello: configuration.hello(now: now, flags: flags))
             unsent += m2
             guard let result else {
@@ -58,13 +62,13 @@ struct ServerHandshaking {
                     try consume(r, now: now, configuration: configuration, delegate: delegate)
                 }
             }
-            return .finished(Finished(result: result, earlyFrames: early ? m1.earlyFrames : nil, earlyBinding: m1.earlyBinding, rest: rest))
+            return .finished(Finished(result: result, earlyFrames: early ? m1.earlyFrames : nil, earlyBinding: m1.earlyBinding, fresh: fresh, rest: rest))
         }
         guard buffer.count >= HandshakeLayout.message3Length else { return .needMore }
         let rest = Array(buffer[HandshakeLayout.message3Length...])
         let result = try responder.readMessage3(Array(buffer[0..<HandshakeLayout.message3Length]))
         buffer = []
-        return .finished(Finished(result: result, earlyFrames: nil, earlyBinding: [], rest: rest))
+        return .finished(Finished(result: result, earlyFrames: nil, earlyBinding: [], fresh: false, rest: rest))
     }
 
     mutating func drain<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {

@@ -96,6 +96,9 @@ public struct ServerSession {
     /// Which grant opened each local stream.
     public var streamGrants: [UInt32: ApplicationGrant] { transport?.value.streamGrants ?? [:] }
     public var earlyDataAccepted: Bool { transport?.value.earlyDataAccepted ?? handedOff?.earlyDataAccepted ?? false }
+    /// Message 1 was IK or NK under the server's key and passed the replay rule (§3.6): the client
+    /// knows the key and this is no replay. False for XX, and before the handshake is done.
+    public var freshInitiation: Bool { transport?.value.freshInitiation ?? false }
     /// The stream of a dedicated connection: begun in the `initial_request` (by token or by name),
     /// not by OPEN on a menu connection. Only such a stream can be handed off relay-free.
     public var dedicatedStream: UInt32? { transport?.value.dedicatedStream ?? handedOff?.dedicatedStream }

@@ -37,6 +37,8 @@ struct ServerTransport {
     var earlyBinding: [UInt8]
     var processingEarlyData = false
     var earlyDataAccepted: Bool
+    /// Message 1 was a fresh IK/NK initiation (`ServerHandshaking.Finished.fresh`).
+    let freshInitiation: Bool
     /// A service_request whose login the shell is checking (`.authenticationRequested`).
     var pendingLogin: PendingLogin?
 
@@ -69,6 +71,7 @@ struct ServerTransport {
         self.peerAddress = peerAddress
         earlyBinding = done.earlyBinding
         earlyDataAccepted = done.earlyFrames != nil
+        freshInitiation = done.fresh
         link = try SessionLink(result: done.result, configuration: configuration, role: .server, unsentHandshake: handshakeBytes)
     }
 

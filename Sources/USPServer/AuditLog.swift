@@ -130,6 +130,7 @@ public final class AuditLog: Sendable {
             throw error
         }
         if durable, let session = event.session { awaitDisk(session: session) }
+        checkReserve()
     }
 
     /// `session` granted something on the strength of a write committed without sync (a
@@ -294,6 +295,7 @@ public final class AuditLog: Sendable {
 
     /// Writes what is queued now and syncs it (at shutdown).
     public func flush() {
+        checkReserve()
         writeSummaries(force: true)
         writePending()
         do { try store.syncDurably() } catch { logger.error("audit sync failed: \(error)") }

@@ -213,6 +213,10 @@ final class ConnectionHooks: ServerSessionHooks {
     func sessionClosed(_ handler: ServerSessionHandler, error: USPError?, bytesIn: Int64, bytesOut: Int64, seconds: Double) {
         server.registry.remove(handler.serverSessionID)
         server.admission.closed(ticket)
+        if pattern == nil, let code = error?.code, code != .shuttingDown {
+            // A handshake that led nowhere costs its source one more handshake token.
+            server.rateLimiter.penalize(handler.peerAddress, now: ServerClock.monotonic())
+        }
         for caller in admitted.values { server.streamLimiter.release(caller) }
         admitted = [:]
         var e = event(.connectionClosed, handler)

@@ -46,6 +46,20 @@ public final class HandshakeRateLimiter: Sendable {
         }
     }
 
+    /// A connection from `address` failed its handshake (timed out, refused, malformed): it costs
+    /// `tokens` more, as OpenSSH's PerSourcePenalties do. The bucket may go down to `-burst`, so a
+    /// source that keeps failing is held to a fraction of the rate while one that succeeds is not.
+    public func penalize(_ address: String, tokens: Double = 1, now: Double) {
+        let key = Self.sourceKey(address)
+        buckets.withLock { buckets in
+            var bucket = buckets[key] ?? Bucket(tokens: burst, updated: now)
+            bucket.tokens = min(burst, bucket.tokens + max(0, now - bucket.updated) * rate)
+            bucket.updated = now
+            bucket.tokens = max(-burst, bucket.tokens - tokens)
+            buckets[key] = bucket
+        }
+    }
+
     public var trackedSources: Int { buckets.withLock { $0.count } }
 
     private func prune(_ buckets: inout [String: Bucket], now: Double) {

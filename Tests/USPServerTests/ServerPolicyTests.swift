@@ -329,6 +329,17 @@ struct LimitTests {
         #expect(limiter.admit("2001:db8:1:3::1", now: 10))
     }
 
+    @Test func failedHandshakesCostTheirSourceMore() {
+        let limiter = HandshakeRateLimiter(rate: 20, burst: 5)
+        // Five failures drain the burst and five more put the bucket at -5 (its floor).
+        for _ in 0..<10 { limiter.penalize("192.0.2.1", now: 10) }
+        #expect(!limiter.admit("192.0.2.1", now: 10))
+        // A quarter second refills five tokens: still below one.
+        #expect(!limiter.admit("192.0.2.1", now: 10.25))
+        #expect(limiter.admit("192.0.2.1", now: 10.31))
+        #expect(limiter.admit("192.0.2.9", now: 10), "other sources are untouched")
+    }
+
     @Test func handshakeLimiterMemoryIsBounded() {
         let limiter = HandshakeRateLimiter(rate: 20, burst: 5, maxSources: 100)
         for i in 0..<1000 { _ = limiter.admit("10.0.\(i / 256).\(i % 256)", now: Double(i)) }

@@ -16,7 +16,7 @@
 # Exits non-zero if a regression input or a fuzzed input crashes a target; the crash file's path
 # is printed. Environment: FUZZ_SCRATCH (build directory, default .build-fuzz),
 # FUZZ_ARTIFACTS (where crash files go, default $FUZZ_SCRATCH/artifacts), FUZZ_CONFIGURATION
-# (release, the default, or debug).
+# (release, the default; debug is possible but slower and not what CI runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -37,7 +37,7 @@ while [ $# -gt 0 ]; do
     --replay) replay_only=1; shift ;;
     --seeds) seeds_only=1; shift ;;
     --no-build) build=0; shift ;;
-    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     -*) echo "fuzz.sh: unknown option $1" >&2; exit 2 ;;
     *)
       if [[ " ${all_targets[*]} " != *" $1 "* ]]; then echo "fuzz.sh: unknown target $1 (known: ${all_targets[*]})" >&2; exit 2; fi

@@ -95,6 +95,8 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
     public var state: ServerSession.State { session.state }
     public var identity: Identity? { session.identity }
     public var openStreamCount: Int { streams.count }
+    /// A stream is open, or opened by the session and about to be handed to its application.
+    public var hasStreams: Bool { !streams.isEmpty || session.openStreamCount > 0 }
     /// Message 1 was a fresh IK/NK initiation: the client knows the server key (no replay).
     public var freshInitiation: Bool { session.freshInitiation }
     public var info: ServerSessionInfo {

@@ -93,6 +93,8 @@ public final class AdmissionControl: Sendable {
         var total = 0
         var starting = 0
         var evictions = 0
+        /// Told to give way, not yet closed (kept so that `reinstate` can count them again).
+        var evicting: [UInt64: Entry] = [:]
     }
 
     private let state = Mutex(State())
@@ -118,6 +120,7 @@ public final class AdmissionControl: Sendable {
                     return .failure(.tooManyConnections)
                 }
                 let e = remove(id, from: &s)
+                s.evicting[id] = e
                 evicted = Eviction(prefix: e.prefix, wasStarting: e.kind.isStarting)
                 victims.append(e.evict)
             }
@@ -126,6 +129,7 @@ public final class AdmissionControl: Sendable {
                     return .failure(.tooManyStarting)
                 }
                 let e = remove(id, from: &s)
+                s.evicting[id] = e
                 evicted = Eviction(prefix: e.prefix, wasStarting: true)
                 victims.append(e.evict)
             }
@@ -159,9 +163,31 @@ public final class AdmissionControl: Sendable {
         }
     }
 
+    /// A connection chosen to give way turned out not to be evictable by the time it was told
+    /// (it logged in or opened a stream on its own thread meanwhile): it is counted again, over
+    /// the budget until something closes.
+    public func reinstate(_ ticket: Ticket, as kind: Class) {
+        state.withLock { s in
+            guard s.entries[ticket.id] == nil, var entry = s.evicting.removeValue(forKey: ticket.id) else { return }
+            entry.kind = kind
+            s.entries[ticket.id] = entry
+            s.networks[ticket.prefix, default: Network()].total += 1
+            s.networks[ticket.prefix]!.order.append(ticket.id)
+            s.bySource[ticket.source, default: 0] += 1
+            s.total += 1
+            if kind.isStarting {
+                s.starting += 1
+                s.networks[ticket.prefix]!.starting += 1
+            }
+        }
+    }
+
     /// The connection closed (or was evicted: then this is a no-op).
     public func closed(_ ticket: Ticket) {
-        state.withLock { s in _ = s.entries[ticket.id].map { _ in remove(ticket.id, from: &s) } }
+        state.withLock { s in
+            s.evicting[ticket.id] = nil
+            _ = s.entries[ticket.id].map { _ in remove(ticket.id, from: &s) }
+        }
     }
 
     public var total: Int { state.withLock { $0.total } }

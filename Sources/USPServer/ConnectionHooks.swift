@@ -26,16 +26,32 @@ final class ConnectionHooks: ServerSessionHooks {
     /// Tells admission control what this connection is now: starting (proven once message 1 was
     /// a fresh IK/NK initiation), anonymous, or busy (logged in, or with an open stream).
     private func reclassify(_ handler: ServerSessionHandler) {
-        let kind: AdmissionControl.Class
-        switch handler.state {
-        case .awaitingMessage1, .awaitingMessage3, .awaitingInitialRequest:
-            kind = .starting(proven: handler.freshInitiation)
-        case .established, .handingOff, .closed:
-            kind = handler.identity != nil || handler.openStreamCount > 0 || !admitted.isEmpty ? .busy : .anonymous
-        }
+        let kind = currentClass(handler)
         guard kind != admissionClass else { return }
         admissionClass = kind
         server.admission.update(ticket, to: kind)
+    }
+
+    private func currentClass(_ handler: ServerSessionHandler) -> AdmissionControl.Class {
+        switch handler.state {
+        case .awaitingMessage1, .awaitingMessage3, .awaitingInitialRequest:
+            .starting(proven: handler.freshInitiation)
+        case .established, .handingOff, .closed:
+            handler.identity != nil || handler.hasStreams || !admitted.isEmpty ? .busy : .anonymous
+        }
+    }
+
+    /// Admission chose this connection to give way (on whichever thread admitted the newcomer).
+    /// If it logged in or opened a stream since, it stays and is counted again; otherwise it is
+    /// closed: silently before its handshake is done, with CLOSE `server_busy` after.
+    func giveWay(_ handler: ServerSessionHandler) {
+        let kind = currentClass(handler)
+        if kind.evictionRank == nil, handler.state != .closed {
+            admissionClass = kind
+            server.admission.reinstate(ticket, as: kind)
+        } else {
+            handler.close(code: .serverBusy)
+        }
     }
 
     private func event(_ kind: AuditEvent.Kind, _ handler: ServerSessionHandler) -> AuditEvent {

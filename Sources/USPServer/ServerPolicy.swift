@@ -143,6 +143,9 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
         if wait > 0 {
             audit.note(event(.authentication, context, identity: claimed, method: method, result: USPError.Code.rateLimited.name,
                              detail: String(format: "%.2fs penalty left", wait)))
+            // The refusal, too, is answered only when the window has passed: a guesser gains
+            // nothing from asking again at once, and costs the server one answer per window.
+            replyDelays.withLock { $0[context.serverSessionID] = wait }
             return .failure(USPError(.rateLimited, "login attempts from \(context.peerAddress), or for \(claimed ?? "-") from its network, are slowed down"))
         }
         let outcome: Result<UserRecord, USPError>

@@ -108,11 +108,11 @@ public final class ServerRuntime: Sendable {
             return channel.close()
         }
         // The handler exists only once admitted; eviction reaches it through this box, on its loop.
-        let target = NIOLoopBoundBox<ServerSessionHandler?>(nil, eventLoop: channel.eventLoop)
+        let target = NIOLoopBoundBox<(handler: ServerSessionHandler, hooks: ConnectionHooks)?>(nil, eventLoop: channel.eventLoop)
         let admission: AdmissionControl.Admission
         switch self.admission.admit(from: peer, evict: {
             channel.eventLoop.execute {
-                if let handler = target.value { handler.close(code: .serverBusy) } else { channel.close(promise: nil) }
+                if let (handler, hooks) = target.value { hooks.giveWay(handler) } else { channel.close(promise: nil) }
             }
         }) {
         case .success(let a): admission = a
@@ -147,7 +147,7 @@ public final class ServerRuntime: Sendable {
                                                                     ? .nanoseconds(Int64(options.anonymousSessionLifetime * 1e9)) : nil))
         return channel.eventLoop.makeCompletedFuture {
             try channel.pipeline.syncOperations.addHandler(handler)
-            target.value = handler
+            target.value = (handler, hooks)
             registry.register(handler, on: channel.eventLoop)
         }
     }
@@ -325,7 +325,10 @@ public final class USPDaemon: Service, Sendable {
     private func bootstrap(v6only: Bool) -> ServerBootstrap {
         let runtime = self.runtime
         var bootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(ChannelOptions.backlog, value: 256)
+            // A deep accept queue: under a flood, a SYN dropped for a full queue costs a client a
+            // retransmission (1 s, then 3 s) before uspd even sees it; admission decides instead.
+            .serverChannelOption(ChannelOptions.backlog, value: 4096)
+            .serverChannelOption(ChannelOptions.maxMessagesPerRead, value: 16)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .serverChannelInitializer { [logger] channel in
                 // Running out of descriptors must not spin the accept loop.

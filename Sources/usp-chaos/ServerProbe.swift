@@ -29,6 +29,26 @@ struct ServerProbe: Sendable {
         Reading(time: Monotonic.now(), cpu: cpuSeconds(), fileBytes: databaseFiles.map(Self.size), listenOverflows: Self.listenOverflows())
     }
 
+    /// The database's content in bytes: its used pages (page_count − freelist_count, through the
+    /// WAL) times the page size, read with the sqlite3 CLI; nil without it. Unlike the files'
+    /// sizes this leaves out the WAL, a scratch area that SQLite reuses after each checkpoint.
+    func contentBytes() -> Int? {
+        guard let path = databaseFiles.first else { return nil }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["sqlite3", "-readonly", path,
+                       "select (select page_count from pragma_page_count) - (select freelist_count from pragma_freelist_count), (select page_size from pragma_page_size)"]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        guard (try? p.run()) != nil else { return nil }
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let fields = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "|")
+        guard p.terminationStatus == 0, fields.count == 2, let pages = Int(fields[0]), let size = Int(fields[1]) else { return nil }
+        return pages * size
+    }
+
     var isAlive: Bool {
         guard let pid else { return true }
         return kill(pid, 0) == 0

@@ -92,6 +92,26 @@ import Testing
         #expect(log.all == ["b"])
     }
 
+    @Test func aConnectionThatBecameBusyBeforeItWasToldIsCountedAgain() throws {
+        let a = AdmissionControl(maxConnections: 2, maxStarting: 2)
+        let log = Evictions()
+        let first = try admit(a, "198.51.100.1", "first", log)
+        _ = try admit(a, "198.51.100.2", "second", log)
+        _ = try admit(a, "192.0.2.1", "newcomer", log)
+        #expect(log.all == ["first"])
+        #expect(a.total == 2)
+        // On its own thread, "first" had logged in meanwhile: it stays, over the budget.
+        a.reinstate(first.ticket, as: .busy)
+        #expect(a.total == 3)
+        #expect(a.starting == 2)
+        a.reinstate(first.ticket, as: .busy)  // once only
+        #expect(a.total == 3)
+        a.closed(first.ticket)
+        #expect(a.total == 2)
+        a.reinstate(first.ticket, as: .busy)  // closed: nothing to count again
+        #expect(a.total == 2)
+    }
+
     @Test func connectionsPerSourceAreCountedByAddressAndIPv6Slash64() throws {
         let a = AdmissionControl(maxConnections: 100, maxStarting: 100, maxPerSource: 2)
         let log = Evictions()

@@ -70,6 +70,8 @@ struct ServerPolicyTests {
         // Inside the penalty window even the right password is refused without being checked.
         try pair.login("alice", "correct horse")
         #expect(pair.log.notes.last == .reply([0: "rate_limited"]))
+        // That refusal, too, is answered only when the window has passed.
+        #expect(policy.takeReplyDelay(serverSessionID: pair.server.serverSessionID) == 0.25)
         // From another network the real user is not refused (the daemon delays that check by at
         // most login_delay_identity_max: `loginDelay`).
         #expect(policy.loginDelay(fields: ["user": "alice"]) == 0.25)

@@ -261,6 +261,9 @@ final class TempHome {
         #expect(reset.message == "example.org:7300 ended the stream: its token was revoked")
         let eof = ErrorText.sessionEnded(reason: USPError(.unexpectedEOF, "server closed the connection during the handshake (x)"), serverError: nil, server: server, handshakeDone: false)
         #expect(eof.code == .handshakeRejected)
+        let busy = ErrorText.sessionEnded(reason: USPError(.serverBusy, "server closed the session: server_busy"), serverError: nil, server: server, handshakeDone: true)
+        #expect(busy.message.hasPrefix("example.org:7300 gave this session's slot to another client (server_busy"))
+        #expect(busy.message.hasSuffix("connecting again is fine"))
     }
 
     @Test func earlyDataBudgetFitsMessage1() {

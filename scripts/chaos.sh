@@ -8,15 +8,16 @@
 #   anonymous   anonymous NK/XX menu sessions that idle or PING, from 17 addresses (max_connections 512)
 #   bruteforce  password guessing against alice from one /24 while alice logs in from 127.0.0.1
 #   fdexhaust   uspd under prlimit --nofile=256:256 saturated with idle connections; its CPU, then recovery
-#   audit       database growth (usp.sqlite + -wal) during a flood plus password guessing
+#   audit       database growth (its content; the -wal scratch apart) during a flood plus password guessing
 #
-#   bash scripts/chaos.sh [--short|--long] [scenario...]
+#   bash scripts/chaos.sh [--short|--long] [--bin DIR] [scenario...]
 #
 # --short (the default; CI) runs every scenario in about three minutes on 2 cores; --long runs the
 # full sizes and durations (10 minutes for audit). Each scenario prints one line: its figures
 # (legitimate success and p50/p99 latency, the attack rate achieved, uspd's CPU in % of one core,
 # the database growth), its target, PASS or FAIL. Exits 1 if any scenario fails. Builds release
-# binaries in .build-chaos. The load generator is Sources/usp-chaos; docs/RELIABILITY.md says what
+# binaries in .build-chaos, unless --bin DIR names a folder holding uspd, usp and usp-chaos already
+# built (CI passes the debug build that swift test made). The load generator is Sources/usp-chaos; docs/RELIABILITY.md says what
 # each scenario does and holds the results.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +30,7 @@ while [[ $# -gt 0 ]]; do
     case $1 in
         --short) MODE=short ;;
         --long) MODE=long ;;
+        --bin) BIN_DIR=$2; shift ;;
         -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) echo "usage: $0 [--short|--long] [${ALL[*]}]" >&2; exit 2 ;;
         *) [[ " ${ALL[*]} " == *" $1 "* ]] || { echo "chaos: unknown scenario $1 (one of: ${ALL[*]})" >&2; exit 2; }
@@ -39,16 +41,25 @@ done
 [[ ${#SCENARIOS[@]} -gt 0 ]] || SCENARIOS=("${ALL[@]}")
 
 SCRATCH="$ROOT/.build-chaos"
-echo "== chaos ($MODE): building release binaries in $SCRATCH"
 BUILD_START=$SECONDS
-for product in uspd usp usp-chaos; do
-    swift build -c release --scratch-path "$SCRATCH" --product "$product" >"$SCRATCH.log" 2>&1 || {
-        tail -n 40 "$SCRATCH.log"; echo "chaos: building $product failed"; exit 1; }
-done
-rm -f "$SCRATCH.log"
-BIN=$(swift build -c release --scratch-path "$SCRATCH" --show-bin-path)
+if [[ -n ${BIN_DIR:-} ]]; then
+    # Binaries already built (CI: the debug build `swift test` made), no build of our own.
+    BIN=$(cd "$BIN_DIR" && pwd)
+    for product in uspd usp usp-chaos; do
+        [[ -x $BIN/$product ]] || { echo "chaos: $BIN/$product not found (build it first, or drop --bin)" >&2; exit 1; }
+    done
+    echo "== chaos ($MODE): binaries from $BIN"
+else
+    echo "== chaos ($MODE): building release binaries in $SCRATCH"
+    for product in uspd usp usp-chaos; do
+        swift build -c release --scratch-path "$SCRATCH" --product "$product" >"$SCRATCH.log" 2>&1 || {
+            tail -n 40 "$SCRATCH.log"; echo "chaos: building $product failed"; exit 1; }
+    done
+    rm -f "$SCRATCH.log"
+    BIN=$(swift build -c release --scratch-path "$SCRATCH" --show-bin-path)
+fi
 USPD="$BIN/uspd" USP="$BIN/usp" CHAOS="$BIN/usp-chaos"
-echo "== built in $((SECONDS - BUILD_START)) s; $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo ' + local changes'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== ready in $((SECONDS - BUILD_START)) s; $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo ' + local changes'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 WORK=$(mktemp -d /tmp/usp-chaos.XXXXXX)

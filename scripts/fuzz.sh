@@ -11,6 +11,7 @@
 #   --replay     only replay Fuzz/Regressions/<target>/ (no fuzzing)
 #   --seeds      only regenerate Fuzz/Corpus/<target>/ with the targets' own seed generators
 #   --no-build   use the binaries already built
+#   --jobs N     fuzz N targets at a time (default 1; CI uses 2, one per core)
 #   target       handshake record frame message config agent handoff snapshot (default: all)
 #
 # Exits non-zero if a regression input or a fuzzed input crashes a target; the crash file's path
@@ -28,6 +29,7 @@ merge=0
 replay_only=0
 seeds_only=0
 build=1
+jobs=1
 targets=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -37,6 +39,7 @@ while [ $# -gt 0 ]; do
     --replay) replay_only=1; shift ;;
     --seeds) seeds_only=1; shift ;;
     --no-build) build=0; shift ;;
+    --jobs) jobs="$2"; shift 2 ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     -*) echo "fuzz.sh: unknown option $1" >&2; exit 2 ;;
     *)
@@ -104,8 +107,10 @@ done
 
 work_root=$(mktemp -d)
 trap 'rm -rf "$work_root"' EXIT
-for t in "${targets[@]}"; do
-  work="$work_root/$t"
+# Fuzzes target $1; prints its summary line; returns non-zero on a crash.
+fuzz_one() {
+  local t=$1
+  local work="$work_root/$t"
   mkdir -p "$work"
   [ -d "Fuzz/Corpus/$t" ] && cp "Fuzz/Corpus/$t"/* "$work"/ 2>/dev/null || true
   log="$artifacts/fuzz-$t.log"
@@ -126,12 +131,34 @@ for t in "${targets[@]}"; do
   else
     echo "fuzz-$t: ${execs:-?} execs, ${rate:-?} exec/s, cov ${cov:-?}, ft ${ft:-?}, corpus ${corpus:-?}, crash: YES ${crash_file:-(exit $status, see $log)}"
     grep -E 'fuzz property failed|Fatal error|Assertion|ERROR: libFuzzer' "$log" | head -3 || true
-    failed=1
+    return 1
   fi
   if [ "$merge" = 1 ]; then
     mkdir -p "Fuzz/Corpus/$t"
     "$bin/fuzz-$t" -merge=1 -max_len="$(max_len "$t")" -timeout=10 "Fuzz/Corpus/$t" "$work" >"$artifacts/merge-$t.log" 2>&1 || true
     echo "fuzz-$t: corpus now $(ls "Fuzz/Corpus/$t" | wc -l) files, $(cat "Fuzz/Corpus/$t"/* | wc -c) bytes"
   fi
+  return 0
+}
+
+running=0
+for t in "${targets[@]}"; do
+  if [ "$jobs" -le 1 ]; then
+    fuzz_one "$t" || failed=1
+    continue
+  fi
+  fuzz_one "$t" >"$work_root/$t.summary" 2>&1 &
+  running=$((running + 1))
+  if [ "$running" -ge "$jobs" ]; then
+    wait -n || failed=1
+    running=$((running - 1))
+  fi
 done
+while [ "$running" -gt 0 ]; do
+  wait -n || failed=1
+  running=$((running - 1))
+done
+if [ "$jobs" -gt 1 ]; then
+  for t in "${targets[@]}"; do cat "$work_root/$t.summary"; done
+fi
 exit "$failed"

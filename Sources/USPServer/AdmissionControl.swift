@@ -208,13 +208,13 @@ public final class AdmissionControl: Sendable {
     /// the newcomer's network's; else the oldest evictable one of the newcomer's own network.
     private static func victim(in s: State, for prefix: String, count: (Network) -> Int, startingOnly: Bool) -> UInt64? {
         let own = s.networks[prefix].map(count) ?? 0
-        var heaviest: (prefix: String, count: Int)?
+        var heaviest: (victim: UInt64, count: Int)?
         for (p, n) in s.networks where p != prefix {
             let c = count(n)
             guard c > own, c > (heaviest?.count ?? 0) else { continue }
-            if oldestEvictable(in: n, s, startingOnly: startingOnly) != nil { heaviest = (p, c) }
+            if let id = oldestEvictable(in: n, s, startingOnly: startingOnly) { heaviest = (id, c) }
         }
-        if let heaviest, let id = oldestEvictable(in: s.networks[heaviest.prefix]!, s, startingOnly: startingOnly) { return id }
+        if let heaviest { return heaviest.victim }
         return s.networks[prefix].flatMap { oldestEvictable(in: $0, s, startingOnly: startingOnly) }
     }
 

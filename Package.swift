@@ -188,7 +188,7 @@ let package = Package(
         .testTarget(
             name: "USPCoreTests",
             dependencies: [
-                "USPCore", "USPTestSupport",
+                "USPCore", "USPTestSupport", "CUSPCrypto",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],

@@ -401,6 +401,14 @@ struct Plan: Sendable {
                 }
                 throw USPClientError(.serverKeyChanged, "server key for \(s) changed: known \(Fingerprint.of(expected)) now \(Fingerprint.of(seen)); if this is expected, remove the line from \(known.path) (usp known-servers remove \(s))")
             }
+            if seen == nil, error.wireCode == .handshakeTimeout {
+                throw USPClientError(.handshakeRejected, """
+                    server at \(s) did not answer our handshake within \(options.handshakeTimeout.nanoseconds / 1_000_000_000) s. \
+                    Likely causes: the key in the URI or known_servers is wrong (a stealth server answers only its own key, and \
+                    holds any other connection without a word); it is refusing connections for now (its handshake rate limit \
+                    for this address, or its connection limits under load: try again in a moment); or it is not a USP server
+                    """, wireCode: error.wireCode)
+            }
             if seen == nil {
                 throw USPClientError(.handshakeRejected, """
                     server at \(s) did not accept our handshake: it closed the connection without answering. Likely causes: \

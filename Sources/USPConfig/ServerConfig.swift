@@ -7,6 +7,10 @@
 /// host_key = "host_key"
 /// allow_first_contact = true                # false: stealth, only IK/NK clients get an answer
 /// handshake_timeout = 10                    # seconds
+/// silent_hold_min = 15                      # stealth: a stranger's connection gets a FIN this many seconds
+/// silent_hold_max = 90                      #   after accept, drawn between min and max, whatever it sent
+/// silent_hold_distribution = "log-uniform"  # or "uniform"
+/// max_silent_holds = 4096                   # stealth: connections held silently at once
 /// idle_timeout = 600                        # seconds without input on a session with no open stream; 0: never
 /// max_connections = 4096
 /// max_unauthenticated = 256
@@ -35,6 +39,12 @@ public struct ServerConfig: Hashable, Sendable {
     public var hostKey: String = "host_key"
     public var allowFirstContact = true
     public var handshakeTimeout: Double = 10
+    /// Stealth (`allow_first_contact = false`): a connection that does not prove it knows the server
+    /// key is never answered, and is ended with a FIN at a time drawn at accept from this distribution.
+    public var silentHold = SilentHoldTime()
+    /// Stealth: how many such connections are held at once (each costs a descriptor); past it, the
+    /// oldest of the network holding the most is ended early.
+    public var maxSilentHolds = 4096
     public var idleTimeout: Double = 600
     /// Seconds after which a session that has not logged in and has no open stream is closed,
     /// whatever it sends (0: never).

@@ -26,7 +26,8 @@ import TOMLKit
 /// - `log_level`: trace, debug, info, notice, warning, error or critical (swift-log's levels).
 public enum ServerConfigLoader {
     public static let keys = [
-        "listen", "apps_dir", "database", "host_key", "allow_first_contact", "handshake_timeout", "idle_timeout", "anonymous_session_lifetime", "max_connections",
+        "listen", "apps_dir", "database", "host_key", "allow_first_contact", "handshake_timeout",
+        "silent_hold_min", "silent_hold_max", "silent_hold_distribution", "max_silent_holds", "idle_timeout", "anonymous_session_lifetime", "max_connections",
         "max_unauthenticated", "handshake_rate", "handshake_burst", "max_connections_per_source", "source_prefix_v4", "source_prefix_v6", "max_streams_per_minute",
         "max_streams_per_identity", "max_streams_per_application", "authorization_token_lifetime",
         "application_token_lifetime", "login_token_binding", "login_delay_base", "login_delay_max", "login_delay_identity_max",
@@ -91,6 +92,26 @@ public enum ServerConfigLoader {
         }
         if let b = r.bool(t, [], "allow_first_contact") { c.allowFirstContact = b }
         if let d = r.number(t, [], "handshake_timeout", in: 0...600, lowerOpen: true) { c.handshakeTimeout = d }
+        if let d = r.number(t, [], "silent_hold_min", in: 0.05...86_400) { c.silentHold.minimum = d }
+        if let d = r.number(t, [], "silent_hold_max", in: 0.05...86_400) {
+            if d < c.silentHold.minimum {
+                r.reportAtValue(.outOfRange, ["silent_hold_max"],
+                                "silent_hold_max must be at least silent_hold_min (\(TOMLReader.format(c.silentHold.minimum))), got \(TOMLReader.format(d))")
+            } else {
+                c.silentHold.maximum = d
+            }
+        } else if c.silentHold.maximum < c.silentHold.minimum {
+            c.silentHold.maximum = c.silentHold.minimum
+        }
+        if let name = r.string(t, [], "silent_hold_distribution") {
+            if let d = SilentHoldTime.Distribution(rawValue: name) {
+                c.silentHold.distribution = d
+            } else {
+                r.reportAtValue(.invalidValue, ["silent_hold_distribution"],
+                                "silent_hold_distribution must be \"uniform\" or \"log-uniform\", got \"\(name)\"")
+            }
+        }
+        if let i = r.integer(t, [], "max_silent_holds", in: 1...1_048_576) { c.maxSilentHolds = i }
         if let d = r.number(t, [], "idle_timeout", in: 0...604_800) { c.idleTimeout = d }
         if let d = r.number(t, [], "anonymous_session_lifetime", in: 0...86_400) { c.anonymousSessionLifetime = d }
         if let i = r.integer(t, [], "max_connections", in: 1...1_048_576) { c.maxConnections = i }
@@ -173,6 +194,10 @@ extension ServerConfig {
             host_key = \(q(hostKey))
             allow_first_contact = \(allowFirstContact)
             handshake_timeout = \(n(handshakeTimeout))
+            silent_hold_min = \(n(silentHold.minimum))
+            silent_hold_max = \(n(silentHold.maximum))
+            silent_hold_distribution = \(q(silentHold.distribution.rawValue))
+            max_silent_holds = \(maxSilentHolds)
             idle_timeout = \(n(idleTimeout))
             anonymous_session_lifetime = \(n(anonymousSessionLifetime))
             max_connections = \(maxConnections)

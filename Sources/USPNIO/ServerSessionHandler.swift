@@ -29,10 +29,17 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
         /// this long after it was accepted, whatever it sends (a PING does not keep it): strangers
         /// cannot hold connection slots by idling on the menu. Nil: no limit.
         public var anonymousLifetime: TimeAmount?
-        public init(handshakeTimeout: TimeAmount = .seconds(10), idleTimeout: TimeAmount? = nil, anonymousLifetime: TimeAmount? = nil) {
+        /// Stealth: a connection that has not been answered (its message 1 was not IK or NK under
+        /// the server key, or never came whole) is put on a silent hold rather than closed, and is
+        /// ended with a FIN at `silentHold.until` whatever it sent (docs/PROTOCOL.md §3.3). Nil:
+        /// such connections are closed as soon as the session fails.
+        public var silentHold: SilentHold?
+        public init(handshakeTimeout: TimeAmount = .seconds(10), idleTimeout: TimeAmount? = nil, anonymousLifetime: TimeAmount? = nil,
+                    silentHold: SilentHold? = nil) {
             self.handshakeTimeout = handshakeTimeout
             self.idleTimeout = idleTimeout
             self.anonymousLifetime = anonymousLifetime
+            self.silentHold = silentHold
         }
     }
 
@@ -50,6 +57,8 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
     private let configuration: Configuration
     private var context: ChannelHandlerContext?
     private var deadline: Scheduled<Void>?
+    /// Stealth: when a connection that has not been answered goes silent (see `silentHold`).
+    private var silentDeadline: Scheduled<Void>?
     /// Action buffers, reused: each call into the session takes one, so a call made while the
     /// actions of another are being carried out (an application writing as it gets data) has its own.
     private var spareActions: [ServerActions] = []
@@ -131,6 +140,14 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
         guard deadline == nil, !reportedClosed else { return }
         deadline = context.eventLoop.assumeIsolated().scheduleTask(in: configuration.handshakeTimeout) { [self] in
             deadlinePassed()
+        }
+        if let hold = configuration.silentHold {
+            // A client that has not been answered by then never will be: its message 1 is still
+            // incomplete. It ends like every other stranger's connection.
+            silentDeadline = context.eventLoop.assumeIsolated().scheduleTask(deadline: hold.until) { [self] in
+                silentDeadline = nil
+                if bytesOut == 0, !reportedClosed { close(code: .handshakeTimeout) }
+            }
         }
     }
 
@@ -537,6 +554,8 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
         reportedClosed = true
         deadline?.cancel()
         deadline = nil
+        silentDeadline?.cancel()
+        silentDeadline = nil
         idleCheck?.cancel()
         idleCheck = nil
         holds = 0
@@ -549,7 +568,11 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
                                bytesOut: entry.bytesOut, seconds: ServerClock.monotonic() - entry.openedAt)
         }
         flush()
-        closeChannel()
+        if let hold = configuration.silentHold, bytesOut == 0, !handedOff {
+            goSilent(hold)
+        } else {
+            closeChannel()
+        }
         hooks.sessionClosed(self, error: error, bytesIn: bytesIn, bytesOut: bytesOut, seconds: ServerClock.monotonic() - startedAt)
     }
 
@@ -559,6 +582,21 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
         _ = session.drainOutbound { buffer.writeBytes($0) }
         bytesOut += Int64(buffer.readableBytes)
         lastWrite = context.writeAndFlush(wrapOutboundOut(buffer))
+    }
+
+    /// Stealth: this connection was never answered. It is not closed now (that would tell the
+    /// client when and why it failed) but handed to a `SilentHoldHandler`, which ends it at the
+    /// time drawn at accept. This handler leaves the pipeline.
+    private func goSilent(_ hold: SilentHold) {
+        guard let context, !closingChannel else { return }
+        closingChannel = true
+        guard context.channel.isActive else { context.close(promise: nil); return }
+        do {
+            try hold.install(on: context.channel, peer: peerAddress)
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        } catch {
+            context.close(promise: nil)
+        }
     }
 
     private func closeChannel() {

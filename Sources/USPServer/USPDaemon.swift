@@ -22,6 +22,10 @@ public final class ServerRuntime: Sendable {
         public var inheritedSockets: [CInt] = []
         public var allowFirstContact = true
         public var handshakeTimeout: Double = 10
+        /// Stealth only: when a connection that never proved it knows the server key gets its FIN.
+        public var silentHold = SilentHoldTime()
+        /// Stealth only: connections held silently at once.
+        public var maxSilentHolds = 4096
         /// Seconds without input after which a session with no open stream is closed (`idle_timeout`); 0: never.
         public var idleTimeout: Double = 600
         /// Seconds after accept at which a session that has not logged in and has no open stream
@@ -57,6 +61,8 @@ public final class ServerRuntime: Sendable {
             listen = config.listen
             allowFirstContact = config.allowFirstContact
             handshakeTimeout = config.handshakeTimeout
+            silentHold = config.silentHold
+            maxSilentHolds = config.maxSilentHolds
             idleTimeout = config.idleTimeout
             anonymousSessionLifetime = config.anonymousSessionLifetime
             maxConnections = config.maxConnections
@@ -79,6 +85,8 @@ public final class ServerRuntime: Sendable {
     public let registry = SessionRegistry()
     public let admission: AdmissionControl
     public let rateLimiter: HandshakeRateLimiter
+    /// Stealth only: the connections held silently (nil when first contact is allowed).
+    public let silentHolds: SilentHoldRoom?
     public let streamLimiter: StreamLimiter
     public let launcher: Launcher
     public var audit: AuditLog { policy.audit }
@@ -94,18 +102,29 @@ public final class ServerRuntime: Sendable {
         self.admission = AdmissionControl(maxConnections: options.maxConnections, maxStarting: options.maxUnauthenticated,
                                           maxPerSource: options.maxConnectionsPerSource, prefixLengths: options.sourcePrefix)
         self.rateLimiter = HandshakeRateLimiter(rate: options.handshakeRate, burst: options.handshakeBurst)
+        self.silentHolds = options.allowFirstContact ? nil
+            : SilentHoldRoom(capacity: options.maxSilentHolds, prefixLengths: options.sourcePrefix)
         self.streamLimiter = StreamLimiter(perMinute: options.maxStreamsPerMinute, concurrent: options.maxStreamsPerIdentity)
         self.launcher = launcher ?? Launcher(logger: logger, audit: policy.audit, maxSessionsPerApplication: options.maxStreamsPerApplication,
                                              relayFreeSessions: registry.relayFree)
         self.logger = logger
     }
 
-    /// Sets up an accepted connection, or closes it at once (no byte sent) when a limit refuses it.
+    /// Sets up an accepted connection, or turns it away (no byte sent) when a limit refuses it: at
+    /// once, or (stealth) on a silent hold like any stranger's, so that no limit shows from outside.
     func initialize(_ channel: any Channel) -> EventLoopFuture<Void> {
         let peer = ServerSessionHandler.peerAddress(of: channel.remoteAddress)
+        // Drawn at accept, before anything is read: when a stranger's connection ends depends on nothing it does.
+        let silentHold = silentHolds.map { room in
+            SilentHold(until: .now() + .nanoseconds(Int64(options.silentHold.draw() * 1e9)), pool: room)
+        }
+        func turnAway() -> EventLoopFuture<Void> {
+            guard let silentHold else { return channel.close() }
+            return channel.eventLoop.makeCompletedFuture { try silentHold.install(on: channel, peer: peer) }
+        }
         guard rateLimiter.admit(peer, now: ServerClock.monotonic()) else {
             logger.debug("\(peer): handshake rate limit, connection dropped")
-            return channel.close()
+            return turnAway()
         }
         // The handler exists only once admitted; eviction reaches it through this box, on its loop.
         let target = NIOLoopBoundBox<(handler: ServerSessionHandler, hooks: ConnectionHooks)?>(nil, eventLoop: channel.eventLoop)
@@ -123,15 +142,15 @@ public final class ServerRuntime: Sendable {
             let detail = "max_connections_per_source (\(options.maxConnectionsPerSource ?? 0)) reached for \(HandshakeRateLimiter.sourceKey(peer))"
             logLimiter.log(logger, .notice, kind: "max_connections_per_source", now: ServerClock.monotonic(), "\(peer): \(detail), connection dropped")
             audit.note(AuditEvent(kind: .rateLimited, peerAddress: peer, result: "dropped", detail: detail))
-            return channel.close()
+            return turnAway()
         case .failure(.tooManyConnections):
             logLimiter.log(logger, .notice, kind: "max_connections", now: ServerClock.monotonic(),
                            "\(peer): max_connections (\(options.maxConnections)) reached, none can give way, connection dropped")
-            return channel.close()
+            return turnAway()
         case .failure(.tooManyStarting):
             logLimiter.log(logger, .notice, kind: "max_unauthenticated", now: ServerClock.monotonic(),
                            "\(peer): max_unauthenticated (\(options.maxUnauthenticated)) reached, none can give way, connection dropped")
-            return channel.close()
+            return turnAway()
         }
         if let evicted = admission.evicted {
             logLimiter.log(logger, .notice, kind: "eviction", now: ServerClock.monotonic(),
@@ -144,7 +163,8 @@ public final class ServerRuntime: Sendable {
                                            configuration: .init(handshakeTimeout: .nanoseconds(Int64(options.handshakeTimeout * 1e9)),
                                                                 idleTimeout: options.idleTimeout > 0 ? .nanoseconds(Int64(options.idleTimeout * 1e9)) : nil,
                                                                 anonymousLifetime: options.anonymousSessionLifetime > 0
-                                                                    ? .nanoseconds(Int64(options.anonymousSessionLifetime * 1e9)) : nil))
+                                                                    ? .nanoseconds(Int64(options.anonymousSessionLifetime * 1e9)) : nil,
+                                                                silentHold: silentHold))
         return channel.eventLoop.makeCompletedFuture {
             try channel.pipeline.syncOperations.addHandler(handler)
             target.value = (handler, hooks)

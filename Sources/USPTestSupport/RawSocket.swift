@@ -51,6 +51,11 @@ public final class RawSocket {
         }
     }
 
+    /// Sends a FIN (shutdown(SHUT_WR)); reading goes on.
+    public func shutdownWrite() throws {
+        guard shutdown(fd, Int32(SHUT_WR)) == 0 else { throw SocketError("shutdown: \(String(cString: strerror(errno)))") }
+    }
+
     /// Waits up to `timeout` seconds for bytes; returns nil on timeout, [] at end of stream.
     public func read(timeout: Double) -> [UInt8]? {
         var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)

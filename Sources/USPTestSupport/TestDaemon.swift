@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
+import USPConfig
 import USPServer
 import USPStore
 
@@ -21,6 +22,8 @@ public final class TestDaemon: @unchecked Sendable {
     /// `backing`: the store the daemon uses (default: `store`, in memory).
     public init(handshakeTimeout: Double = 1, idleTimeout: Double = 600, anonymousSessionLifetime: Double = 60, listen: [String] = ["127.0.0.1:0", "[::1]:0"],
                 maxConnections: Int = 4096, maxUnauthenticated: Int = 256,
+                allowFirstContact: Bool = true, silentHold: SilentHoldTime = SilentHoldTime(minimum: 0.3, maximum: 0.9, distribution: .uniform),
+                handshakeRate: Double = 20, handshakeBurst: Int = 5, maxSilentHolds: Int = 4096,
                 backing: (any USPStore)? = nil, threads: Int = 2,
                 verifyPassword: @escaping @Sendable (String, String) -> Bool = testVerifyPassword) throws {
         group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
@@ -45,6 +48,11 @@ public final class TestDaemon: @unchecked Sendable {
         options.maxConnections = maxConnections
         options.maxUnauthenticated = min(maxUnauthenticated, maxConnections)
         options.reloadInterval = 0.2
+        options.allowFirstContact = allowFirstContact
+        options.silentHold = silentHold
+        options.handshakeRate = handshakeRate
+        options.handshakeBurst = handshakeBurst
+        options.maxSilentHolds = maxSilentHolds
         let runtime = ServerRuntime(options: options, staticKey: Fixtures.serverKey, policy: policy, logger: logger)
         let applications = ApplicationsBox(Fixtures.applications(tcpPort: echoPort))
         self.applications = applications

@@ -82,7 +82,7 @@ struct HandshakeEndToEndTests {
         #expect(seen.pattern == .xx)
         #expect(seen.clientHello == nil)
         #expect(seen.earlyFrames.isEmpty)
-        #expect(seen.clientEphemeral == Array(m1.prefix(32)))
+        #expect(seen.clientEphemeral == Elligator2.point(from: m1.prefix(32)))
         let (m2, serverResult) = try server.writeMessage2(hello: sh)
         #expect(serverResult == nil, "XX is not finished after message 2")
         guard case .needMessage3(let rs, let hello) = try client.readMessage2(m2) else {
@@ -146,7 +146,7 @@ struct HandshakeEndToEndTests {
         var client = try InitiatorHandshake(mode: .knownServer(serverKey: serverStatic.publicKey, clientStatic: hsKeyPair(1)))
         let m1 = try client.writeMessage1(hello: hsHello(1))
         var raw = try HandshakeState(protocol: HandshakeLayout.ik, role: .responder, prologue: HandshakeLayout.prologue,
-                                     localStatic: serverStatic)
+                                     localStatic: serverStatic, ephemeralEncoding: .elligator2)
         _ = try raw.readMessage(m1)
         let payload = hsHello(2, versionMin: 2, versionMax: 2).bytes + [UInt8](repeating: 0, count: 112 - 64)
         let m2 = try raw.writeMessage(payload: payload).message
@@ -245,7 +245,7 @@ struct HandshakePatternDetectionTests {
         // Same server instance type, no hint: it must find the pattern by trial decryption.
         let run = try hsRunHandshake(pattern)
         #expect(run.serverSawMessage1.pattern == pattern)
-        #expect(run.serverSawMessage1.clientEphemeral == Array(run.message1.prefix(32)))
+        #expect(run.serverSawMessage1.clientEphemeral == Elligator2.point(from: run.message1.prefix(32)))
     }
 
     @Test("early frames in IK/NK come back byte for byte, followed only by zero padding",
@@ -327,7 +327,7 @@ struct HandshakePatternDetectionTests {
             let seen = try server.readMessage1(noise)
             #expect(seen.pattern == .xx)
             #expect(server.pattern == .xx)
-            #expect(seen.clientEphemeral == Array(noise.prefix(32)))
+            #expect(seen.clientEphemeral == Elligator2.point(from: noise.prefix(32)), "the replay cache's key is the decoded ephemeral")
             let (m2, result) = try server.writeMessage2(hello: Hello())
             #expect(m2.count == 160)
             #expect(result == nil)
@@ -355,9 +355,10 @@ struct HandshakePatternDetectionTests {
     @Test("low-order ephemeral keys in message 1 throw lowOrderPoint, in stealth and not", arguments: [false, true])
     func lowOrderEphemeralInMessage1(allowFirstContact: Bool) throws {
         let rest = HSSeededRandom(seed: 12).bytes(1024 - 32)
-        for point in hsLowOrderPoints {
+        #expect(hsLowOrderRepresentatives.count >= 4)
+        for representative in hsLowOrderRepresentatives {
             var server = ResponderHandshake(staticKey: hsKeyPair(2), allowFirstContact: allowFirstContact)
-            hsExpect(.lowOrderPoint, "point \(point.prefix(4))") { () throws(USPError) in _ = try server.readMessage1(point + rest) }
+            hsExpect(.lowOrderPoint, "representative \(representative.prefix(4))") { () throws(USPError) in _ = try server.readMessage1(representative + rest) }
         }
     }
 
@@ -374,11 +375,18 @@ struct HandshakePatternDetectionTests {
         var server = ResponderHandshake(staticKey: serverStatic)
         _ = try server.readMessage1(try client.writeMessage1(hello: Hello()))
         let (m2, _) = try server.writeMessage2(hello: Hello())
-        for point in hsLowOrderPoints {
-            hsExpect(.lowOrderPoint) { () throws(USPError) in _ = try client.readMessage2(point + m2.dropFirst(32)) }
+        for representative in hsLowOrderRepresentatives {
+            hsExpect(.lowOrderPoint) { () throws(USPError) in _ = try client.readMessage2(representative + m2.dropFirst(32)) }
         }
         _ = try client.readMessage2(m2)
     }
+}
+
+/// What an attacker can put on the wire to make a peer use a low-order point, now that `e` travels
+/// as an Elligator 2 representative (docs/PROTOCOL.md §3.2.2): the representatives of the low-order
+/// points below that have one (u = 0 is the representative 0), with both signs and random top bits.
+let hsLowOrderRepresentatives: [[UInt8]] = hsLowOrderPoints.flatMap { u in
+    [UInt8(0), 1, 0xc0, 0x41].compactMap { Elligator2.representative(of: u, tweak: $0) }
 }
 
 /// X25519 public keys whose DH result is all zeros (RFC 7748 §6.1 and the curve's small subgroup),
@@ -444,19 +452,22 @@ struct HandshakeIndistinguishabilityTests {
         }
     }
 
-    @Test("the top bit of message 1's byte 31 (the ephemeral's) varies: USP randomizes it")
-    func ephemeralTopBit() throws {
-        // A canonical X25519 public key is below 2^255, so bit 7 of byte 31 would always be 0. USP
-        // sends it random (X25519 ignores it). The key is still always on the curve rather than
-        // the twist; hiding that needs an Elligator-style encoding (docs/PROTOCOL.md §3.2).
+    @Test("message 1's ephemeral is an Elligator 2 representative: it decodes to the key the server's DH uses, and its top two bits vary")
+    func ephemeralIsHidden() throws {
+        // A raw X25519 key is below 2^255 and always on the curve; a representative fills all 256
+        // bits (the top two at random) and, read as a raw key, is on the curve only half the time.
         let serverStatic = hsKeyPair(2)
-        var sawTopBit = false
+        var topBits = Set<UInt8>()
         for _ in 0..<64 {
             var client = try InitiatorHandshake(mode: .knownServer(serverKey: serverStatic.publicKey, clientStatic: hsKeyPair(1)))
             let m1 = try client.writeMessage1(hello: Hello())
-            if m1[31] & 0x80 != 0 { sawTopBit = true }
+            topBits.insert(m1[31] & 0xc0)
+            var server = ResponderHandshake(staticKey: serverStatic, allowFirstContact: false)
+            let seen = try server.readMessage1(m1)
+            #expect(seen.pattern == .ik)
+            #expect(seen.clientEphemeral == Elligator2.point(from: m1.prefix(32)))
         }
-        #expect(sawTopBit, "64 message 1s all had bit 7 of byte 31 clear (chance: 2^-64)")
+        #expect(topBits.count == 4, "64 message 1s showed only top bits \(topBits.sorted())")
     }
 
     @Test("no byte position of message 1 is constant across many handshakes", arguments: HandshakeLayout.Pattern.allCases)

@@ -321,28 +321,9 @@ import USPTestSupport
         #expect(pair.toClientWire.isEmpty)
     }
 
-    static let lowOrderPoints: [[UInt8]] = [
-        [UInt8](repeating: 0, count: 32),
-        [1] + [UInt8](repeating: 0, count: 31),
-        hex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
-        hex("5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157"),
-        hex("ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
-        hex("edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
-        hex("eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
-    ]
-
-    static func hex(_ s: String) -> [UInt8] {
-        var out: [UInt8] = []
-        var i = s.startIndex
-        while i < s.endIndex {
-            let j = s.index(i, offsetBy: 2)
-            out.append(UInt8(s[i..<j], radix: 16)!)
-            i = j
-        }
-        return out
-    }
-
-    @Test(arguments: lowOrderPoints)
+    /// `e` travels Elligator-encoded (docs/PROTOCOL.md §3.2.2): what an attacker sends is the
+    /// representative of a low-order point.
+    @Test(arguments: hsLowOrderRepresentatives)
     func lowOrderEphemeralSendsNothing(point: [UInt8]) throws {
         for allowFirstContact in [true, false] {
             var server = ServerSession(staticKey: SessionPair.serverKey, peerAddress: "192.0.2.1", allowFirstContact: allowFirstContact,

@@ -33,10 +33,11 @@ public enum FuzzKeys {
     public static let server = key(0x11)
     /// The client's static key (IK, XX).
     public static let client = key(0x22)
-    /// The client's ephemeral key when a harness plays the client.
-    public static let clientEphemeral = key(0x33)
+    /// The client's ephemeral key when a harness plays the client (with an Elligator 2
+    /// representative, as every handshake ephemeral needs).
+    public static let clientEphemeral = KeyPair.generateHidden(using: FixedRandom(seed: 0x33))
     /// The server's ephemeral key.
-    public static let serverEphemeral = key(0x44)
+    public static let serverEphemeral = KeyPair.generateHidden(using: FixedRandom(seed: 0x44))
 
     /// The instant every session is driven at (2027-01-15).
     public static let now = Timestamp(seconds: 1_800_000_000)

@@ -35,7 +35,7 @@ func clientState(_ pattern: HandshakeLayout.Pattern, random: FixedRandom) -> Han
     try! HandshakeState(protocol: pattern.noiseProtocol, role: .initiator, prologue: HandshakeLayout.prologue,
                         localStatic: pattern == .nk ? nil : FuzzKeys.client, localEphemeral: FuzzKeys.clientEphemeral,
                         remoteStatic: pattern == .xx ? nil : serverKey.publicKey, random: random,
-                        precomputedDH: clientPrecomputed, randomizesEphemeralTopBit: true)
+                        precomputedDH: clientPrecomputed, ephemeralEncoding: .elligator2)
 }
 
 func run(_ input: [UInt8]) {

@@ -24,19 +24,19 @@ public struct InitiatorHandshake: Sendable {
             pattern = .xx
             noise = try noiseStep("handshake init") { () throws(NoiseError) in
                 try HandshakeState(protocol: HandshakeLayout.xx, role: .initiator, prologue: prologue,
-                                   localStatic: s, localEphemeral: ephemeral, random: random, randomizesEphemeralTopBit: true)
+                                   localStatic: s, localEphemeral: ephemeral, random: random, ephemeralEncoding: .elligator2)
             }
         case .knownServer(let key, let s):
             pattern = .ik
             noise = try noiseStep("handshake init") { () throws(NoiseError) in
                 try HandshakeState(protocol: HandshakeLayout.ik, role: .initiator, prologue: prologue,
-                                   localStatic: s, localEphemeral: ephemeral, remoteStatic: key, random: random, randomizesEphemeralTopBit: true)
+                                   localStatic: s, localEphemeral: ephemeral, remoteStatic: key, random: random, ephemeralEncoding: .elligator2)
             }
         case .anonymous(let key):
             pattern = .nk
             noise = try noiseStep("handshake init") { () throws(NoiseError) in
                 try HandshakeState(protocol: HandshakeLayout.nk, role: .initiator, prologue: prologue,
-                                   localEphemeral: ephemeral, remoteStatic: key, random: random, randomizesEphemeralTopBit: true)
+                                   localEphemeral: ephemeral, remoteStatic: key, random: random, ephemeralEncoding: .elligator2)
             }
         }
     }

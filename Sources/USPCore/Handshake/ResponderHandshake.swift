@@ -44,7 +44,10 @@ public struct ResponderHandshake: Sendable {
         guard bytes.count == HandshakeLayout.message1Length else {
             throw USPError(.handshakeFailed, "message 1: \(bytes.count) bytes, expected \(HandshakeLayout.message1Length)")
         }
-        let re = Array(bytes[0..<32])
+        // `e` travels as an Elligator 2 representative (§3.2.2); map it to its point once for every trial.
+        let representative = Array(bytes[0..<32])
+        let re = Elligator2.point(from: representative)
+        let decoded = [HandshakeState.DecodedEphemeral(representative: representative, point: re)]
         // es = DH(s, re) is common to the IK and NK trials: compute it once.
         let es = try noiseStep("message 1") { () throws(NoiseError) in try X25519.dh(staticKey, re) }
         let cached = [HandshakeState.PrecomputedDH(localPublicKey: staticKey.publicKey, remotePublicKey: re, sharedSecret: es)]
@@ -52,7 +55,7 @@ public struct ResponderHandshake: Sendable {
             var trial = try noiseStep("message 1") { () throws(NoiseError) in
                 try HandshakeState(protocol: candidate.noiseProtocol, role: .responder, prologue: HandshakeLayout.prologue,
                                    localStatic: staticKey, localEphemeral: fixedEphemeral, random: random, precomputedDH: cached,
-                                   randomizesEphemeralTopBit: true)
+                                   ephemeralEncoding: .elligator2, decodedEphemerals: decoded)
             }
             let read: (payload: [UInt8], transport: HandshakeState.Transport?)
             do {
@@ -76,7 +79,7 @@ public struct ResponderHandshake: Sendable {
         var xx = try noiseStep("message 1") { () throws(NoiseError) in
             try HandshakeState(protocol: HandshakeLayout.xx, role: .responder, prologue: HandshakeLayout.prologue,
                                localStatic: staticKey, localEphemeral: fixedEphemeral, random: random, precomputedDH: cached,
-                               randomizesEphemeralTopBit: true)
+                               ephemeralEncoding: .elligator2, decodedEphemerals: decoded)
         }
         _ = try noiseStep("message 1 (XX)") { () throws(NoiseError) in try xx.readMessage(bytes) }
         noise = xx

@@ -5,6 +5,9 @@ import CUSPCrypto
 public struct KeyPair: Sendable {
     public let privateKey: [UInt8]
     public let publicKey: [UInt8]
+    /// How the public key travels when it is an ephemeral key of a USP handshake: its Elligator 2
+    /// representative (see `generateHidden`). Nil for keys made any other way.
+    public private(set) var representative: [UInt8]?
     let agreementKey: Curve25519.KeyAgreement.PrivateKey
 
     /// Builds the pair from a 32-byte private key.
@@ -17,6 +20,13 @@ public struct KeyPair: Sendable {
         }
         self.privateKey = privateKey
         self.publicKey = Array(agreementKey.publicKey.rawRepresentation)
+        self.representative = nil
+    }
+
+    func withRepresentative(_ representative: [UInt8]) -> KeyPair {
+        var copy = self
+        copy.representative = representative
+        return copy
     }
 
     /// GENERATE_KEYPAIR(): 32 random bytes from the injected source.

@@ -19,10 +19,25 @@ public struct HandshakeState: Sendable {
     /// DH results a caller already computed (local public, remote public, shared), so a responder
     /// that trial-decrypts one message under several patterns pays for each DH once.
     private var precomputedDH: [PrecomputedDH]
-    /// USP extension, off for plain Noise: send `e` with a random top bit. X25519 ignores that bit
-    /// (RFC 7748 §5), and both sides hash the bytes as sent, so the handshake is unchanged except
-    /// that the ephemeral key no longer has a bit that is always 0 on the wire.
-    public let randomizesEphemeralTopBit: Bool
+    /// How `e` travels. `.plain` is Noise's (the 32-byte public key). `.elligator2` is USP's
+    /// extension: `e` is the key's Elligator 2 representative, which reads as uniform random bytes.
+    /// Both sides hash the 32 bytes as sent (so the representative is bound into `h`), and DH uses the
+    /// point it decodes to (docs/PROTOCOL.md §3.2.2).
+    public let ephemeralEncoding: EphemeralEncoding
+    /// Remote ephemerals a caller already decoded, so a responder that trial-decrypts one message
+    /// under several patterns maps the representative once.
+    private let decodedEphemerals: [DecodedEphemeral]
+
+    public enum EphemeralEncoding: Sendable { case plain, elligator2 }
+
+    public struct DecodedEphemeral: Sendable {
+        public let representative: [UInt8]
+        public let point: [UInt8]
+        public init(representative: [UInt8], point: [UInt8]) {
+            self.representative = representative
+            self.point = point
+        }
+    }
 
     public struct PrecomputedDH: Sendable {
         public let localPublicKey: [UInt8]
@@ -46,10 +61,12 @@ public struct HandshakeState: Sendable {
         psks: [[UInt8]] = [],
         random: any RandomSource = SystemRandomSource(),
         precomputedDH: [PrecomputedDH] = [],
-        randomizesEphemeralTopBit: Bool = false
+        ephemeralEncoding: EphemeralEncoding = .plain,
+        decodedEphemerals: [DecodedEphemeral] = []
     ) throws(NoiseError) {
         self.precomputedDH = precomputedDH
-        self.randomizesEphemeralTopBit = randomizesEphemeralTopBit
+        self.ephemeralEncoding = ephemeralEncoding
+        self.decodedEphemerals = decodedEphemerals
         self.protocolName = proto
         self.role = role
         self.s = localStatic
@@ -130,10 +147,18 @@ public struct HandshakeState: Sendable {
         for token in pattern.messages[messageIndex] {
             switch token {
             case .e:
-                let pair = next.e ?? KeyPair.generate(using: random)
-                next.e = pair
-                var wire = pair.publicKey
-                if randomizesEphemeralTopBit { wire[31] |= random.bytes(1)[0] & 0x80 }
+                let wire: [UInt8]
+                switch ephemeralEncoding {
+                case .plain:
+                    let pair = next.e ?? KeyPair.generate(using: random)
+                    next.e = pair
+                    wire = pair.publicKey
+                case .elligator2:
+                    let pair = next.e ?? KeyPair.generateHidden(using: random)
+                    guard let representative = pair.representative else { throw .missingKey("e's Elligator 2 representative") }
+                    next.e = pair
+                    wire = representative
+                }
                 out += wire
                 next.symmetric.mixHash(wire)
                 if pattern.usesPSK { try next.symmetric.mixKey(wire) }
@@ -167,11 +192,17 @@ public struct HandshakeState: Sendable {
             switch token {
             case .e:
                 guard bytes.count - offset >= 32 else { throw .messageTooShort }
-                let re = Array(bytes[offset..<offset + 32])
+                let wire = Array(bytes[offset..<offset + 32])
                 offset += 32
-                next.remoteEphemeral = re
-                next.symmetric.mixHash(re)
-                if pattern.usesPSK { try next.symmetric.mixKey(re) }
+                switch ephemeralEncoding {
+                case .plain:
+                    next.remoteEphemeral = wire
+                case .elligator2:
+                    next.remoteEphemeral = decodedEphemerals.first(where: { $0.representative == wire })?.point
+                        ?? Elligator2.point(from: wire)
+                }
+                next.symmetric.mixHash(wire)
+                if pattern.usesPSK { try next.symmetric.mixKey(wire) }
             case .s:
                 let len = 32 + (next.symmetric.cipherState.hasKey ? CipherState.tagLength : 0)
                 guard bytes.count - offset >= len else { throw .messageTooShort }

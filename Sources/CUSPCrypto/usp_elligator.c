@@ -108,7 +108,27 @@ static void fe_mul(fe *h, const fe *f, const fe *g) {
     h->v[4] = (uint64_t)r4 & MASK51;
 }
 
-static void fe_sq(fe *h, const fe *f) { fe_mul(h, f, f); }
+/// f^2: the products of fe_mul with the symmetric ones counted once, doubled.
+static void fe_sq(fe *h, const fe *f) {
+    uint64_t f0 = f->v[0], f1 = f->v[1], f2 = f->v[2], f3 = f->v[3], f4 = f->v[4];
+    uint64_t d0 = 2 * f0, d1 = 2 * f1;
+    uint64_t f3_19 = 19 * f3, f3_38 = 38 * f3, f4_19 = 19 * f4, f4_38 = 38 * f4;
+    u128 r0 = (u128)f0 * f0 + (u128)f1 * f4_38 + (u128)f2 * f3_38;
+    u128 r1 = (u128)d0 * f1 + (u128)f2 * f4_38 + (u128)f3 * f3_19;
+    u128 r2 = (u128)d0 * f2 + (u128)f1 * f1 + (u128)f3 * f4_38;
+    u128 r3 = (u128)d0 * f3 + (u128)d1 * f2 + (u128)f4 * f4_19;
+    u128 r4 = (u128)d0 * f4 + (u128)d1 * f3 + (u128)f2 * f2;
+    r1 += (uint64_t)(r0 >> 51);
+    r2 += (uint64_t)(r1 >> 51);
+    r3 += (uint64_t)(r2 >> 51);
+    r4 += (uint64_t)(r3 >> 51);
+    u128 top = (u128)(uint64_t)(r4 >> 51) * 19 + ((uint64_t)r0 & MASK51);
+    h->v[0] = (uint64_t)top & MASK51;
+    h->v[1] = ((uint64_t)r1 & MASK51) + (uint64_t)(top >> 51);
+    h->v[2] = (uint64_t)r2 & MASK51;
+    h->v[3] = (uint64_t)r3 & MASK51;
+    h->v[4] = (uint64_t)r4 & MASK51;
+}
 
 static void fe_mul_small(fe *h, const fe *f, uint32_t c) {
     fe k;

@@ -24,6 +24,15 @@ struct Breakdown {
             Item(key: "keypair_generate", label: "KeyPair.generate(using: SystemRandomSource())") { n in
                 time(n) { UInt64(KeyPair.generate(using: rng).publicKey[0]) }
             },
+            Item(key: "keypair_hidden", label: "KeyPair.generateHidden (Elligator 2 key: ~2 tries, §3.2.2)") { n in
+                time(n) { UInt64(KeyPair.generateHidden(using: rng).publicKey[0]) }
+            },
+            Item(key: "elligator_hide", label: "Elligator2.hide (torsion shift + inverse map, one try)") { n in
+                time(n) { UInt64(Elligator2.hide(publicKey: pair.publicKey, torsion: 3, tweak: 0)?[0] ?? 1) }
+            },
+            Item(key: "elligator_map", label: "Elligator2.point(from:) (decoding a received e)") { n in
+                time(n) { UInt64(Elligator2.point(from: small)[0]) }
+            },
             Item(key: "random32", label: "SystemRandomSource().bytes(32)") { n in
                 time(n) { UInt64(rng.bytes(32)[0]) }
             },

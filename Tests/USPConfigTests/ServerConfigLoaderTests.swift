@@ -20,6 +20,10 @@ struct ServerConfigLoaderTests {
             host_key = "keys/host"
             allow_first_contact = false
             handshake_timeout = 2.5
+            silent_hold_min = 0.5
+            silent_hold_max = 300
+            silent_hold_distribution = "uniform"
+            max_silent_holds = 64
             max_connections = 100
             max_unauthenticated = 10
             handshake_rate = 7
@@ -38,6 +42,8 @@ struct ServerConfigLoaderTests {
         expected.hostKey = "keys/host"
         expected.allowFirstContact = false
         expected.handshakeTimeout = 2.5
+        expected.silentHold = SilentHoldTime(minimum: 0.5, maximum: 300, distribution: .uniform)
+        expected.maxSilentHolds = 64
         expected.maxConnections = 100
         expected.maxUnauthenticated = 10
         expected.handshakeRate = 7
@@ -83,6 +89,11 @@ struct ServerConfigLoaderTests {
         ("handshake_timeout = 601\n", "/etc/uspd/uspd.toml:1:21: handshake_timeout must be more than 0 and at most 600, got 601"),
         ("handshake_timeout = nan\n", "/etc/uspd/uspd.toml:1:21: handshake_timeout must be more than 0 and at most 600, got nan"),
         ("handshake_timeout = true\n", "/etc/uspd/uspd.toml:1:21: handshake_timeout must be a number, not a boolean"),
+        ("silent_hold_min = 0\n", "/etc/uspd/uspd.toml:1:19: silent_hold_min must be 0.05…86400, got 0"),
+        ("silent_hold_min = 20\nsilent_hold_max = 10\n", "/etc/uspd/uspd.toml:2:19: silent_hold_max must be at least silent_hold_min (20), got 10"),
+        ("silent_hold_distribution = \"normal\"\n",
+         "/etc/uspd/uspd.toml:1:28: silent_hold_distribution must be \"uniform\" or \"log-uniform\", got \"normal\""),
+        ("max_silent_holds = 0\n", "/etc/uspd/uspd.toml:1:20: max_silent_holds must be 1…1048576, got 0"),
         ("handshake_rate = -1\n", "/etc/uspd/uspd.toml:1:18: handshake_rate must be more than 0 and at most 1000000, got -1"),
         ("handshake_burst = 0\n", "/etc/uspd/uspd.toml:1:19: handshake_burst must be 1…1000000, got 0"),
         ("authorization_token_lifetime = 0\n", "/etc/uspd/uspd.toml:1:32: authorization_token_lifetime must be 1…31536000, got 0"),
@@ -196,5 +207,22 @@ struct HostPortTests {
         #expect(try HostPort.parse("example.com:0", ports: 0...65535).get().port == 0)
         #expect(throws: HostPort.Problem.self) { try HostPort.parse("a..b:1").get() }
         #expect(throws: HostPort.Problem.self) { try HostPort.parse("\(String(repeating: "a", count: 64)).com:1").get() }
+    }
+}
+
+@Suite struct SilentHoldTimeTests {
+    @Test(arguments: [SilentHoldTime.Distribution.uniform, .logUniform])
+    func drawsStayInRangeAndSpreadOverIt(distribution: SilentHoldTime.Distribution) {
+        let hold = SilentHoldTime(minimum: 2, maximum: 32, distribution: distribution)
+        var generator = SystemRandomNumberGenerator()
+        let draws = (0..<4000).map { _ in hold.draw(using: &generator) }
+        #expect(draws.allSatisfy { (2...32).contains($0) })
+        // The share below the geometric mean (8 s) tells the two apart: 0.2 uniform, 0.5 log-uniform.
+        let below = Double(draws.filter { $0 < 8 }.count) / Double(draws.count)
+        switch distribution {
+        case .uniform: #expect(abs(below - 0.2) < 0.05, "\(below)")
+        case .logUniform: #expect(abs(below - 0.5) < 0.05, "\(below)")
+        }
+        #expect(SilentHoldTime(minimum: 5, maximum: 5).draw(using: &generator) == 5)
     }
 }

@@ -87,15 +87,8 @@ static void fe_neg(fe *h, const fe *f) {
     fe_sub(h, &z, f);
 }
 
-static void fe_mul(fe *h, const fe *f, const fe *g) {
-    uint64_t f0 = f->v[0], f1 = f->v[1], f2 = f->v[2], f3 = f->v[3], f4 = f->v[4];
-    uint64_t g0 = g->v[0], g1 = g->v[1], g2 = g->v[2], g3 = g->v[3], g4 = g->v[4];
-    uint64_t g1_19 = 19 * g1, g2_19 = 19 * g2, g3_19 = 19 * g3, g4_19 = 19 * g4;
-    u128 r0 = (u128)f0 * g0 + (u128)f1 * g4_19 + (u128)f2 * g3_19 + (u128)f3 * g2_19 + (u128)f4 * g1_19;
-    u128 r1 = (u128)f0 * g1 + (u128)f1 * g0 + (u128)f2 * g4_19 + (u128)f3 * g3_19 + (u128)f4 * g2_19;
-    u128 r2 = (u128)f0 * g2 + (u128)f1 * g1 + (u128)f2 * g0 + (u128)f3 * g4_19 + (u128)f4 * g3_19;
-    u128 r3 = (u128)f0 * g3 + (u128)f1 * g2 + (u128)f2 * g1 + (u128)f3 * g0 + (u128)f4 * g4_19;
-    u128 r4 = (u128)f0 * g4 + (u128)f1 * g3 + (u128)f2 * g2 + (u128)f3 * g1 + (u128)f4 * g0;
+/// Carries five 128-bit column sums of a product into limbs below 2^51 (plus a little in limb 1).
+static void fe_reduce_wide(fe *h, u128 r0, u128 r1, u128 r2, u128 r3, u128 r4) {
     r1 += (uint64_t)(r0 >> 51);
     r2 += (uint64_t)(r1 >> 51);
     r3 += (uint64_t)(r2 >> 51);
@@ -108,6 +101,18 @@ static void fe_mul(fe *h, const fe *f, const fe *g) {
     h->v[4] = (uint64_t)r4 & MASK51;
 }
 
+static void fe_mul(fe *h, const fe *f, const fe *g) {
+    uint64_t f0 = f->v[0], f1 = f->v[1], f2 = f->v[2], f3 = f->v[3], f4 = f->v[4];
+    uint64_t g0 = g->v[0], g1 = g->v[1], g2 = g->v[2], g3 = g->v[3], g4 = g->v[4];
+    uint64_t g1_19 = 19 * g1, g2_19 = 19 * g2, g3_19 = 19 * g3, g4_19 = 19 * g4;
+    u128 r0 = (u128)f0 * g0 + (u128)f1 * g4_19 + (u128)f2 * g3_19 + (u128)f3 * g2_19 + (u128)f4 * g1_19;
+    u128 r1 = (u128)f0 * g1 + (u128)f1 * g0 + (u128)f2 * g4_19 + (u128)f3 * g3_19 + (u128)f4 * g2_19;
+    u128 r2 = (u128)f0 * g2 + (u128)f1 * g1 + (u128)f2 * g0 + (u128)f3 * g4_19 + (u128)f4 * g3_19;
+    u128 r3 = (u128)f0 * g3 + (u128)f1 * g2 + (u128)f2 * g1 + (u128)f3 * g0 + (u128)f4 * g4_19;
+    u128 r4 = (u128)f0 * g4 + (u128)f1 * g3 + (u128)f2 * g2 + (u128)f3 * g1 + (u128)f4 * g0;
+    fe_reduce_wide(h, r0, r1, r2, r3, r4);
+}
+
 /// f^2: the products of fe_mul with the symmetric ones counted once, doubled.
 static void fe_sq(fe *h, const fe *f) {
     uint64_t f0 = f->v[0], f1 = f->v[1], f2 = f->v[2], f3 = f->v[3], f4 = f->v[4];
@@ -118,16 +123,7 @@ static void fe_sq(fe *h, const fe *f) {
     u128 r2 = (u128)d0 * f2 + (u128)f1 * f1 + (u128)f3 * f4_38;
     u128 r3 = (u128)d0 * f3 + (u128)d1 * f2 + (u128)f4 * f4_19;
     u128 r4 = (u128)d0 * f4 + (u128)d1 * f3 + (u128)f2 * f2;
-    r1 += (uint64_t)(r0 >> 51);
-    r2 += (uint64_t)(r1 >> 51);
-    r3 += (uint64_t)(r2 >> 51);
-    r4 += (uint64_t)(r3 >> 51);
-    u128 top = (u128)(uint64_t)(r4 >> 51) * 19 + ((uint64_t)r0 & MASK51);
-    h->v[0] = (uint64_t)top & MASK51;
-    h->v[1] = ((uint64_t)r1 & MASK51) + (uint64_t)(top >> 51);
-    h->v[2] = (uint64_t)r2 & MASK51;
-    h->v[3] = (uint64_t)r3 & MASK51;
-    h->v[4] = (uint64_t)r4 & MASK51;
+    fe_reduce_wide(h, r0, r1, r2, r3, r4);
 }
 
 static void fe_mul_small(fe *h, const fe *f, uint32_t c) {

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import USPTestSupport
 @testable import USPCore
@@ -72,17 +73,31 @@ import USPTestSupport
     }
 
     @Test func everyBitOfMessage1IsBalanced() async throws {
-        // A third of each pattern, made on every core.
+        // A third of each pattern.
         let perPart = (Self.messageCount + 5) / 6
-        let messages = try await withThrowingTaskGroup(of: [[UInt8]].self) { group in
-            for pattern in HandshakeLayout.Pattern.allCases {
-                for _ in 0..<2 {
-                    group.addTask { try Self.message1s(perPart, pattern: pattern) }
-                }
+        // On two threads of their own: a minute of CPU on Swift's cooperative pool would starve
+        // every other test's timers and sleeps meanwhile.
+        let messages: [[UInt8]] = try await withCheckedThrowingContinuation { done in
+            let state = Mutex<(parts: [[[UInt8]]], left: Int, failed: (any Error)?)>(([], 2, nil))
+            for _ in 0..<2 {
+                Thread {
+                    var part: [[UInt8]] = []
+                    var failure: (any Error)?
+                    do {
+                        // Each thread makes half of each pattern's share.
+                        for pattern in HandshakeLayout.Pattern.allCases { part += try Self.message1s(perPart, pattern: pattern) }
+                    } catch { failure = error }
+                    let finished = state.withLock { s -> (parts: [[[UInt8]]], failed: (any Error)?)? in
+                        s.parts.append(part)
+                        if s.failed == nil { s.failed = failure }
+                        s.left -= 1
+                        return s.left == 0 ? (s.parts, s.failed) : nil
+                    }
+                    if let finished {
+                        if let failed = finished.failed { done.resume(throwing: failed) } else { done.resume(returning: finished.parts.flatMap { $0 }) }
+                    }
+                }.start()
             }
-            var all: [[UInt8]] = []
-            for try await part in group { all += part }
-            return all
         }
         #expect(messages.count >= Self.messageCount)
         #expect(messages.allSatisfy { $0.count == HandshakeLayout.message1Length })

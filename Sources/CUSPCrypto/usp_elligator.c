@@ -260,9 +260,21 @@ int usp_elligator_rev(uint8_t representative[32], const uint8_t u_bytes[32], uin
     return rev_fraction(representative, &u, &one, tweak);
 }
 
+/// u^3 + A u^2 + u: the right-hand side of the curve equation v^2 = u^3 + A u^2 + u.
+static void curve_rhs(fe *rhs, const fe *u) {
+    fe t;
+    fe_sq(&t, u);
+    fe_mul_small(rhs, u, CURVE_A);
+    fe_add(rhs, rhs, &t);
+    fe_1(&t);
+    fe_add(rhs, rhs, &t);
+    fe_mul(rhs, rhs, u);
+}
+
 /// The curve's 8-torsion subgroup: T[i] = i * T1 for a point T1 of order 8 (T[0], the identity, is
-/// handled apart). Affine (u, v) on v^2 = u^3 + A u^2 + u.
-static const uint8_t torsion_u[8][32] = {
+/// handled apart). Affine (u, v) on v^2 = u^3 + A u^2 + u. T[8-i] = -T[i] has the same u, so u is
+/// listed for i = 0…4 only.
+static const uint8_t torsion_u[5][32] = {
     {0},
     {0xe0, 0xeb, 0x7a, 0x7c, 0x3b, 0x41, 0xb8, 0xae, 0x16, 0x56, 0xe3, 0xfa, 0xf1, 0x9f, 0xc4, 0x6a,
      0xda, 0x09, 0x8d, 0xeb, 0x9c, 0x32, 0xb1, 0xfd, 0x86, 0x62, 0x05, 0x16, 0x5f, 0x49, 0xb8, 0x00},
@@ -270,11 +282,6 @@ static const uint8_t torsion_u[8][32] = {
     {0x5f, 0x9c, 0x95, 0xbc, 0xa3, 0x50, 0x8c, 0x24, 0xb1, 0xd0, 0xb1, 0x55, 0x9c, 0x83, 0xef, 0x5b,
      0x04, 0x44, 0x5c, 0xc4, 0x58, 0x1c, 0x8e, 0x86, 0xd8, 0x22, 0x4e, 0xdd, 0xd0, 0x9f, 0x11, 0x57},
     {0x00},
-    {0x5f, 0x9c, 0x95, 0xbc, 0xa3, 0x50, 0x8c, 0x24, 0xb1, 0xd0, 0xb1, 0x55, 0x9c, 0x83, 0xef, 0x5b,
-     0x04, 0x44, 0x5c, 0xc4, 0x58, 0x1c, 0x8e, 0x86, 0xd8, 0x22, 0x4e, 0xdd, 0xd0, 0x9f, 0x11, 0x57},
-    {0x01},
-    {0xe0, 0xeb, 0x7a, 0x7c, 0x3b, 0x41, 0xb8, 0xae, 0x16, 0x56, 0xe3, 0xfa, 0xf1, 0x9f, 0xc4, 0x6a,
-     0xda, 0x09, 0x8d, 0xeb, 0x9c, 0x32, 0xb1, 0xfd, 0x86, 0x62, 0x05, 0x16, 0x5f, 0x49, 0xb8, 0x00},
 };
 static const uint8_t torsion_v[8][32] = {
     {0},
@@ -306,15 +313,10 @@ static void add_torsion(fe *num, fe *den, const uint8_t public_key[32], uint8_t 
         return;
     }
     fe rhs, t, v, ut, vt, dx, dy;
-    fe_sq(&t, &u);
-    fe_mul_small(&rhs, &u, CURVE_A);
-    fe_add(&rhs, &rhs, &t);
-    fe_1(&t);
-    fe_add(&rhs, &rhs, &t);
-    fe_mul(&rhs, &rhs, &u);                 // u^3 + A u^2 + u
+    curve_rhs(&rhs, &u);
     invsqrt(&t, &rhs);
     fe_mul(&v, &rhs, &t);                   // sqrt(rhs) = rhs / sqrt(rhs)
-    fe_frombytes(&ut, torsion_u[i]);
+    fe_frombytes(&ut, torsion_u[i <= 4 ? i : 8 - i]);  // T[8-i] = -T[i]: same u, opposite v
     fe_frombytes(&vt, torsion_v[i]);
     fe_sub(&dy, &vt, &v);
     fe_sub(&dx, &ut, &u);
@@ -370,14 +372,9 @@ int usp_curve25519_doubles_to_infinity(const uint8_t u_bytes[32], int times) {
 }
 
 int usp_curve25519_is_on_curve(const uint8_t u_bytes[32]) {
-    fe u, t, rhs, isr;
+    fe u, rhs, isr;
     fe_frombytes(&u, u_bytes);
-    fe_sq(&t, &u);
-    fe_mul_small(&rhs, &u, CURVE_A);
-    fe_add(&rhs, &rhs, &t);
-    fe_1(&t);
-    fe_add(&rhs, &rhs, &t);
-    fe_mul(&rhs, &rhs, &u);
+    curve_rhs(&rhs, &u);
     return invsqrt(&isr, &rhs);
 }
 

@@ -33,9 +33,4 @@ public struct SilentHoldTime: Hashable, Sendable {
             return exp(Double.random(in: log(minimum)...log(maximum), using: &generator))
         }
     }
-
-    public func draw() -> Double {
-        var generator = SystemRandomNumberGenerator()
-        return draw(using: &generator)
-    }
 }

@@ -31,6 +31,11 @@ public struct SilentHold: Sendable {
         let deadline = (pool != nil && leave == nil) ? NIODeadline.now() : until
         let handler = SilentHoldHandler(until: deadline, linger: linger, onEnd: { leave?() })
         box.value = handler
-        try channel.pipeline.syncOperations.addHandler(handler)
+        do {
+            try channel.pipeline.syncOperations.addHandler(handler)
+        } catch {
+            leave?()  // the handler never ran, so its onEnd never will
+            throw error
+        }
     }
 }

@@ -116,7 +116,8 @@ public final class ServerRuntime: Sendable {
         let peer = ServerSessionHandler.peerAddress(of: channel.remoteAddress)
         // Drawn at accept, before anything is read: when a stranger's connection ends depends on nothing it does.
         let silentHold = silentHolds.map { room in
-            SilentHold(until: .now() + .nanoseconds(Int64(options.silentHold.draw() * 1e9)), pool: room)
+            var generator = SystemRandomNumberGenerator()
+            return SilentHold(until: .now() + .nanoseconds(Int64(options.silentHold.draw(using: &generator) * 1e9)), pool: room)
         }
         func turnAway() -> EventLoopFuture<Void> {
             guard let silentHold else { return channel.close() }

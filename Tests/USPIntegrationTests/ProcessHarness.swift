@@ -106,8 +106,9 @@ final class RunningProcess: @unchecked Sendable {
         let deadline = Date().addingTimeInterval(timeout)
         while isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
         if isRunning {
+            let threads = threadStates()
             stop()
-            throw HarnessError("\(name) did not exit within \(timeout) s; output:\n\(stdout)\(stderr)")
+            throw HarnessError("\(name) did not exit within \(timeout) s; its threads then: \(threads); output:\n\(stdout)\(stderr)")
         }
         let drained = Date().addingTimeInterval(2)
         while readers.contains(where: { !$0.isFinished }), Date() < drained { Thread.sleep(forTimeInterval: 0.005) }
@@ -116,6 +117,32 @@ final class RunningProcess: @unchecked Sendable {
     }
 
     func signal(_ sig: Int32) { if isRunning { kill(pid, sig) } }
+
+    /// SIGSTOP, then waits until every thread is stopped. kill(2) returns before the stop reaches
+    /// all threads: on a busy machine one of them can run on for a while.
+    func suspend(timeout: Double = 10) throws {
+        signal(SIGSTOP)
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            let states = threadStates()
+            if !states.isEmpty, states.allSatisfy({ $0.state == "T" || $0.state == "t" }) { return }
+            Thread.sleep(forTimeInterval: 0.005)
+        }
+        throw HarnessError("\(name) (pid \(pid)) was sent SIGSTOP but not all its threads stopped within \(timeout) s: \(threadStates())")
+    }
+
+    /// Each thread's state letter and kernel wait channel, from /proc.
+    func threadStates() -> [(tid: String, state: String, wchan: String)] {
+        let task = "/proc/\(pid)/task"
+        guard let tids = try? FileManager.default.contentsOfDirectory(atPath: task) else { return [] }
+        return tids.sorted().compactMap { tid in
+            guard let stat = try? String(contentsOfFile: "\(task)/\(tid)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { return nil }
+            let state = stat[stat.index(close, offsetBy: 2)...].prefix(1)
+            let wchan = (try? String(contentsOfFile: "\(task)/\(tid)/wchan", encoding: .utf8)) ?? "?"
+            return (tid, String(state), wchan)
+        }
+    }
 
     func stop() {
         guard isRunning else { return }

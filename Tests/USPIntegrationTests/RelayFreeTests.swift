@@ -25,7 +25,7 @@ import USPUnix
             // uspd holds no TCP connection to the client any more: only its listener.
             #expect(try Self.tcpSockets(of: uspd.pid) == 1)
 
-            uspd.signal(SIGSTOP)
+            try uspd.suspend()
             client.send("while uspd is stopped\n")
             try client.waitFor("WHILE USPD IS STOPPED")
             let bulk = String(repeating: "0123456789abcdef", count: 4096) + "\n"  // 64 KiB: credit and several records
@@ -120,7 +120,7 @@ import USPUnix
         let client = try InteractiveClient(daemon, application: "py")
         client.send("one\n")
         try client.waitFor("py: one")
-        uspd.signal(SIGSTOP)
+        try uspd.suspend()
         client.send("two\n")
         Thread.sleep(forTimeInterval: 1)
         #expect(!client.process.stdout.contains("py: two"), "uspd relays: nothing passes while it is stopped")

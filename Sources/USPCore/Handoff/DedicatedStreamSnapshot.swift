@@ -97,6 +97,7 @@ public struct DedicatedStreamSnapshot: Sendable, Equatable {
         case .none: w.writeUInt8(0); w.writeUInt32(0)
         case .multiple(let n): w.writeUInt8(1); w.writeUInt32(UInt32(clamping: n))
         case .fixed(let n): w.writeUInt8(2); w.writeUInt32(UInt32(clamping: n))
+        case .buckets: w.writeUInt8(3); w.writeUInt32(0)
         }
         Self.write(receive, into: &w)
         w.writeUInt32(UInt32(pendingBodyLength ?? 0))
@@ -158,7 +159,8 @@ public struct DedicatedStreamSnapshot: Sendable, Equatable {
                 throw fail("fixed padding \(paddingValue) outside \(Hello.minRecordPlaintext)…\(RecordLayout.maxPlaintext)")
             }
             padding = .fixed(paddingValue)
-        default: throw fail("padding kind \(paddingKind) is not 0, 1 or 2")
+        case 3: padding = .buckets
+        default: throw fail("padding kind \(paddingKind) is not 0, 1, 2 or 3")
         }
         let receive = try readDirection(&r, "receive")
         // The opener never lets the peer past its limit (and adds to the count without wrapping).

@@ -8,6 +8,8 @@ public struct RecordComposer: Sendable {
     public private(set) var out: WireWriter
     private var openRecordStart: Int?
     private var openRecordHasRekey = false
+    /// The least plaintext the open record is padded to (a session message's floor).
+    private var openRecordFloor = 0
     /// Frame bytes one record may hold.
     public let recordCapacity: Int
 
@@ -63,6 +65,12 @@ public struct RecordComposer: Sendable {
         return write(&out)
     }
 
+    /// Pads the open record to at least `length` bytes when it is sealed (when padding is on).
+    public mutating func padAtLeast(_ length: Int) {
+        guard padding != .none, openRecordStart != nil else { return }
+        openRecordFloor = Swift.max(openRecordFloor, Swift.min(length, sealer.maxPlaintext))
+    }
+
     /// Seals the record being built, if any, padding it by policy.
     public mutating func flush() throws(USPError) {
         if openRecordStart != nil { try sealOpenRecord() }
@@ -71,7 +79,8 @@ public struct RecordComposer: Sendable {
     private mutating func sealOpenRecord() throws(USPError) {
         guard let start = openRecordStart else { return }
         let frames = out.count - start - RecordLayout.headerLength
-        let padded = padding.paddedLength(frames, max: sealer.maxPlaintext)
+        let padded = padding.paddedLength(Swift.max(frames, openRecordFloor), max: sealer.maxPlaintext)
+        openRecordFloor = 0
         out.writeZeros(padded - frames)
         out.writeZeros(RecordLayout.tagLength)
         var failure: USPError?

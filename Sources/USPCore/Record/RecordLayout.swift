@@ -24,6 +24,21 @@ public enum PaddingPolicy: Hashable, Sendable {
     /// Make every record's plaintext exactly `n` bytes. DATA is split so no record needs more; a
     /// single larger frame (a big menu) gets a record padded to a multiple of `n`.
     case fixed(Int)
+    /// The default (docs/PROTOCOL.md §4): round each record's plaintext up to the next of
+    /// `bucketSizes` (the peer's maximum above the last one), so records come in eleven sizes; a
+    /// record holding a session message is at least `messageFloor`, so every login, every login
+    /// reply and every short reply has one size. DATA is split at bucket sizes rather than padded
+    /// across one (see `dataChunk`), which keeps bulk transfers within a few percent.
+    case buckets
+
+    public static let bucketSizes = [64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768]
+    public static let messageFloor = 1024
+
+    /// The smallest bucket that holds `length`, or `max`.
+    static func bucket(holding length: Int, max: Int) -> Int {
+        for b in bucketSizes where b >= length { return Swift.min(b, max) }
+        return max
+    }
 
     /// The padded plaintext length for `length` bytes of frames, never above `max`.
     public func paddedLength(_ length: Int, max: Int) -> Int {
@@ -40,13 +55,35 @@ public enum PaddingPolicy: Hashable, Sendable {
             if n >= max { return Swift.max(length, max) }
             let rounded = length <= n ? n : (length + n - 1) / n * n
             return Swift.min(Swift.max(rounded, length), max)
+        case .buckets:
+            return Swift.max(Self.bucket(holding: length, max: max), Swift.min(length, max))
         }
+    }
+
+    /// How many of `available` data bytes to put in the open record, which holds `open` bytes of
+    /// frames and has room for `room` more data bytes after a DATA header of `header` bytes. Under
+    /// `.buckets` a record that would spill a little over a bucket is cut at that bucket instead
+    /// of being padded to the next one: the rest opens the next record. The other policies take
+    /// all that fits.
+    public func dataChunk(open: Int, header: Int, available: Int, room: Int, max: Int) -> Int {
+        let n = Swift.min(available, room)
+        guard case .buckets = self, n > 0 else { return n }
+        let frames = open + header + n
+        let padded = Self.bucket(holding: frames, max: max)
+        guard padded > frames else { return n }
+        // The largest bucket below, if it still leaves this record a data byte.
+        guard let lower = Self.bucketSizes.last(where: { $0 < frames && $0 > open + header }) else { return n }
+        // Cut when padding would cost more than the rest's own record (its header, tag and DATA
+        // header, and a small bucket of its own).
+        let waste = padded - frames
+        let spill = frames - lower
+        return waste > spill + RecordLayout.overhead + header + 64 ? lower - open - header : n
     }
 
     /// The most frame bytes one record may hold under this policy.
     public func frameCapacity(max: Int) -> Int {
         switch self {
-        case .none, .multiple: return max
+        case .none, .multiple, .buckets: return max
         case .fixed(let n): return Swift.min(n, max)
         }
     }

@@ -13,8 +13,8 @@ public struct SessionConfiguration: Sendable {
     public var rekeyLimit: UInt64 = 1 << 32
     /// Bytes this side sends under one key before it sends REKEY. Must be below the peer's limit.
     public var rekeyAfterBytes: UInt64 = 1 << 30
-    /// How this side pads the records it sends.
-    public var padding: PaddingPolicy = .none
+    /// How this side pads the records it sends: size buckets by default (docs/PROTOCOL.md §4).
+    public var padding: PaddingPolicy = .buckets
     /// Ask the peer to pad what it sends.
     public var requestPadding = false
     /// Control frames (PING, refused OPEN, RESET) tolerated without progress before `control_flood`.

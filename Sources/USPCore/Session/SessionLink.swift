@@ -52,6 +52,8 @@ struct SessionLink: Sendable {
         try message.encode(into: &w)
         let json = Array(w.bytes.dropFirst())
         try send(.message(kind: message.kind.rawValue, json: json))
+        // One size for every short message: a login, a refusal and a grant look alike.
+        composer.padAtLeast(PaddingPolicy.messageFloor)
     }
 
     /// Sends up to the stream's credit from `data` as DATA frames under `localID`; returns bytes taken.
@@ -62,7 +64,9 @@ struct SessionLink: Sendable {
         while offset < total {
             if composer.roomInOpenRecord < Frame.dataHeaderLength + 1 { try composer.flush() }
             try composer.reserve(Frame.dataHeaderLength + 1)
-            let n = min(total - offset, composer.roomInOpenRecord - Frame.dataHeaderLength)
+            let n = composer.padding.dataChunk(open: composer.openPlaintextCount, header: Frame.dataHeaderLength,
+                                               available: total - offset, room: composer.roomInOpenRecord - Frame.dataHeaderLength,
+                                               max: composer.sealer.maxPlaintext)
             let chunk = UnsafeRawBufferPointer(rebasing: data[offset..<offset + n])
             composer.withWriter { w in
                 FrameWriter.writeDataHeader(stream: localID, count: n, into: &w)

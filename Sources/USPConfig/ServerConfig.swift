@@ -26,6 +26,8 @@
 /// application_token_lifetime = 60
 /// login_delay_base = 0.25                   # seconds; doubles per failure, per source and per identity
 /// login_delay_max = 8
+/// login_reply_min = 0.05                    # seconds: every login reply, success or failure, leaves at a
+/// login_reply_max = 0.1                     #   time drawn between min and max after the login arrived
 /// audit_max_age = 90                        # days an audit row is kept; 0: forever
 /// audit_max_size = 1024                     # MiB the audit trail may take; 0: no limit
 /// audit_summary_interval = 60               # seconds between summaries of strangers' rows
@@ -72,6 +74,10 @@ public struct ServerConfig: Hashable, Sendable {
     /// The cap on the delay failures for a user from anywhere impose on that user's next
     /// password check (it delays, never refuses).
     public var loginDelayIdentityMax: Double = 1
+    /// Every login's reply, success or failure, leaves no earlier than a time drawn uniformly from
+    /// [min, max] after the login arrived, so its timing does not tell an observer the outcome.
+    public var loginReplyMin: Double = 0.05
+    public var loginReplyMax: Double = 0.1
     /// Days an audit row is kept (0: forever); MiB the trail may take (0: no limit). Rows younger
     /// than `authorization_token_lifetime` are never pruned, so every live token's trail is whole.
     public var auditMaxAge: Double = 90

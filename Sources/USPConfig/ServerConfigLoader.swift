@@ -20,7 +20,7 @@ import TOMLKit
 /// - `authorization_token_lifetime`: 1…31,536,000 s (a year); `application_token_lifetime`: 1…86,400 s.
 /// - `login_token_binding`: none, prefix or address.
 /// - `login_delay_base`: 0…60 s; `login_delay_max`: `login_delay_base`…3,600 s;
-///   `login_delay_identity_max`: 0…60 s.
+///   `login_delay_identity_max`: 0…60 s; `login_reply_min`: 0…10 s; `login_reply_max`: `login_reply_min`…10 s.
 /// - `audit_max_age`: 0…36,500 days; `audit_max_size`: 0 or 1…1,048,576 MiB; `audit_summary_interval`:
 ///   1…86,400 s; `audit_reserve`: 0…65,536 MiB.
 /// - `log_level`: trace, debug, info, notice, warning, error or critical (swift-log's levels).
@@ -31,6 +31,7 @@ public enum ServerConfigLoader {
         "max_unauthenticated", "handshake_rate", "handshake_burst", "max_connections_per_source", "source_prefix_v4", "source_prefix_v6", "max_streams_per_minute",
         "max_streams_per_identity", "max_streams_per_application", "authorization_token_lifetime",
         "application_token_lifetime", "login_token_binding", "login_delay_base", "login_delay_max", "login_delay_identity_max",
+        "login_reply_min", "login_reply_max",
         "audit_max_age", "audit_max_size", "audit_summary_interval", "audit_reserve", "log_level",
     ]
     public static let loginTokenBindings = ["none", "prefix", "address"]
@@ -92,17 +93,8 @@ public enum ServerConfigLoader {
         }
         if let b = r.bool(t, [], "allow_first_contact") { c.allowFirstContact = b }
         if let d = r.number(t, [], "handshake_timeout", in: 0...600, lowerOpen: true) { c.handshakeTimeout = d }
-        if let d = r.number(t, [], "silent_hold_min", in: 0.05...86_400) { c.silentHold.minimum = d }
-        if let d = r.number(t, [], "silent_hold_max", in: 0.05...86_400) {
-            if d < c.silentHold.minimum {
-                r.reportAtValue(.outOfRange, ["silent_hold_max"],
-                                "silent_hold_max must be at least silent_hold_min (\(TOMLReader.format(c.silentHold.minimum))), got \(TOMLReader.format(d))")
-            } else {
-                c.silentHold.maximum = d
-            }
-        } else if c.silentHold.maximum < c.silentHold.minimum {
-            c.silentHold.maximum = c.silentHold.minimum
-        }
+        (c.silentHold.minimum, c.silentHold.maximum) = bounds(r, t, "silent_hold_min", "silent_hold_max", in: 0.05...86_400,
+                                                              defaults: (c.silentHold.minimum, c.silentHold.maximum))
         if let name = r.string(t, [], "silent_hold_distribution") {
             if let d = SilentHoldTime.Distribution(rawValue: name) {
                 c.silentHold.distribution = d
@@ -137,17 +129,10 @@ public enum ServerConfigLoader {
         }
         if let i = r.integer(t, [], "authorization_token_lifetime", in: 1...31_536_000) { c.authorizationTokenLifetime = i }
         if let i = r.integer(t, [], "application_token_lifetime", in: 1...86_400) { c.applicationTokenLifetime = i }
-        if let d = r.number(t, [], "login_delay_base", in: 0...60) { c.loginDelayBase = d }
-        if let d = r.number(t, [], "login_delay_max", in: 0...3600) {
-            if d < c.loginDelayBase {
-                r.reportAtValue(.outOfRange, ["login_delay_max"],
-                                "login_delay_max must be at least login_delay_base (\(TOMLReader.format(c.loginDelayBase))), got \(TOMLReader.format(d))")
-            } else {
-                c.loginDelayMax = d
-            }
-        } else if c.loginDelayMax < c.loginDelayBase {
-            c.loginDelayMax = c.loginDelayBase
-        }
+        (c.loginDelayBase, c.loginDelayMax) = bounds(r, t, "login_delay_base", "login_delay_max", in: 0...60, maxUpTo: 3600,
+                                                      defaults: (c.loginDelayBase, c.loginDelayMax))
+        (c.loginReplyMin, c.loginReplyMax) = bounds(r, t, "login_reply_min", "login_reply_max", in: 0...10,
+                                                    defaults: (c.loginReplyMin, c.loginReplyMax))
         if let d = r.number(t, [], "login_delay_identity_max", in: 0...60) { c.loginDelayIdentityMax = d }
         if let s = r.string(t, [], "login_token_binding") {
             if loginTokenBindings.contains(s) { c.loginTokenBinding = s } else {
@@ -165,6 +150,24 @@ public enum ServerConfigLoader {
             }
         }
         return c
+    }
+
+    /// A `minimum`/`maximum` pair: each in `range` (the maximum up to `maxUpTo` if given), the
+    /// maximum at least the minimum. A maximum left out follows a minimum set above it.
+    static func bounds(_ r: TOMLReader, _ t: TOMLTable, _ minKey: String, _ maxKey: String, in range: ClosedRange<Double>,
+                       maxUpTo: Double? = nil, defaults: (Double, Double)) -> (Double, Double) {
+        var (low, high) = defaults
+        if let d = r.number(t, [], minKey, in: range) { low = d }
+        if let d = r.number(t, [], maxKey, in: range.lowerBound...(maxUpTo ?? range.upperBound)) {
+            if d < low {
+                r.reportAtValue(.outOfRange, [maxKey], "\(maxKey) must be at least \(minKey) (\(TOMLReader.format(low))), got \(TOMLReader.format(d))")
+            } else {
+                high = d
+            }
+        } else if high < low {
+            high = low
+        }
+        return (low, high)
     }
 }
 
@@ -216,6 +219,8 @@ extension ServerConfig {
             login_delay_base = \(n(loginDelayBase))
             login_delay_max = \(n(loginDelayMax))
             login_delay_identity_max = \(n(loginDelayIdentityMax))
+            login_reply_min = \(n(loginReplyMin))
+            login_reply_max = \(n(loginReplyMax))
             audit_max_age = \(n(auditMaxAge))
             audit_max_size = \(n(auditMaxSize))
             audit_summary_interval = \(n(auditSummaryInterval))

@@ -210,6 +210,7 @@ final class ConnectionHooks: ServerSessionHooks {
     func authenticate(fields: [String: JSONValue], context: SessionContext, policy: any ServerSessionDelegate,
                       on loop: any EventLoop) -> EventLoopFuture<Result<AuthorizationGrant, USPError>> {
         let policy = server.policy
+        policy.loginArrived(serverSessionID: context.serverSessionID)
         let check = { NIOThreadPool.singleton.runIfActive(eventLoop: loop) { policy.authenticate(fields: fields, context: context) } }
         // Failures for this user from anywhere delay the check (at most a second), never refuse it.
         let delay = policy.loginDelay(fields: fields)
@@ -228,6 +229,7 @@ final class ConnectionHooks: ServerSessionHooks {
 
     func sessionClosed(_ handler: ServerSessionHandler, error: USPError?, bytesIn: Int64, bytesOut: Int64, seconds: Double) {
         server.registry.remove(handler.serverSessionID)
+        server.policy.forget(serverSessionID: handler.serverSessionID)
         server.admission.closed(ticket)
         if pattern == nil, let code = error?.code, code != .shuttingDown {
             // A handshake that led nowhere costs its source one more handshake token.

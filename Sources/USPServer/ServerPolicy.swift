@@ -31,9 +31,13 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
         public var loginTokenBinding = LoginTokenBinding.none
         /// What `prefix` binding means (`source_prefix_v4`, `source_prefix_v6`).
         public var sourcePrefix = SourcePrefix.Lengths()
+        /// Seconds after its arrival that a login's reply leaves at the earliest, drawn uniformly
+        /// per login (`login_reply_min`, `login_reply_max`): the same for a success and a failure.
+        public var loginReplyTime: ClosedRange<Double> = 0.05...0.1
         public init() {}
         public init(config: ServerConfig) {
             authorizationTokenLifetime = Double(config.authorizationTokenLifetime)
+            loginReplyTime = config.loginReplyMin...max(config.loginReplyMin, config.loginReplyMax)
             loginTokenBinding = LoginTokenBinding(rawValue: config.loginTokenBinding) ?? .none
             sourcePrefix = SourcePrefix.Lengths(v4: config.sourcePrefixV4, v6: config.sourcePrefixV6)
         }
@@ -66,6 +70,10 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
     /// (`PasswordHash.verifyAgainstDummy`), so the answer time does not reveal which names exist.
     private let onUnknownUser: (@Sendable (String) -> Void)?
     private let issueToken: @Sendable () -> TokenProof.Issued
+    /// A number drawn uniformly from [0, 1).
+    private let uniform: @Sendable () -> Double
+    /// When each session's login in progress arrived (monotonic seconds), if before `authenticate`.
+    private let loginArrivals = Mutex<[String: Double]>([:])
     private let replay = Mutex(ReplayGuard(window: 120))
     private let replyDelays = Mutex<[String: Double]>([:])
     private let monotonic: @Sendable () -> Double
@@ -84,6 +92,11 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
         self.verifyPassword = verifyPassword
         self.onUnknownUser = onUnknownUser
         self.issueToken = { TokenProof.issue(random: random) }
+        self.uniform = {
+            var word: UInt64 = 0
+            withUnsafeMutableBytes(of: &word) { random.fill($0) }
+            return Double(word >> 11) / Double(1 << 53)
+        }
         self.monotonic = monotonic
         self.logger = logger
     }
@@ -125,7 +138,29 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
         fields["auth_method"]?.stringValue == "password"
     }
 
+    /// Notes that a login arrived on this session and will be checked later (off the event loop,
+    /// after a delay): its reply time counts from now.
+    public func loginArrived(serverSessionID: String) {
+        let now = monotonic()
+        loginArrivals.withLock { $0[serverSessionID] = now }
+    }
+
+    /// Checks a login. Whatever the outcome, the reply is held (`takeReplyDelay`) until a time
+    /// drawn from `loginReplyTime` after the login arrived, or until a penalty window ends if
+    /// that is later: an observer who sees when the reply leaves learns nothing of the outcome.
+    /// A failure's penalty window delays the next attempt, not this reply.
     public func authenticate(fields: [String: JSONValue], context: SessionContext) -> Result<AuthorizationGrant, USPError> {
+        let arrived = loginArrivals.withLock { $0.removeValue(forKey: context.serverSessionID) } ?? monotonic()
+        var penalty = 0.0
+        let result = check(fields: fields, context: context, penalty: &penalty)
+        let range = settings.loginReplyTime
+        let replyAt = arrived + range.lowerBound + (range.upperBound - range.lowerBound) * uniform()
+        let delay = max(penalty, replyAt - monotonic())
+        if delay > 0 { replyDelays.withLock { $0[context.serverSessionID] = delay } }
+        return result
+    }
+
+    private func check(fields: [String: JSONValue], context: SessionContext, penalty: inout Double) -> Result<AuthorizationGrant, USPError> {
         guard case .string(let method)? = fields["auth_method"] else {
             return .failure(USPError(.invalidRequestBody, "auth_method missing"))
         }
@@ -143,9 +178,9 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
         if wait > 0 {
             audit.note(event(.authentication, context, identity: claimed, method: method, result: USPError.Code.rateLimited.name,
                              detail: String(format: "%.2fs penalty left", wait)))
-            // The refusal, too, is answered only when the window has passed: a guesser gains
-            // nothing from asking again at once, and costs the server one answer per window.
-            replyDelays.withLock { $0[context.serverSessionID] = wait }
+            // The refusal is answered only when the window has passed: a guesser gains nothing
+            // from asking again at once, and costs the server one answer per window.
+            penalty = wait
             return .failure(USPError(.rateLimited, "login attempts from \(context.peerAddress), or for \(claimed ?? "-") from its network, are slowed down"))
         }
         let outcome: Result<UserRecord, USPError>
@@ -162,8 +197,8 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
         switch outcome {
         case .failure(let error):
             let who = claimed
-            let delay = throttle.failed(source: context.peerAddress, identity: who, now: now)
-            replyDelays.withLock { $0[context.serverSessionID] = delay }
+            // The window this opens refuses (late) the next attempt; this reply keeps the common time.
+            _ = throttle.failed(source: context.peerAddress, identity: who, now: now)
             audit.note(event(.authentication, context, identity: who, method: method, result: error.code.name, detail: error.detail))
             return .failure(USPError(.authenticationFailed, error.detail))
         case .success(let user):
@@ -248,7 +283,13 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
         throttle.identityDelay(identity: fields["user"]?.stringValue, now: monotonic())
     }
 
-    /// How long to hold the reply to the request just handled on this session (a failed login).
+    /// Drops what was kept for a session that has ended.
+    public func forget(serverSessionID: String) {
+        loginArrivals.withLock { _ = $0.removeValue(forKey: serverSessionID) }
+        replyDelays.withLock { _ = $0.removeValue(forKey: serverSessionID) }
+    }
+
+    /// How long to hold the reply to the request just handled on this session (a login).
     public func takeReplyDelay(serverSessionID: String) -> Double? {
         replyDelays.withLock { $0.removeValue(forKey: serverSessionID) }
     }

@@ -6,10 +6,13 @@ public final class SocketClient {
     public let socket: RawSocket
     public var session: ClientSession
     public var log = ClientLog()
+    /// Wire bytes sent and received so far (handshake included).
+    public private(set) var bytesSent = 0
+    public private(set) var bytesReceived = 0
 
-    public init(host: String = "127.0.0.1", port: Int, mode: InitiatorHandshake.Mode = .knownServer(serverKey: Fixtures.serverKey.publicKey,
-                                                                                                      clientStatic: Fixtures.clientKey)) throws {
-        socket = try RawSocket(host: host, port: port)
+    public init(host: String = "127.0.0.1", port: Int, source: String? = nil,
+                mode: InitiatorHandshake.Mode = .knownServer(serverKey: Fixtures.serverKey.publicKey, clientStatic: Fixtures.clientKey)) throws {
+        socket = try RawSocket(host: host, port: port, source: source)
         session = try ClientSession(mode: mode)
     }
 
@@ -21,6 +24,7 @@ public final class SocketClient {
     public func flush() throws {
         guard session.outboundByteCount > 0 else { return }
         let bytes = session.drainOutbound { Array($0) }
+        bytesSent += bytes.count
         try socket.send(bytes)
     }
 
@@ -32,6 +36,7 @@ public final class SocketClient {
             let left = end - ServerClock.monotonic()
             guard left > 0 else { return false }
             guard let bytes = socket.read(timeout: min(left, 0.2)) else { continue }
+            bytesReceived += bytes.count
             var log = self.log
             if bytes.isEmpty {
                 session.endOfInput { log.add($0) }

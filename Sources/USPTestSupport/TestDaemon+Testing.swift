@@ -12,9 +12,9 @@ public func withDaemon(_ daemon: TestDaemon, _ body: (TestDaemon) async throws -
 extension TestDaemon {
     /// A client on the IPv4 listener, in IK with `clientKey`, that has sent `request` as its first
     /// message; expects the menu to arrive (an issue at the caller's line if it does not).
-    public func menuClient(_ request: ClientStart = ClientStart(), clientKey: KeyPair = Fixtures.clientKey,
+    public func menuClient(_ request: ClientStart = ClientStart(), clientKey: KeyPair = Fixtures.clientKey, source: String? = nil,
                            sourceLocation: SourceLocation = #_sourceLocation) throws -> SocketClient {
-        let client = try SocketClient(port: port4, mode: .knownServer(serverKey: Fixtures.serverKey.publicKey, clientStatic: clientKey))
+        let client = try SocketClient(port: port4, source: source, mode: .knownServer(serverKey: Fixtures.serverKey.publicKey, clientStatic: clientKey))
         try client.start(request)
         #expect(try client.pumpMenu(), sourceLocation: sourceLocation)
         return client

@@ -225,7 +225,8 @@ struct WatcherTests {
         #expect(reports.all.count == 1)  // nothing changed, nothing reloaded
 
         dir.write("b.toml", app(name: "b"))
-        try await waitUntil { registry.application(named: "b") != nil }
+        // The registry changes before the report is made: wait for both.
+        try await waitUntil { registry.application(named: "b") != nil && reports.all.count >= 2 }
         #expect(reports.all.last?.added == ["b"])
 
         dir.write("b.toml", "broken =")

@@ -100,6 +100,8 @@ struct ServerConfigLoaderTests {
         ("application_token_lifetime = 86401\n", "/etc/uspd/uspd.toml:1:30: application_token_lifetime must be 1…86400, got 86401"),
         ("login_delay_base = 61\n", "/etc/uspd/uspd.toml:1:20: login_delay_base must be 0…60, got 61"),
         ("login_delay_base = 2\nlogin_delay_max = 1\n", "/etc/uspd/uspd.toml:2:19: login_delay_max must be at least login_delay_base (2), got 1"),
+        ("login_reply_min = 11\n", "/etc/uspd/uspd.toml:1:19: login_reply_min must be 0…10, got 11"),
+        ("login_reply_min = 0.5\nlogin_reply_max = 0.2\n", "/etc/uspd/uspd.toml:2:19: login_reply_max must be at least login_reply_min (0.5), got 0.2"),
         ("max_connections = 100\nmax_unauthenticated = 101\n",
          "/etc/uspd/uspd.toml:2:23: max_unauthenticated must be at most max_connections (100), got 101"),
         ("login_token_binding = \"subnet\"\n",
@@ -182,6 +184,10 @@ struct ServerConfigLoaderTests {
         #expect(c.maxUnauthenticated == 50)
         let d = try ServerConfigLoader.parse("login_delay_base = 20", path: p)
         #expect(d.loginDelayMax == 20)
+        let e = try ServerConfigLoader.parse("login_reply_min = 0.3", path: p)
+        #expect(e.loginReplyMin == 0.3 && e.loginReplyMax == 0.3)
+        let f = try ServerConfigLoader.parse("login_reply_min = 0\nlogin_reply_max = 0", path: p)
+        #expect(f.loginReplyMin == 0 && f.loginReplyMax == 0)
     }
 
     @Test func hugeFileIsRefused() throws {

@@ -348,8 +348,22 @@ struct RefuseServerKey: ClientSessionDelegate {
 struct TappedRecord {
     /// The plaintext length (padding included), as the header says.
     let length: Int
+    /// The frames, without the padding that ends the record.
     let frames: [Frame]
+    /// Bytes of padding at the end of the record (zeros, decoded as one PADDING frame).
+    let padding: Int
     var wireLength: Int { length + RecordLayout.overhead }
+
+    init(length: Int, decoded: [Frame]) {
+        self.length = length
+        if case .padding(let n)? = decoded.last {
+            frames = Array(decoded.dropLast())
+            padding = n
+        } else {
+            frames = decoded
+            padding = 0
+        }
+    }
 }
 
 /// Opens one direction's records with a copy of the receiving key, to see what went over the wire.
@@ -368,7 +382,7 @@ struct RecordTap {
         reader.append(bytes)
         var out: [TappedRecord] = []
         while let record = try reader.nextRecord({ (p) throws(USPError) -> TappedRecord in
-            TappedRecord(length: p.count, frames: try Frame.decodeAll(Array(p)))
+            TappedRecord(length: p.count, decoded: try Frame.decodeAll(Array(p)))
         }) {
             if record.frames.contains(.rekey) { try reader.opener.rekey() }
             out.append(record)

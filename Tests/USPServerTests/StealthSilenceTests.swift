@@ -175,10 +175,11 @@ import Glibc
             let prober = try RawSocket(host: "127.0.0.1", port: d.port4, source: "127.24.0.1")
             try prober.send([0x47])
             try await Task.sleep(for: .milliseconds(1200))
-            // The scan's oldest hold ended early, with a FIN; the prober's is untouched.
-            let oldest = scan[0].readToEnd(timeout: 2)
-            #expect(oldest.closed && oldest.bytes.isEmpty)
-            #expect(scan[1].read(timeout: 0.05) == nil)
+            // One of the scan's holds (its oldest: the two event loops install them in no fixed
+            // order) ended early, with a FIN and no byte; the others and the prober's go on.
+            let ends = scan.map { $0.readToEnd(timeout: 0.3) }
+            #expect(ends.filter(\.closed).count == 1, "\(ends.map(\.closed))")
+            #expect(ends.allSatisfy { $0.bytes.isEmpty })
             #expect(prober.read(timeout: 0.05) == nil)
             #expect(d.daemon.runtime.silentHolds?.released == 1)
         }

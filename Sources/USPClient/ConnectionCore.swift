@@ -101,6 +101,9 @@ final class ConnectionCore: @unchecked Sendable {
                 s.terminate(ErrorText.streamReset(code: code, server: server))
             }
             if s === dedicatedStream { closeSession() }
+        case .shaping:
+            // The handler ticks; nothing to do here.
+            break
         case .streamWritable(let id):
             if let s = streams[id] { drainWrites(s) }
         case .closed(let reason):

@@ -4,6 +4,7 @@
 /// name = "ssh"
 /// description = "OpenSSH on this host"
 /// visibility = "authenticated"            # "public", "authenticated", or ["alice", "group:admins"]
+/// shape = "interactive"                    # optional: the connection's records keep a fixed size and tick
 /// [expected_request_body]
 /// user = "string?"
 /// [launch]
@@ -39,6 +40,15 @@ public struct ApplicationDefinition: Hashable, Sendable {
         case unix(path: String, relayFree: Bool = false)
     }
 
+    /// Traffic shaping while a stream of this application is open (`shape`, docs/PROTOCOL.md §4.1).
+    public enum Shape: String, Hashable, Sendable, CaseIterable {
+        /// Records padded to size buckets, sent as data comes (the default).
+        case none
+        /// One 512-byte record every 20 ms each way, cover records when idle: keystrokes and a
+        /// rate-capped bulk transfer look alike on the wire.
+        case interactive
+    }
+
     /// How an exec'd command gets its stream (`[launch] stream`).
     public enum ExecStream: String, Hashable, Sendable, CaseIterable {
         /// Pipes on stdin and stdout.
@@ -68,11 +78,14 @@ public struct ApplicationDefinition: Hashable, Sendable {
     public var limits: Limits
     /// How an exec'd command is confined (nothing for `tcp` and `unix`).
     public var isolation: Isolation
+    public var shape: Shape
     /// The file it came from, for messages.
     public var sourcePath: String
 
     public init(name: String, description: String = "", visibility: Visibility, expectedRequestBody: [String: String] = [:],
-                launch: Launch, limits: Limits = Limits(), isolation: Isolation = Isolation(), sourcePath: String = "") {
+                launch: Launch, limits: Limits = Limits(), isolation: Isolation = Isolation(), shape: Shape = .none,
+                sourcePath: String = "") {
+        self.shape = shape
         self.name = name
         self.description = description
         self.visibility = visibility

@@ -9,6 +9,7 @@ import USPUnix
 /// | `name` | required; `^[a-z0-9][a-z0-9._-]{0,62}$` |
 /// | `description` | optional string, default `""` |
 /// | `visibility` | `"public"`, `"authenticated"` (the default when absent), or a non-empty array of identity names and `"group:NAME"` entries |
+/// | `shape` | optional: `"none"` (the default) or `"interactive"` (not with `relay_free`) |
 /// | `[expected_request_body]` | optional table: field name → type string (`string`, `integer`, `number`, `boolean`, `object`, `array`, `any`, or `""` for any; a `?` suffix makes the field optional), the vocabulary of USPCore's `RequestBodyValidator` |
 /// | `[launch]` | required, exactly one of `exec` (non-empty array of strings, the first one the program; optional `[launch.environment]` table of `NAME = "value"`; optional `stream`, `"stdio"` (the default) or `"fd3"`), `tcp` (`"host:port"`, port 1…65535) and `unix` (an absolute socket path of at most 107 bytes; optional `relay_free`, a boolean, default false) |
 /// | `[launch]` for exec only | `sandbox` (`"none"`, the default, or `"no-network"`); `user` and `group` (a name, resolved now against the system's user database, or a number; `group` defaults to the user's primary group; refused unless uspd runs as root) |
@@ -18,7 +19,7 @@ import USPUnix
 /// Unknown keys at any level are errors. When a file has several problems the earliest one in
 /// the file is thrown; `problems(path:)` lists them all.
 public enum ApplicationLoader {
-    public static let keys = ["name", "description", "visibility", "expected_request_body", "launch", "limits", "rlimits"]
+    public static let keys = ["name", "description", "visibility", "shape", "expected_request_body", "launch", "limits", "rlimits"]
     public static let launchKeys = ["exec", "tcp", "unix", "environment", "stream", "sandbox", "user", "group", "relay_free"]
     /// The keys of `[launch]` that only an exec'd command has.
     static let execOnlyKeys = ["environment", "stream", "sandbox", "user", "group"]
@@ -94,10 +95,25 @@ public enum ApplicationLoader {
         let launch = readLaunch(r, t)
         let limits = readLimits(r, t, defaultTokenLifetime: defaultTokenLifetime)
         let isolation = IsolationReader(reader: r, accounts: accounts).read(t, launch: launch)
+        let shape = readShape(r, t, launch: launch)
 
-        guard let name, let visibility, let body, let launch, let limits, let isolation else { return nil }
+        guard let name, let visibility, let body, let launch, let limits, let isolation, let shape else { return nil }
         return ApplicationDefinition(name: name, description: description, visibility: visibility, expectedRequestBody: body,
-                                     launch: launch, limits: limits, isolation: isolation, sourcePath: r.path)
+                                     launch: launch, limits: limits, isolation: isolation, shape: shape, sourcePath: r.path)
+    }
+
+    static func readShape(_ r: TOMLReader, _ t: TOMLTable, launch: ApplicationDefinition.Launch?) -> ApplicationDefinition.Shape? {
+        guard t["shape"] != nil else { return ApplicationDefinition.Shape.none }
+        guard let s = r.string(t, [], "shape") else { return nil }
+        guard let shape = ApplicationDefinition.Shape(rawValue: s) else {
+            r.reportAtValue(.invalidValue, ["shape"], "shape must be \"none\" or \"interactive\", got \"\(s)\"")
+            return nil
+        }
+        if shape != .none, case .unix(_, relayFree: true)? = launch {
+            r.reportAtValue(.invalidValue, ["shape"], "shape = \"\(s)\" cannot go with relay_free = true: a shaped session stays relayed by uspd")
+            return nil
+        }
+        return shape
     }
 
     static func readVisibility(_ r: TOMLReader, _ t: TOMLTable) -> ApplicationDefinition.Visibility? {

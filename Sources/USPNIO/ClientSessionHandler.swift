@@ -25,6 +25,8 @@ public final class ClientSessionHandler: ChannelInboundHandler, RemovableChannel
     private var closedReported = false
     /// Action buffers, reused; a call made while another's actions are handed out gets its own.
     private var spareActions: [ClientActions] = []
+    /// Ticks while the server has shaping on.
+    private var ticker = ShapingTicker()
 
     /// - Parameters:
     ///   - session: a session in state `idle`.
@@ -59,6 +61,7 @@ public final class ClientSessionHandler: ChannelInboundHandler, RemovableChannel
     }
 
     public func handlerRemoved(context: ChannelHandlerContext) {
+        ticker.stop()
         self.context = nil
     }
 
@@ -147,6 +150,12 @@ public final class ClientSessionHandler: ChannelInboundHandler, RemovableChannel
         return try result.get()
     }
 
+    /// One shaping tick: one record's worth leaves.
+    private func tick() {
+        guard let context, !closedReported else { ticker.stop(); return }
+        try? perform(context: context) { actions throws(USPError) in try session.tick(into: &actions) }
+    }
+
     private func flushOutbound(context: ChannelHandlerContext) {
         guard session.outboundByteCount > 0 else { return }
         let allocator = context.channel.allocator
@@ -159,9 +168,18 @@ public final class ClientSessionHandler: ChannelInboundHandler, RemovableChannel
     }
 
     private func report(_ action: ClientAction) {
-        if case .closed = action {
+        switch action {
+        case .closed:
             guard !closedReported else { return }
             closedReported = true
+            ticker.stop()
+        case .shaping(let profile?):
+            guard let loop = context?.eventLoop else { break }
+            ticker.start(profile, on: loop) { [weak self] in self?.tick() }
+        case .shaping(nil):
+            ticker.stop()
+        default:
+            break
         }
         onAction(action)
     }

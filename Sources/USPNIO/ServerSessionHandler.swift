@@ -88,6 +88,9 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
     private var handingOff = false
     /// The connection was handed to an application relay-free.
     public private(set) var handedOff = false
+    /// Open streams whose application is shaped, and the ticker that runs while there are any.
+    private var shapedStreams: Set<UInt32> = []
+    private var ticker = ShapingTicker()
 
     public init(session: ServerSession, policy: any ServerSessionDelegate, hooks: any ServerSessionHooks,
                 configuration: Configuration = Configuration()) {
@@ -519,6 +522,7 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
             case .streamWritable(let stream):
                 streams[stream]?.application?.writable()
             case .streamClosed(let stream, let code):
+                if shapedStreams.remove(stream) != nil, shapedStreams.isEmpty { stopShaping() }
                 guard let entry = streams.removeValue(forKey: stream) else { continue }
                 entry.application?.closed(code: code)
                 hooks.streamClosed(self, stream: stream, grant: entry.grant, code: code, bytesIn: entry.bytesIn,
@@ -542,16 +546,46 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
         switch hooks.openApplication(port, grant: grant, session: info) {
         case .success(let application):
             if streams[stream] != nil { streams[stream]!.application = application } else { application.closed(code: .streamRefused) }
+            if streams[stream] != nil, let profile = hooks.shapingProfile(for: grant) { startShaping(stream, profile) }
         case .failure(let refusal):
             streams[stream] = nil
             streamReset(stream, code: refusal.code)
         }
     }
 
+    // MARK: - Traffic shaping (docs/PROTOCOL.md §4.1)
+
+    /// A shaped application's stream opened: shape the connection (SHAPE to the client) and tick.
+    private func startShaping(_ stream: UInt32, _ profile: ShapingProfile) {
+        shapedStreams.insert(stream)
+        guard let loop = context?.eventLoop, session.shaping != profile else { return }
+        do throws(USPError) {
+            try session.startShaping(profile)
+        } catch {
+            perform { session.close(code: error.code, into: &$0) }
+            return
+        }
+        ticker.start(profile, on: loop) { [weak self] in self?.tick() }
+    }
+
+    /// The last shaped stream closed: SHAPE(0, 0), and what waits leaves at once.
+    private func stopShaping() {
+        ticker.stop()
+        performThrowing { (actions) throws(USPError) in try session.stopShaping(into: &actions) }
+        flush()
+    }
+
+    private func tick() {
+        guard !reportedClosed else { ticker.stop(); return }
+        performThrowing { (actions) throws(USPError) in try session.tick(into: &actions) }
+        flush()
+    }
+
     /// The session ended: stop every application, send what is pending (a CLOSE frame), close.
     private func sessionOver(_ error: USPError?) {
         guard !reportedClosed else { return }
         reportedClosed = true
+        ticker.stop()
         deadline?.cancel()
         deadline = nil
         silentDeadline?.cancel()

@@ -16,6 +16,9 @@ public protocol ServerSessionHooks: AnyObject {
     /// called for it: the refusal is the whole story).
     func openApplication(_ port: ServerStreamPort, grant: ApplicationGrant, session: ServerSessionInfo)
         -> Result<any ServerStreamApplication, USPError>
+    /// The traffic shaping a stream of this application asks for (docs/PROTOCOL.md §4.1): while
+    /// such a stream is open the whole connection is shaped, both ways. nil (the default): none.
+    func shapingProfile(for grant: ApplicationGrant) -> ShapingProfile?
     /// A stream ended; `bytesIn` came from the client, `bytesOut` went to it.
     func streamClosed(_ handler: ServerSessionHandler, stream: UInt32, grant: ApplicationGrant, code: USPError.Code,
                       bytesIn: Int64, bytesOut: Int64, seconds: Double)
@@ -44,6 +47,8 @@ public protocol ServerSessionHooks: AnyObject {
 
 extension ServerSessionHooks {
     public func durabilityBarrier(_ handler: ServerSessionHandler) -> EventLoopFuture<Void>? { nil }
+
+    public func shapingProfile(for grant: ApplicationGrant) -> ShapingProfile? { nil }
 
     public func authenticate(fields: [String: JSONValue], context: SessionContext, policy: any ServerSessionDelegate,
                              on loop: any EventLoop) -> EventLoopFuture<Result<AuthorizationGrant, USPError>> {

@@ -78,6 +78,13 @@ final class ConnectionHooks: ServerSessionHooks {
         server.logger.info("\(handler.serverSessionID) from \(handler.peerAddress): authenticated as \(identity.name)")
     }
 
+    func shapingProfile(for grant: ApplicationGrant) -> ShapingProfile? {
+        switch server.policy.catalog.application(named: grant.application)?.shape {
+        case .interactive?: .interactive
+        case .none?, nil: nil
+        }
+    }
+
     /// Admits a stream against the limits, in this order: the caller's concurrent streams and
     /// streams per minute (`StreamLimiter`), then the application's cap (`Launcher.reserve`). A
     /// refusal is a `rate_limited` audit row naming the limit, a log line, and the code in the

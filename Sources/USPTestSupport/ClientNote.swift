@@ -13,6 +13,7 @@ public enum ClientNote: Equatable, Sendable {
     case finished(UInt32)
     case streamClosed(UInt32, String)
     case writable(UInt32)
+    case shaping(ShapingProfile?)
     case closed(String?)
 
     public init(_ e: ClientAction) {
@@ -35,6 +36,7 @@ public enum ClientNote: Equatable, Sendable {
         case .streamFinished(let s): self = .finished(s)
         case .streamClosed(let s, let c): self = .streamClosed(s, c.name)
         case .streamWritable(let s): self = .writable(s)
+        case .shaping(let p): self = .shaping(p)
         case .closed(let e): self = .closed(e?.code.name)
         }
     }

@@ -62,6 +62,18 @@ extension ServerSession {
         actions.forEach(onEvent)
     }
 
+    public mutating func tick(onEvent: (ServerAction) -> Void) throws(USPError) {
+        var actions = ServerActions()
+        defer { actions.forEach(onEvent) }
+        try tick(into: &actions)
+    }
+
+    public mutating func stopShaping(onEvent: (ServerAction) -> Void) throws(USPError) {
+        var actions = ServerActions()
+        defer { actions.forEach(onEvent) }
+        try stopShaping(into: &actions)
+    }
+
     public mutating func handoffAcknowledged(onEvent: (ServerAction) -> Void) {
         var actions = ServerActions()
         handoffAcknowledged(into: &actions)
@@ -93,6 +105,12 @@ extension ClientSession {
         var actions = ClientActions()
         defer { actions.forEach(onEvent) }
         try reset(stream: stream, code: code, into: &actions)
+    }
+
+    public mutating func tick(onEvent: (ClientAction) -> Void) throws(USPError) {
+        var actions = ClientActions()
+        defer { actions.forEach(onEvent) }
+        try tick(into: &actions)
     }
 
     public mutating func close(code: USPError.Code = .ok, onEvent: (ClientAction) -> Void) {

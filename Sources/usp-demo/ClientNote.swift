@@ -13,6 +13,7 @@ enum ClientNote {
     case finished(UInt32)
     case streamClosed(UInt32, USPError.Code)
     case writable(UInt32)
+    case shaping(ShapingProfile?)
     case closed(USPError?)
 
     init(_ action: ClientAction) {
@@ -28,6 +29,7 @@ enum ClientNote {
         case .streamFinished(let stream): self = .finished(stream)
         case .streamClosed(let stream, let code): self = .streamClosed(stream, code)
         case .streamWritable(let stream): self = .writable(stream)
+        case .shaping(let profile): self = .shaping(profile)
         case .closed(let error): self = .closed(error)
         }
     }

@@ -37,6 +37,8 @@ let everyFrameType: [Frame] = [
     .pong(0xFFFF_FFFF_FFFF_FFFF),
     .close(code: USPError.Code.shuttingDown.wireValue, reason: "bye 👋"),
     .close(code: 0, reason: ""),
+    .shape(tickMilliseconds: 20, recordLength: 512),
+    .shape(tickMilliseconds: 0, recordLength: 0),
 ]
 
 @Suite struct FrameCodecTests {
@@ -44,7 +46,7 @@ let everyFrameType: [Frame] = [
         #expect(Frame.dataHeaderLength == 7)
         #expect(Frame.maxBodyLength == 65535)
         #expect(Frame.maxDataLength == 65531)
-        #expect(FrameType.allCases.map(\.rawValue) == Array(0x00...0x0C))
+        #expect(FrameType.allCases.map(\.rawValue) == Array(0x00...0x0D))
     }
 
     @Test(arguments: everyFrameType)
@@ -200,7 +202,7 @@ let everyFrameType: [Frame] = [
     }
 
     @Test func readerStopsAfterError() throws {
-        let record: [UInt8] = [0x07, 0, 4, 0, 0, 0, 1, 0x0D, 0x07, 0, 4, 0, 0, 0, 2]
+        let record: [UInt8] = [0x07, 0, 4, 0, 0, 0, 1, 0x0E, 0x07, 0, 4, 0, 0, 0, 2]
         try record.withUnsafeBytes { (buf: UnsafeRawBufferPointer) throws in
             var reader = FrameReader(buf)
             #expect(try reader.next() != nil)

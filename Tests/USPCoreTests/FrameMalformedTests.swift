@@ -28,7 +28,7 @@ let malformedCases: [MalformedCase] = [
     .init("padding then a frame", [0] + finPrefix, .malformedFrame, "PADDING frame at offset 0", "offset 1"),
     .init("frame, padding, garbage", finPrefix + [0, 0, 0xFF], .malformedFrame, "PADDING frame at offset 7", "offset 9"),
     // Unknown types
-    .init("type 0x0D", [0x0D, 0, 0], .unknownFrameType, "0x0D", "offset 0"),
+    .init("type 0x0E", [0x0E, 0, 0], .unknownFrameType, "0x0E", "offset 0"),
     .init("type 0xFF after a frame", finPrefix + [0xFF], .unknownFrameType, "0xFF", "offset 7"),
     .init("type 0x80", [0x80], .unknownFrameType, "0x80", "offset 0"),
     // Header / length

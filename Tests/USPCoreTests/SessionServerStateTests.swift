@@ -600,7 +600,7 @@ import USPTestSupport
     @Test func unknownFrameTypeFromClient() throws {
         var pair = SessionPair(.ik)
         try pair.establish()
-        try pair.client._sendRawRecord([0x0D, 0, 0])
+        try pair.client._sendRawRecord([0x0E, 0, 0])
         pair.pump()
         #expect(pair.serverSeen.last == .closed(.unknownFrameType))
         #expect(pair.clientSeen.last == .closed(.unknownFrameType))

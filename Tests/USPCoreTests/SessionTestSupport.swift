@@ -12,6 +12,7 @@ enum Seen: Equatable {
     case finished(UInt32)
     case closedStream(UInt32, USPError.Code)
     case writable(UInt32)
+    case shaping(ShapingProfile?)
     case invalidated(Int)
     case closed(USPError.Code?)
     case menu([UInt32])
@@ -50,6 +51,7 @@ enum Seen: Equatable {
         case .streamFinished(let s): self = .finished(s)
         case .streamClosed(let s, let c): self = .closedStream(s, c)
         case .streamWritable(let s): self = .writable(s)
+        case .shaping(let p): self = .shaping(p)
         case .closed(let e): self = .closed(e?.code)
         }
     }

@@ -54,7 +54,8 @@ func seeds() -> [(name: String, bytes: [UInt8])] {
     for (n, message) in Samples.messages.enumerated() { seeds.append(("message-\(message.kind.name)-\(n)", Samples.frame(message))) }
     seeds.append(("bad-utf8-close", [0x0C, 0x00, 0x04, 0x00, 0x01, 0xC3, 0x28]))
     seeds.append(("zero-stream", [0x07, 0x00, 0x04, 0, 0, 0, 0]))
-    seeds.append(("unknown-type", [0x0D, 0x00, 0x00]))
+    seeds.append(("unknown-type", [0x0E, 0x00, 0x00]))
+    seeds.append(("shape", [0x0D, 0x00, 0x04, 0x00, 0x14, 0x02, 0x00]))
     return seeds
 }
 

@@ -34,6 +34,9 @@ public enum Frame: Equatable, Sendable {
     case pong(UInt64)
     /// The session is ending.
     case close(code: UInt16, reason: String)
+    /// Server to client: from now on send one record of `recordLength` plaintext bytes every
+    /// `tickMilliseconds` (padding-only when there is nothing to send); 0, 0 stops (§4.1).
+    case shape(tickMilliseconds: UInt16, recordLength: UInt16)
 
     /// type + length + stream id.
     public static let dataHeaderLength = 7
@@ -59,6 +62,7 @@ public enum Frame: Equatable, Sendable {
         case .ping: .ping
         case .pong: .pong
         case .close: .close
+        case .shape: .shape
         }
     }
 
@@ -77,6 +81,7 @@ public enum Frame: Equatable, Sendable {
         case .rekey: 0
         case .ping, .pong: 8
         case .close(_, let reason): 2 + reason.utf8.count
+        case .shape: 4
         }
     }
 
@@ -144,6 +149,9 @@ public enum Frame: Equatable, Sendable {
         case .close(let code, let reason):
             writer.writeUInt16(code)
             writer.writeBytes(reason.utf8)
+        case .shape(let tick, let length):
+            writer.writeUInt16(tick)
+            writer.writeUInt16(length)
         }
     }
 
@@ -184,6 +192,7 @@ public enum Frame: Equatable, Sendable {
         case .ping(let v): self = .ping(v)
         case .pong(let v): self = .pong(v)
         case .close(let code, let reason): self = .close(code: code, reason: String(decoding: reason, as: UTF8.self))
+        case .shape(let tick, let length): self = .shape(tickMilliseconds: tick, recordLength: length)
         }
     }
 

@@ -6,7 +6,7 @@
 /// ```
 ///
 /// Every failure is a `USPError` whose detail names the frame type and the offset of the
-/// frame's type byte in the record: `.unknownFrameType` for a type byte outside 0x00…0x0C,
+/// frame's type byte in the record: `.unknownFrameType` for a type byte outside 0x00…0x0D,
 /// `.malformedFrame` for everything else (a header or body running past the record, a wrong
 /// fixed body size, stream id 0, empty DATA, WINDOW increment 0, invalid UTF-8 in REJECT or
 /// CLOSE text, a non-zero byte after PADDING starts). After a failure the reader is at the end.
@@ -109,6 +109,20 @@ public struct FrameReader {
             let reason = UnsafeRawBufferPointer(rebasing: body[2...])
             try checkUTF8(reason, type, start, textOffset: bodyStart + 2)
             return .close(code: u16(body, 0), reason: reason)
+        case .shape:
+            guard length == 4 else { throw malformed(type, start, "body must be 4 bytes, has \(length)") }
+            let tick = u16(body, 0), record = u16(body, 2)
+            if tick == 0 {
+                guard record == 0 else { throw malformed(type, start, "tick 0 (stop) with record length \(record), not 0") }
+            } else {
+                guard tick <= ShapingProfile.maxTickMilliseconds else {
+                    throw malformed(type, start, "tick \(tick) ms above \(ShapingProfile.maxTickMilliseconds)")
+                }
+                guard record >= ShapingProfile.minRecordLength else {
+                    throw malformed(type, start, "record length \(record) below \(ShapingProfile.minRecordLength)")
+                }
+            }
+            return .shape(tickMilliseconds: tick, recordLength: record)
         }
     }
 

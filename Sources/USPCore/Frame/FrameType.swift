@@ -26,6 +26,9 @@ public enum FrameType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case pong = 0x0B
     /// code u16 + UTF-8 reason: the session is ending.
     case close = 0x0C
+    /// tick_ms u16 + record_plaintext u16, server to client: send one record of that size per tick
+    /// (0, 0: stop).
+    case shape = 0x0D
 
     /// The upper-case name used in error details and logs.
     public var name: String {
@@ -43,6 +46,7 @@ public enum FrameType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         case .ping: "PING"
         case .pong: "PONG"
         case .close: "CLOSE"
+        case .shape: "SHAPE"
         }
     }
 

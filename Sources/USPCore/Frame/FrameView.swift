@@ -15,6 +15,7 @@ public enum FrameView {
     case ping(UInt64)
     case pong(UInt64)
     case close(code: UInt16, reason: UnsafeRawBufferPointer)
+    case shape(tickMilliseconds: UInt16, recordLength: UInt16)
 
     public var type: FrameType {
         switch self {
@@ -31,6 +32,7 @@ public enum FrameView {
         case .ping: .ping
         case .pong: .pong
         case .close: .close
+        case .shape: .shape
         }
     }
 }

@@ -160,7 +160,7 @@ public struct DedicatedStreamSession: Sendable {
                 try handleMessage(kind: kind, json: json)
             case .open(let peerID, let body):
                 try handleOpen(peerID: peerID, body: body)
-            case .padding, .pong, .accept, .reject, .data, .window, .fin, .reset, .ping, .close:
+            case .padding, .pong, .accept, .reject, .data, .window, .fin, .reset, .ping, .close, .shape:
                 switch try link.applyClientFrame(frame) {
                 case .none: break
                 case .data(_, let data): actions.append(.data([]), carrying: data)

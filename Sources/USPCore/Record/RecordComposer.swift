@@ -3,7 +3,7 @@
 /// I/O shell drains it, so steady-state sending allocates nothing.
 public struct RecordComposer: Sendable {
     public private(set) var sealer: RecordSealer
-    public let padding: PaddingPolicy
+    public private(set) var padding: PaddingPolicy
     /// Sealed records ready for the socket (plus, between calls, the record being built).
     public private(set) var out: WireWriter
     private var openRecordStart: Int?
@@ -11,7 +11,7 @@ public struct RecordComposer: Sendable {
     /// The least plaintext the open record is padded to (a session message's floor).
     private var openRecordFloor = 0
     /// Frame bytes one record may hold.
-    public let recordCapacity: Int
+    public private(set) var recordCapacity: Int
 
     public init(sealer: RecordSealer, padding: PaddingPolicy = .none) {
         self.sealer = sealer
@@ -65,9 +65,15 @@ public struct RecordComposer: Sendable {
         return write(&out)
     }
 
-    /// Pads the open record to at least `length` bytes when it is sealed (when padding is on).
+    /// Changes the padding policy for the records sealed from now on (the open one included).
+    public mutating func setPadding(_ policy: PaddingPolicy) {
+        padding = policy
+        recordCapacity = policy.frameCapacity(max: sealer.maxPlaintext)
+    }
+
+    /// Pads the open record to at least `length` bytes when it is sealed (under `.buckets`).
     public mutating func padAtLeast(_ length: Int) {
-        guard padding != .none, openRecordStart != nil else { return }
+        guard padding == .buckets, openRecordStart != nil else { return }
         openRecordFloor = Swift.max(openRecordFloor, Swift.min(length, sealer.maxPlaintext))
     }
 
@@ -95,6 +101,29 @@ public struct RecordComposer: Sendable {
             openRecordHasRekey = false
             try sealer.rekey()
         }
+    }
+
+    /// Whether a record is being built.
+    public var hasOpenRecord: Bool { openRecordStart != nil }
+
+    /// Bytes of sealed records in the buffer (the open record, if any, follows them).
+    public var sealedByteCount: Int { openRecordStart ?? out.count }
+
+    /// Seals one record of padding only (a cover record: nothing to say this tick). No record may
+    /// be open.
+    public mutating func sealCover() throws(USPError) {
+        precondition(openRecordStart == nil, "seal the open record first")
+        try reserve(0)
+        try sealOpenRecord()
+    }
+
+    /// Hands the first `count` sealed bytes to `body` and drops them; an open record stays open.
+    public mutating func drainSealedPrefix<R>(_ count: Int, _ body: (UnsafeRawBufferPointer) -> R) -> R {
+        precondition(count <= sealedByteCount, "only sealed bytes can leave")
+        let r = out.bytes.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+        out.removeFirst(count)
+        if let start = openRecordStart { openRecordStart = start - count }
+        return r
     }
 
     /// Hands the sealed bytes to `body` (e.g. to copy into a socket buffer) and empties the buffer,

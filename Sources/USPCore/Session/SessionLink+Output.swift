@@ -3,7 +3,16 @@
 extension SessionLink {
     /// Hands the unsent handshake message and then the sealed records to `body` in one buffer, and
     /// forgets them; with no handshake message pending, straight from the composer's own storage.
+    /// While shaping, only what the ticks let go leaves.
     mutating func drain<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
+        if let released = shaping?.released {
+            shaping!.released = 0
+            guard !unsentHandshake.isEmpty else { return composer.drainSealedPrefix(released, body) }
+            var all = unsentHandshake
+            unsentHandshake = []
+            composer.drainSealedPrefix(released) { all.append(contentsOf: $0) }
+            return all.withUnsafeBytes(body)
+        }
         guard !unsentHandshake.isEmpty else { return composer.drain(body) }
         var all = unsentHandshake
         unsentHandshake = []
@@ -15,7 +24,8 @@ extension SessionLink {
 
     /// Sends up to the peer's credit; returns the bytes taken.
     mutating func write(stream: UInt32, _ data: UnsafeRawBufferPointer) throws(USPError) -> Int {
-        let n = try sendData(localID: stream, data)
+        let allowed = shapedAllowance(stream: stream, count: data.count)
+        let n = try sendData(localID: stream, UnsafeRawBufferPointer(rebasing: data[0..<allowed]))
         try flush()
         return n
     }
@@ -48,6 +58,8 @@ extension SessionLink {
     /// Best effort CLOSE (the session is ending whatever happens).
     mutating func sendClose(_ code: USPError.Code) {
         try? send(.close(code: code.wireValue, reason: code.name))
+        // A closing session does not wait for ticks.
+        _ = try? stopShaping(announce: false)
         try? flush()
     }
 

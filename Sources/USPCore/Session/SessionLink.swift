@@ -7,6 +7,8 @@ struct SessionLink: Sendable {
     var streams: StreamTable
     /// The last handshake message, until the shell drains it: it goes out before any record.
     var unsentHandshake: [UInt8] = []
+    /// Traffic shaping, while a profile is on (SessionLink+Shaping.swift).
+    var shaping: LinkShaping?
     /// The peer's limit on DATA payload per frame, from its record size.
     var maxDataPerFrame: Int { composer.recordCapacity - Frame.dataHeaderLength }
 
@@ -51,7 +53,7 @@ struct SessionLink: Sendable {
         var w = WireWriter()
         try message.encode(into: &w)
         let json = Array(w.bytes.dropFirst())
-        try send(.message(kind: message.kind.rawValue, json: json))
+        try send(Frame.message(kind: message.kind.rawValue, json: json))
         // One size for every short message: a login, a refusal and a grant look alike.
         composer.padAtLeast(PaddingPolicy.messageFloor)
     }
@@ -78,7 +80,11 @@ struct SessionLink: Sendable {
         return total
     }
 
-    mutating func flush() throws(USPError) { try composer.flush() }
+    /// Seals the open record, except while shaping: then the next tick does.
+    mutating func flush() throws(USPError) {
+        guard shaping == nil else { return }
+        try composer.flush()
+    }
 
     /// Applies a frame from the client that is neither MESSAGE nor OPEN (the server roles decide
     /// those by policy) to the stream table, answering PING, and says what the session must report.
@@ -91,6 +97,8 @@ struct SessionLink: Sendable {
             preconditionFailure("MESSAGE and OPEN are decided by the session, not the link")
         case .accept, .reject:
             throw USPError(.unexpectedMessage, "\(frame.type.name) from a client: only the server accepts or rejects streams")
+        case .shape:
+            throw USPError(.unexpectedMessage, "SHAPE from a client: only the server turns shaping on or off")
         case .data(let peerID, let data):
             if case .data(let localID, _) = try streams.peerData(peerID: peerID, count: data.count) { return .data(stream: localID, data) }
             return .none
@@ -119,11 +127,11 @@ struct SessionLink: Sendable {
     }
 
     /// Bytes waiting to be sent: the handshake message, then sealed records.
-    var outboundByteCount: Int { unsentHandshake.count + composer.pendingByteCount }
+    var outboundByteCount: Int { unsentHandshake.count + releasedByteCount }
 
     /// Drops buffer storage while idle, so an idle session holds only its keys and tables.
     mutating func releaseIdleStorage() {
-        guard outboundByteCount == 0 else { return }
+        guard outboundByteCount == 0, shaping == nil else { return }
         unsentHandshake = []
         reader?.releaseStorage()
         composer.releaseStorage()

@@ -12,6 +12,8 @@ public struct WireWriter: Sendable {
 
     /// Empties the buffer but keeps its storage.
     public mutating func clear() { bytes.removeAll(keepingCapacity: true) }
+    /// Drops the first `count` bytes, keeping the storage.
+    public mutating func removeFirst(_ count: Int) { bytes.removeFirst(count) }
 
     public mutating func writeUInt8(_ v: UInt8) { bytes.append(v) }
     public mutating func writeUInt16(_ v: UInt16) {

@@ -19,6 +19,9 @@ public enum ClientAction: SessionAction {
     case streamFinished(stream: UInt32)
     case streamClosed(stream: UInt32, code: USPError.Code)
     case streamWritable(stream: UInt32)
+    /// The server turned traffic shaping on (a profile) or off (nil): while it is on, the shell
+    /// calls `tick` every `tickMilliseconds` (docs/PROTOCOL.md §4.1).
+    case shaping(ShapingProfile?)
     /// The session is over: nil for a clean CLOSE, else the reason.
     case closed(USPError?)
 

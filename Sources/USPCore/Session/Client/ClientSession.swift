@@ -251,6 +251,22 @@ public struct ClientSession {
         }
     }
 
+    // MARK: - Traffic shaping (docs/PROTOCOL.md §4.1)
+
+    /// One shaping tick (while the server has shaping on: `.shaping(profile)`): exactly one
+    /// record's worth of bytes becomes ready to drain.
+    public mutating func tick(into actions: inout ClientActions) throws(USPError) {
+        _ = try withTransport { (t) throws(USPError) in
+            for stream in try t.link.tick() { actions.append(.streamWritable(stream: stream)) }
+        }
+    }
+
+    /// The profile in force, if the server turned shaping on.
+    public var shaping: ShapingProfile? {
+        if case .transport(let box) = machine { return box.value.link.shaping?.profile }
+        return nil
+    }
+
     // MARK: - Output
 
     /// Hands the bytes to send to `body` and forgets them (their storage is kept for reuse).

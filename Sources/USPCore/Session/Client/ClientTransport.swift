@@ -167,6 +167,16 @@ struct ClientTransport {
             phase = .closed
             let c = USPError.Code.fromWire(code)
             actions.append(.closed(c == .ok ? nil : USPError(c, "server closed the session: \(c.name)")))
+        case .shape(let tick, let length):
+            // The server's record size is at most our limit; ours is at most its (never above).
+            if tick == 0 {
+                for stream in try link.stopShaping(announce: false) { actions.append(.streamWritable(stream: stream)) }
+                actions.append(.shaping(nil))
+            } else {
+                let profile = ShapingProfile(tickMilliseconds: tick, recordLength: min(Int(length), link.composer.sealer.maxPlaintext))
+                try link.startShaping(profile, announce: false)
+                actions.append(.shaping(profile))
+            }
         }
     }
 

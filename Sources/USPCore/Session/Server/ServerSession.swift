@@ -244,6 +244,35 @@ public struct ServerSession {
         }
     }
 
+    // MARK: - Traffic shaping (docs/PROTOCOL.md §4.1)
+
+    /// Starts shaping this session's records with `profile` and tells the client to do the same
+    /// (a SHAPE frame). The shell must then call `tick` every `profile.tickMilliseconds`.
+    public mutating func startShaping(_ profile: ShapingProfile) throws(USPError) {
+        _ = try withTransport { (t) throws(USPError) in try t.link.startShaping(profile, announce: true) }
+    }
+
+    /// Stops shaping (SHAPE 0, 0): what waits goes out now. Streams that waited for room are
+    /// told they may write (`.streamWritable`).
+    public mutating func stopShaping(into actions: inout ServerActions) throws(USPError) {
+        _ = try withTransport { (t) throws(USPError) in
+            for stream in try t.link.stopShaping(announce: true) { actions.append(.streamWritable(stream: stream)) }
+        }
+    }
+
+    /// One shaping tick: exactly one record's worth of bytes becomes ready to drain.
+    public mutating func tick(into actions: inout ServerActions) throws(USPError) {
+        _ = try withTransport { (t) throws(USPError) in
+            for stream in try t.link.tick() { actions.append(.streamWritable(stream: stream)) }
+        }
+    }
+
+    /// The profile in force, if the session is shaped.
+    public var shaping: ShapingProfile? {
+        if case .transport(let box) = machine { return box.value.link.shaping?.profile }
+        return nil
+    }
+
     // MARK: - Relay-free hand-off (docs/PROTOCOL.md §14)
 
     /// Takes the snapshot of a dedicated connection's transport and stream for a relay-free hand-off

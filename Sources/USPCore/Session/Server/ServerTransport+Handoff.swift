@@ -7,6 +7,9 @@ extension ServerTransport {
         guard state == .established else {
             throw USPError(.internalError, "the session is not established (\(state))")
         }
+        guard !link.isShaping else {
+            throw USPError(.internalError, "the session is shaped: its records keep their ticks, so uspd relays it")
+        }
         guard let stream = dedicatedStream else {
             throw USPError(.internalError, "not a dedicated connection: the stream was opened with OPEN on a menu connection")
         }

@@ -171,7 +171,7 @@ struct ServerTransport {
         if state == .awaitingInitialRequest {
             switch frame {
             case .message, .padding, .ping, .pong, .close, .rekey: break
-            case .open, .accept, .reject, .data, .window, .fin, .reset:
+            case .open, .accept, .reject, .data, .window, .fin, .reset, .shape:
                 throw USPError(.unexpectedMessage, "\(frame.type.name) frame before the initial request")
             }
         }
@@ -181,7 +181,7 @@ struct ServerTransport {
             try handleMessage(kind: kind, json: json, now: now, delegate: delegate, into: &actions)
         case .open(let peerID, let body):
             try handleOpen(peerID: peerID, body: body, now: now, delegate: delegate, into: &actions)
-        case .padding, .rekey, .pong, .accept, .reject, .data, .window, .fin, .reset, .ping, .close:
+        case .padding, .rekey, .pong, .accept, .reject, .data, .window, .fin, .reset, .ping, .close, .shape:
             switch try link.applyClientFrame(frame) {
             case .none: return
             case .data(let stream, let data): actions.append(.streamData(stream: stream, data: []), carrying: data)

@@ -11,7 +11,10 @@
 #      sshd's per `ssh -W` connection (the listener's own and its reaped children's CPU);
 #   and, from part 1's runs, uspd's CPU per GiB relayed to a tcp application beside sshd's.
 #
-#   sudo bash scripts/bench-daemon.sh [--quick] [--only throughput,rtt,memory,cpu]
+#   5. what shape = "interactive" costs: the bytes per second an idle shaped session puts on the
+#      wire each way, seen by a proxy on the path, and the bulk rate through a shaped application.
+#
+#   sudo bash scripts/bench-daemon.sh [--quick] [--only throughput,rtt,memory,cpu,shaping]
 #
 # Needs: a release build (made here), python3, OpenSSH (ssh, sshd, ssh-keygen) for the ssh
 # columns, and root for the namespaces of part 2 (without root, part 2 is skipped). Everything
@@ -23,12 +26,12 @@ ROOT=$(pwd)
 HELP="$ROOT/scripts/bench"
 
 QUICK=0
-ONLY="throughput,rtt,memory,cpu"
+ONLY="throughput,rtt,memory,cpu,shaping"
 while [[ $# -gt 0 ]]; do
     case $1 in
         --quick) QUICK=1 ;;
         --only) ONLY=$2; shift ;;
-        *) echo "usage: $0 [--quick] [--only throughput,rtt,memory,cpu]" >&2; exit 2 ;;
+        *) echo "usage: $0 [--quick] [--only throughput,rtt,memory,cpu,shaping]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -107,10 +110,11 @@ max_streams_per_minute = 0
 max_streams_per_identity = 0
 log_level = "warning"
 EOF
-app() {  # app NAME LAUNCH-LINE
+app() {  # app NAME LAUNCH-LINE [TOP-LEVEL-LINE]
     cat >"$DATA/apps.d/$1.toml" <<EOF
 name = "$1"
 visibility = "public"
+${3:-}
 [launch]
 $2
 [limits]
@@ -120,6 +124,8 @@ EOF
 }
 app sink "tcp = \"127.0.0.1:$SINK_PORT\""
 app echotcp "tcp = \"127.0.0.1:$ECHO_PORT\""
+app shapedsink "tcp = \"127.0.0.1:$SINK_PORT\"" 'shape = "interactive"'
+app shapedecho "tcp = \"127.0.0.1:$ECHO_PORT\"" 'shape = "interactive"'
 SERVER_KEY=$("$USPD" uri --data-dir "$DATA" | head -n 1 | sed -E 's|usp://([^@]+)@.*|\1|')
 URI_LO="usp://$SERVER_KEY@127.0.0.1:$USP_PORT"
 URI_NS="usp://$SERVER_KEY@$ADDR_S:$USP_PORT"
@@ -231,6 +237,40 @@ if want throughput; then
     kill "$FWD_PID" 2>/dev/null
     stop_uspd
     [[ $HAVE_SSH == 1 ]] && kill "$(cat "$WORK/ssh/lo.pid")" 2>/dev/null
+fi
+
+# ---------------------------------------------------------------- 5. what shaping costs
+if want shaping; then
+    echo "== 5. shape = \"interactive\": bytes on the wire, seen by a proxy on the path"
+    start_sink 127.0.0.1 $SINK_PORT discard
+    start_sink 127.0.0.1 $ECHO_PORT echo
+    start_uspd 127.0.0.1
+    PROXY_PORT=17310
+    python3 "$ROOT/Tests/USPIntegrationTests/Python/capture_proxy.py" $PROXY_PORT $USP_PORT "$WORK/capture.json" >"$WORK/proxy.log" 2>&1 &
+    PIDS+=($!); PROXY_PID=$!
+    wait_port 127.0.0.1 $PROXY_PORT
+    URI_PROXY="usp://$SERVER_KEY@127.0.0.1:$PROXY_PORT"
+    # An idle shaped session for 5 s (stdin open, nothing typed), then one with 256 KiB of bulk.
+    sleep 5 | "$USP" connect --home "$CH" "$URI_PROXY" shapedecho >/dev/null 2>"$WORK/shaped-idle.err"
+    t0=$(date +%s.%N)
+    head -c 262144 /dev/zero | "$USP" connect --home "$CH" "$URI_PROXY" shapedsink >/dev/null 2>"$WORK/shaped-bulk.err"
+    t1=$(date +%s.%N)
+    kill "$PROXY_PID" 2>/dev/null; wait "$PROXY_PID" 2>/dev/null
+    read -r R[shape_idle_up] R[shape_idle_down] R[shape_bulk_mbs] < <(python3 - "$WORK/capture.json" "$t0" "$t1" <<'PY'
+import json, sys
+caps = json.load(open(sys.argv[1]))
+idle = caps[0]
+def rate(reads, a, b):
+    return sum(n for t, n in reads if a <= t <= b) / (b - a)
+start = min(idle["up"][0][0], idle["down"][0][0])
+# the steady part of the idle session: from 1 s to 4 s after its first byte
+print(f'{rate(idle["up"], start + 1, start + 4):.0f} {rate(idle["down"], start + 1, start + 4):.0f} '
+      f'{262144 / (float(sys.argv[3]) - float(sys.argv[2])) / 1e6:.4f}')
+PY
+)
+    echo "   idle shaped session: ${R[shape_idle_up]} bytes/s up, ${R[shape_idle_down]} bytes/s down (27300 expected: 546 bytes every 20 ms)"
+    echo "   bulk through a shaped application: ${R[shape_bulk_mbs]} MB/s (payload cap 0.0256 MB/s)"
+    stop_uspd
 fi
 
 # ---------------------------------------------------------------- 4. CPU per new session
@@ -375,6 +415,10 @@ if want memory; then
     mk=$([[ -n ${R[mem_rss]:-} ]] && python3 -c "print(f'{${R[mem_rss]}/1024:.1f}')" || echo -)
     pk=$([[ -n ${R[mem_pss]:-} ]] && python3 -c "print(f'{${R[mem_pss]}/1024:.1f}')" || echo -)
     echo "| 3. uspd memory per idle session at $SESSIONS | RSS $mk KiB, private $pk KiB | <= 32 KiB | $(verdict "$mk" '<=32') |"
+fi
+if want shaping; then
+    echo "| 5. idle shaped session on the wire (interactive) | ${R[shape_idle_up]:-?} B/s up, ${R[shape_idle_down]:-?} B/s down | = 27300 (546 B / 20 ms) | - |"
+    echo "| 5. bulk through a shaped application | ${R[shape_bulk_mbs]:-?} MB/s | <= 0.0256 (the cap) | - |"
 fi
 if want cpu; then
     echo "| 4. uspd CPU per new session (login --key) | ${R[cpu_login]:-?} ms | <= 1 ms | $(verdict "${R[cpu_login]:-}" '<=1') |"

@@ -81,6 +81,9 @@ struct ApplicationLoaderTests {
         #expect(relayFree.launch == .unix(path: "/run/myapp.sock", relayFree: true))
         let relayed = try ApplicationLoader.parse("name = \"x\"\n[launch]\nunix = \"/run/myapp.sock\"\nrelay_free = false\n", path: p)
         #expect(relayed.launch == .unix(path: "/run/myapp.sock", relayFree: false))
+        #expect(relayed.shape == .none)
+        let shaped = try ApplicationLoader.parse("name = \"x\"\nshape = \"interactive\"\n[launch]\nexec = [\"/bin/sh\"]\n", path: p)
+        #expect(shaped.shape == .interactive)
     }
 
     @Test func inlineAndDottedTables() throws {
@@ -172,6 +175,11 @@ struct ApplicationLoaderTests {
         ("[launch]\nexec = [\"/bin/cat\"]\nstream = \"fd4\"\n", "4:10: launch.stream must be \"stdio\" or \"fd3\", got \"fd4\""),
         ("launch = { tcp = \"127.0.0.1:22\", port = 22 }\n", "2:34: unknown key \"port\" in [launch]"),
         ("launch.tcp = \"127.0.0.1:99999\"\n", "2:14: launch.tcp: \"127.0.0.1:99999\": the port must be 1…65535, got 99999"),
+        // Shaping
+        ("shape = \"bulk\"\n[launch]\ntcp = \"127.0.0.1:22\"\n", "2:9: shape must be \"none\" or \"interactive\", got \"bulk\""),
+        ("shape = 1\n[launch]\ntcp = \"127.0.0.1:22\"\n", "2:9: shape must be a string, not an integer"),
+        ("shape = \"interactive\"\n[launch]\nunix = \"/run/a.sock\"\nrelay_free = true\n",
+         "2:9: shape = \"interactive\" cannot go with relay_free = true: a shaped session stays relayed by uspd"),
         // Visibility
         ("visibility = \"everyone\"\n[launch]\ntcp = \"127.0.0.1:22\"\n",
          "2:14: visibility must be \"public\", \"authenticated\" or an array of names and \"group:NAME\", got \"everyone\""),

@@ -60,9 +60,10 @@ final class InteractiveClient {
     let process: RunningProcess
     private let input = Pipe()
 
-    init(_ daemon: DaemonFixture, application: String, fields: [String] = []) throws {
+    /// `uri`: another way to the daemon (a proxy), instead of `daemon.uri`.
+    init(_ daemon: DaemonFixture, application: String, fields: [String] = [], uri: String? = nil) throws {
         process = try RunningProcess("usp connect \(application)", executable: try Harness.executable("usp"),
-                                     arguments: ["--home", daemon.home.path, "connect", daemon.uri, application] + fields.flatMap { ["--field", $0] },
+                                     arguments: ["--home", daemon.home.path, "connect", uri ?? daemon.uri, application] + fields.flatMap { ["--field", $0] },
                                      stdin: input.fileHandleForReading)
         try input.fileHandleForReading.close()
     }

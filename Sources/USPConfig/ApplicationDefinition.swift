@@ -33,6 +33,9 @@ public struct ApplicationDefinition: Hashable, Sendable {
         case exec(command: [String], environment: [String: String], stream: ExecStream = .stdio)
         /// Connect to an existing daemon.
         case tcp(host: String, port: Int)
+        /// A UDP service at an IP address: each stream is one flow, its datagrams framed on the
+        /// stream (docs/PROTOCOL.md §7.5), sent from a socket of the stream's own.
+        case udp(host: String, port: Int)
         /// Hand each session to a running application listening on this AF_UNIX socket path
         /// (docs/APPLICATIONS.md). `relayFree`: for a dedicated connection hand over the client's
         /// TCP socket and the transport keys instead of a relayed socketpair (the application must

@@ -11,7 +11,7 @@ import USPUnix
 /// | `visibility` | `"public"`, `"authenticated"` (the default when absent), or a non-empty array of identity names and `"group:NAME"` entries |
 /// | `shape` | optional: `"none"` (the default) or `"interactive"` (not with `relay_free`) |
 /// | `[expected_request_body]` | optional table: field name → type string (`string`, `integer`, `number`, `boolean`, `object`, `array`, `any`, or `""` for any; a `?` suffix makes the field optional), the vocabulary of USPCore's `RequestBodyValidator` |
-/// | `[launch]` | required, exactly one of `exec` (non-empty array of strings, the first one the program; optional `[launch.environment]` table of `NAME = "value"`; optional `stream`, `"stdio"` (the default) or `"fd3"`), `tcp` (`"host:port"`, port 1…65535) and `unix` (an absolute socket path of at most 107 bytes; optional `relay_free`, a boolean, default false) |
+/// | `[launch]` | required, exactly one of `exec` (non-empty array of strings, the first one the program; optional `[launch.environment]` table of `NAME = "value"`; optional `stream`, `"stdio"` (the default) or `"fd3"`), `tcp` (`"host:port"`, port 1…65535), `udp` (`"ip:port"`, an address literal) and `unix` (an absolute socket path of at most 107 bytes; optional `relay_free`, a boolean, default false) |
 /// | `[launch]` for exec only | `sandbox` (`"none"`, the default, or `"no-network"`); `user` and `group` (a name, resolved now against the system's user database, or a number; `group` defaults to the user's primary group; refused unless uspd runs as root) |
 /// | `[limits]` | optional: `max_sessions` 1…1,000,000 (absent: no limit), `token_lifetime` 1…86,400 seconds (absent: the server's `application_token_lifetime`) |
 /// | `[rlimits]` | optional, exec only: `max_open_files` 1…1,048,576, `max_memory` (bytes, 1 MiB…2⁶², an integer or a string with a K, M, G or T suffix, powers of 1024), `max_cpu_seconds` 1…31,536,000, `max_processes` 1…4,194,304 |
@@ -20,12 +20,12 @@ import USPUnix
 /// the file is thrown; `problems(path:)` lists them all.
 public enum ApplicationLoader {
     public static let keys = ["name", "description", "visibility", "shape", "expected_request_body", "launch", "limits", "rlimits"]
-    public static let launchKeys = ["exec", "tcp", "unix", "environment", "stream", "sandbox", "user", "group", "relay_free"]
+    public static let launchKeys = ["exec", "tcp", "udp", "unix", "environment", "stream", "sandbox", "user", "group", "relay_free"]
     /// The keys of `[launch]` that only an exec'd command has.
     static let execOnlyKeys = ["environment", "stream", "sandbox", "user", "group"]
     public static let rlimitKeys = ["max_open_files", "max_memory", "max_cpu_seconds", "max_processes"]
     /// The keys of `[launch]` that say how to launch; exactly one must be there.
-    static let launchKinds = ["exec", "tcp", "unix"]
+    static let launchKinds = ["exec", "tcp", "udp", "unix"]
     /// The longest `unix` path: what `sockaddr_un.sun_path` holds besides its NUL.
     public static let maximumSocketPathLength = 107
     public static let limitKeys = ["max_sessions", "token_lifetime"]
@@ -178,7 +178,7 @@ public enum ApplicationLoader {
     }
 
     static func readLaunch(_ r: TOMLReader, _ t: TOMLTable) -> ApplicationDefinition.Launch? {
-        let ways = "exec = [\"/path/to/program\", …], tcp = \"host:port\" or unix = \"/path/to/socket\""
+        let ways = "exec = [\"/path/to/program\", …], tcp = \"host:port\", udp = \"ip:port\" or unix = \"/path/to/socket\""
         guard t["launch"] != nil else {
             r.report(.missingKey, nil, "missing required table [launch] with \(ways)")
             return nil
@@ -212,6 +212,18 @@ public enum ApplicationLoader {
                 r.reportAtValue(.invalidValue, ["launch", "tcp"], "launch.tcp: \(problem)")
                 return nil
             }
+        case "udp":
+            guard let text = r.string(launch, ["launch"], "udp") else { return nil }
+            switch HostPort.parse(text, ports: 1...65535) {
+            case .success(let hp) where isIPAddress(hp.host):
+                return .udp(host: hp.host, port: hp.port)
+            case .success(let hp):
+                r.reportAtValue(.invalidValue, ["launch", "udp"], "launch.udp: \"\(hp.host)\" must be an IP address: a UDP target is not looked up by name")
+                return nil
+            case .failure(let problem):
+                r.reportAtValue(.invalidValue, ["launch", "udp"], "launch.udp: \(problem)")
+                return nil
+            }
         case "unix":
             guard let path = r.string(launch, ["launch"], "unix") else { return nil }
             guard path.hasPrefix("/"), path.utf8.count <= maximumSocketPathLength, !path.utf8.contains(0) else {
@@ -228,6 +240,12 @@ public enum ApplicationLoader {
         default:
             return readExec(r, launch)
         }
+    }
+
+    /// Whether `host` is an IPv4 or IPv6 address literal.
+    static func isIPAddress(_ host: String) -> Bool {
+        var v4 = in_addr(), v6 = in6_addr()
+        return inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1
     }
 
     static func readExec(_ r: TOMLReader, _ launch: TOMLTable) -> ApplicationDefinition.Launch? {

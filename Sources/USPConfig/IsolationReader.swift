@@ -50,6 +50,7 @@ struct IsolationReader {
         switch launch {
         case .exec: "exec"
         case .tcp: "tcp"
+        case .udp: "udp"
         case .unix: "unix"
         }
     }

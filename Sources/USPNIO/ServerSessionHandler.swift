@@ -240,6 +240,11 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
         return taken
     }
 
+    func streamSendable(_ stream: UInt32) -> Int {
+        guard streams[stream] != nil, !reportedClosed else { return 0 }
+        return session.sendableBytes(stream: stream)
+    }
+
     func streamConsumed(_ stream: UInt32, _ count: Int) {
         guard !reportedClosed, count > 0 else { return }
         do throws(USPError) {

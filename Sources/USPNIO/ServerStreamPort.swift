@@ -65,6 +65,9 @@ public struct ServerStreamPort {
         handler?.streamWrite(stream, &buffer) ?? 0
     }
 
+    /// How many bytes `write` would take now.
+    public var sendableBytes: Int { handler?.streamSendable(stream) ?? 0 }
+
     /// The application took `count` bytes of what `received` handed over.
     public func consumed(_ count: Int) {
         handler?.streamConsumed(stream, count)

@@ -152,6 +152,15 @@ public final class Launcher: Sendable {
             }
             bridge.attach(when: future) { "\(name): connect to \(host):\(tcpPort)" }
             return bridge
+        case .udp(let host, let udpPort):
+            guard let target = try? SocketAddress(ipAddress: host, port: udpPort) else {
+                let bridge = ChannelBridge(port: port, logger: logger, release: release)
+                bridge.failSoon("\(name): udp \(host):\(udpPort) is not an IP address", code: .applicationUnavailable)
+                return bridge
+            }
+            let bridge = UDPBridge(port: port, target: target, logger: logger, release: release)
+            bridge.start(name: name)
+            return bridge
         case .unix(let path, let relayFree):
             let bridge = UnixHandoffBridge(port: port, application: name, path: path, logger: logger, release: release)
             bridge.revocation = (relayFreeSessions, RelayFreeSessions.Key(session: request.serverSessionID, stream: port.stream),

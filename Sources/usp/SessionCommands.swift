@@ -211,7 +211,8 @@ struct Connect: AsyncParsableCommand {
 
 struct Forward: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Forward a local TCP port to an application, one USP connection per local connection.")
+        abstract: "Forward a local TCP port to an application, one USP connection per local connection; with --udp, a local UDP port to a UDP application.",
+        discussion: "With --udp every local client (address and port) is a flow with a stream of its own on one USP session; a flow's datagrams wait in a queue of --udp-queue at most (more are dropped, never waited for), and a flow quiet for --udp-idle seconds ends.")
     @OptionGroup var global: GlobalOptions
     @OptionGroup var connection: ConnectionOptions
     @Option(name: .long, help: ArgumentHelp("Local address to listen on: HOST:PORT or PORT (127.0.0.1).", valueName: "host:port"))
@@ -221,9 +222,17 @@ struct Forward: AsyncParsableCommand {
     @Option(name: .customLong("field"), help: ArgumentHelp("A request field for the application (repeatable).", valueName: "name=value"))
     var fields: [String] = []
     @OptionGroup var agentChoice: AgentChoice
+    @Flag(name: .long, help: "Forward UDP datagrams (the application is launched with [launch] udp).")
+    var udp = false
+    @Option(name: .customLong("udp-idle"), help: ArgumentHelp("Seconds after which a quiet UDP flow ends.", valueName: "seconds"))
+    var udpIdle: Double = 60
+    @Option(name: .customLong("udp-queue"), help: ArgumentHelp("Datagrams a UDP flow holds while the server is slow; more are dropped.", valueName: "n"))
+    var udpQueue: Int = 64
 
     func validate() throws {
         _ = try Self.listenAddress(listen)
+        guard udpIdle > 0, udpIdle <= 86_400 else { throw ValidationError("--udp-idle \(udpIdle): expected more than 0 and at most 86400 seconds") }
+        guard (1...65_536).contains(udpQueue) else { throw ValidationError("--udp-queue \(udpQueue): expected 1…65536 datagrams") }
     }
 
     static func listenAddress(_ text: String) throws -> (host: String, port: Int) {
@@ -252,6 +261,18 @@ struct Forward: AsyncParsableCommand {
             let options = try connection.options()
             let textFields = try RequestFields.parse(fields)
             let (host, port) = try Self.listenAddress(listen)
+            if udp {
+                // One session for every flow, with the saved login (the agent relays streams, not datagrams).
+                let forwarder = try await UDPForwarder(listenHost: host, listenPort: port, server: server, home: home, application: application,
+                                                       textFields: textFields, options: options, idleTimeout: udpIdle, queueLimit: udpQueue)
+                let first = try await USPConnection.connectForMenu(to: server, home: home, options: options, useSavedLogin: !connection.anonymous,
+                                                                   notice: printError)
+                _ = try await first.offer(named: application)
+                await first.close()
+                printError("forwarding UDP \(forwarder.localAddress.ipAddress ?? host):\(forwarder.localAddress.port ?? port) to \(application) on \(server.hostPort)")
+                try await forwarder.run { error in printError("forward: \(error.message)") }
+                return
+            }
             if !connection.anonymous, let agent = try agentChoice.agent(home: home) {
                 // Each local connection gets a stream from the agent, which holds the login.
                 let request = AgentRequest.Open(server: server, application: application, textFields: textFields.isEmpty ? nil : textFields)

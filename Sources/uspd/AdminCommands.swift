@@ -147,6 +147,7 @@ struct App: AsyncParsableCommand {
                         + Self.confinement(d.isolation)
                 case .unix(let path, let relayFree): launch = "unix " + path + (relayFree ? " (relay-free)" : "")
                 case .tcp(let host, let port): launch = "tcp \(host.contains(":") ? "[\(host)]" : host):\(port)"
+                case .udp(let host, let port): launch = "udp \(host.contains(":") ? "[\(host)]" : host):\(port)"
                 }
                 if json {
                     let o: JSONValue = .object(["index": .integer(Int64(e.index)), "name": .string(d.name), "visibility": .string(visibility),

@@ -42,6 +42,13 @@ extension SessionLink {
     /// Bytes sealed and not yet let go by a tick.
     private var backlog: Int { composer.sealedByteCount - (shaping?.released ?? 0) }
 
+    /// How many bytes a write on `stream` would take now.
+    func sendableBytes(stream: UInt32) -> Int {
+        let credit = streams.sendCredit(stream)
+        guard let state = shaping else { return credit }
+        return min(credit, max(0, state.profile.backlogLimit - backlog - composer.openPlaintextCount))
+    }
+
     /// How much of a write of `count` bytes may be taken now (all of it when not shaping).
     mutating func shapedAllowance(stream: UInt32, count: Int) -> Int {
         guard let state = shaping else { return count }

@@ -207,6 +207,13 @@ public struct ServerSession {
         try withTransport { (t) throws(USPError) in try t.write(stream: stream, data) } ?? 0
     }
 
+    /// How many bytes a `write` on `stream` would take now (the client's credit, and room under
+    /// shaping): a datagram application writes a whole datagram or none.
+    public func sendableBytes(stream: UInt32) -> Int {
+        guard case .transport(let box) = machine else { return 0 }
+        return box.value.link.sendableBytes(stream: stream)
+    }
+
     /// The application took `count` bytes of `stream`: returns credit to the client when due.
     public mutating func consumed(stream: UInt32, count: Int) throws(USPError) {
         _ = try withTransport { (t) throws(USPError) in try t.consumed(stream: stream, count: count) }

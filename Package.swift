@@ -113,12 +113,14 @@ let package = Package(
         .target(
             name: "USPClient",
             dependencies: [
-                "USPCore", "USPNIO", "USPErrors",
+                "USPCore", "USPNIO", "USPErrors", "CUSPResolv",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        // The system stub resolver (libresolv), for server keys published in DNS.
+        .target(name: "CUSPResolv", linkerSettings: [.linkedLibrary("resolv")]),
         // The client agent (`usp agent`): programs get streams as descriptors from it, never
         // credentials; per-program rate limit and log. See docs/AGENT.md.
         .target(

@@ -14,7 +14,10 @@
 #   5. what shape = "interactive" costs: the bytes per second an idle shaped session puts on the
 #      wire each way, seen by a proxy on the path, and the bulk rate through a shaped application.
 #
-#   sudo bash scripts/bench-daemon.sh [--quick] [--only throughput,rtt,memory,cpu,shaping]
+#   6. UDP: round trip and datagrams per second to a UDP echo service, direct and through
+#      `usp forward --udp` and uspd (`[launch] udp`), loopback.
+#
+#   sudo bash scripts/bench-daemon.sh [--quick] [--only throughput,rtt,memory,cpu,shaping,udp]
 #
 # Needs: a release build (made here), python3, OpenSSH (ssh, sshd, ssh-keygen) for the ssh
 # columns, and root for the namespaces of part 2 (without root, part 2 is skipped). Everything
@@ -26,12 +29,12 @@ ROOT=$(pwd)
 HELP="$ROOT/scripts/bench"
 
 QUICK=0
-ONLY="throughput,rtt,memory,cpu,shaping"
+ONLY="throughput,rtt,memory,cpu,shaping,udp"
 while [[ $# -gt 0 ]]; do
     case $1 in
         --quick) QUICK=1 ;;
         --only) ONLY=$2; shift ;;
-        *) echo "usage: $0 [--quick] [--only throughput,rtt,memory,cpu,shaping]" >&2; exit 2 ;;
+        *) echo "usage: $0 [--quick] [--only throughput,rtt,memory,cpu,shaping,udp]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -124,6 +127,8 @@ EOF
 }
 app sink "tcp = \"127.0.0.1:$SINK_PORT\""
 app echotcp "tcp = \"127.0.0.1:$ECHO_PORT\""
+UDP_ECHO_PORT=17009 UDP_FWD_PORT=17302
+app udpecho "udp = \"127.0.0.1:$UDP_ECHO_PORT\""
 app shapedsink "tcp = \"127.0.0.1:$SINK_PORT\"" 'shape = "interactive"'
 app shapedecho "tcp = \"127.0.0.1:$ECHO_PORT\"" 'shape = "interactive"'
 SERVER_KEY=$("$USPD" uri --data-dir "$DATA" | head -n 1 | sed -E 's|usp://([^@]+)@.*|\1|')
@@ -273,6 +278,33 @@ PY
     stop_uspd
 fi
 
+# ---------------------------------------------------------------- 6. UDP through uspd
+if want udp; then
+    echo "== 6. UDP: 100-byte datagrams to an echo service, direct and through usp forward --udp"
+    python3 "$ROOT/Tests/USPIntegrationTests/Python/udp_echo.py" $UDP_ECHO_PORT >"$WORK/udpecho.log" 2>&1 &
+    PIDS+=($!)
+    start_uspd 127.0.0.1
+    "$USP" forward --udp --home "$CH" --listen "127.0.0.1:$UDP_FWD_PORT" "$URI_LO" udpecho >"$WORK/udpforward.log" 2>&1 &
+    PIDS+=($!); UFWD_PID=$!
+    sleep 1
+    declare -a U_DRTT=() U_FRTT=() U_DRATE=() U_FRATE=() U_FLOST=()
+    for i in $(seq "$RUNS"); do
+        d=$(python3 "$HELP/udp_client.py" "127.0.0.1:$UDP_ECHO_PORT" --rtt 500 --rate 20000 --window 32)
+        f=$(python3 "$HELP/udp_client.py" "127.0.0.1:$UDP_FWD_PORT" --rtt 500 --rate 20000 --window 32)
+        U_DRTT+=("$(echo "$d" | python3 -c 'import json,sys; print(json.load(sys.stdin)["rtt_median_us"])')")
+        U_FRTT+=("$(echo "$f" | python3 -c 'import json,sys; print(json.load(sys.stdin)["rtt_median_us"])')")
+        U_DRATE+=("$(echo "$d" | python3 -c 'import json,sys; print(json.load(sys.stdin)["datagrams_per_s"])')")
+        U_FRATE+=("$(echo "$f" | python3 -c 'import json,sys; print(json.load(sys.stdin)["datagrams_per_s"])')")
+        U_FLOST+=("$(echo "$f" | python3 -c 'import json,sys; print(json.load(sys.stdin)["lost"])')")
+        echo "   run $i: direct $d  through usp $f"
+    done
+    R[udp_rtt_direct]=$(median "${U_DRTT[@]}"); R[udp_rtt_usp]=$(median "${U_FRTT[@]}")
+    R[udp_rate_direct]=$(median "${U_DRATE[@]}"); R[udp_rate_usp]=$(median "${U_FRATE[@]}")
+    echo "   medians: round trip direct ${R[udp_rtt_direct]} us, through usp ${R[udp_rtt_usp]} us; datagrams/s direct ${R[udp_rate_direct]}, through usp ${R[udp_rate_usp]} (lost: ${U_FLOST[*]})"
+    kill "$UFWD_PID" 2>/dev/null
+    stop_uspd
+fi
+
 # ---------------------------------------------------------------- 4. CPU per new session
 if want cpu; then
     echo "== 4. uspd CPU per new session: $CPU_K sequential runs of each kind (clock tick $((1000 / HZ)) ms)"
@@ -415,6 +447,10 @@ if want memory; then
     mk=$([[ -n ${R[mem_rss]:-} ]] && python3 -c "print(f'{${R[mem_rss]}/1024:.1f}')" || echo -)
     pk=$([[ -n ${R[mem_pss]:-} ]] && python3 -c "print(f'{${R[mem_pss]}/1024:.1f}')" || echo -)
     echo "| 3. uspd memory per idle session at $SESSIONS | RSS $mk KiB, private $pk KiB | <= 32 KiB | $(verdict "$mk" '<=32') |"
+fi
+if want udp; then
+    echo "| 6. UDP round trip, direct vs through usp | ${R[udp_rtt_direct]:-?} vs ${R[udp_rtt_usp]:-?} us | - | - |"
+    echo "| 6. UDP datagrams/s (window 32), direct vs through usp | ${R[udp_rate_direct]:-?} vs ${R[udp_rate_usp]:-?} | - | - |"
 fi
 if want shaping; then
     echo "| 5. idle shaped session on the wire (interactive) | ${R[shape_idle_up]:-?} B/s up, ${R[shape_idle_down]:-?} B/s down | = 27300 (546 B / 20 ms) | - |"

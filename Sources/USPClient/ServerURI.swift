@@ -16,6 +16,11 @@ public struct ServerURI: Hashable, Sendable, CustomStringConvertible {
     public var port: UInt16
     /// The pinned server key, if the URI names one.
     public var serverKey: [UInt8]?
+    /// Whether the URI named the port (else an SRV record in DNS may give it).
+    public var portGiven = true
+    /// Where to connect when DNS (SRV) names another host than `host`; `host` still names the
+    /// server in known_servers and messages.
+    public var connectHost: String?
 
     public init(host: String, port: UInt16 = ServerURI.defaultPort, serverKey: [UInt8]? = nil) {
         self.host = host
@@ -77,7 +82,27 @@ public struct ServerURI: Hashable, Sendable, CustomStringConvertible {
             port = p
         }
         self.init(host: String(host).lowercased(), port: port, serverKey: key)
+        portGiven = portText != nil
     }
+
+    /// Two URIs are the same server if host, port and key are (how the port was found is not part of it).
+    public static func == (a: ServerURI, b: ServerURI) -> Bool {
+        a.host == b.host && a.port == b.port && a.serverKey == b.serverKey
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(host)
+        hasher.combine(port)
+        hasher.combine(serverKey)
+    }
+
+    /// `usp://…`, or a bare `host[:port]` (as `usp connect example.org ssh` is typed).
+    public init(parsingLoosely text: String) throws(USPClientError) {
+        try self.init(parsing: text.contains("://") ? text : "usp://" + text)
+    }
+
+    /// Whether `host` is an IP address rather than a name (DNS has nothing to say about it).
+    public var hostIsAddress: Bool { host.contains(":") || host.allSatisfy { $0.isNumber || $0 == "." } }
 
     /// `host:port`, with brackets around an IPv6 address: how known_servers and messages name the server.
     public var hostPort: String {

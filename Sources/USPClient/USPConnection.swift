@@ -23,6 +23,8 @@ public struct USPConnectionOptions: Sendable {
     public var handshakeTimeout: TimeAmount = .seconds(15)
     /// Receive limits and send policy of the session.
     public var session = SessionConfiguration()
+    /// Server keys from DNS when the URI pins none (docs/PROTOCOL.md §15).
+    public var dns = DNSKeyOptions()
     /// Defaults to `MultiThreadedEventLoopGroup.singleton`.
     public var eventLoopGroup: (any EventLoopGroup)?
 
@@ -73,11 +75,11 @@ public final class USPConnection: Sendable {
 
     /// Connects, handshakes, and waits for the menu.
     public static func connect(to server: ServerURI, home: ClientHome, options: USPConnectionOptions = USPConnectionOptions()) async throws -> USPConnection {
-        let plan = try Plan(server: server, home: home, options: options)
+        let plan = try await Plan.make(server: server, home: home, options: options)
         let start = ClientStart(authorizationToken: options.authorizationToken)
         let (core, facts) = try await plan.run(start: start, dedicated: false)
         let recorded = try plan.recordIfNew(facts)
-        return USPConnection(core: core, server: server, facts: facts, recorded: recorded, clientKeyProven: plan.clientKeyProven(facts))
+        return USPConnection(core: core, server: plan.server, facts: facts, recorded: recorded, clientKeyProven: plan.clientKeyProven(facts))
     }
 
     /// Opens a connection dedicated to one application (the proposal's client step 5): the
@@ -110,7 +112,7 @@ public final class USPConnection: Sendable {
 
     private static func dedicated(to server: ServerURI, home: ClientHome, application: ClientStart.Application, authorizationToken: String?,
                                   initialData: [UInt8], options: USPConnectionOptions) async throws -> USPStream {
-        let plan = try Plan(server: server, home: home, options: options)
+        let plan = try await Plan.make(server: server, home: home, options: options)
         let early = min(initialData.count, earlyDataBudget(plan.pattern, application: application, authorizationToken: authorizationToken != nil))
         let start = ClientStart(authorizationToken: authorizationToken, application: application, initialData: Array(initialData.prefix(early)))
         let (core, facts) = try await plan.run(start: start, dedicated: true)
@@ -340,12 +342,32 @@ struct Plan: Sendable {
     let options: USPConnectionOptions
     let known: KnownServers
     let identity: KeyPair?
-    /// The key we expect (pinned in the URI or from known_servers), nil for first contact.
+    /// The key we expect (pinned in the URI, from known_servers or from DNS), nil for first contact.
     let expectedKey: [UInt8]?
     let pinnedInURI: Bool
+    /// The key came from DNS and known_servers does not have it yet.
+    let keyFromDNS: Bool
     let mode: InitiatorHandshake.Mode
 
-    init(server: ServerURI, home: ClientHome, options: USPConnectionOptions) throws {
+    /// Looks the server up in DNS first when the URI pins no key (docs/PROTOCOL.md §15): SRV for
+    /// a port the URI left out, TXT for the key.
+    static func make(server: ServerURI, home: ClientHome, options: USPConnectionOptions) async throws -> Plan {
+        var server = server
+        var published: ServerKeyPublication?
+        if server.serverKey == nil, options.dns.enabled, !server.hostIsAddress {
+            var p = try await ServerKeyLookup.lookup(host: server.host, options: options.dns)
+            // Strict checking (the agent) trusts no new key a forged answer could plant.
+            if options.serverKeyChecking == .strict, !p.authenticated { p.keys = [] }
+            published = p
+            if !server.portGiven, let port = p.port {
+                server.port = port
+                if let target = p.target, target != server.host { server.connectHost = target }
+            }
+        }
+        return try Plan(server: server, home: home, options: options, published: published)
+    }
+
+    init(server: ServerURI, home: ClientHome, options: USPConnectionOptions, published: ServerKeyPublication? = nil) throws {
         self.server = server
         self.home = home
         self.options = options
@@ -358,8 +380,9 @@ struct Plan: Sendable {
             }
             expectedKey = pinned
             pinnedInURI = true
+            keyFromDNS = false
         } else {
-            expectedKey = known.keys(for: hostPort).first
+            (expectedKey, keyFromDNS) = try Self.keyFromDNSAndKnownServers(server: server, known: known, published: published, options: options.dns)
             pinnedInURI = false
         }
         if let key = expectedKey {
@@ -367,6 +390,47 @@ struct Plan: Sendable {
         } else {
             mode = .firstContact(clientStatic: identity ?? KeyText.generate())
         }
+    }
+
+    /// The precedence when the URI pins no key: a key in known_servers must be among the keys DNS
+    /// publishes (else the server's key changed, or the answer is forged: refused, as ssh refuses a
+    /// changed host key); with none known, DNS's first key is used; without DNS keys, known_servers
+    /// or first contact. `--dns-require-dnssec` refuses any DNS answer the resolver did not
+    /// validate, and a server that publishes no key.
+    static func keyFromDNSAndKnownServers(server: ServerURI, known: KnownServers, published: ServerKeyPublication?,
+                                          options: DNSKeyOptions) throws(USPClientError) -> ([UInt8]?, Bool) {
+        let s = server.hostPort
+        let name = ServerKeyPublication.name(for: server.host)
+        let knownKey = known.keys(for: s).first
+        guard let published, !published.keys.isEmpty else {
+            if options.requireDNSSEC {
+                let why = server.hostIsAddress ? "\(server.host) is an address, not a name DNS can vouch for"
+                    : "\(name) has no TXT record \"v=usp1 k=KEY\"" + (published?.unreadable.isEmpty == false ? " that can be read (\(published!.unreadable.joined(separator: "; ")))" : "")
+                throw USPClientError(.serverKeyMismatch, "--dns-require-dnssec: no server key for \(s) from DNS: \(why); put the key in the URI instead (usp://KEY@\(s))")
+            }
+            return (knownKey, false)
+        }
+        if options.requireDNSSEC, !published.authenticated {
+            throw USPClientError(.serverKeyMismatch, """
+                --dns-require-dnssec: the DNS answer for \(name) was not validated (no AD bit): the zone is not signed, or the \
+                resolver\(options.server.map { " \($0.host):\($0.port)" } ?? " in /etc/resolv.conf") does not validate DNSSEC
+                """)
+        }
+        let listed = published.keys.map(Fingerprint.of).joined(separator: ", ")
+        if let revoked = published.keys.first(where: { known.isRevoked($0, for: s) }) {
+            throw USPClientError(.serverKeyRevoked, "DNS publishes a key for \(s) (\(Fingerprint.of(revoked))) that is marked @revoked in \(known.path); do not connect")
+        }
+        if let knownKey {
+            guard published.keys.contains(knownKey) else {
+                throw USPClientError(.serverKeyChanged, """
+                    the server key for \(s) in \(known.path) (\(Fingerprint.of(knownKey))) is not among the keys \(name) publishes in \
+                    DNS (\(listed)): the server's key changed, or the DNS answer is forged\(published.authenticated ? "" : " (it is not DNSSEC-validated)"). \
+                    If the change is expected, remove the old key: usp known-servers remove \(s)
+                    """)
+            }
+            return (knownKey, false)
+        }
+        return (published.keys[0], true)
     }
 
     var pattern: HandshakeLayout.Pattern {
@@ -428,7 +492,7 @@ struct Plan: Sendable {
 
     /// Records a key learned on first contact (XX) in known_servers, per the checking mode.
     func recordIfNew(_ facts: Facts) throws -> Bool {
-        guard facts.pattern == .xx, options.serverKeyChecking != .strict else { return false }
+        guard facts.pattern == .xx || keyFromDNS, options.serverKeyChecking != .strict || keyFromDNS else { return false }
         guard case .unknown = known.verdict(for: server.hostPort, key: facts.serverStatic) else { return false }
         try home.addKnownServer(server.hostPort, key: facts.serverStatic)
         return true
@@ -457,7 +521,7 @@ struct Plan: Sendable {
             }
         if let local { _ = bootstrap.bind(to: local) }
         do {
-            _ = try await bootstrap.connect(host: server.host, port: Int(server.port)).get()
+            _ = try await bootstrap.connect(host: server.connectHost ?? server.host, port: Int(server.port)).get()
         } catch {
             let failure = ErrorText.connect(error, server: server)
             try? await eventLoop.submit { core.abandon(failure) }.get()

@@ -54,6 +54,15 @@ struct ConnectionOptions: ParsableArguments {
     @Flag(name: .long, help: "Do not show the client's key to the server (NK instead of IK).")
     var anonymous = false
 
+    @Flag(name: .long, help: "Do not look the server's key (TXT) and port (SRV) up in DNS at _usp._tcp.HOST.")
+    var noDns = false
+
+    @Flag(name: .long, help: "Accept a server key from DNS only if the resolver validated the answer with DNSSEC (the AD bit); refuse otherwise.")
+    var dnsRequireDnssec = false
+
+    @Option(name: .long, help: ArgumentHelp("Ask this resolver for DNS records instead of the system's (IPv4:PORT or IPv4).", valueName: "ip:port"))
+    var dnsServer: String?
+
     func options() throws -> USPConnectionOptions {
         guard let mode = KnownServers.Mode(text: serverKeyChecking) else {
             throw ValidationError("--server-key-checking must be strict, accept-new or no, not \"\(serverKeyChecking)\"")
@@ -61,6 +70,18 @@ struct ConnectionOptions: ParsableArguments {
         var o = USPConnectionOptions()
         o.serverKeyChecking = mode
         o.anonymous = anonymous
+        o.dns.enabled = !noDns
+        o.dns.requireDNSSEC = dnsRequireDnssec
+        if noDns, dnsRequireDnssec { throw ValidationError("--no-dns and --dns-require-dnssec contradict each other") }
+        if let text = dnsServer {
+            let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+            var address = in_addr()
+            guard parts.count <= 2, inet_pton(AF_INET, String(parts[0]), &address) == 1,
+                  let port = parts.count == 2 ? Int(parts[1]) : 53, (1...65535).contains(port) else {
+                throw ValidationError("--dns-server \(text): expected an IPv4 address with an optional port, as 127.0.0.1:5353")
+            }
+            o.dns.server = (String(parts[0]), port)
+        }
         return o
     }
 }
@@ -82,8 +103,9 @@ func printError(_ line: String) {
     FileHandle.standardError.write(Data("usp: \(line)\n".utf8))
 }
 
+/// `usp://[KEY@]host[:port]`, or a bare `host[:port]`.
 func parseURI(_ text: String) throws -> ServerURI {
-    try ServerURI(parsing: text)
+    try ServerURI(parsingLoosely: text)
 }
 
 // MARK: - Keys

@@ -25,7 +25,7 @@ struct USPD: AsyncParsableCommand {
         FILES: DATA/host_key, DATA/usp.sqlite, DATA/apps.d/*.toml, DATA/uspd.toml.
         """,
         version: "0.3.0",
-        subcommands: [Serve.self, Init.self, User.self, App.self, Audit.self, URI.self],
+        subcommands: [Serve.self, Init.self, User.self, App.self, Audit.self, URI.self, DNSRecords.self],
         defaultSubcommand: Serve.self
     )
 }

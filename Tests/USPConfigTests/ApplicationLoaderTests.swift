@@ -82,6 +82,8 @@ struct ApplicationLoaderTests {
         let relayed = try ApplicationLoader.parse("name = \"x\"\n[launch]\nunix = \"/run/myapp.sock\"\nrelay_free = false\n", path: p)
         #expect(relayed.launch == .unix(path: "/run/myapp.sock", relayFree: false))
         #expect(relayed.shape == .none)
+        let udp = try ApplicationLoader.parse("name = \"x\"\n[launch]\nudp = \"[::1]:53\"\n", path: p)
+        #expect(udp.launch == .udp(host: "::1", port: 53))
         let shaped = try ApplicationLoader.parse("name = \"x\"\nshape = \"interactive\"\n[launch]\nexec = [\"/bin/sh\"]\n", path: p)
         #expect(shaped.shape == .interactive)
     }
@@ -144,13 +146,13 @@ struct ApplicationLoaderTests {
         #expect(configError { try ApplicationLoader.parse("[launch]\ntcp = \"127.0.0.1:22\"\n", path: p) }?.description
                 == "\(p): missing required key \"name\"")
         #expect(configError { try ApplicationLoader.parse("name = \"x\"\n", path: p) }?.description
-                == "\(p): missing required table [launch] with exec = [\"/path/to/program\", …], tcp = \"host:port\" or unix = \"/path/to/socket\"")
+                == "\(p): missing required table [launch] with exec = [\"/path/to/program\", …], tcp = \"host:port\", udp = \"ip:port\" or unix = \"/path/to/socket\"")
         #expect(configError { try ApplicationLoader.parse("", path: p) }?.code == .missingKey)
     }
 
     @Test(arguments: [
         // Launch
-        ("[launch]\n", "2:1: [launch] needs exec = [\"/path/to/program\", …], tcp = \"host:port\" or unix = \"/path/to/socket\""),
+        ("[launch]\n", "2:1: [launch] needs exec = [\"/path/to/program\", …], tcp = \"host:port\", udp = \"ip:port\" or unix = \"/path/to/socket\""),
         ("[launch]\ntcp = \"127.0.0.1:22\"\nexec = [\"/bin/cat\"]\n", "4:1: [launch] has both \"tcp\" and \"exec\"; an application is launched one way"),
         ("[launch]\nexec = [\"/bin/cat\"]\ntcp = \"127.0.0.1:22\"\n", "4:1: [launch] has both \"exec\" and \"tcp\"; an application is launched one way"),
         ("[launch]\nexec = []\n", "3:8: launch.exec is empty: it needs at least the program"),
@@ -175,6 +177,10 @@ struct ApplicationLoaderTests {
         ("[launch]\nexec = [\"/bin/cat\"]\nstream = \"fd4\"\n", "4:10: launch.stream must be \"stdio\" or \"fd3\", got \"fd4\""),
         ("launch = { tcp = \"127.0.0.1:22\", port = 22 }\n", "2:34: unknown key \"port\" in [launch]"),
         ("launch.tcp = \"127.0.0.1:99999\"\n", "2:14: launch.tcp: \"127.0.0.1:99999\": the port must be 1…65535, got 99999"),
+        // UDP
+        ("[launch]\nudp = \"dns.example:53\"\n", "3:7: launch.udp: \"dns.example\" must be an IP address: a UDP target is not looked up by name"),
+        ("[launch]\nudp = \"127.0.0.1\"\n", "3:7: launch.udp: \"127.0.0.1\": expected host:port, for example 127.0.0.1:7300 or [::1]:7300"),
+        ("[launch]\nudp = \"127.0.0.1:53\"\nrelay_free = true\n", "4:1: launch.relay_free applies to unix, not to udp"),
         // Shaping
         ("shape = \"bulk\"\n[launch]\ntcp = \"127.0.0.1:22\"\n", "2:9: shape must be \"none\" or \"interactive\", got \"bulk\""),
         ("shape = 1\n[launch]\ntcp = \"127.0.0.1:22\"\n", "2:9: shape must be a string, not an integer"),

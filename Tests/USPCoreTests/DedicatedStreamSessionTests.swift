@@ -124,7 +124,7 @@ import USPTestSupport
         var pair = try Self.dedicated()
         try pair.clientWrite(1, Array("once".utf8))
         // The last record the client sent before the hand-off, sent again after it.
-        let replay = Array(pair.toServerWire.suffix(64 + RecordLayout.overhead))  // one 64-byte bucket
+        let replay = Array(pair.toServerWire.suffix(96 + RecordLayout.overhead))  // one 96-byte bucket
         var handedOff = try RelayFreePair(from: pair)
         handedOff.deliverToApp(replay)
         #expect(handedOff.appSeen.last == .closed(.recordReplayed))

@@ -46,7 +46,8 @@ import USPTestSupport
         let wire2 = try Self.clientSends(&pair, stream, second)
         pair.server.receive(wire2, now: pair.now, delegate: pair.policy, into: &more)
         #expect(Array(kept) == first[0])
-        #expect(more.compactMap { if case .streamData(_, let d) = $0 { Array(d) } else { nil } } == second)
+        // (Bucket padding may carry the 1500 bytes in two records: two data actions.)
+        #expect(more.compactMap { if case .streamData(_, let d) = $0 { Array(d) } else { nil } }.flatMap { $0 } == second[0])
         actions.removeAll()
         #expect(actions.isEmpty && actions.lent.isEmpty)
     }

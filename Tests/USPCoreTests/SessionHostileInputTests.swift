@@ -13,9 +13,9 @@ import USPTestSupport
         let a = pair.server.drainOutbound { Array($0) }
         _ = try Array("second".utf8).withUnsafeBytes { try pair.server.write(stream: 1, $0) }
         let b = pair.server.drainOutbound { Array($0) }
-        // Each is one record, padded to the smallest bucket (64 bytes of plaintext).
-        #expect(a.count == 64 + RecordLayout.overhead)
-        #expect(b.count == 64 + RecordLayout.overhead)
+        // Each is one record, padded to the smallest bucket (96 bytes of plaintext).
+        #expect(a.count == 96 + RecordLayout.overhead)
+        #expect(b.count == 96 + RecordLayout.overhead)
         return (pair, a, b)
     }
 

@@ -378,7 +378,7 @@ import USPTestSupport
         let records = try pair.serverRecords()
         #expect(records.count >= 10)
         #expect(records.allSatisfy { $0.length == 1024 })
-        #expect(wire.count == records.count * (1024 + RecordLayout.overhead))
+        #expect(wire.count == records.count * (1024 + RecordLayout.overhead), "every record is 1024 bytes, under fixed(1024)")
         #expect(pair.clientData[stream] == [1, 10, 1017, 1018, 3000].flatMap { Array(payload[0..<$0]) })
         #expect(pair.clientSeen.last == .closed(.shuttingDown))
         // The client, on the default buckets, sends records of more than one size.

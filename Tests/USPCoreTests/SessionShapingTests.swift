@@ -114,9 +114,9 @@ import USPTestSupport
         #expect(pair.clientData[1]?.count == 3000)
         #expect(pair.clientSeen.last == .shaping(nil))
         #expect(pair.client.shaping == nil && pair.server.shaping == nil)
-        // Back to buckets: a one-byte write is one 64-byte record, sent at once.
+        // Back to buckets: a one-byte write is one 96-byte record, sent at once.
         _ = try pair.clientWrite(1, [7])
-        #expect(try pair.clientRecords().last?.length == 64)
+        #expect(try pair.clientRecords().last?.length == 96)
     }
 
     @Test func closingDoesNotWaitForATick() throws {

@@ -94,10 +94,10 @@ import Testing
         for d in 0..<2 {
             #expect(abs(rates[0][d] - rates[1][d]) / rates[1][d] < 0.25, "typing \(rates[0]) against bulk \(rates[1])")
         }
-        // The control: without shaping, a keystroke is a 98-byte record each way, and the line is
-        // quiet between keystrokes.
+        // The control: without shaping, a keystroke is a 130-byte record each way, and the line
+        // is quiet between keystrokes.
         let plain = captures[2].window(0.8, 2.8)
-        #expect(plain.up.contains { $0.1 == 64 + 34 } && plain.down.contains { $0.1 == 64 + 34 }, "\(plain.up.prefix(5))")
+        #expect(plain.up.contains { $0.1 == 96 + 34 } && plain.down.contains { $0.1 == 96 + 34 }, "\(plain.up.prefix(5))")
         #expect(Self.rate(plain.down, over: 2) < 15)
         lines.append(String(format: "typing, not shaped: %.1f reads/s up, sizes %@", Double(plain.up.count) / 2,
                             Set(plain.up.map(\.1)).sorted().description))

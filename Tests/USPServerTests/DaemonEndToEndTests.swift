@@ -344,8 +344,8 @@ struct DaemonEndToEndTests {
                     replies[success]!.insert(client.bytesReceived - received)
                 }
             }
-            #expect(requests == [1024 + RecordLayout.overhead], "every login is one 1024-byte record: \(requests)")
-            #expect(replies[true] == [1024 + RecordLayout.overhead] && replies[false] == replies[true], "\(replies)")
+            #expect(requests == [PaddingPolicy.messageFloor + RecordLayout.overhead], "every login is one 1056-byte record: \(requests)")
+            #expect(replies[true] == [PaddingPolicy.messageFloor + RecordLayout.overhead] && replies[false] == replies[true], "\(replies)")
             let ks = KolmogorovSmirnov.test(times[true]!, times[false]!)
             let median = { (xs: [Double]) in xs.sorted()[xs.count / 2] }
             print(String(format: "login reply times: success median %.3f s, failure median %.3f s, D=%.3f p=%.3g",

@@ -31,8 +31,11 @@ public enum PaddingPolicy: Hashable, Sendable {
     /// across one (see `dataChunk`), which keeps bulk transfers within a few percent.
     case buckets
 
-    public static let bucketSizes = [64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768]
-    public static let messageFloor = 1024
+    /// Powers of two plus 32: room for the frame header (7 bytes) and a REKEY frame (3) beside a
+    /// payload of a power of two, so a 4 KiB or 16 KiB write, as programs make them, fills one
+    /// record instead of spilling a few bytes into another.
+    public static let bucketSizes = [96, 160, 288, 544, 1056, 2080, 4128, 8224, 16416, 32800]
+    public static let messageFloor = 1056
 
     /// The smallest bucket that holds `length`, or `max`.
     static func bucket(holding length: Int, max: Int) -> Int {
@@ -62,9 +65,9 @@ public enum PaddingPolicy: Hashable, Sendable {
 
     /// How many of `available` data bytes to put in the open record, which holds `open` bytes of
     /// frames and has room for `room` more data bytes after a DATA header of `header` bytes. Under
-    /// `.buckets` a record that would spill a little over a bucket is cut at that bucket instead
-    /// of being padded to the next one: the rest opens the next record. The other policies take
-    /// all that fits.
+    /// `.buckets` a record that would spill over a bucket is cut at that bucket when the spill's
+    /// own record (its bucket, tag and header) costs fewer bytes than padding to the next bucket:
+    /// the rest opens the next record. The other policies take all that fits.
     public func dataChunk(open: Int, header: Int, available: Int, room: Int, max: Int) -> Int {
         let n = Swift.min(available, room)
         guard case .buckets = self, n > 0 else { return n }
@@ -73,11 +76,18 @@ public enum PaddingPolicy: Hashable, Sendable {
         guard padded > frames else { return n }
         // The largest bucket below, if it still leaves this record a data byte.
         guard let lower = Self.bucketSizes.last(where: { $0 < frames && $0 > open + header }) else { return n }
-        // Cut when padding would cost more than the rest's own record (its header, tag and DATA
-        // header, and a small bucket of its own).
-        let waste = padded - frames
-        let spill = frames - lower
-        return waste > spill + RecordLayout.overhead + header + 64 ? lower - open - header : n
+        // Wire bytes either way: this record padded to the next bucket, or cut at the lower one
+        // plus the best the spill can do in records of its own (cut again the same way).
+        let cut = lower + RecordLayout.overhead + Self.wireCost(frames: frames - lower + header, header: header, max: max)
+        return cut < padded + RecordLayout.overhead ? lower - open - header : n
+    }
+
+    /// The fewest wire bytes that `frames` bytes of one DATA frame (its header included) take in
+    /// bucket records, cut at buckets where that is cheaper. At most eleven levels deep.
+    static func wireCost(frames: Int, header: Int, max: Int) -> Int {
+        let whole = bucket(holding: frames, max: max) + RecordLayout.overhead
+        guard frames > header + 1, let lower = bucketSizes.last(where: { $0 < frames && $0 > header }) else { return whole }
+        return Swift.min(whole, lower + RecordLayout.overhead + wireCost(frames: frames - lower + header, header: header, max: max))
     }
 
     /// The most frame bytes one record may hold under this policy.

@@ -66,9 +66,9 @@ struct SessionLink: Sendable {
         while offset < total {
             if composer.roomInOpenRecord < Frame.dataHeaderLength + 1 { try composer.flush() }
             try composer.reserve(Frame.dataHeaderLength + 1)
+            let room = composer.roomInOpenRecord - Frame.dataHeaderLength
             let n = composer.padding.dataChunk(open: composer.openPlaintextCount, header: Frame.dataHeaderLength,
-                                               available: total - offset, room: composer.roomInOpenRecord - Frame.dataHeaderLength,
-                                               max: composer.sealer.maxPlaintext)
+                                               available: total - offset, room: room, max: composer.sealer.maxPlaintext)
             let chunk = UnsafeRawBufferPointer(rebasing: data[offset..<offset + n])
             composer.withWriter { w in
                 FrameWriter.writeDataHeader(stream: localID, count: n, into: &w)
@@ -76,6 +76,8 @@ struct SessionLink: Sendable {
             }
             streams.consumeSendCredit(localID, n)
             offset += n
+            // Cut at a bucket: this record ends here, full, and the rest opens the next one.
+            if n < min(total - offset + n, room) { try composer.flush() }
         }
         return total
     }

@@ -137,7 +137,8 @@ URI_NS="usp://$SERVER_KEY@$ADDR_S:$USP_PORT"
 
 # A client home with an identity key registered with uspd (user "bench", noise_static login).
 CH="$WORK/client"
-PUB=$("$USP" keygen --home "$CH" 2>/dev/null | grep -Eo '[A-Za-z0-9_-]{43}' | head -n 1)
+PUB=$("$USP" keygen --home "$CH" 2>"$WORK/keygen.err" | grep -Eo '[A-Za-z0-9_-]{43}' | head -n 1)
+[[ -n $PUB ]] || { echo "usp keygen gave no key:"; cat "$WORK/keygen.err"; exit 1; }
 "$USPD" user add bench --key "$PUB" --data-dir "$DATA" >"$WORK/useradd.log" 2>&1 || { cat "$WORK/useradd.log"; exit 1; }
 
 UPID=""
@@ -261,9 +262,11 @@ if want shaping; then
     head -c 262144 /dev/zero | "$USP" connect --home "$CH" "$URI_PROXY" shapedsink >/dev/null 2>"$WORK/shaped-bulk.err"
     t1=$(date +%s.%N)
     kill "$PROXY_PID" 2>/dev/null; wait "$PROXY_PID" 2>/dev/null
+    for f in shaped-idle shaped-bulk; do [[ -s $WORK/$f.err ]] && sed "s/^/   $f: /" "$WORK/$f.err"; done
     read -r R[shape_idle_up] R[shape_idle_down] R[shape_bulk_mbs] < <(python3 - "$WORK/capture.json" "$t0" "$t1" <<'PY'
 import json, sys
-caps = json.load(open(sys.argv[1]))
+# (wait_port's probe is a connection too, with no bytes: left out)
+caps = [c for c in json.load(open(sys.argv[1])) if c["up"] and c["down"]]
 idle = caps[0]
 def rate(reads, a, b):
     return sum(n for t, n in reads if a <= t <= b) / (b - a)

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import Synchronization
 import USPCore
 
 /// `usp forward --udp`: a local UDP port for an application launched with `[launch] udp`.
@@ -20,14 +21,14 @@ public final class UDPForwarder: Sendable {
     public let localAddress: SocketAddress
     private let channel: any Channel
     private let table: FlowTable
-    private let incoming: AsyncStream<AddressedEnvelope<ByteBuffer>>
+    private let incoming: AsyncStream<[AddressedEnvelope<ByteBuffer>]>
 
     /// Binds `host:port` (UDP; port 0 picks one: see `localAddress`).
     public init(listenHost: String, listenPort: Int, server: ServerURI, home: ClientHome, application: String,
                 textFields: [String: String] = [:], options: USPConnectionOptions = USPConnectionOptions(),
                 idleTimeout: Double = 60, queueLimit: Int = 64) async throws {
         let group = options.eventLoopGroup ?? MultiThreadedEventLoopGroup.singleton
-        let (incoming, sink) = AsyncStream<AddressedEnvelope<ByteBuffer>>.makeStream(bufferingPolicy: .bufferingOldest(4096))
+        let (incoming, sink) = AsyncStream<[AddressedEnvelope<ByteBuffer>]>.makeStream(bufferingPolicy: .bufferingOldest(1024))
         do {
             channel = try await DatagramBootstrap(group: group)
                 .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
@@ -59,8 +60,8 @@ public final class UDPForwarder: Sendable {
             }
         }
         defer { sweep.cancel() }
-        for await envelope in incoming {
-            await table.datagram(envelope.data, from: envelope.remoteAddress)
+        for await batch in incoming {
+            await table.datagrams(batch)
         }
         await table.closeAll()
     }
@@ -74,14 +75,22 @@ public final class UDPForwarder: Sendable {
         get async { await table.counters }
     }
 
-    /// Local datagrams into the forwarder's queue (dropped beyond 4096 waiting).
-    private final class LocalSide: ChannelInboundHandler, Sendable {
+    /// Local datagrams into the forwarder, one batch per read burst (at most 1024 batches wait;
+    /// beyond that they are dropped).
+    private final class LocalSide: ChannelInboundHandler {
         typealias InboundIn = AddressedEnvelope<ByteBuffer>
-        let sink: AsyncStream<AddressedEnvelope<ByteBuffer>>.Continuation
-        init(sink: AsyncStream<AddressedEnvelope<ByteBuffer>>.Continuation) { self.sink = sink }
+        let sink: AsyncStream<[AddressedEnvelope<ByteBuffer>]>.Continuation
+        private var batch: [AddressedEnvelope<ByteBuffer>] = []
+        init(sink: AsyncStream<[AddressedEnvelope<ByteBuffer>]>.Continuation) { self.sink = sink }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            sink.yield(unwrapInboundIn(data))
+            batch.append(unwrapInboundIn(data))
+        }
+
+        func channelReadComplete(context: ChannelHandlerContext) {
+            guard !batch.isEmpty else { return }
+            sink.yield(batch)
+            batch = []
         }
 
         func channelInactive(context: ChannelHandlerContext) {
@@ -96,9 +105,61 @@ public final class UDPForwarder: Sendable {
 }
 
 /// The flows of a `UDPForwarder` and the session they share.
+/// A flow's datagrams on their way to the server: at most `limit` wait, more are dropped; the
+/// writer takes all that wait at once.
+final class DatagramQueue: Sendable {
+    private struct State {
+        var items: [[UInt8]] = []
+        var waiter: CheckedContinuation<[[UInt8]]?, Never>?
+        var finished = false
+    }
+
+    let limit: Int
+    private let state = Mutex(State())
+
+    init(limit: Int) { self.limit = limit }
+
+    /// Queues `datagram`; false if it was dropped (the queue is full or finished).
+    func push(_ datagram: [UInt8]) -> Bool {
+        let (accepted, handOver) = state.withLock { s -> (Bool, (CheckedContinuation<[[UInt8]]?, Never>, [[UInt8]])?) in
+            guard !s.finished, s.items.count < limit else { return (false, nil) }
+            s.items.append(datagram)
+            guard let waiter = s.waiter else { return (true, nil) }
+            s.waiter = nil
+            defer { s.items = [] }
+            return (true, (waiter, s.items))
+        }
+        if let (waiter, items) = handOver { waiter.resume(returning: items) }
+        return accepted
+    }
+
+    /// Ends the queue: the writer gets what waits, then nil.
+    func finish() {
+        let waiter = state.withLock { s -> CheckedContinuation<[[UInt8]]?, Never>? in
+            s.finished = true
+            defer { s.waiter = nil }
+            return s.items.isEmpty ? s.waiter : nil
+        }
+        waiter?.resume(returning: nil)
+    }
+
+    /// Everything waiting (at least one datagram), or nil once finished and empty.
+    func next() async -> [[UInt8]]? {
+        await withCheckedContinuation { (c: CheckedContinuation<[[UInt8]]?, Never>) in
+            let ready = state.withLock { s -> [[UInt8]]?? in
+                if !s.items.isEmpty { defer { s.items = [] }; return .some(s.items) }
+                if s.finished { return .some(nil) }
+                s.waiter = c
+                return .none
+            }
+            if let ready { c.resume(returning: ready) }
+        }
+    }
+}
+
 actor FlowTable {
     struct Flow {
-        let queue: AsyncStream<[UInt8]>.Continuation
+        let queue: DatagramQueue
         var lastActivity: ContinuousClock.Instant
     }
 
@@ -129,26 +190,31 @@ actor FlowTable {
 
     func setErrorHandler(_ handler: @escaping @Sendable (USPClientError) -> Void) { onError = handler }
 
-    /// A datagram from a local client: into its flow's queue (a new flow for a new address).
-    func datagram(_ data: ByteBuffer, from address: SocketAddress) {
-        guard data.readableBytes <= DatagramFraming.maxPayload else { counters.dropped += 1; return }
-        if flows[address] == nil { openFlow(address) }
-        flows[address]!.lastActivity = .now
-        switch flows[address]!.queue.yield(Array(data.readableBytesView)) {
-        case .dropped: counters.dropped += 1
-        default: counters.datagramsOut += 1
+    /// Datagrams from local clients: each into its flow's queue (a new flow for a new address).
+    func datagrams(_ batch: [AddressedEnvelope<ByteBuffer>]) {
+        let now = ContinuousClock.now
+        for envelope in batch {
+            let address = envelope.remoteAddress
+            guard envelope.data.readableBytes <= DatagramFraming.maxPayload else { counters.dropped += 1; continue }
+            if flows[address] == nil { openFlow(address) }
+            flows[address]!.lastActivity = now
+            if flows[address]!.queue.push(Array(envelope.data.readableBytesView)) {
+                counters.datagramsOut += 1
+            } else {
+                counters.dropped += 1
+            }
         }
     }
 
     private func openFlow(_ address: SocketAddress) {
-        let (queue, continuation) = AsyncStream<[UInt8]>.makeStream(bufferingPolicy: .bufferingOldest(queueLimit))
-        flows[address] = Flow(queue: continuation, lastActivity: .now)
+        let queue = DatagramQueue(limit: queueLimit)
+        flows[address] = Flow(queue: queue, lastActivity: .now)
         counters.flowsOpened += 1
         Task { await self.carry(address, queue) }
     }
 
     /// One flow's life: a stream, its datagrams out, the answers back to `address`.
-    private func carry(_ address: SocketAddress, _ queue: AsyncStream<[UInt8]>) async {
+    private func carry(_ address: SocketAddress, _ queue: DatagramQueue) async {
         do {
             let stream = try await openStream()
             let channel = self.channel
@@ -166,10 +232,12 @@ actor FlowTable {
                     self.received(replies.count, for: address)
                 }
             }
+            // Every datagram waiting goes in one write: as few records and event-loop hops as the
+            // bytes need.
             var framed: [UInt8] = []
-            for await payload in queue {
+            while let payloads = await queue.next() {
                 framed.removeAll(keepingCapacity: true)
-                payload.withUnsafeBytes { DatagramFraming.append($0, to: &framed) }
+                for payload in payloads { payload.withUnsafeBytes { DatagramFraming.append($0, to: &framed) } }
                 try await stream.write(framed)
             }
             // Idle, or the forwarder is closing: FIN, then let the answers already under way in.
@@ -180,7 +248,8 @@ actor FlowTable {
         } catch {
             flowFailed(address, USPClientError(.connectionLost, "UDP flow from \(address): \(error)"))
         }
-        if flows[address] != nil { flows[address]!.queue.finish(); flows[address] = nil }
+        queue.finish()
+        if flows[address]?.queue === queue { flows[address] = nil }
     }
 
     private func received(_ count: Int, for address: SocketAddress) {

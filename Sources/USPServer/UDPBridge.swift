@@ -94,16 +94,34 @@ final class UDPBridge: ServerStreamApplication {
 
     // MARK: service → client
 
+    /// The service's datagrams of one read burst, framed, sent together at its end.
+    private var replies = ByteBuffer()
+    private var replyEnds: [Int] = []
+
     fileprivate func serviceSent(_ envelope: AddressedEnvelope<ByteBuffer>) {
         guard !closed, envelope.remoteAddress == target else { return }
         let payload = envelope.data
-        let framed = DatagramFraming.framedLength(payload.readableBytes)
-        guard payload.readableBytes <= DatagramFraming.maxPayload, port.sendableBytes >= framed else { dropped += 1; return }
-        var buffer = ByteBufferAllocator().buffer(capacity: framed)
-        buffer.writeInteger(UInt16(payload.readableBytes))
-        buffer.writeImmutableBuffer(payload)
-        port.write(&buffer)
-        fromService += 1
+        guard payload.readableBytes <= DatagramFraming.maxPayload else { dropped += 1; return }
+        replies.writeInteger(UInt16(payload.readableBytes))
+        replies.writeImmutableBuffer(payload)
+        replyEnds.append(replies.writerIndex)
+    }
+
+    /// Sends the whole datagrams the client's credit allows (one write: as few records as the
+    /// bytes need) and drops the rest.
+    fileprivate func serviceReadEnded() {
+        guard !closed, !replyEnds.isEmpty else { return }
+        let room = port.sendableBytes
+        let fit = replyEnds.lastIndex { $0 <= room }.map { replyEnds[$0] } ?? 0
+        let sent = replyEnds.filter { $0 <= fit }.count
+        dropped += replyEnds.count - sent
+        fromService += sent
+        if fit > 0 {
+            var buffer = replies.getSlice(at: replies.readerIndex, length: fit)!
+            port.write(&buffer)
+        }
+        replies.clear()
+        replyEnds.removeAll(keepingCapacity: true)
     }
 
     func writable() {}
@@ -132,6 +150,10 @@ final class UDPBridge: ServerStreamApplication {
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             bridge.serviceSent(unwrapInboundIn(data))
+        }
+
+        func channelReadComplete(context: ChannelHandlerContext) {
+            bridge.serviceReadEnded()
         }
 
         func errorCaught(context: ChannelHandlerContext, error: any Error) {

@@ -239,53 +239,15 @@ public enum StdioBridge {
     }
 }
 
-/// Keeps one menu connection (with the saved login) to get a fresh application token for each
-/// dedicated connection, reconnecting once if the menu connection has died.
-public actor ApplicationTokenSource {
-    public let server: ServerURI
-    public let home: ClientHome
-    public let application: String
-    public let fields: [String: String]
-    public let options: USPConnectionOptions
-    private var connection: USPConnection?
-
-    public init(server: ServerURI, home: ClientHome, application: String, fields: [String: String], options: USPConnectionOptions) {
-        self.server = server
-        self.home = home
-        self.application = application
-        self.fields = fields
-        self.options = options
-    }
-
-    public func token() async throws -> String {
-        if let c = connection {
-            do {
-                return try await c.requestApplication(name: application, textFields: fields)
-            } catch let e as USPClientError where e.code == .connectionLost {
-                connection = nil
-            }
-        }
-        let c = try await USPConnection.connect(to: server, home: home, options: options)
-        connection = c
-        return try await c.requestApplication(name: application, textFields: fields)
-    }
-
-    public func close() async {
-        await connection?.close()
-        connection = nil
-    }
-}
-
-/// `usp forward`: a local TCP port for unmodified clients. Each local connection gets its own
-/// dedicated USP connection, opened with a fresh application token, and bytes are copied both
-/// ways with half-close (a local FIN becomes a stream FIN and the reverse).
+/// `usp forward`: a local TCP port for unmodified clients, as `ssh -L` gives. Every local
+/// connection is a stream on one USP session (`ForwardSession`, reconnected when lost), and
+/// bytes are copied both ways with half-close (a local FIN becomes a stream FIN and the reverse).
+/// Through the client agent each local connection gets a stream from the agent instead.
 public final class USPForwarder: Sendable {
     /// How each dedicated connection begins its application session.
     public enum Begin: Sendable {
-        /// By name, with `options.authorizationToken` (a saved login) selecting the menu.
-        case byName(String, request: [String: JSONValue])
-        /// With a fresh application token from a menu connection.
-        case tokens(ApplicationTokenSource)
+        /// A stream on the forward's own session.
+        case session(ForwardSession)
         /// Through the client agent (`usp agent`): the closure returns a connected stream socket
         /// whose other end the agent relays to the application; it is relayed as it is.
         case descriptor(@Sendable () async throws -> CInt)
@@ -297,12 +259,6 @@ public final class USPForwarder: Sendable {
     private let server: ServerURI
     private let home: ClientHome
     private let options: USPConnectionOptions
-
-    /// Binds `host:port` (port 0 picks one; see `localAddress`).
-    public convenience init(listenHost: String, listenPort: Int, server: ServerURI, home: ClientHome, tokens: ApplicationTokenSource,
-                            options: USPConnectionOptions = USPConnectionOptions()) async throws {
-        try await self.init(listenHost: listenHost, listenPort: listenPort, server: server, home: home, begin: .tokens(tokens), options: options)
-    }
 
     /// Binds `host:port` (port 0 picks one; see `localAddress`).
     public init(listenHost: String, listenPort: Int, server: ServerURI, home: ClientHome, begin: Begin,
@@ -359,17 +315,11 @@ public final class USPForwarder: Sendable {
 
     static func serve(_ local: NIOAsyncChannel<ByteBuffer, ByteBuffer>, server: ServerURI, home: ClientHome,
                       options: USPConnectionOptions, begin: Begin) async throws {
-        // The USP connection lives on the local connection's event loop: both channels' I/O then
-        // happens on one thread, without a wake-up of another loop per chunk.
-        var options = options
-        options.eventLoopGroup = local.channel.eventLoop
         try await local.executeThenClose { inbound, outbound in
             let stream: USPStream
             switch begin {
-            case .byName(let name, let request):
-                stream = try await USPConnection.connectDedicated(to: server, home: home, application: name, request: request, options: options)
-            case .tokens(let tokens):
-                stream = try await USPConnection.connectDedicated(to: server, home: home, token: try await tokens.token(), options: options)
+            case .session(let session):
+                stream = try await session.openStream()
             case .descriptor(let open):
                 let other = try await StreamRelay.channel(adopting: try await open(), on: local.channel.eventLoop)
                 try await other.executeThenClose { otherInbound, otherOutbound in

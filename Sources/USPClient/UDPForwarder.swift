@@ -171,7 +171,7 @@ actor FlowTable {
     let options: USPConnectionOptions
     nonisolated let idleTimeout: Double
     let queueLimit: Int
-    private var connection: Task<USPConnection, any Error>?
+    let session: ForwardSession
     private var flows: [SocketAddress: Flow] = [:]
     private(set) var counters = UDPForwarder.Counters()
     private var onError: @Sendable (USPClientError) -> Void = { _ in }
@@ -186,6 +186,7 @@ actor FlowTable {
         self.options = options
         self.idleTimeout = idleTimeout
         self.queueLimit = queueLimit
+        session = ForwardSession(server: server, home: home, application: application, textFields: textFields, options: options)
     }
 
     func setErrorHandler(_ handler: @escaping @Sendable (USPClientError) -> Void) { onError = handler }
@@ -216,7 +217,7 @@ actor FlowTable {
     /// One flow's life: a stream, its datagrams out, the answers back to `address`.
     private func carry(_ address: SocketAddress, _ queue: DatagramQueue) async {
         do {
-            let stream = try await openStream()
+            let stream = try await session.openStream()
             let channel = self.channel
             let reader = Task {
                 var reassembler = DatagramReassembler()
@@ -259,36 +260,6 @@ actor FlowTable {
 
     private func flowFailed(_ address: SocketAddress, _ error: USPClientError) {
         onError(error)
-        // The session may be gone: the next flow connects again.
-        if error.code == .connectionLost || error.code == .unreachable || error.code == .handshakeRejected { connection = nil }
-    }
-
-    /// The shared session, connected on first use and after it was lost.
-    private func session() async throws -> USPConnection {
-        if let connection { return try await connection.value }
-        let (server, home, options) = (self.server, self.home, self.options)
-        let task = Task {
-            try await USPConnection.connectForMenu(to: server, home: home, options: options, useSavedLogin: !options.anonymous, notice: { _ in })
-        }
-        connection = task
-        do {
-            return try await task.value
-        } catch {
-            connection = nil
-            throw error
-        }
-    }
-
-    private func openStream() async throws -> USPStream {
-        let c = try await session()
-        do {
-            let token = textFields.isEmpty ? try await c.requestApplication(name: application)
-                                           : try await c.requestApplication(name: application, textFields: textFields)
-            return try await c.openStream(token: token)
-        } catch let e as USPClientError where e.code == .connectionLost {
-            connection = nil
-            throw e
-        }
     }
 
     func closeIdleFlows() {
@@ -302,6 +273,6 @@ actor FlowTable {
     func closeAll() async {
         for flow in flows.values { flow.queue.finish() }
         flows = [:]
-        if let connection, let c = try? await connection.value { await c.close() }
+        await session.close()
     }
 }

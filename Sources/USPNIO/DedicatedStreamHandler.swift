@@ -199,7 +199,7 @@ public final class DedicatedStreamHandler: ChannelDuplexHandler {
     private func writeOut() {
         guard let context, session.outboundByteCount > 0 else { return }
         var buffer = context.channel.allocator.buffer(capacity: session.outboundByteCount)
-        session.drainOutbound { buffer.writeBytes($0) }
+        _ = session.drainOutbound { buffer.writeBytes($0) }
         lastWrite = context.writeAndFlush(wrapOutboundOut(buffer))
     }
 

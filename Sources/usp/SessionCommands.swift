@@ -211,7 +211,7 @@ struct Connect: AsyncParsableCommand {
 
 struct Forward: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Forward a local TCP port to an application, one USP connection per local connection; with --udp, a local UDP port to a UDP application.",
+        abstract: "Forward a local TCP port to an application, a stream per local connection on one USP session; with --udp, a local UDP port to a UDP application.",
         discussion: "With --udp every local client (address and port) is a flow with a stream of its own on one USP session; a flow's datagrams wait in a queue of --udp-queue at most (more are dropped, never waited for), and a flow quiet for --udp-idle seconds ends.")
     @OptionGroup var global: GlobalOptions
     @OptionGroup var connection: ConnectionOptions
@@ -287,18 +287,11 @@ struct Forward: AsyncParsableCommand {
                 try await forwarder.run { error in printError("forward: \(error.message)") }
                 return
             }
-            var o = options
-            // Check the application and the login now, not at the first local connection.
-            let first = try await USPConnection.connectForMenu(to: server, home: home, options: options, notice: printError)
-            _ = try await first.requestApplication(name: application, textFields: textFields)
-            await first.close()
-            o.authorizationToken = try home.loadLogin(for: server)?.token
-            // Without fields each local connection begins by name (one round trip after TCP);
-            // fields need the menu's types, so a menu connection fetches a token for each.
-            let begin: USPForwarder.Begin = textFields.isEmpty
-                ? .byName(application, request: [:])
-                : .tokens(ApplicationTokenSource(server: server, home: home, application: application, fields: textFields, options: o))
-            let forwarder = try await USPForwarder(listenHost: host, listenPort: port, server: server, home: home, begin: begin, options: o)
+            // One session for every local connection; checked now (server, login, application),
+            // not at the first local connection.
+            let session = ForwardSession(server: server, home: home, application: application, textFields: textFields, options: options)
+            try await session.check()
+            let forwarder = try await USPForwarder(listenHost: host, listenPort: port, server: server, home: home, begin: .session(session), options: options)
             printError("forwarding \(forwarder.localAddress.ipAddress ?? host):\(forwarder.localAddress.port ?? port) to \(application) on \(server.hostPort)")
             try await forwarder.run { error in printError("forward: \(error.message)") }
         }

@@ -32,7 +32,7 @@ struct USPD: AsyncParsableCommand {
 
 /// Options every subcommand takes.
 struct HomeOptions: ParsableArguments {
-    @Option(name: .customLong("data-dir"), help: "The data directory (default: $USP_HOME, $STATE_DIRECTORY, or ./usp-data).")
+    @Option(name: .customLong("data-dir"), help: "The data directory (default: $USPD_DATA_DIR, $STATE_DIRECTORY, or ./usp-data; never the client's $USP_HOME).")
     var dataDirectory: String?
 
     @Option(name: .customLong("config"), help: "uspd.toml (default: DATA/uspd.toml if it exists).")
@@ -50,7 +50,10 @@ struct HomeOptions: ParsableArguments {
 
     var directory: String {
         let env = ProcessInfo.processInfo.environment
-        return dataDirectory ?? env["USP_HOME"] ?? env["STATE_DIRECTORY"]?.split(separator: ":").first.map(String.init) ?? "usp-data"
+        // USP_HOME is the client's: a user who exports it for `usp` must not find uspd's keys,
+        // database and admin password in it.
+        let fromEnvironment = env["USPD_DATA_DIR"].flatMap { $0.isEmpty ? nil : $0 }
+        return dataDirectory ?? fromEnvironment ?? env["STATE_DIRECTORY"]?.split(separator: ":").first.map(String.init) ?? "usp-data"
     }
 
     /// The configuration and the home it describes.

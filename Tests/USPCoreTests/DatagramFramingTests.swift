@@ -19,7 +19,7 @@ import USPTestSupport
 
     @Test(arguments: [1, 2, 3, 7, 100, 70_000])
     func anyCuttingGivesTheSameDatagrams(piece: Int) {
-        var rng = SeededRandom(seed: UInt64(piece))
+        let rng = SeededRandom(seed: UInt64(piece))
         let datagrams: [[UInt8]] = (0..<40).map { i in rng.bytes(i == 5 ? 0 : (i == 9 ? 65535 : Int(rng.bytes(2).withUnsafeBytes { $0.load(as: UInt16.self) } % 1500))) }
         let wire = Self.framed(datagrams)
         var r = DatagramReassembler()

@@ -49,6 +49,31 @@ import Testing
         }
     }
 
+    /// 200 curls, 20 at a time, through one forward: every one succeeds, and all of them are
+    /// streams on one USP session (a connection each would meet the per-source handshake rate).
+    @Test func twoHundredCurlsTwentyAtATimeOnOneSession() throws {
+        let web = try HTTPPeer()
+        let daemon = try DaemonFixture(apps: ["web.toml": tcpApp("web", port: web.port, visibility: "public")])
+        let local = try Harness.freePort()
+        let forward = try RunningProcess("usp forward", executable: try Harness.executable("usp"),
+                                         arguments: ["--home", daemon.home.path, "forward", "--listen", "127.0.0.1:\(local)", daemon.uri, "web"])
+        defer { forward.stop() }
+        try Harness.waitForPort(local)
+        let url = "http://127.0.0.1:\(local)/index.html"
+        let started = Date()
+        let curl = try Harness.run("/usr/bin/curl", ["--no-progress-meter", "-Z", "--parallel-max", "20", "--max-time", "30",
+                                                     "-w", "%{http_code}\n"] + (0..<200).flatMap { _ in [url, "-o", "/dev/null"] }, timeout: 120)
+        let seconds = Date().timeIntervalSince(started)
+        let codes = curl.stdout.split(separator: "\n")
+        #expect(codes.count == 200 && codes.allSatisfy { $0 == "200" }, "\(codes.filter { $0 != "200" }.count) failed: \(curl.stderr)\n\(forward.stderr)")
+        let audit = try daemon.audit()
+        let streams = audit.filter { $0["kind"] as? String == "stream_opened" && $0["application"] as? String == "web" }
+        let sessions = Set(streams.compactMap { $0["session"] as? String })
+        #expect(streams.count >= 200, "one stream per local connection (and one for the port probe)")
+        #expect(sessions.count == 1, "one session for every local connection: \(sessions.count)")
+        print(String(format: "200 curls, 20 at a time, through usp forward: %.2f s (%.0f requests/s), %d session(s)", seconds, 200 / seconds, sessions.count))
+    }
+
     @Test func execApplicationGetsOneProcessPerSession() throws {
         let daemon = try DaemonFixture(apps: ["pid.toml": execApp("pid", command: ["/bin/sh", "-c", "echo pid=$$; exec cat"], visibility: "public")])
         let usp = try Harness.executable("usp")

@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
+import Synchronization
 import USPConfig
 import USPCore
 import USPServer
@@ -118,16 +119,29 @@ struct Serve: AsyncParsableCommand {
             return
         }
         let logger = home.bootstrapLogging(config)
+        let inherited = Systemd.inheritedSockets()
+        // Before anything is created or a password printed: can uspd listen there, and is no
+        // other uspd serving this directory?
+        if inherited.isEmpty {
+            do {
+                try StartupChecks.probe(try config.listen.map(ListenAddress.parse), optional: embeddedDefault ? ["[::1]:7300"] : [])
+            } catch {
+                throw Failure("\(error); nothing was created")
+            }
+        }
+        let lock: StartupChecks.DataDirectoryLock
+        do { lock = try StartupChecks.DataDirectoryLock(directory: homeDir.directory) } catch { throw Failure("\(error)") }
         if !homeDir.exists {
             let password = try homeDir.initialize(logger: logger)
             printAdminPassword(password)
         }
         let key = try ServerHome.loadHostKey(at: homeDir.hostKeyPath)
         let store = try Backend.openStore(homeDir.databasePath)
+        let opened = StartupChecks.identity(of: homeDir.databasePath)
         let policy = Backend.policy(store: store, config: config, logger: logger, reservePath: homeDir.reservePath)
         var options = ServerRuntime.Options(config: config)
         if embeddedDefault { options.optionalListen = ["[::1]:7300"] }
-        options.inheritedSockets = Systemd.inheritedSockets()
+        options.inheritedSockets = inherited
         let runtime = ServerRuntime(options: options, staticKey: key, policy: policy, logger: logger)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let watcher = ApplicationsWatcher(directory: homeDir.appsDirectory, defaultTokenLifetime: config.applicationTokenLifetime,
@@ -144,6 +158,22 @@ struct Serve: AsyncParsableCommand {
                                    Systemd.notify("READY=1")
                                })
         let services = ServiceGroup(configuration: .init(services: [daemon], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        // A database deleted or replaced under a running uspd would silently split the state
+        // (grants in an unlinked file, lost at restart): stop loudly instead.
+        let databaseLost = Mutex<String?>(nil)
+        let watch = Task { [databasePath = homeDir.databasePath] in
+            guard let opened else { return }
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(2))
+                if let problem = StartupChecks.databaseProblem(path: databasePath, opened: opened) {
+                    logger.critical("\(problem)")
+                    databaseLost.withLock { $0 = problem }
+                    await services.triggerGracefulShutdown()
+                    return
+                }
+            }
+        }
+        defer { watch.cancel() }
         do {
             try await services.run()
         } catch {
@@ -151,6 +181,8 @@ struct Serve: AsyncParsableCommand {
             throw Failure("\(error)")
         }
         try? await group.shutdownGracefully()
+        withExtendedLifetime(lock) {}
+        if let problem = databaseLost.withLock({ $0 }) { throw Failure(problem) }
     }
 }
 

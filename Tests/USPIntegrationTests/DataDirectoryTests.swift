@@ -25,3 +25,37 @@ import Testing
         #expect(uri.status == 0 && uri.stdout.hasPrefix("usp://"), "\(uri.stderr)")
     }
 }
+
+/// What `uspd serve` checks before and while it runs: the ports, the data directory's lock, and
+/// that its database is still the file it opened.
+@Suite struct SafeStartupTests {
+    @Test func aSecondUspdOnTheSameDataDirectoryIsRefused() throws {
+        let daemon = try DaemonFixture()
+        let other = try Harness.freePort()
+        let second = try Harness.run(try Harness.executable("uspd"), ["serve", "--data-dir", daemon.dataDirectory.path, "--listen", "127.0.0.1:\(other)"],
+                                     timeout: 20)
+        #expect(second.status != 0)
+        #expect(second.stderr.contains("another uspd (pid \(daemon.process!.pid)) is serving \(daemon.dataDirectory.path)"), "\(second.stderr)")
+    }
+
+    @Test func aPortInUseIsFoundBeforeAnythingIsCreated() throws {
+        let daemon = try DaemonFixture()
+        let fresh = try Harness.temporaryDirectory("fresh").appendingPathComponent("data")
+        let r = try Harness.run(try Harness.executable("uspd"), ["serve", "--data-dir", fresh.path, "--listen", "127.0.0.1:\(daemon.port)"], timeout: 20)
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("cannot listen on 127.0.0.1:\(daemon.port): the port is in use") && r.stderr.contains("nothing was created"), "\(r.stderr)")
+        #expect(!r.stderr.contains("password"), "no admin password was made, so none is shown")
+        #expect(!FileManager.default.fileExists(atPath: fresh.path))
+    }
+
+    @Test func aDatabaseDeletedUnderARunningUspdStopsIt() throws {
+        let daemon = try DaemonFixture()
+        let uspd = try #require(daemon.process)
+        for suffix in ["", "-wal", "-shm"] {
+            try? FileManager.default.removeItem(at: daemon.dataDirectory.appendingPathComponent("usp.sqlite" + suffix))
+        }
+        let status = try uspd.wait(timeout: 15)
+        #expect(status != 0)
+        #expect(uspd.stderr.contains("usp.sqlite was deleted while uspd runs"), "\(uspd.stderr.suffix(400))")
+    }
+}

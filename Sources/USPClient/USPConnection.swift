@@ -25,6 +25,9 @@ public struct USPConnectionOptions: Sendable {
     public var session = SessionConfiguration()
     /// Server keys from DNS when the URI pins none (docs/PROTOCOL.md §15).
     public var dns = DNSKeyOptions()
+    /// Hears, once, that a server's key was learned and added to known_servers (first contact or
+    /// DNS), with its fingerprint: as ssh says "Permanently added …".
+    public var onNewServerKey: (@Sendable (String) -> Void)?
     /// Defaults to `MultiThreadedEventLoopGroup.singleton`.
     public var eventLoopGroup: (any EventLoopGroup)?
 
@@ -116,7 +119,9 @@ public final class USPConnection: Sendable {
         let early = min(initialData.count, earlyDataBudget(plan.pattern, application: application, authorizationToken: authorizationToken != nil))
         let start = ClientStart(authorizationToken: authorizationToken, application: application, initialData: Array(initialData.prefix(early)))
         let (core, facts) = try await plan.run(start: start, dedicated: true)
-        _ = try? plan.recordIfNew(facts)
+        if (try? plan.recordIfNew(facts)) == true {
+            options.onNewServerKey?(plan.addedNotice(facts))
+        }
         guard let streamCore = core.dedicatedStream else {
             throw USPClientError(.connectionLost, "internal error: no dedicated stream")
         }
@@ -491,6 +496,11 @@ struct Plan: Sendable {
     }
 
     /// Records a key learned on first contact (XX) in known_servers, per the checking mode.
+    /// The line for a person when `recordIfNew` added the key.
+    func addedNotice(_ facts: Facts) -> String {
+        "added \(server.hostPort) (\(Fingerprint.of(facts.serverStatic))) to \(home.knownServersPath)\(keyFromDNS ? ", the key published in DNS" : ", trusted on first use")"
+    }
+
     func recordIfNew(_ facts: Facts) throws -> Bool {
         guard facts.pattern == .xx || keyFromDNS, options.serverKeyChecking != .strict || keyFromDNS else { return false }
         guard case .unknown = known.verdict(for: server.hostPort, key: facts.serverStatic) else { return false }

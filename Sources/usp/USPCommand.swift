@@ -70,6 +70,7 @@ struct ConnectionOptions: ParsableArguments {
         var o = USPConnectionOptions()
         o.serverKeyChecking = mode
         o.anonymous = anonymous
+        o.onNewServerKey = { printError($0) }
         o.dns.enabled = !noDns
         o.dns.requireDNSSEC = dnsRequireDnssec
         if noDns, dnsRequireDnssec { throw ValidationError("--no-dns and --dns-require-dnssec contradict each other") }

@@ -53,6 +53,7 @@ import Testing
 
         let first = try Harness.run(usp, ["--home", home.path, "connect", "uspd.test", "echo"] + viaDNS, stdin: "found by name\n")
         #expect(first.status == 0 && first.stdout == "found by name\n", "\(first.stderr)")
+        #expect(first.stderr.contains("added uspd.test:\(daemon.port) (SHA256:") && first.stderr.contains("the key published in DNS"), "\(first.stderr)")
         let known = try String(contentsOf: home.appendingPathComponent("known_servers"), encoding: .utf8)
         #expect(known.contains("uspd.test:\(daemon.port) x25519 \(key)"), "the DNS key is remembered: \(known)")
         // The connection used that key from the first byte (NK: this home has no identity key),

@@ -49,6 +49,19 @@ import Testing
         }
     }
 
+    /// First contact through `usp connect`, as ssh does it: the fingerprint once, on stderr.
+    @Test func firstContactShowsTheFingerprintOnce() throws {
+        let daemon = try DaemonFixture(apps: ["cat.toml": execApp("cat", command: ["/bin/cat"], visibility: "public")])
+        let home = try Harness.temporaryDirectory("tofu")
+        let uri = "usp://127.0.0.1:\(daemon.port)"
+        let usp = try Harness.executable("usp")
+        let first = try Harness.run(usp, ["--home", home.path, "connect", uri, "cat"], stdin: "one\n")
+        #expect(first.status == 0 && first.stdout == "one\n", "\(first.stderr)")
+        #expect(first.stderr.contains("added 127.0.0.1:\(daemon.port) (SHA256:") && first.stderr.contains("trusted on first use"), "\(first.stderr)")
+        let second = try Harness.run(usp, ["--home", home.path, "connect", uri, "cat"], stdin: "two\n")
+        #expect(second.status == 0 && second.stdout == "two\n" && !second.stderr.contains("added"), "\(second.stderr)")
+    }
+
     /// 200 curls, 20 at a time, through one forward: every one succeeds, and all of them are
     /// streams on one USP session (a connection each would meet the per-source handshake rate).
     @Test func twoHundredCurlsTwentyAtATimeOnOneSession() throws {

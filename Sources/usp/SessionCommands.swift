@@ -366,9 +366,19 @@ struct KnownServersCommand: AsyncParsableCommand {
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List known_servers.")
         @OptionGroup var global: GlobalOptions
+        @Flag(name: .long, help: "One JSON object per line: servers, fingerprint, key, revoked, comment, line.") var json = false
         func run() async throws {
             try await reporting {
                 let known = try global.clientHome.loadKnownServers()
+                if json {
+                    for e in known.entries {
+                        var o: [String: JSONValue] = ["servers": .array(e.patterns.map { .string($0) }), "fingerprint": .string(Fingerprint.of(e.key)),
+                                                      "key": .string(Base64URL.encode(e.key)), "revoked": .bool(e.revoked), "line": .integer(Int64(e.line))]
+                        if let c = e.comment { o["comment"] = .string(c) }
+                        print(String(decoding: try JSONValue.object(o).encoded(), as: UTF8.self))
+                    }
+                    return
+                }
                 for e in known.entries {
                     let marker = e.revoked ? "@revoked " : ""
                     print("\(marker)\(e.patterns.joined(separator: ",")) \(Fingerprint.of(e.key)) \(Base64URL.encode(e.key))" + (e.comment.map { " \($0)" } ?? ""))

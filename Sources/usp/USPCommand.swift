@@ -23,6 +23,11 @@ struct USP: AsyncParsableCommand {
     /// `--home DIR` is global: `usp --home DIR menu URI` works as `usp menu URI --home DIR`.
     static func main() async {
         var arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.isEmpty {
+            // Nothing asked: the usage, and a failure status (a script that forgot its arguments must notice).
+            FileHandle.standardError.write(Data((helpMessage() + "\n").utf8))
+            Glibc.exit(64)
+        }
         var moved: [String] = []
         while let first = arguments.first, first == "--home" || first.hasPrefix("--home=") {
             moved.append(arguments.removeFirst())
@@ -112,7 +117,7 @@ func parseURI(_ text: String) throws -> ServerURI {
 // MARK: - Keys
 
 struct Keygen: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Create the client's identity key and print its public key.")
+    static let configuration = CommandConfiguration(abstract: "Create the client's identity key and print its public key (alone on stdout; the path and fingerprint go to stderr).")
     @OptionGroup var global: GlobalOptions
     @Flag(name: .long, help: "Replace an existing identity key.")
     var force = false
@@ -122,9 +127,9 @@ struct Keygen: AsyncParsableCommand {
             let home = global.clientHome
             let key = KeyText.generate()
             try home.writeIdentity(key, overwrite: force)
-            print("identity:    \(home.identityPath)")
-            print("public key:  \(KeyText.encode(key.publicKey))")
-            print("fingerprint: \(KeyText.fingerprint(key.publicKey))")
+            // stdout is the key alone, so `uspd user add NAME --key "$(usp keygen)"` works.
+            print(KeyText.encode(key.publicKey))
+            printError("identity \(home.identityPath), fingerprint \(KeyText.fingerprint(key.publicKey))")
         }
     }
 }

@@ -26,7 +26,7 @@ struct USPD: AsyncParsableCommand {
         FILES: DATA/host_key, DATA/usp.sqlite, DATA/apps.d/*.toml, DATA/uspd.toml.
         """,
         version: "0.3.0",
-        subcommands: [Serve.self, Init.self, User.self, App.self, Audit.self, URI.self, DNSRecords.self],
+        subcommands: [Serve.self, Init.self, User.self, App.self, Audit.self, URI.self, Key.self, DNSRecords.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -213,6 +213,20 @@ struct Init: AsyncParsableCommand {
 }
 
 // MARK: - uri
+
+struct Key: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print the server's public key and its fingerprint (what clients see in known_servers and on first contact).")
+
+    @OptionGroup var home: HomeOptions
+
+    func run() async throws {
+        let (homeDir, _, _) = try home.load()
+        let key = try ServerHome.loadHostKey(at: homeDir.hostKeyPath)
+        print(Base64URL.encode(key.publicKey))
+        print(Fingerprint.of(key.publicKey))
+    }
+}
 
 struct URI: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print the usp:// URI of each listen address.")

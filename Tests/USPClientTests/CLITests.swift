@@ -91,8 +91,8 @@ func usp(_ arguments: [String], stdin: String? = nil, environment: [String: Stri
         let keygen = try await usp(["--home", t.path, "keygen"])
         #expect(keygen.status == 0)
         let key = try #require(try t.home.loadIdentity())
-        #expect(keygen.stdout.contains("public key:  \(Base64URL.encode(key.publicKey))"))
-        #expect(keygen.stdout.contains("fingerprint: \(Fingerprint.of(key.publicKey))"))
+        #expect(keygen.stdout == Base64URL.encode(key.publicKey) + "\n", "the key alone on stdout")
+        #expect(keygen.stderr.contains("fingerprint \(Fingerprint.of(key.publicKey))"))
         let again = try await usp(["keygen", "--home", t.path])
         #expect(again.status == 1)
         #expect(again.stderr.hasPrefix("usp: \(t.home.identityPath) already exists"))
@@ -111,6 +111,21 @@ func usp(_ arguments: [String], stdin: String? = nil, environment: [String: Stri
         #expect(uri.stderr == "usp: invalid server URI \"http://example.org\": unknown scheme \"http\"; expected usp://[KEY@]host:port\n")
         #expect(try await usp(["login", "usp://h:1"]).status == 64)
         #expect(try await usp(["menu", "usp://h:1", "--server-key-checking", "sometimes"]).status == 64)
+        let nothing = try await usp([])
+        #expect(nothing.status == 64 && nothing.stderr.contains("USAGE: usp"), "\(nothing.stderr)")
+    }
+
+    @Test func knownServersListAsJSON() async throws {
+        let t = TempHome()
+        let key = [UInt8](repeating: 7, count: 32)
+        try t.home.addKnownServer("example.org:7300", key: key, comment: "work")
+        let r = try await usp(["known-servers", "list", "--json", "--home", t.path])
+        #expect(r.status == 0, "\(r.stderr)")
+        let o = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        #expect(o["servers"] as? [String] == ["example.org:7300"])
+        #expect(o["key"] as? String == Base64URL.encode(key))
+        #expect(o["fingerprint"] as? String == Fingerprint.of(key))
+        #expect(o["revoked"] as? Bool == false && o["comment"] as? String == "work")
     }
 
     @Test func menuLoginConnectLogout() async throws {

@@ -23,6 +23,10 @@ import Testing
 
         let uri = try Harness.run(uspd, ["uri"], environment: ["USP_HOME": client.path, "USPD_DATA_DIR": server.path])
         #expect(uri.status == 0 && uri.stdout.hasPrefix("usp://"), "\(uri.stderr)")
+        // `uspd key`: the key in the URI, and the fingerprint a client shows on first contact.
+        let key = try Harness.run(uspd, ["key", "--data-dir", server.path])
+        let lines = key.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.count == 2 && uri.stdout.hasPrefix("usp://\(lines[0])@") && lines[1].hasPrefix("SHA256:"), "\(key.stdout) \(key.stderr)")
     }
 }
 

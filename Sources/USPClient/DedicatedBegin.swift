@@ -11,7 +11,7 @@ public enum DedicatedBegin {
                               options: USPConnectionOptions, initialData: (Int) -> [UInt8] = { _ in [] },
                               onLoginExpired: (USPClientError) -> Void = { _ in }) async throws -> USPStream {
         var o = options
-        let saved = try home.loadLogin(for: server)
+        let saved = options.anonymous ? nil : try home.loadLogin(for: server)
         o.authorizationToken = saved?.token
         let budget = USPConnection.earlyDataBudget(.ik, application: .init(name: name, request: request), authorizationToken: saved != nil)
         let first = initialData(budget)

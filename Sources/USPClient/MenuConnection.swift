@@ -6,7 +6,8 @@ extension USPConnection {
     public static func connectForMenu(to server: ServerURI, home: ClientHome, options: USPConnectionOptions, useSavedLogin: Bool = true,
                                       notice: (String) -> Void) async throws -> USPConnection {
         var o = options
-        let saved = useSavedLogin ? try home.loadLogin(for: server) : nil
+        // --anonymous shows nothing of who the user is: not the identity key, not the saved login.
+        let saved = useSavedLogin && !options.anonymous ? try home.loadLogin(for: server) : nil
         o.authorizationToken = saved?.token
         do {
             let c = try await connect(to: server, home: home, options: o)

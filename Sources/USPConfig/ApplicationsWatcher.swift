@@ -9,13 +9,19 @@ public final class ApplicationsWatcher: Sendable {
     public let registry: ApplicationRegistry
     private let last = Mutex<DirectoryFingerprint?>(nil)
     private let report: @Sendable (ConfigError) -> Void
+    private let fixed: @Sendable (String) -> Void
+    /// Files whose last reload had a problem.
+    private let broken = Mutex<Set<String>>([])
 
     /// `defaultTokenLifetime`: uspd.toml `application_token_lifetime`, for applications whose
-    /// file sets no `token_lifetime`. `report` hears each problem of a reload.
-    public init(directory: String, defaultTokenLifetime: Int, report: @escaping @Sendable (ConfigError) -> Void) {
+    /// file sets no `token_lifetime`. `report` hears each problem of a reload; `fixed` hears each
+    /// file that had a problem and now loads (or is gone).
+    public init(directory: String, defaultTokenLifetime: Int, report: @escaping @Sendable (ConfigError) -> Void,
+                fixed: @escaping @Sendable (String) -> Void = { _ in }) {
         self.directory = directory
         self.registry = ApplicationRegistry(defaultTokenLifetime: defaultTokenLifetime)
         self.report = report
+        self.fixed = fixed
     }
 
     /// The applications now, reloading apps.d first if it changed.
@@ -26,7 +32,11 @@ public final class ApplicationsWatcher: Sendable {
             return old != fingerprint
         }
         if changed {
-            for problem in registry.reload(directory: directory).problems { report(problem) }
+            let problems = registry.reload(directory: directory).problems
+            for problem in problems { report(problem) }
+            let now = Set(problems.map(\.path))
+            let healed = broken.withLock { b in defer { b = now }; return b.subtracting(now) }
+            for path in healed.sorted() { fixed(path) }
         }
         return registry.snapshot()
     }

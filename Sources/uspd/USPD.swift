@@ -145,7 +145,11 @@ struct Serve: AsyncParsableCommand {
         let runtime = ServerRuntime(options: options, staticKey: key, policy: policy, logger: logger)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let watcher = ApplicationsWatcher(directory: homeDir.appsDirectory, defaultTokenLifetime: config.applicationTokenLifetime,
-                                          report: { problem in logger.error("\(problem)") })
+                                          report: { problem in logger.error("\(problem)") },
+                                          fixed: { path in
+                                              let what = FileManager.default.fileExists(atPath: path) ? "loads again; its definition is in use now" : "is gone"
+                                              logger.notice("\(path): \(what)")
+                                          })
         let daemon = USPDaemon(runtime: runtime, group: group,
                                loadApplications: { watcher.load() },
                                onHangup: { watcher.forceNext() },

@@ -175,6 +175,9 @@ func usp(_ arguments: [String], stdin: String? = nil, environment: [String: Stri
             let menu2 = try await usp(["menu", uri, "--home", t.path])
             #expect(menu2.stdout.contains("login:  logged in as alice"))
             #expect(menu2.stdout.contains("ssh"))
+            // --anonymous shows neither the identity key nor the saved login.
+            let anonymous = try await usp(["menu", uri, "--anonymous", "--home", t.path])
+            #expect(anonymous.stdout.contains("login:  not logged in") && anonymous.stdout.contains("(NK)"), "\(anonymous.stdout)")
 
             // connect: stdin to the app, the app's bytes to stdout, exit 0 at the server's FIN.
             let text = "hello through usp connect\n"

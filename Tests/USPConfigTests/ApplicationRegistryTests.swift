@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import USPTestSupport
 @testable import USPConfig
@@ -208,6 +209,26 @@ struct WatcherTests {
         dir.remove("a.toml")
         #expect(DirectoryFingerprint(directory: dir.path) == empty)
         #expect(DirectoryFingerprint(directory: dir.file("missing")) != empty)
+    }
+
+    @Test func aFileThatIsFixedIsReported() throws {
+        let dir = TempDirectory()
+        dir.write("a.toml", app(name: "a"))
+        let problems = Mutex<[String]>([]), healed = Mutex<[String]>([])
+        let watcher = ApplicationsWatcher(directory: dir.path, defaultTokenLifetime: 60,
+                                          report: { p in problems.withLock { $0.append(p.path) } },
+                                          fixed: { p in healed.withLock { $0.append(p) } })
+        _ = watcher.load()
+        dir.write("a.toml", "name = \"a\"\nbroken =")
+        _ = watcher.load()
+        #expect(problems.withLock { $0 } == [dir.file("a.toml")])
+        #expect(healed.withLock { $0 }.isEmpty)
+        dir.write("a.toml", app(name: "a") + "\n# fixed\n")
+        _ = watcher.load()
+        #expect(healed.withLock { $0 } == [dir.file("a.toml")], "the fix is reported once")
+        dir.write("a.toml", app(name: "a") + "\n# fixed again\n")
+        _ = watcher.load()
+        #expect(healed.withLock { $0 }.count == 1)
     }
 
     @Test func watcherReloadsWhenTheDirectoryChanges() async throws {

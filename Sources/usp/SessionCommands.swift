@@ -130,6 +130,15 @@ struct Login: AsyncParsableCommand {
                                                              notice: printError)
                 token = try await c.loginWithKey()
             }
+            // The login this one replaces is revoked, not left valid on the server.
+            if let previous = try? home.loadLogin(for: server), previous.token != token {
+                do {
+                    let n = try await c.invalidate(tokens: [previous.token])
+                    if n > 0 { printError("revoked the previous login to \(server.hostPort)" + (previous.user.map { " (as \($0))" } ?? "")) }
+                } catch let e as USPClientError {
+                    printError("could not revoke the previous login to \(server.hostPort): \(e.message)")
+                }
+            }
             await c.close()
             let now = UInt64(Date().timeIntervalSince1970)
             try home.saveLogin(SavedLogin(server: server.hostPort, user: user, method: method, token: token, savedAt: now), for: server)

@@ -63,3 +63,22 @@ import Testing
         #expect(uspd.stderr.contains("usp.sqlite was deleted while uspd runs"), "\(uspd.stderr.suffix(400))")
     }
 }
+
+/// Logging in again replaces the saved login and revokes the one it replaces.
+@Suite struct ReloginTests {
+    @Test func aSecondLoginRevokesTheFirst() throws {
+        let daemon = try DaemonFixture(apps: ["cat.toml": execApp("cat", command: ["/bin/cat"], visibility: "authenticated")])
+        try daemon.loginAdmin()
+        let tokens = daemon.home.appendingPathComponent("tokens")
+        let file = try #require(try FileManager.default.contentsOfDirectory(atPath: tokens.path).first)
+        let first = try String(contentsOf: tokens.appendingPathComponent(file), encoding: .utf8)
+        let again = try daemon.usp(["login", daemon.uri, "--user", "admin"], stdin: daemon.adminPassword + "\n")
+        #expect(again.status == 0 && again.stderr.contains("revoked the previous login"), "\(again.stderr)")
+        #expect(try daemon.audit().contains { $0["kind"] as? String == "token_invalidated" })
+        // The first login, put back, no longer works: the client is told and forgets it.
+        try first.write(to: tokens.appendingPathComponent(file), atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: tokens.appendingPathComponent(file).path)
+        let menu = try daemon.usp(["menu", daemon.uri])
+        #expect(menu.stdout.contains("not logged in"), "\(menu.stdout) \(menu.stderr)")
+    }
+}

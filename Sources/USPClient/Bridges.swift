@@ -3,6 +3,7 @@ import Glibc
 import NIOCore
 import NIOPosix
 import USPCore
+import USPNIO
 
 /// Reads a file descriptor (stdin) on its own thread, so the first bytes are already waiting
 /// when the dedicated connection is opened and can ride in message 1. Holds at most
@@ -281,7 +282,7 @@ public final class USPForwarder: Sendable {
                     }
                 }
         } catch {
-            throw USPClientError(.invalidArgument, "cannot listen on \(listenHost):\(listenPort): \(error)")
+            throw USPClientError(.invalidArgument, "cannot listen on \(listenHost):\(listenPort): \(SocketErrorText.describe(error))")
         }
         guard let address = serverChannel.channel.localAddress else {
             throw USPClientError(.invalidArgument, "cannot listen on \(listenHost):\(listenPort)")

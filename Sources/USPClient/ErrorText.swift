@@ -2,6 +2,7 @@ import Glibc
 import NIOCore
 import NIOPosix
 import USPCore
+import USPNIO
 
 /// Turns protocol codes and socket errors into one line for a person: what failed, where, and
 /// what to do. Every `USPClientError` the library throws is built here or next to its cause.
@@ -118,6 +119,12 @@ enum ErrorText {
             return USPClientError(.connectionLost, "\(s) closed the session")
         }
         if !handshakeDone {
+            if reason.code == .handshakeDecryptFailed {
+                return USPClientError(.handshakeRejected, """
+                    handshake with \(s) failed: the server's answer does not decrypt under the key we expected; the key in the URI or \
+                    known_servers is not this server's, or the bytes were changed on the way
+                    """, wireCode: reason.code)
+            }
             return USPClientError(.handshakeRejected, "handshake with \(s) failed: \(reason.detail.isEmpty ? reason.code.name : reason.detail)", wireCode: reason.code)
         }
         switch reason.code {
@@ -143,7 +150,7 @@ enum ErrorText {
         if let e = error as? USPError {
             return USPClientError(.connectionLost, "the session with \(server.hostPort) failed: \(e)", wireCode: e.code)
         }
-        return USPClientError(.connectionLost, "the connection to \(server.hostPort) failed: \(error)")
+        return USPClientError(.connectionLost, "the connection to \(server.hostPort) failed: \(SocketErrorText.describe(error))")
     }
 
     /// A TCP connect failure.

@@ -2,6 +2,7 @@ import NIOCore
 import NIOPosix
 import Synchronization
 import USPCore
+import USPNIO
 
 /// `usp forward --udp`: a local UDP port for an application launched with `[launch] udp`.
 ///
@@ -37,7 +38,7 @@ public final class UDPForwarder: Sendable {
                 }
                 .bind(host: listenHost, port: listenPort).get()
         } catch {
-            throw USPClientError(.invalidArgument, "cannot listen on UDP \(listenHost):\(listenPort): \(error)")
+            throw USPClientError(.invalidArgument, "cannot listen on UDP \(listenHost):\(listenPort): \(SocketErrorText.describe(error))")
         }
         guard let address = channel.localAddress else {
             channel.close(promise: nil)

@@ -107,7 +107,7 @@ public final class ClientSessionHandler: ChannelInboundHandler, RemovableChannel
         if !closedReported {
             var ignored = ClientActions()
             session.close(code: .internalError, into: &ignored)
-            report(.closed(USPError(.unexpectedEOF, "connection failed: \(error)")))
+            report(.closed(USPError(.unexpectedEOF, "connection failed: \(SocketErrorText.describe(error))")))
         }
         context.close(promise: nil)
     }

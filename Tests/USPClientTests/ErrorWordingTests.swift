@@ -1,0 +1,54 @@
+import Glibc
+import NIOCore
+import Testing
+import USPCore
+import USPNIO
+@testable import USPClient
+
+/// What a person reads when the network fails: words and the errno name, never the I/O
+/// library's call descriptions.
+@Suite struct ErrorWordingTests {
+    @Test func socketErrorsInWords() {
+        #expect(SocketErrorText.describe(IOError(errnoCode: ECONNRESET, reason: "read(descriptor:pointer:size:)"))
+                == "the connection was reset by the other side (ECONNRESET)")
+        #expect(SocketErrorText.describe(IOError(errnoCode: EADDRINUSE, reason: "bind(descriptor:ptr:bytes:)"))
+                == "the address is already in use (another program listens there) (EADDRINUSE)")
+        #expect(!SocketErrorText.describe(IOError(errnoCode: EIO, reason: "read(descriptor:pointer:size:)")).contains("descriptor"))
+    }
+
+    @Test func aHandshakeThatDoesNotDecryptNamesTheLikelyCause() {
+        let e = ErrorText.sessionEnded(reason: USPError(.handshakeDecryptFailed, "message 2: AEAD tag did not verify"), serverError: nil,
+                                       server: ServerURI(host: "h", port: 1), handshakeDone: false)
+        #expect(e.message.contains("does not decrypt under the key we expected") && !e.message.contains("AEAD"), "\(e.message)")
+    }
+
+    @Test func forwardOnABusyPortSaysSo() async throws {
+        let busy = try ServerSocketHolder()
+        do {
+            _ = try await USPForwarder(listenHost: "127.0.0.1", listenPort: busy.port, server: ServerURI(host: "127.0.0.1", port: 1),
+                                       home: ClientHome(directory: "/nonexistent"), begin: .descriptor({ -1 }))
+            Issue.record("listened on a port in use")
+        } catch let e as USPClientError {
+            #expect(e.message == "cannot listen on 127.0.0.1:\(busy.port): the address is already in use (another program listens there) (EADDRINUSE)", "\(e.message)")
+        }
+    }
+}
+
+/// A listening TCP socket on a free loopback port, closed at deinit.
+final class ServerSocketHolder {
+    let fd: Int32
+    let port: Int
+    init() throws {
+        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, len) } }
+        listen(s, 1)
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(s, $0, &len) } }
+        fd = s
+        port = Int(UInt16(bigEndian: addr.sin_port))
+    }
+    deinit { close(fd) }
+}

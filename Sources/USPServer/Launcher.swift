@@ -214,6 +214,13 @@ public final class Launcher: Sendable {
                 logger.debug("\(who): \(exit)\(stopRequested ? " after uspd stopped it" : "")")
                 return
             }
+            // uspd ignores SIGPIPE and keeps a stream's pipes open while the stream lives: a
+            // program killed by SIGPIPE wrote after its client went away (a Ctrl-C, a closed
+            // connection). That is how such programs end, not a crash.
+            if exit == .signaled(SIGPIPE, coreDumped: false) {
+                logger.info("\(who): ended by SIGPIPE after its client went away")
+                return
+            }
             logger.warning("\(who): \(exit)")
             audit?.note(AuditEvent(kind: .applicationExited, session: request.serverSessionID, peerAddress: request.peerAddress,
                                    identity: request.identity, result: exit.summary, tokenID: request.tokenID,

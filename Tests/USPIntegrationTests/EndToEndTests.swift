@@ -49,6 +49,21 @@ import Testing
         }
     }
 
+    /// A client's Ctrl-C in the middle of output is an ordinary end for the program (it dies of
+    /// SIGPIPE or is stopped): no warning, no `application_exited` row.
+    @Test func aClientsCtrlCIsNotAnApplicationCrash() throws {
+        let daemon = try DaemonFixture(apps: ["yes.toml": execApp("yes", command: ["/usr/bin/yes", "usp"], visibility: "public")])
+        let client = try RunningProcess("usp connect yes", executable: try Harness.executable("usp"),
+                                        arguments: ["--home", daemon.home.path, "connect", daemon.uri, "yes"])
+        _ = try client.waitForOutput { $0.count > 100_000 }
+        client.signal(SIGINT)
+        _ = try client.wait(timeout: 20)
+        Thread.sleep(forTimeInterval: 1.5)
+        let log = daemon.process?.stderr ?? ""
+        #expect(!log.contains("killed by SIGPIPE"), "\(log.suffix(600))")
+        #expect(try daemon.audit().contains { $0["kind"] as? String == "application_exited" } == false)
+    }
+
     /// First contact through `usp connect`, as ssh does it: the fingerprint once, on stderr.
     @Test func firstContactShowsTheFingerprintOnce() throws {
         let daemon = try DaemonFixture(apps: ["cat.toml": execApp("cat", command: ["/bin/cat"], visibility: "public")])

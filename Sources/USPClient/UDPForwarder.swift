@@ -165,11 +165,6 @@ actor FlowTable {
     }
 
     let channel: any Channel
-    let server: ServerURI
-    let home: ClientHome
-    let application: String
-    let textFields: [String: String]
-    let options: USPConnectionOptions
     nonisolated let idleTimeout: Double
     let queueLimit: Int
     let session: ForwardSession
@@ -180,11 +175,6 @@ actor FlowTable {
     init(channel: any Channel, server: ServerURI, home: ClientHome, application: String, textFields: [String: String],
          options: USPConnectionOptions, idleTimeout: Double, queueLimit: Int) {
         self.channel = channel
-        self.server = server
-        self.home = home
-        self.application = application
-        self.textFields = textFields
-        self.options = options
         self.idleTimeout = idleTimeout
         self.queueLimit = queueLimit
         session = ForwardSession(server: server, home: home, application: application, textFields: textFields, options: options)

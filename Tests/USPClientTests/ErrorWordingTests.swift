@@ -1,5 +1,6 @@
 import Glibc
 import NIOCore
+import NIOPosix
 import Testing
 import USPCore
 import USPNIO
@@ -23,32 +24,15 @@ import USPNIO
     }
 
     @Test func forwardOnABusyPortSaysSo() async throws {
-        let busy = try ServerSocketHolder()
+        let busy = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
+        defer { busy.close(promise: nil) }
+        let port = try #require(busy.localAddress?.port)
         do {
-            _ = try await USPForwarder(listenHost: "127.0.0.1", listenPort: busy.port, server: ServerURI(host: "127.0.0.1", port: 1),
+            _ = try await USPForwarder(listenHost: "127.0.0.1", listenPort: port, server: ServerURI(host: "127.0.0.1", port: 1),
                                        home: ClientHome(directory: "/nonexistent"), begin: .descriptor({ -1 }))
             Issue.record("listened on a port in use")
         } catch let e as USPClientError {
-            #expect(e.message == "cannot listen on 127.0.0.1:\(busy.port): the address is already in use (another program listens there) (EADDRINUSE)", "\(e.message)")
+            #expect(e.message == "cannot listen on 127.0.0.1:\(port): the address is already in use (another program listens there) (EADDRINUSE)", "\(e.message)")
         }
     }
-}
-
-/// A listening TCP socket on a free loopback port, closed at deinit.
-final class ServerSocketHolder {
-    let fd: Int32
-    let port: Int
-    init() throws {
-        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, len) } }
-        listen(s, 1)
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(s, $0, &len) } }
-        fd = s
-        port = Int(UInt16(bigEndian: addr.sin_port))
-    }
-    deinit { close(fd) }
 }

@@ -76,6 +76,16 @@ final class DaemonFixture {
     }
 
     /// Logs in as admin.
+    /// A running `usp forward` (`--udp` with `udp`) to `application` on a free local port, once
+    /// it says it is forwarding.
+    func forward(_ application: String, udp: Bool = false, extra: [String] = []) throws -> (process: RunningProcess, port: Int) {
+        let port = try Harness.freePort()
+        let p = try RunningProcess("usp forward", executable: try Harness.executable("usp"),
+                                   arguments: ["--home", home.path, "forward"] + (udp ? ["--udp"] : []) + ["--listen", "127.0.0.1:\(port)", uri, application] + extra)
+        _ = try p.waitForOutput { $0.contains("forwarding") }
+        return (p, port)
+    }
+
     func loginAdmin() throws {
         let r = try usp(["login", uri, "--user", "admin"], stdin: adminPassword + "\n")
         guard r.status == 0 else { throw HarnessError("usp login failed: \(r.stderr)") }

@@ -37,11 +37,8 @@ import Testing
     @Test func curlThroughForward() throws {
         let web = try HTTPPeer()
         let daemon = try DaemonFixture(apps: ["web.toml": tcpApp("web", port: web.port, visibility: "public")])
-        let local = try Harness.freePort()
-        let forward = try RunningProcess("usp forward", executable: try Harness.executable("usp"),
-                                         arguments: ["--home", daemon.home.path, "forward", "--listen", "127.0.0.1:\(local)", daemon.uri, "web"])
+        let (forward, local) = try daemon.forward("web")
         defer { forward.stop() }
-        try Harness.waitForPort(local)
         for _ in 0..<2 {
             let curl = try Harness.run("/usr/bin/curl", ["-sS", "--max-time", "20", "http://127.0.0.1:\(local)/index.html"])
             #expect(curl.status == 0, "curl: \(curl.stderr)")
@@ -82,11 +79,8 @@ import Testing
     @Test func twoHundredCurlsTwentyAtATimeOnOneSession() throws {
         let web = try HTTPPeer()
         let daemon = try DaemonFixture(apps: ["web.toml": tcpApp("web", port: web.port, visibility: "public")])
-        let local = try Harness.freePort()
-        let forward = try RunningProcess("usp forward", executable: try Harness.executable("usp"),
-                                         arguments: ["--home", daemon.home.path, "forward", "--listen", "127.0.0.1:\(local)", daemon.uri, "web"])
+        let (forward, local) = try daemon.forward("web")
         defer { forward.stop() }
-        try Harness.waitForPort(local)
         let url = "http://127.0.0.1:\(local)/index.html"
         let started = Date()
         let curl = try Harness.run("/usr/bin/curl", ["--no-progress-meter", "-Z", "--parallel-max", "20", "--max-time", "30",
@@ -97,7 +91,7 @@ import Testing
         let audit = try daemon.audit()
         let streams = audit.filter { $0["kind"] as? String == "stream_opened" && $0["application"] as? String == "web" }
         let sessions = Set(streams.compactMap { $0["session"] as? String })
-        #expect(streams.count >= 200, "one stream per local connection (and one for the port probe)")
+        #expect(streams.count >= 200, "one stream per local connection")
         #expect(sessions.count == 1, "one session for every local connection: \(sessions.count)")
         print(String(format: "200 curls, 20 at a time, through usp forward: %.2f s (%.0f requests/s), %d session(s)", seconds, 200 / seconds, sessions.count))
     }

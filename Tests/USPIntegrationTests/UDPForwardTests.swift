@@ -21,16 +21,6 @@ import Testing
         """
     }
 
-    /// A running `usp forward --udp` on a free port.
-    static func forward(_ daemon: DaemonFixture, _ app: String, extra: [String] = []) throws -> (RunningProcess, Int) {
-        let port = try Harness.freePort()
-        let p = try RunningProcess("usp forward --udp", executable: try Harness.executable("usp"),
-                                   arguments: ["--home", daemon.home.path, "forward", "--udp", "--listen", "127.0.0.1:\(port)",
-                                               daemon.uri, app] + extra)
-        _ = try p.waitForOutput { $0.contains("forwarding UDP") }
-        return (p, port)
-    }
-
     @Test func digThroughUSPAgainstARealDNSServer() throws {
         guard let dnsmasq = Self.require("/usr/sbin/dnsmasq", package: "dnsmasq-base"),
               let dig = Self.require("/usr/bin/dig", package: "bind9-dnsutils") else { return }
@@ -45,7 +35,7 @@ import Testing
         try #require(direct.stdout.contains("192.0.2.53"), "dnsmasq answers directly: \(direct.stdout) \(direct.stderr) \(dns.stderr)")
 
         let daemon = try DaemonFixture(apps: ["dns.toml": Self.udpApp("dns", port: dnsPort)])
-        let (forward, port) = try Self.forward(daemon, "dns")
+        let (forward, port) = try daemon.forward("dns", udp: true)
         defer { forward.stop() }
         for (name, type, expected) in [("svc.usp.test", "A", "192.0.2.53"), ("note.usp.test", "TXT", "\"over usp\"")] {
             let r = try Harness.run(dig, ["@127.0.0.1", "-p", "\(port)", name, type, "+short", "+tries=1", "+time=5"], timeout: 20)
@@ -71,7 +61,7 @@ import Testing
         defer { echo.stop() }
         _ = try echo.waitForOutput { $0.contains("listening") }
         let daemon = try DaemonFixture(apps: ["echo.toml": Self.udpApp("echo", port: echoPort)])
-        let (forward, port) = try Self.forward(daemon, "echo", extra: ["--udp-queue", "4"])
+        let (forward, port) = try daemon.forward("echo", udp: true, extra: ["--udp-queue", "4"])
         defer { forward.stop() }
         let burst = try Harness.run(python, [HandoffPeers.script("udp_burst.py"), "\(port)", "3000", "1200"], timeout: 30)
         let result = try #require(try JSONSerialization.jsonObject(with: Data(burst.stdout.utf8)) as? [String: Int], "\(burst.stdout) \(burst.stderr)")

@@ -73,7 +73,9 @@ public enum PaddingPolicy: Hashable, Sendable {
         guard case .buckets = self, n > 0 else { return n }
         let frames = open + header + n
         let padded = Self.bucket(holding: frames, max: max)
-        guard padded > frames else { return n }
+        // A cut costs at least one more record's overhead and DATA header: with no more padding
+        // than that at stake it never pays (the common case of a power-of-two write ends here).
+        guard padded - frames > header + RecordLayout.overhead else { return n }
         // The largest bucket below, if it still leaves this record a data byte.
         guard let lower = Self.bucketSizes.last(where: { $0 < frames && $0 > open + header }) else { return n }
         // Wire bytes either way: this record padded to the next bucket, or cut at the lower one

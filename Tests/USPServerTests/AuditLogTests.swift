@@ -53,7 +53,9 @@ struct AuditLogTests {
     /// a steady trickle of notes costs at most one fsync per `lazySyncInterval`.
     @Test func flushedNotesAreSyncedLazilyOncePerInterval() async throws {
         let store = InMemoryStore()
-        let log = AuditLog(store: store, flushInterval: .milliseconds(10), lazySyncInterval: .seconds(60))
+        // The interval is far longer than any test run, so a starved scheduler (2 cores, the whole
+        // suite in parallel) cannot let it pass between the flushes and make the count wrong.
+        let log = AuditLog(store: store, flushInterval: .milliseconds(10), lazySyncInterval: .seconds(86_400))
         for i in 0..<5 {
             log.note(Self.event(.connectionClosed, "n\(i)"))
             let deadline = ContinuousClock.now + .seconds(5)

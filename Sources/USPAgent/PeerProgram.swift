@@ -26,10 +26,7 @@ public struct PeerProgram: Hashable, Sendable {
     }
 
     static func executable(of pid: pid_t) -> String {
-        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        let n = readlink("/proc/\(pid)/exe", &buffer, buffer.count - 1)
-        guard n > 0 else { return "unknown" }
-        return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        ProcessExecutable.path(of: pid) ?? "unknown"
     }
 
     /// For log lines and status.

@@ -134,6 +134,8 @@ enum ErrorText {
             return USPClientError(.connectionLost, "\(s) closed the idle session", wireCode: reason.code)
         case .serverBusy:
             return USPClientError(.connectionLost, "\(s) gave this session's slot to another client (server_busy: it had not logged in and had no open stream while the server was full); connecting again is fine", wireCode: reason.code)
+        case .closedByAdministrator:
+            return USPClientError(.connectionLost, "an administrator of \(s) ended this session (closed_by_administrator)", wireCode: reason.code)
         case .unexpectedEOF:
             return USPClientError(.connectionLost, "the connection to \(s) was lost (\(reason.detail.isEmpty ? "closed without CLOSE" : reason.detail))", wireCode: reason.code)
         default:

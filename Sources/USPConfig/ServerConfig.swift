@@ -16,6 +16,9 @@
 /// max_unauthenticated = 256
 /// handshake_rate = 20                       # per source address per second
 /// handshake_burst = 5
+/// known_handshake_rate = 200                # an address that authenticated recently: its own bucket
+/// known_handshake_burst = 50
+/// known_source_time = 600                   # seconds an address stays known after a login; 0: never known
 /// max_connections_per_source = 256         # concurrent, per source address (IPv6: per /64); 0: no limit
 /// source_prefix_v4 = 24                     # the network of an IPv4 source, for fair admission and the login throttle
 /// source_prefix_v6 = 64                     # the same for IPv6
@@ -55,6 +58,11 @@ public struct ServerConfig: Hashable, Sendable {
     public var maxUnauthenticated = 256
     public var handshakeRate: Double = 20
     public var handshakeBurst: Int = 5
+    /// An address from which a session authenticated within `knownSourceTime` seconds draws new
+    /// connections from a bucket of its own (exact address) at this rate, not the strangers'.
+    public var knownHandshakeRate: Double = 200
+    public var knownHandshakeBurst: Int = 50
+    public var knownSourceTime: Double = 600
     public var maxConnectionsPerSource = 256
     /// How many leading bits of a source address name its network (fair admission, the login
     /// throttle's per-network window, `login_token_binding = "prefix"`).

@@ -14,6 +14,7 @@ import TOMLKit
 /// - `idle_timeout`: 0 (never) to 604800 seconds (a week); `anonymous_session_lifetime`: 0 (never) to 86400 s.
 /// - `max_connections`: 1…1,048,576; `max_unauthenticated`: 1…`max_connections`.
 /// - `handshake_rate`: more than 0 and at most 1,000,000 per second; `handshake_burst`: 1…1,000,000.
+///   The same for `known_handshake_rate` and `known_handshake_burst`; `known_source_time`: 0…604,800 s.
 /// - `source_prefix_v4`: 8…32; `source_prefix_v6`: 16…128.
 /// - `max_connections_per_source`: 0…1,048,576; `max_streams_per_minute`, `max_streams_per_identity`,
 ///   `max_streams_per_application`: 0…1,000,000 (0: no limit).
@@ -28,7 +29,7 @@ public enum ServerConfigLoader {
     public static let keys = [
         "listen", "apps_dir", "database", "host_key", "allow_first_contact", "handshake_timeout",
         "silent_hold_min", "silent_hold_max", "silent_hold_distribution", "max_silent_holds", "idle_timeout", "anonymous_session_lifetime", "max_connections",
-        "max_unauthenticated", "handshake_rate", "handshake_burst", "max_connections_per_source", "source_prefix_v4", "source_prefix_v6", "max_streams_per_minute",
+        "max_unauthenticated", "handshake_rate", "handshake_burst", "known_handshake_rate", "known_handshake_burst", "known_source_time", "max_connections_per_source", "source_prefix_v4", "source_prefix_v6", "max_streams_per_minute",
         "max_streams_per_identity", "max_streams_per_application", "authorization_token_lifetime",
         "application_token_lifetime", "login_token_binding", "login_delay_base", "login_delay_max", "login_delay_identity_max",
         "login_reply_min", "login_reply_max",
@@ -120,6 +121,9 @@ public enum ServerConfigLoader {
         }
         if let d = r.number(t, [], "handshake_rate", in: 0...1_000_000, lowerOpen: true) { c.handshakeRate = d }
         if let i = r.integer(t, [], "handshake_burst", in: 1...1_000_000) { c.handshakeBurst = i }
+        if let d = r.number(t, [], "known_handshake_rate", in: 0...1_000_000, lowerOpen: true) { c.knownHandshakeRate = d }
+        if let i = r.integer(t, [], "known_handshake_burst", in: 1...1_000_000) { c.knownHandshakeBurst = i }
+        if let d = r.number(t, [], "known_source_time", in: 0...604_800) { c.knownSourceTime = d }
         if let i = r.integer(t, [], "max_connections_per_source", in: 0...1_048_576) { c.maxConnectionsPerSource = i }
         if let i = r.integer(t, [], "source_prefix_v4", in: 8...32) { c.sourcePrefixV4 = i }
         if let i = r.integer(t, [], "source_prefix_v6", in: 16...128) { c.sourcePrefixV6 = i }
@@ -207,6 +211,9 @@ extension ServerConfig {
             max_unauthenticated = \(maxUnauthenticated)
             handshake_rate = \(n(handshakeRate))
             handshake_burst = \(handshakeBurst)
+            known_handshake_rate = \(n(knownHandshakeRate))
+            known_handshake_burst = \(knownHandshakeBurst)
+            known_source_time = \(n(knownSourceTime))
             max_connections_per_source = \(maxConnectionsPerSource)
             source_prefix_v4 = \(sourcePrefixV4)
             source_prefix_v6 = \(sourcePrefixV6)

@@ -77,6 +77,7 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
     private var bytesIn: Int64 = 0
     private var bytesOut: Int64 = 0
     private var clientStatic: [UInt8]?
+    private var pattern: HandshakeLayout.Pattern?
     private let allocator = ByteBufferAllocator()
     private var lastWrite: EventLoopFuture<Void>?
     private var idleCheck: Scheduled<Void>?
@@ -116,6 +117,19 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
                           clientStatic: clientStatic, identity: session.identity)
     }
     public var eventLoop: (any EventLoop)? { context?.eventLoop }
+
+    /// What an administrator sees of this session now (`uspd sessions`). Call on its event loop.
+    public func snapshot(now: Double = ServerClock.monotonic()) -> ServerSessionSnapshot {
+        ServerSessionSnapshot(
+            serverSessionID: session.serverSessionID, peerAddress: session.peerAddress, identity: session.identity,
+            clientStatic: clientStatic, pattern: pattern, state: session.state, age: now - startedAt, idle: now - lastInput,
+            bytesIn: bytesIn, bytesOut: bytesOut, shaped: !shapedStreams.isEmpty,
+            streams: streams.sorted { $0.key < $1.key }.map { id, entry in
+                ServerSessionSnapshot.Stream(id: id, application: entry.grant.application, tokenID: entry.grant.tokenID,
+                                             authorizationTokenID: entry.grant.authorizationTokenID,
+                                             age: now - entry.openedAt, bytesIn: entry.bytesIn, bytesOut: entry.bytesOut)
+            })
+    }
 
     /// The textual IP address of a socket address, with IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`,
     /// which a dual-stack listener reports) written as plain IPv4, so a token bound to an address
@@ -507,6 +521,7 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
             switch action {
             case .handshakeCompleted(let pattern, let key, _):
                 clientStatic = key
+                self.pattern = pattern
                 hooks.handshakeCompleted(self, pattern: pattern, clientStatic: key)
             case .authenticated(let who, let tokenID):
                 loggedIn = true

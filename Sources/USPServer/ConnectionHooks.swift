@@ -75,6 +75,8 @@ final class ConnectionHooks: ServerSessionHooks {
 
     func authenticated(_ handler: ServerSessionHandler, identity: Identity, tokenID: TokenProof.TokenID) {
         reclassify(handler)
+        // Its next connections are not held to the strangers' handshake rate.
+        server.rateLimiter.vouch(for: handler.peerAddress, now: ServerClock.monotonic())
         server.logger.info("\(handler.serverSessionID) from \(handler.peerAddress): authenticated as \(identity.name)")
     }
 

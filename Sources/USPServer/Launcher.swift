@@ -164,7 +164,9 @@ public final class Launcher: Sendable {
         case .unix(let path, let relayFree):
             let bridge = UnixHandoffBridge(port: port, application: name, path: path, logger: logger, release: release)
             bridge.revocation = (relayFreeSessions, RelayFreeSessions.Key(session: request.serverSessionID, stream: port.stream),
-                                 Set([request.tokenID] + (request.authorizationTokenID.map { [$0] } ?? [])))
+                                 Set([request.tokenID] + (request.authorizationTokenID.map { [$0] } ?? [])),
+                                 RelayFreeSessions.Description(application: name, identity: request.identity, peerAddress: request.peerAddress,
+                                                               tokenID: request.tokenID, since: ServerClock.monotonic()))
             if relayFree {
                 bridge.startRelayFree(metadata: HandoffMessage.metadata(for: request))
             } else {

@@ -20,9 +20,20 @@ public final class RelayFreeSessions: Sendable {
         }
     }
 
+    /// What `uspd sessions` shows of a relay-free session.
+    public struct Description: Sendable {
+        public let application: String
+        public let identity: String?
+        public let peerAddress: String
+        public let tokenID: String
+        /// `ServerClock.monotonic()` when it was handed off.
+        public let since: Double
+    }
+
     private struct Entry: Sendable {
         let tokenIDs: Set<String>
         let control: any Channel
+        let description: Description?
         var told = false
         var endActions: [@Sendable () -> Void] = []
     }
@@ -36,8 +47,9 @@ public final class RelayFreeSessions: Sendable {
 
     /// Keeps `control` until it closes; `tokenIDs` are the application token's and its login's.
     /// `onEnd` runs once, when it has closed.
-    func add(_ key: Key, control: any Channel, tokenIDs: Set<String>, onEnd: @escaping @Sendable () -> Void) {
-        entries.withLock { $0[key] = Entry(tokenIDs: tokenIDs, control: control, endActions: [onEnd]) }
+    func add(_ key: Key, control: any Channel, tokenIDs: Set<String>, description: Description? = nil,
+             onEnd: @escaping @Sendable () -> Void) {
+        entries.withLock { $0[key] = Entry(tokenIDs: tokenIDs, control: control, description: description, endActions: [onEnd]) }
         control.closeFuture.whenComplete { [self] _ in
             let actions = entries.withLock { $0.removeValue(forKey: key)?.endActions ?? [] }
             for action in actions { action() }
@@ -54,6 +66,28 @@ public final class RelayFreeSessions: Sendable {
         if !kept { action() }
     }
 
+    /// The sessions kept now, with what was known of them when they were handed off.
+    public func list() -> [(key: Key, description: Description?)] {
+        entries.withLock { all in all.map { ($0.key, $0.value.description) } }
+            .sorted { ($0.key.session, $0.key.stream) < ($1.key.session, $1.key.stream) }
+    }
+
+    /// Tells the relay-free sessions of server session `session` to reset their streams with
+    /// `code` (an administrator's kill). Returns how many were told.
+    @discardableResult
+    public func end(session: String, code: USPError.Code) -> Int {
+        let hit = entries.withLock { all -> [any Channel] in
+            var controls: [any Channel] = []
+            for (key, entry) in all where key.session == session && !entry.told {
+                all[key]!.told = true
+                controls.append(entry.control)
+            }
+            return controls
+        }
+        tell(hit, code)
+        return hit.count
+    }
+
     /// Tells every relay-free session under one of `ids` to reset its stream with `code`, then
     /// closes its control connection. Returns how many were told.
     @discardableResult
@@ -67,13 +101,17 @@ public final class RelayFreeSessions: Sendable {
             }
             return controls
         }
-        for control in hit {
+        tell(hit, code)
+        return hit.count
+    }
+
+    private func tell(_ controls: [any Channel], _ code: USPError.Code) {
+        for control in controls {
             control.eventLoop.execute {
                 control.writeAndFlush(control.allocator.buffer(string: "reset \(code.name)\n")).whenComplete { _ in
                     control.close(promise: nil)
                 }
             }
         }
-        return hit.count
     }
 }

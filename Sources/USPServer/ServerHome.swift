@@ -30,6 +30,8 @@ public struct ServerHome: Sendable {
     public var databasePath: String { Self.join(directory, config.database) }
     /// The disk space reserve (`audit_reserve`), beside the database so it is on the same file system.
     public var reservePath: String { databasePath + ".reserve" }
+    /// The control socket of a running uspd (`uspd status`, `uspd sessions`).
+    public var adminSocketPath: String { Self.join(directory, "uspd.sock") }
     public var appsDirectory: String { Self.join(directory, config.appsDirectory) }
 
     static func join(_ dir: String, _ path: String) -> String {

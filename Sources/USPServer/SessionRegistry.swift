@@ -50,6 +50,27 @@ public final class SessionRegistry: Sendable {
         return EventLoopFuture.andAllComplete(futures, on: loop)
     }
 
+    /// What every live session looks like now, each read on its own event loop.
+    public func snapshots(on loop: any EventLoop) -> EventLoopFuture<[ServerSessionSnapshot]> {
+        let futures = snapshot.map { entry in entry.loop.submit { entry.handler.value.snapshot() } }
+        return EventLoopFuture.whenAllComplete(futures, on: loop).map { results in
+            results.compactMap { try? $0.get() }.sorted { $0.age > $1.age }
+        }
+    }
+
+    /// Closes one session with a CLOSE carrying `code`, and tells the relay-free sessions it
+    /// handed off to reset. Succeeds with false when no such session is live.
+    public func close(_ serverSessionID: String, code: USPError.Code, on loop: any EventLoop) -> EventLoopFuture<Bool> {
+        let relayFreeTold = relayFree.end(session: serverSessionID, code: code)
+        guard let entry = sessions.withLock({ $0[serverSessionID] }) else {
+            return loop.makeSucceededFuture(relayFreeTold > 0)
+        }
+        return entry.loop.submit {
+            entry.handler.value.close(code: code)
+            return true
+        }.hop(to: loop)
+    }
+
     /// Sends CLOSE with `code` to every live session (e.g. `shutting_down`).
     @discardableResult
     public func closeAll(code: USPError.Code, on loop: any EventLoop) -> EventLoopFuture<Void> {

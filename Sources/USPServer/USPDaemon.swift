@@ -35,6 +35,10 @@ public final class ServerRuntime: Sendable {
         public var maxUnauthenticated = 256
         public var handshakeRate: Double = 20
         public var handshakeBurst = 5
+        /// Addresses that authenticated within `knownSourceTime` seconds: their own bucket.
+        public var knownHandshakeRate: Double = 200
+        public var knownHandshakeBurst = 50
+        public var knownSourceTime: Double = 600
         /// Concurrent connections per source address (IPv6: per /64); nil: no limit.
         public var maxConnectionsPerSource: Int?
         /// The network a source address is taken to belong to, for fair admission (/24, /64).
@@ -55,6 +59,8 @@ public final class ServerRuntime: Sendable {
         /// Applied every `maintenanceInterval` seconds, with the purge of expired tokens.
         public var auditRetention = AuditRetention()
         public var maintenanceInterval: Double = 600
+        /// The control socket `uspd status` and `uspd sessions` use (`DATA/uspd.sock`); nil: none.
+        public var adminSocket: String?
         public init() {}
 
         public init(config: ServerConfig) {
@@ -69,6 +75,9 @@ public final class ServerRuntime: Sendable {
             maxUnauthenticated = config.maxUnauthenticated
             handshakeRate = config.handshakeRate
             handshakeBurst = config.handshakeBurst
+            knownHandshakeRate = config.knownHandshakeRate
+            knownHandshakeBurst = config.knownHandshakeBurst
+            knownSourceTime = config.knownSourceTime
             func limit(_ n: Int) -> Int? { n > 0 ? n : nil }
             maxConnectionsPerSource = limit(config.maxConnectionsPerSource)
             sourcePrefix = SourcePrefix.Lengths(v4: config.sourcePrefixV4, v6: config.sourcePrefixV6)
@@ -101,7 +110,9 @@ public final class ServerRuntime: Sendable {
         self.policy = policy
         self.admission = AdmissionControl(maxConnections: options.maxConnections, maxStarting: options.maxUnauthenticated,
                                           maxPerSource: options.maxConnectionsPerSource, prefixLengths: options.sourcePrefix)
-        self.rateLimiter = HandshakeRateLimiter(rate: options.handshakeRate, burst: options.handshakeBurst)
+        self.rateLimiter = HandshakeRateLimiter(rate: options.handshakeRate, burst: options.handshakeBurst,
+                                                knownRate: options.knownHandshakeRate, knownBurst: options.knownHandshakeBurst,
+                                                knownFor: options.knownSourceTime)
         self.silentHolds = options.allowFirstContact ? nil
             : SilentHoldRoom(capacity: options.maxSilentHolds, prefixLengths: options.sourcePrefix)
         self.streamLimiter = StreamLimiter(perMinute: options.maxStreamsPerMinute, concurrent: options.maxStreamsPerIdentity)
@@ -187,6 +198,7 @@ public final class USPDaemon: Service, Sendable {
     private let ready = Mutex<[CheckedContinuation<[SocketAddress], any Error>]>([])
     private let bound = Mutex<[SocketAddress]?>(nil)
     private let lastReloadError = Mutex<String?>(nil)
+    private let adminSocket = Mutex<AdminSocket?>(nil)
     private let onReady: @Sendable ([SocketAddress]) -> Void
     private let onHangup: @Sendable () -> Void
 
@@ -217,6 +229,17 @@ public final class USPDaemon: Service, Sendable {
             if let now { c.resume(returning: now) }
         }
     }
+
+    /// The addresses listened on, as bound (empty until then).
+    public var listeningAddresses: [ListenAddress] {
+        (bound.withLock { $0 } ?? []).compactMap { a in
+            guard let ip = a.ipAddress, let port = a.port else { return nil }
+            return ListenAddress(host: ip, port: port)
+        }
+    }
+
+    /// Why apps.d last failed to load, while the previous applications are kept; nil when it loads.
+    public var lastReloadProblem: String? { lastReloadError.withLock { $0 } }
 
     /// Reads apps.d again; keeps the current catalog if it fails. Returns an error text or nil.
     @discardableResult
@@ -254,6 +277,17 @@ public final class USPDaemon: Service, Sendable {
             throw error
         }
         bound.withLock { $0 = addresses }
+        if let path = runtime.options.adminSocket {
+            do {
+                let socket = try AdminSocket(path: path, queries: AdminQueries(daemon: self), logger: logger)
+                adminSocket.withLock { $0 = socket }
+            } catch {
+                for c in channels.withLock({ $0 }) { try? await c.close() }
+                let waiting = ready.withLock { w in defer { w = [] }; return w }
+                for c in waiting { c.resume(throwing: error) }
+                throw error
+            }
+        }
         let waiting = ready.withLock { w in defer { w = [] }; return w }
         for c in waiting { c.resume(returning: addresses) }
         onReady(addresses)
@@ -338,6 +372,7 @@ public final class USPDaemon: Service, Sendable {
         while runtime.registry.count > 0, ServerClock.monotonic() < deadline {
             try? await Task.sleep(for: .milliseconds(20))
         }
+        adminSocket.withLock { $0?.stop(); $0 = nil }
         logger.info("drained; \(runtime.registry.count) session(s) left")
         // The last connection_closed and stream_closed rows.
         runtime.audit.flush()

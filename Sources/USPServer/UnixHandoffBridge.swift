@@ -33,7 +33,7 @@ final class UnixHandoffBridge: ChannelBridge {
     private var relayFree = false
     /// Where an acknowledged relay-free session's control connection is kept, with the token IDs
     /// whose revocation must reach it (docs/PROTOCOL.md §14.2).
-    var revocation: (sessions: RelayFreeSessions, key: RelayFreeSessions.Key, tokenIDs: Set<String>)?
+    var revocation: (sessions: RelayFreeSessions, key: RelayFreeSessions.Key, tokenIDs: Set<String>, description: RelayFreeSessions.Description)?
 
     init(port: ServerStreamPort, application: String, path: String, logger: Logger, release: @escaping @Sendable () -> Void) {
         self.application = application
@@ -218,7 +218,8 @@ final class UnixHandoffBridge: ChannelBridge {
         if relayFree, case .line("ok") = answer, !closed, let control, let revocation {
             // The connection stays open as the session's control line: a revocation is told there.
             // Its place under max_sessions is given back when that line closes, not now.
-            revocation.sessions.add(revocation.key, control: control, tokenIDs: revocation.tokenIDs, onEnd: takeRelease())
+            revocation.sessions.add(revocation.key, control: control, tokenIDs: revocation.tokenIDs, description: revocation.description,
+                                    onEnd: takeRelease())
             self.control = nil
         }
         control?.close(promise: nil)

@@ -79,6 +79,9 @@ public struct AuditEvent: Hashable, Sendable {
         /// Rows that were not written: `count` of them, `detail` says why (a backlog over its
         /// limit while the store failed, or a full disk with the space reserve in use).
         case auditGap = "audit_gap"
+        /// An administrator ended a session (`uspd sessions kill`); `detail` names who, by uid
+        /// and process.
+        case sessionKilled = "session_killed"
     }
     public var id: Int64?
     public var time: Date

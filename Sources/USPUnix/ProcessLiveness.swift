@@ -23,14 +23,8 @@ public enum ProcessLiveness {
         return !isRunning(pid)
     }
 
-    /// The state letter of /proc/PID/stat ("1234 (name) S …": after the last ')'), or nil.
+    /// The state letter of /proc/PID/stat, or nil.
     static func state(_ pid: pid_t) -> UInt8? {
-        let fd = open("/proc/\(pid)/stat", O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var buffer = [UInt8](repeating: 0, count: 1024)
-        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        guard n > 0, let paren = buffer[0..<n].lastIndex(of: UInt8(ascii: ")")), paren + 2 < n else { return nil }
-        return buffer[paren + 2]
+        ProcessExecutable.statFields(of: pid)?.first?.first
     }
 }

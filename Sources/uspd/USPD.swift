@@ -23,10 +23,10 @@ struct USPD: AsyncParsableCommand {
         listens on loopback and prints the usp:// URI clients use. SIGTERM drains, SIGHUP reloads apps.d.
 
         EXIT STATUS: 0 on success, 1 on a runtime error, 64 on a usage error.
-        FILES: DATA/host_key, DATA/usp.sqlite, DATA/apps.d/*.toml, DATA/uspd.toml.
+        FILES: DATA/host_key, DATA/usp.sqlite, DATA/apps.d/*.toml, DATA/uspd.toml, DATA/uspd.sock (the control socket of uspd status and uspd sessions), DATA/uspd.lock.
         """,
         version: "0.3.0",
-        subcommands: [Serve.self, Init.self, User.self, App.self, Audit.self, URI.self, Key.self, DNSRecords.self],
+        subcommands: [Serve.self, Init.self, Status.self, Sessions.self, User.self, App.self, Audit.self, URI.self, Key.self, DNSRecords.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -142,6 +142,7 @@ struct Serve: AsyncParsableCommand {
         var options = ServerRuntime.Options(config: config)
         if embeddedDefault { options.optionalListen = ["[::1]:7300"] }
         options.inheritedSockets = inherited
+        options.adminSocket = homeDir.adminSocketPath
         let runtime = ServerRuntime(options: options, staticKey: key, policy: policy, logger: logger)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let watcher = ApplicationsWatcher(directory: homeDir.appsDirectory, defaultTokenLifetime: config.applicationTokenLifetime,
@@ -233,7 +234,9 @@ struct Key: AsyncParsableCommand {
 }
 
 struct URI: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print the usp:// URI of each listen address.")
+    static let configuration = CommandConfiguration(
+        abstract: "Print the usp:// URI of each listen address.",
+        discussion: "The addresses the running uspd is bound to (asked through DATA/uspd.sock), else those of the configuration.")
 
     @OptionGroup var home: HomeOptions
 
@@ -243,9 +246,13 @@ struct URI: AsyncParsableCommand {
     func run() async throws {
         let (homeDir, config, found) = try home.load()
         let key = try ServerHome.loadHostKey(at: homeDir.hostKeyPath)
-        let listen = found ? config.listen : ["127.0.0.1:7300", "[::1]:7300"]
-        for l in listen {
-            let a = try ListenAddress.parse(l)
+        var listen = try (found ? config.listen : ["127.0.0.1:7300", "[::1]:7300"]).map(ListenAddress.parse)
+        if let running = try? AdminSocketClient.ask(homeDir.adminSocketPath, ["command": "status"], timeout: 2),
+           let bound = running["listening"]?.arrayValue?.compactMap({ $0.stringValue.flatMap { try? ListenAddress.parse($0) } }),
+           !bound.isEmpty {
+            listen = bound
+        }
+        for a in listen {
             print(ServerHome.uri(serverKey: key.publicKey, host: host ?? a.host, port: a.port))
         }
     }

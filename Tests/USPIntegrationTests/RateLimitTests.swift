@@ -118,6 +118,31 @@ import Testing
         let later = try Self.anonymous(daemon, "pub", stdin: "later\n")
         #expect(later.status == 0 && later.stdout == "later\n", "\(later.stderr)")
     }
+
+    /// A logged-in client's address is known: its quick connections (ssh ProxyCommand, git, a
+    /// script) are not held to the strangers' handshake rate, while a stranger's still are.
+    @Test func aKnownAddressIsNotHeldToTheStrangersHandshakeRate() throws {
+        let daemon = try DaemonFixture(apps: Self.apps, config: "handshake_timeout = 2\nhandshake_rate = 1\nhandshake_burst = 3\n")
+        // As a stranger, 127.0.0.1 gets its burst of 3 (the fixture's own readiness probe took one):
+        // the rest are closed at once.
+        let strangers = try (0..<6).map { _ in try SourceConnection(from: "127.0.0.1", port: daemon.port) }
+        let states = strangers.map { $0.closedWithin(0.3) }
+        strangers.forEach { $0.close() }
+        #expect(states.filter { $0 == .closed }.count >= 3, "\(states)")
+        Thread.sleep(forTimeInterval: 3.5)
+        try daemon.loginAdmin()
+        var failures: [String] = []
+        for i in 0..<15 {
+            let r = try daemon.usp(["connect", daemon.uri, "cat"], stdin: "quick \(i)\n")
+            if r.status != 0 || r.stdout != "quick \(i)\n" { failures.append("\(i): \(r.status) \(r.stderr)") }
+        }
+        #expect(failures.isEmpty, "15 quick connects after a login: \(failures)")
+        // Only that address is known: a neighbour is still a stranger.
+        let neighbours = try (0..<6).map { _ in try SourceConnection(from: "127.0.0.2", port: daemon.port) }
+        let neighbourStates = neighbours.map { $0.closedWithin(0.3) }
+        neighbours.forEach { $0.close() }
+        #expect(neighbourStates.filter { $0 == .closed }.count >= 3, "\(neighbourStates)")
+    }
 }
 
 /// A TCP connection to 127.0.0.1:port from a chosen loopback source address.

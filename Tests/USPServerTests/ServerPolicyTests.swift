@@ -345,6 +345,30 @@ struct LimitTests {
         #expect(limiter.admit("192.0.2.9", now: 10), "other sources are untouched")
     }
 
+    @Test func aKnownAddressHasABucketOfItsOwnUntilItIsForgotten() {
+        let limiter = HandshakeRateLimiter(rate: 20, burst: 5, knownRate: 200, knownBurst: 50, knownFor: 600)
+        for _ in 0..<5 { #expect(limiter.admit("192.0.2.1", now: 10)) }
+        #expect(!limiter.admit("192.0.2.1", now: 10), "a stranger: burst of 5")
+        limiter.vouch(for: "192.0.2.1", now: 10)
+        let known = (0..<60).map { _ in limiter.admit("192.0.2.1", now: 10) }
+        #expect(known.filter { $0 }.count == 50, "a known address: its own burst of 50")
+        // 200/s: a token every 5 ms.
+        #expect(limiter.admit("192.0.2.1", now: 10.006))
+        // Only that exact address is known, not its neighbours.
+        #expect(!limiter.isKnown("192.0.2.2", now: 10))
+        // Failures cost the known bucket; when the time is up, the address is a stranger again.
+        for _ in 0..<200 { limiter.penalize("192.0.2.1", now: 11) }
+        #expect(!limiter.admit("192.0.2.1", now: 11))
+        #expect(limiter.isKnown("192.0.2.1", now: 609))
+        #expect(!limiter.isKnown("192.0.2.1", now: 611))
+        let after = (0..<8).map { _ in limiter.admit("192.0.2.1", now: 611) }
+        #expect(after == [true, true, true, true, true, false, false, false])
+        // known_source_time = 0: nobody is ever known.
+        let never = HandshakeRateLimiter(rate: 20, burst: 5, knownFor: 0)
+        never.vouch(for: "192.0.2.1", now: 1)
+        #expect(!never.isKnown("192.0.2.1", now: 1))
+    }
+
     @Test func handshakeLimiterMemoryIsBounded() {
         let limiter = HandshakeRateLimiter(rate: 20, burst: 5, maxSources: 100)
         for i in 0..<1000 { _ = limiter.admit("10.0.\(i / 256).\(i % 256)", now: Double(i)) }

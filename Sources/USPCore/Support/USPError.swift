@@ -134,6 +134,8 @@ public struct USPError: Error, Hashable, Sendable, CustomStringConvertible {
         /// had not logged in and had no open stream, from a source network holding more
         /// connections than the newcomer's (uspd's fair admission). Connecting again is fine.
         public static let serverBusy = Code(605, "server_busy")
+        /// An administrator of the server ended this session (`uspd sessions kill`).
+        public static let closedByAdministrator = Code(606, "closed_by_administrator")
 
         public static let all: [Code] = [
             ok,
@@ -148,7 +150,7 @@ public struct USPError: Error, Hashable, Sendable, CustomStringConvertible {
             tokenInvalid, tokenExpired, tokenWrongAddress, tokenRevoked, unknownAction, rateLimited, unknownMethod,
             applicationUnavailable, applicationRefused, resourcesExhausted, unknownApplication, tooManyStreams, applicationBusy,
             applicationFailed,
-            closedByPeer, shuttingDown, idleTimeout, internalError, unexpectedEOF, serverBusy,
+            closedByPeer, shuttingDown, idleTimeout, internalError, unexpectedEOF, serverBusy, closedByAdministrator,
         ]
     }
 }

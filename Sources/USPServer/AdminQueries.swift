@@ -155,20 +155,23 @@ public final class AdminQueries: Sendable {
 
     private func kill(_ id: String, by peer: PeerCredentials) -> JSONValue {
         let loop = daemon.group.next()
-        let found: Bool
+        let ended: (session: ServerSessionSnapshot?, relayFree: Int)
         do {
-            found = try wait(runtime.registry.close(id, code: .closedByAdministrator, on: loop))
+            ended = try wait(runtime.registry.close(id, code: .closedByAdministrator, on: loop))
         } catch {
             return error.answer
         }
-        guard found else {
+        guard ended.session != nil || ended.relayFree > 0 else {
             return Self.failure("unknown_session", "no live session \(id); uspd sessions lists them")
         }
         let who = "uid \(peer.uid) (pid \(peer.pid), \(ProcessExecutable.path(of: peer.pid) ?? "unknown program"))"
-        runtime.audit.note(AuditEvent(kind: .sessionKilled, session: id, result: USPError.Code.closedByAdministrator.name,
-                                      detail: "by \(who) through the control socket"))
+        let code = USPError.Code.closedByAdministrator.name
+        runtime.audit.note(AuditEvent(kind: .sessionKilled, session: id, peerAddress: ended.session?.peerAddress,
+                                      clientKey: ended.session?.clientStatic.map(Fingerprint.of), identity: ended.session?.identity?.name,
+                                      result: code, detail: "by \(who) through the control socket"
+                                          + (ended.relayFree > 0 ? "; \(ended.relayFree) relay-free stream(s) told to reset" : "")))
         runtime.logger.notice("\(id): ended by an administrator, \(who)")
-        return .object(["ok": true, "killed": .string(id)])
+        return .object(["ok": true, "killed": .string(id), "streams": .integer(Int64((ended.session?.streams.count ?? 0) + ended.relayFree))])
     }
 
     // MARK: - Helpers

@@ -115,20 +115,36 @@ public final class AdminSocket: Sendable {
             answer(fd, AdminQueries.failure("bad_request", "no request line within \(Int(requestTimeout)) s: \(error.detail)"))
             return
         }
+        guard line.utf8.count < 4096 else {
+            answer(fd, AdminQueries.failure("bad_request", "the request line is longer than 4096 bytes"))
+            return
+        }
         let request: JSONValue
         do throws(USPError) {
             request = try JSONValue.parse(Array(line.utf8))
         } catch {
-            answer(fd, AdminQueries.failure("bad_request", "the request is not one line of JSON under 4096 bytes: \(error.detail)"))
+            answer(fd, AdminQueries.failure("bad_request", "the request is not JSON: \(error.detail)"))
             return
         }
         answer(fd, queries.answer(request, from: peer))
     }
 
+    /// Writes the answer line, then reads and drops what the client still sends (at most 64 KiB,
+    /// within the timeout) until it closes: closing with unread input would reset the connection
+    /// and could lose the answer.
     private func answer(_ fd: CInt, _ reply: JSONValue) {
         guard var bytes = try? reply.encoded() else { return }
         bytes.append(UInt8(ascii: "\n"))
         try? StreamIO.writeAll(fd, bytes)
+        shutdown(fd, CInt(SHUT_WR))
+        var sink = [UInt8](repeating: 0, count: 4096)
+        var dropped = 0
+        while dropped < 65536 {
+            let n = sink.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0, errno == EINTR { continue }
+            guard n > 0 else { return }
+            dropped += n
+        }
     }
 }
 

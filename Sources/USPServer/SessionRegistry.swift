@@ -59,15 +59,18 @@ public final class SessionRegistry: Sendable {
     }
 
     /// Closes one session with a CLOSE carrying `code`, and tells the relay-free sessions it
-    /// handed off to reset. Succeeds with false when no such session is live.
-    public func close(_ serverSessionID: String, code: USPError.Code, on loop: any EventLoop) -> EventLoopFuture<Bool> {
+    /// handed off to reset. Succeeds with what the session looked like just before (nil when no
+    /// such session is live; `relayFree` counts the relay-free sessions told).
+    public func close(_ serverSessionID: String, code: USPError.Code,
+                      on loop: any EventLoop) -> EventLoopFuture<(session: ServerSessionSnapshot?, relayFree: Int)> {
         let relayFreeTold = relayFree.end(session: serverSessionID, code: code)
         guard let entry = sessions.withLock({ $0[serverSessionID] }) else {
-            return loop.makeSucceededFuture(relayFreeTold > 0)
+            return loop.makeSucceededFuture((nil, relayFreeTold))
         }
         return entry.loop.submit {
+            let before = entry.handler.value.snapshot()
             entry.handler.value.close(code: code)
-            return true
+            return (before, relayFreeTold)
         }.hop(to: loop)
     }
 

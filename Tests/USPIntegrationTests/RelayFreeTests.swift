@@ -73,6 +73,33 @@ import USPUnix
         #expect(status != 0 && client.process.stderr.contains("revoked"), "the relay-free stream should end with token_revoked: \(client.process.stderr)")
     }
 
+    /// `uspd sessions` lists a relay-free session (uspd is out of its data path, so it shows what
+    /// it knew at the hand-off), and `uspd sessions kill` ends it over the control line.
+    @Test func aRelayFreeSessionIsListedAndCanBeKilled() throws {
+        let dir = try Harness.temporaryDirectory("relayfree-kill")
+        let upperSocket = dir.appendingPathComponent("upper.sock").path
+        let upper = try HandoffPeers.exampleApp(socket: upperSocket)
+        defer { upper.stop() }
+        let daemon = try DaemonFixture(apps: ["upper.toml": unixApp("upper", socket: upperSocket, visibility: "authenticated", relayFree: true)],
+                                       config: Self.config)
+        try daemon.loginAdmin()
+        let client = try InteractiveClient(daemon, application: "upper")
+        client.send("handed over\n")
+        try client.waitFor("HANDED OVER")
+        _ = try upper.waitForOutput { $0.contains("(relay-free)") }
+        let uspd = try Harness.executable("uspd")
+        let listed = try Harness.run(uspd, ["sessions", "--json", "--data-dir", daemon.dataDirectory.path])
+        let rows = ((try? JSONSerialization.jsonObject(with: Data(listed.stdout.utf8))) as? [String: Any])?["sessions"] as? [[String: Any]] ?? []
+        let row = try #require(rows.first { $0["relay_free"] as? Bool == true }, "\(listed.stdout)")
+        #expect(row["application"] as? String == "upper" && row["identity"] as? String == "admin" && row["peer"] as? String == "127.0.0.1")
+        let id = try #require(row["id"] as? String)
+        let kill = try Harness.run(uspd, ["sessions", "kill", id, "--data-dir", daemon.dataDirectory.path])
+        #expect(kill.status == 0, "\(kill.stderr)")
+        let status = try client.process.wait(timeout: 10)
+        #expect(status != 0 && client.process.stderr.contains("closed_by_administrator"), "\(client.process.stderr)")
+        #expect(try daemon.audit().contains { $0["kind"] as? String == "session_killed" && $0["session"] as? String == id })
+    }
+
     /// A relay-free session keeps its place under `max_sessions` after the hand-off, until the
     /// application closes its control line at the session's end; that end is audited.
     @Test func aRelayFreeSessionCountsUnderMaxSessionsUntilItEnds() throws {

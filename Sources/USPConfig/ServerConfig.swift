@@ -36,6 +36,7 @@
 /// audit_summary_interval = 60               # seconds between summaries of strangers' rows
 /// audit_reserve = 16                        # MiB of disk held back so grants go on when the disk fills; 0: none
 /// log_level = "info"
+/// metrics_listen = ""                       # host:port of the Prometheus endpoint (GET /metrics); "": off
 /// ```
 public struct ServerConfig: Hashable, Sendable {
     public var listen: [String] = ["127.0.0.1:7300"]
@@ -95,6 +96,8 @@ public struct ServerConfig: Hashable, Sendable {
     /// MiB of disk held in a reserve file beside the database and freed for grants when the disk is full.
     public var auditReserve: Double = 16
     public var logLevel: String = "info"
+    /// `host:port` where uspd serves its metrics (Prometheus text, `GET /metrics`); empty: none.
+    public var metricsListen: String = ""
 
     public init() {}
 }

@@ -24,6 +24,7 @@ import TOMLKit
 ///   `login_delay_identity_max`: 0…60 s; `login_reply_min`: 0…10 s; `login_reply_max`: `login_reply_min`…10 s.
 /// - `audit_max_age`: 0…36,500 days; `audit_max_size`: 0 or 1…1,048,576 MiB; `audit_summary_interval`:
 ///   1…86,400 s; `audit_reserve`: 0…65,536 MiB.
+/// - `metrics_listen`: `host:port` (port 1…65535) or "" (off).
 /// - `log_level`: trace, debug, info, notice, warning, error or critical (swift-log's levels).
 public enum ServerConfigLoader {
     public static let keys = [
@@ -33,7 +34,7 @@ public enum ServerConfigLoader {
         "max_streams_per_identity", "max_streams_per_application", "authorization_token_lifetime",
         "application_token_lifetime", "login_token_binding", "login_delay_base", "login_delay_max", "login_delay_identity_max",
         "login_reply_min", "login_reply_max",
-        "audit_max_age", "audit_max_size", "audit_summary_interval", "audit_reserve", "log_level",
+        "audit_max_age", "audit_max_size", "audit_summary_interval", "audit_reserve", "log_level", "metrics_listen",
     ]
     public static let loginTokenBindings = ["none", "prefix", "address"]
     public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
@@ -148,6 +149,15 @@ public enum ServerConfigLoader {
         if let d = r.number(t, [], "audit_max_size", in: 0...1_048_576) { c.auditMaxSize = d }
         if let d = r.number(t, [], "audit_summary_interval", in: 1...86_400) { c.auditSummaryInterval = d }
         if let d = r.number(t, [], "audit_reserve", in: 0...65_536) { c.auditReserve = d }
+        if let s = r.string(t, [], "metrics_listen") {
+            if s.isEmpty {
+                c.metricsListen = ""
+            } else if case .failure(let problem) = HostPort.parse(s, ports: 1...65535) {
+                r.reportAtValue(.invalidValue, ["metrics_listen"], "metrics_listen: \(problem)")
+            } else {
+                c.metricsListen = s
+            }
+        }
         if let s = r.string(t, [], "log_level") {
             if logLevels.contains(s) { c.logLevel = s } else {
                 r.reportAtValue(.invalidValue, ["log_level"], "log_level must be one of \(logLevels.joined(separator: ", ")), got \"\(s)\"")
@@ -233,6 +243,7 @@ extension ServerConfig {
             audit_summary_interval = \(n(auditSummaryInterval))
             audit_reserve = \(n(auditReserve))
             log_level = \(q(logLevel))
+            metrics_listen = \(q(metricsListen))
 
             """
     }

@@ -64,19 +64,22 @@ public final class AuditLog: Sendable {
     private let noise: Mutex<Noise>
     private let reserve: SpaceReserve?
     private let monotonic: @Sendable () -> Double
+    /// Counts every event, store error and sync (uspd's monitoring).
+    public let metrics: ServerMetrics
 
     public init(store: any USPStore, logger: Logger = Logger(label: "uspd.audit"), flushInterval: Duration = .milliseconds(100),
                 lazySyncInterval: Duration = .seconds(1), summaries: AuditSummaries.Budget = .init(),
                 prefixLengths: SourcePrefix.Lengths = .init(), reserve: SpaceReserve? = nil,
-                monotonic: @escaping @Sendable () -> Double = { ServerClock.monotonic() }) {
+                monotonic: @escaping @Sendable () -> Double = { ServerClock.monotonic() }, metrics: ServerMetrics = ServerMetrics()) {
         self.store = store
+        self.metrics = metrics
         self.logger = logger
         self.flushInterval = flushInterval
         self.lazySyncInterval = lazySyncInterval
         self.reserve = reserve
         self.monotonic = monotonic
         noise = Mutex(Noise(summaries: AuditSummaries(budget: summaries, prefixLengths: prefixLengths)))
-        groupSync = GroupSync(store: store)
+        groupSync = GroupSync(store: store, metrics: metrics)
         if let reserve, !reserve.restore() {
             logger.warning("cannot hold \(reserve.bytes) bytes of disk in reserve at \(reserve.path): the file system is nearly full")
         }
@@ -85,6 +88,7 @@ public final class AuditLog: Sendable {
     /// Commits every queued event and `event` in one transaction (throws if it could not) and
     /// marks `event.session` as waiting for the disk.
     public func record(_ event: AuditEvent) throws {
+        metrics.audited(event)
         releaseOpened(of: event.session)
         try commit([.audit(event)], for: event, what: event.kind.rawValue, durable: true)
     }
@@ -94,6 +98,7 @@ public final class AuditLog: Sendable {
     /// leaves the server (begin by name): it is queued with its row instead, and the record of the
     /// stream it opens, right after, commits and syncs them together.
     public func recordToken(_ token: TokenRecord, _ event: AuditEvent, durable: Bool = true) throws {
+        metrics.audited(event)
         releaseOpened(of: event.session)
         if !durable, flushInterval > .zero {
             enqueue([.token(token), .audit(event)])
@@ -126,6 +131,7 @@ public final class AuditLog: Sendable {
             }
         } catch {
             requeue(requeueOnFailure)
+            metrics.storeError("commit")
             logLimiter.log(logger, .error, kind: "audit write failed", now: ServerClock.monotonic(), "audit write failed, refusing \(what): \(error)")
             throw error
         }
@@ -149,12 +155,14 @@ public final class AuditLog: Sendable {
     /// Queues an event that grants nothing; it is written with the next durable write or within
     /// `flushInterval`. Never throws: a failed flush is logged and retried.
     public func note(_ event: AuditEvent) {
+        metrics.audited(event)
         for e in screen(event) { write(noted: e) }
     }
 
     private func write(noted event: AuditEvent) {
         guard flushInterval > .zero else {
             do { try store.appendAudit([event]) } catch {
+                metrics.storeError("append")
                 logLimiter.log(logger, .error, kind: "audit write failed", now: ServerClock.monotonic(),
                                "audit write failed for \(event.kind.rawValue): \(error)")
             }
@@ -298,7 +306,10 @@ public final class AuditLog: Sendable {
         checkReserve()
         writeSummaries(force: true)
         writePending()
-        do { try store.syncDurably() } catch { logger.error("audit sync failed: \(error)") }
+        do { try timedSync() } catch {
+            metrics.storeError("sync")
+            logger.error("audit sync failed: \(error)")
+        }
     }
 
     /// Commits what is queued (from the timer); the sync follows within `lazySyncInterval`.
@@ -335,7 +346,10 @@ public final class AuditLog: Sendable {
         }) else { return }
         queue.asyncAfter(deadline: .now() + .nanoseconds(Self.nanoseconds(lazySyncInterval))) { [self] in
             lazySyncScheduled.withLock { $0 = false }
-            do { try store.syncDurably() } catch { logger.error("audit sync failed (the next sync retries it): \(error)") }
+            do { try timedSync() } catch {
+                metrics.storeError("sync")
+                logger.error("audit sync failed (the next sync retries it): \(error)")
+            }
         }
     }
 
@@ -371,6 +385,10 @@ public final class AuditLog: Sendable {
             return true
         }) else { return }
         queue.asyncAfter(deadline: .now() + .nanoseconds(Self.nanoseconds(flushInterval))) { [self] in writePending() }
+    }
+
+    private func timedSync() throws {
+        try GroupSync.timed(metrics) { try store.syncDurably() }
     }
 
     private static func nanoseconds(_ d: Duration) -> Int {

@@ -61,6 +61,7 @@ final class ConnectionHooks: ServerSessionHooks {
 
     func handshakeCompleted(_ handler: ServerSessionHandler, pattern: HandshakeLayout.Pattern, clientStatic: [UInt8]?) {
         self.pattern = pattern
+        server.metrics.handshake(result: "ok", pattern: "\(pattern)")
         var e = event(.connectionOpened, handler)
         e.detail = "\(pattern)"
         // Grants nothing by itself: queued, and on disk before anything is granted on this connection.
@@ -240,6 +241,7 @@ final class ConnectionHooks: ServerSessionHooks {
         server.registry.remove(handler.serverSessionID)
         server.policy.forget(serverSessionID: handler.serverSessionID)
         server.admission.closed(ticket)
+        if pattern == nil { server.metrics.handshake(result: error?.code.name ?? "ok", pattern: "none") }
         if pattern == nil, let code = error?.code, code != .shuttingDown {
             // A handshake that led nowhere costs its source one more handshake token.
             server.rateLimiter.penalize(handler.peerAddress, now: ServerClock.monotonic())

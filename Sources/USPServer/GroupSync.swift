@@ -19,8 +19,21 @@ final class GroupSync: Sendable {
     private let queue = DispatchQueue(label: "uspd.group-sync")
     private let waiters = Mutex(Waiters())
 
-    init(store: any USPStore) {
+    private let metrics: ServerMetrics
+
+    init(store: any USPStore, metrics: ServerMetrics = ServerMetrics()) {
         self.store = store
+        self.metrics = metrics
+    }
+
+    /// Runs `sync`, recording how long it took (and counting a failure) in `metrics`.
+    static func timed(_ metrics: ServerMetrics, _ sync: () throws -> Void) throws {
+        let start = ContinuousClock.now
+        defer {
+            let took = ContinuousClock.now - start
+            metrics.synced(nanoseconds: took.components.seconds * 1_000_000_000 + took.components.attoseconds / 1_000_000_000)
+        }
+        try sync()
     }
 
     /// Completes on `loop` once everything committed before this call is durable; fails if the
@@ -43,7 +56,8 @@ final class GroupSync: Sendable {
     private func runSyncs() {
         while true {
             let batch = waiters.withLock { w in w.current }
-            let outcome = Result { try store.syncDurably() }
+            let outcome = Result { try Self.timed(metrics) { try store.syncDurably() } }
+            if case .failure = outcome { metrics.storeError("sync") }
             for promise in batch { promise.completeWith(outcome) }
             let more = waiters.withLock { w -> Bool in
                 w.current = w.next

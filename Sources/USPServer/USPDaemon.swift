@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import Prometheus
 import ServiceLifecycle
 import Synchronization
 import USPConfig
@@ -61,6 +62,8 @@ public final class ServerRuntime: Sendable {
         public var maintenanceInterval: Double = 600
         /// The control socket `uspd status` and `uspd sessions` use (`DATA/uspd.sock`); nil: none.
         public var adminSocket: String?
+        /// Where `GET /metrics` is served (`metrics_listen`); nil: nowhere.
+        public var metricsListen: String?
         public init() {}
 
         public init(config: ServerConfig) {
@@ -85,6 +88,7 @@ public final class ServerRuntime: Sendable {
             maxStreamsPerMinute = limit(config.maxStreamsPerMinute)
             maxStreamsPerIdentity = limit(config.maxStreamsPerIdentity)
             maxStreamsPerApplication = limit(config.maxStreamsPerApplication)
+            metricsListen = config.metricsListen.isEmpty ? nil : config.metricsListen
         }
     }
 
@@ -99,6 +103,8 @@ public final class ServerRuntime: Sendable {
     public let streamLimiter: StreamLimiter
     public let launcher: Launcher
     public var audit: AuditLog { policy.audit }
+    /// What is counted for monitoring: the audit log's (one set for the whole daemon).
+    public var metrics: ServerMetrics { policy.audit.metrics }
     public let logger: Logger
     /// Load shedding can refuse thousands of connections a second: their lines are limited.
     let logLimiter = RepeatedLogLimiter()
@@ -135,6 +141,7 @@ public final class ServerRuntime: Sendable {
             return channel.eventLoop.makeCompletedFuture { try silentHold.install(on: channel, peer: peer) }
         }
         guard rateLimiter.admit(peer, now: ServerClock.monotonic()) else {
+            metrics.refused(limit: "handshake_rate")
             logger.debug("\(peer): handshake rate limit, connection dropped")
             return turnAway()
         }
@@ -148,6 +155,7 @@ public final class ServerRuntime: Sendable {
         }) {
         case .success(let a): admission = a
         case .failure(.tooManyFromSource):
+            metrics.refused(limit: "max_connections_per_source")
             // Before the handshake nothing is sent (darkness to strangers); the audit
             // row and the log line say which limit. The handshake rate limit above bounds how
             // many such rows one source can cause.
@@ -156,15 +164,19 @@ public final class ServerRuntime: Sendable {
             audit.note(AuditEvent(kind: .rateLimited, peerAddress: peer, result: "dropped", detail: detail))
             return turnAway()
         case .failure(.tooManyConnections):
+            metrics.refused(limit: "max_connections")
             logLimiter.log(logger, .notice, kind: "max_connections", now: ServerClock.monotonic(),
                            "\(peer): max_connections (\(options.maxConnections)) reached, none can give way, connection dropped")
             return turnAway()
         case .failure(.tooManyStarting):
+            metrics.refused(limit: "max_unauthenticated")
             logLimiter.log(logger, .notice, kind: "max_unauthenticated", now: ServerClock.monotonic(),
                            "\(peer): max_unauthenticated (\(options.maxUnauthenticated)) reached, none can give way, connection dropped")
             return turnAway()
         }
+        metrics.accepted()
         if let evicted = admission.evicted {
+            metrics.gaveWay()
             logLimiter.log(logger, .notice, kind: "eviction", now: ServerClock.monotonic(),
                            "\(peer): \(evicted.wasStarting ? "max_unauthenticated" : "max_connections") full, a connection from \(evicted.prefix) gave way")
         }
@@ -199,6 +211,8 @@ public final class USPDaemon: Service, Sendable {
     private let bound = Mutex<[SocketAddress]?>(nil)
     private let lastReloadError = Mutex<String?>(nil)
     private let adminSocket = Mutex<AdminSocket?>(nil)
+    private let metricsRegistry: PrometheusCollectorRegistry?
+    private let metricsEndpoint = Mutex<MetricsEndpoint?>(nil)
     private let onReady: @Sendable ([SocketAddress]) -> Void
     private let onHangup: @Sendable () -> Void
 
@@ -207,7 +221,9 @@ public final class USPDaemon: Service, Sendable {
     public init(runtime: ServerRuntime, group: any EventLoopGroup,
                 loadApplications: @escaping @Sendable () throws -> [ApplicationDefinition],
                 onHangup: @escaping @Sendable () -> Void = {},
-                onReady: @escaping @Sendable ([SocketAddress]) -> Void = { _ in }) {
+                onReady: @escaping @Sendable ([SocketAddress]) -> Void = { _ in },
+                metricsRegistry: PrometheusCollectorRegistry? = nil) {
+        self.metricsRegistry = metricsRegistry
         self.runtime = runtime
         self.group = group
         self.loadApplications = loadApplications
@@ -277,11 +293,20 @@ public final class USPDaemon: Service, Sendable {
             throw error
         }
         bound.withLock { $0 = addresses }
-        if let path = runtime.options.adminSocket {
+        if runtime.options.adminSocket != nil || runtime.options.metricsListen != nil {
             do {
-                let socket = try AdminSocket(path: path, queries: AdminQueries(daemon: self), logger: logger)
-                adminSocket.withLock { $0 = socket }
+                if let path = runtime.options.adminSocket {
+                    let socket = try AdminSocket(path: path, queries: AdminQueries(daemon: self), logger: logger)
+                    adminSocket.withLock { $0 = socket }
+                }
+                if let text = runtime.options.metricsListen, let registry = metricsRegistry {
+                    let endpoint = try await MetricsEndpoint.start(address: try ListenAddress.parse(text), group: group,
+                                                                   registry: registry, daemon: self)
+                    metricsEndpoint.withLock { $0 = endpoint }
+                    logger.info("metrics on http://\(endpoint.channel.localAddress.flatMap { a in a.port.map { ListenAddress(host: a.ipAddress ?? "?", port: $0).text } } ?? text)/metrics")
+                }
             } catch {
+                adminSocket.withLock { $0?.stop(); $0 = nil }
                 for c in channels.withLock({ $0 }) { try? await c.close() }
                 let waiting = ready.withLock { w in defer { w = [] }; return w }
                 for c in waiting { c.resume(throwing: error) }
@@ -373,6 +398,7 @@ public final class USPDaemon: Service, Sendable {
             try? await Task.sleep(for: .milliseconds(20))
         }
         adminSocket.withLock { $0?.stop(); $0 = nil }
+        if let endpoint = metricsEndpoint.withLock({ $0 }) { await endpoint.stop() }
         logger.info("drained; \(runtime.registry.count) session(s) left")
         // The last connection_closed and stream_closed rows.
         runtime.audit.flush()

@@ -21,11 +21,12 @@ enum Backend {
         do { return try PasswordHash.hash(password: password) } catch { throw Failure("\(error)") }
     }
 
-    static func policy(store: any USPStore, config: ServerConfig, logger: Logger, reservePath: String?) -> ServerPolicy {
+    static func policy(store: any USPStore, config: ServerConfig, logger: Logger, reservePath: String?,
+                       metrics: ServerMetrics = ServerMetrics()) -> ServerPolicy {
         let prefixes = SourcePrefix.Lengths(v4: config.sourcePrefixV4, v6: config.sourcePrefixV6)
         let reserve = reservePath.flatMap { path in config.auditReserve > 0 ? SpaceReserve(path: path, bytes: Int(config.auditReserve * 1_048_576)) : nil }
         let audit = AuditLog(store: store, logger: logger, summaries: .init(interval: config.auditSummaryInterval),
-                             prefixLengths: prefixes, reserve: reserve)
+                             prefixLengths: prefixes, reserve: reserve, metrics: metrics)
         return ServerPolicy(store: store, catalog: ApplicationCatalog(), audit: audit,
                      throttle: LoginThrottle(base: config.loginDelayBase, maximum: config.loginDelayMax,
                                              identityMaximum: config.loginDelayIdentityMax, prefixLengths: prefixes),

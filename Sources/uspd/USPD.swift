@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Prometheus
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
@@ -138,7 +139,18 @@ struct Serve: AsyncParsableCommand {
         let key = try ServerHome.loadHostKey(at: homeDir.hostKeyPath)
         let store = try Backend.openStore(homeDir.databasePath)
         let opened = StartupChecks.identity(of: homeDir.databasePath)
-        let policy = Backend.policy(store: store, config: config, logger: logger, reservePath: homeDir.reservePath)
+        // Counted only when someone can read it.
+        let metricsRegistry = config.metricsListen.isEmpty ? nil : PrometheusCollectorRegistry()
+        let metrics = metricsRegistry.map { registry in
+            var factory = PrometheusMetricsFactory(registry: registry)
+            // An fdatasync takes from tens of microseconds (SSD cache) to seconds (a failing disk).
+            factory.durationHistogramBuckets["usp_store_sync_seconds"] = [
+                .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2.5), .milliseconds(5),
+                .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .seconds(1), .seconds(5),
+            ]
+            return ServerMetrics(factory: factory)
+        } ?? ServerMetrics()
+        let policy = Backend.policy(store: store, config: config, logger: logger, reservePath: homeDir.reservePath, metrics: metrics)
         var options = ServerRuntime.Options(config: config)
         if embeddedDefault { options.optionalListen = ["[::1]:7300"] }
         options.inheritedSockets = inherited
@@ -161,7 +173,8 @@ struct Serve: AsyncParsableCommand {
                                    }
                                    fflush(nil)
                                    Systemd.notify("READY=1")
-                               })
+                               },
+                               metricsRegistry: metricsRegistry)
         let services = ServiceGroup(configuration: .init(services: [daemon], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         // A database deleted or replaced under a running uspd would silently split the state
         // (grants in an unlinked file, lost at restart): stop loudly instead.

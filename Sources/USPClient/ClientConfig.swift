@@ -225,6 +225,16 @@ public struct ClientConfig: Sendable {
         }
     }
 
+    /// A command-line flag's value as a setting (`--server-key-checking strict`); a bad value is
+    /// an `invalidArgument` naming the flag.
+    public static func commandLine(_ keyword: Keyword, _ text: String, flag: String) throws(USPClientError) -> Setting {
+        do throws(USPClientError) {
+            return try setting(keyword, [text], origin: .commandLine("\(flag) \(text)"))
+        } catch {
+            throw USPClientError(.invalidArgument, error.message)
+        }
+    }
+
     // MARK: - Resolving
 
     /// The settings for the server typed as `alias`: `commandLine` first, then the file's

@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import USPCore
 import USPErrors
 
@@ -181,7 +182,7 @@ public struct ClientConfig: Sendable {
             }
             switch keyword {
             case .host:
-                guard !arguments.isEmpty else { throw Self.badValue(keyword, nil, at: origin, "Host needs at least one pattern") }
+                guard !arguments.isEmpty else { throw Self.badValue(keyword, nil, at: origin, "needs at least one pattern") }
                 var patterns: [HostPattern] = []
                 for a in arguments {
                     let negated = a.hasPrefix("!")
@@ -191,7 +192,7 @@ public struct ClientConfig: Sendable {
                 }
                 blocks.append(Block(patterns: patterns, line: n + 1, settings: []))
             case .ignoreUnknown:
-                guard !arguments.isEmpty else { throw Self.badValue(keyword, nil, at: origin, "IgnoreUnknown needs a value") }
+                guard !arguments.isEmpty else { throw Self.badValue(keyword, nil, at: origin, "needs a value: \(keyword.expected)") }
                 ignored += arguments.joined(separator: ",").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
                     .filter { !$0.isEmpty }
             default:
@@ -288,7 +289,7 @@ public struct ClientConfig: Sendable {
 
     static func setting(_ keyword: Keyword, _ arguments: [String], origin: Origin) throws(USPClientError) -> Setting {
         guard arguments.count == 1, let text = arguments.first else {
-            let why = arguments.isEmpty ? "\(keyword.rawValue) needs a value" : "\(keyword.rawValue) takes one value (quote it if it has spaces)"
+            let why = arguments.isEmpty ? "needs a value: \(keyword.expected)" : "takes one value (quote it if it has spaces)"
             throw badValue(keyword, nil, at: origin, why)
         }
         func bad() -> USPClientError { badValue(keyword, text, at: origin, nil) }
@@ -351,7 +352,10 @@ public struct ClientConfig: Sendable {
             i = text.index(after: i)
         }
         if probe.hasPrefix("["), probe.hasSuffix("]") { probe = String(probe.dropFirst().dropLast()) }
-        if probe.contains(":") { return (try? ServerURI(parsing: "usp://[\(probe)]")) != nil }
+        if probe.contains(":") {
+            var address = in6_addr()
+            return inet_pton(AF_INET6, String(probe.prefix { $0 != "%" }), &address) == 1
+        }
         guard let u = try? ServerURI(parsing: "usp://" + probe) else { return false }
         return !u.portGiven
     }
@@ -375,9 +379,10 @@ public struct ClientConfig: Sendable {
         return USPClientError(.invalidConfig, message)
     }
 
+    /// `path:line: Port "x": expected …`, or without a value `path:line: Port needs a value: …`.
     static func badValue(_ keyword: Keyword, _ text: String?, at origin: Origin, _ why: String?) -> USPClientError {
-        let shown = text.map { " \"\($0)\"" } ?? ""
-        return USPClientError(.invalidConfig, "\(origin.prefix): \(keyword.rawValue)\(shown): \(why ?? "expected \(keyword.expected)")")
+        guard let text else { return USPClientError(.invalidConfig, "\(origin.prefix): \(keyword.rawValue) \(why ?? "needs a value")") }
+        return USPClientError(.invalidConfig, "\(origin.prefix): \(keyword.rawValue) \"\(text)\": \(why ?? "expected \(keyword.expected)")")
     }
 
     // MARK: - Lines

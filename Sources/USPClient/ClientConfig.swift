@@ -517,7 +517,7 @@ public struct ClientSettings: Sendable {
         options.dns.requireDNSSEC = flag(.requireDNSSEC) ?? false
         options.dns.server = dnsServer
         if !options.dns.enabled, options.dns.requireDNSSEC {
-            throw USPClientError(.invalidArgument, "DNS no (\(origin(.dns)!)) and RequireDNSSEC yes (\(origin(.requireDNSSEC)!)) contradict each other")
+            throw USPClientError(.invalidArgument, "DNS no (\(origin(.dns)!.prefix)) and RequireDNSSEC yes (\(origin(.requireDNSSEC)!.prefix)) contradict each other")
         }
     }
 

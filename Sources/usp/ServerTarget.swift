@@ -5,10 +5,10 @@ import USPClient
 /// `-F FILE` and `-o Keyword=Value`, as ssh takes them: which configuration file, and values
 /// that come before the file's.
 struct ConfigOptions: ParsableArguments {
-    @Option(name: .customShort("F", allowingJoined: true), help: ArgumentHelp("Read this configuration file instead of HOME/config; none: no file.", valueName: "file"))
+    @Option(name: .customShort("F"), help: ArgumentHelp("Read this configuration file instead of HOME/config; none: no file.", valueName: "file"))
     var configFile: String?
 
-    @Option(name: .customShort("o", allowingJoined: true), help: ArgumentHelp("A configuration value that wins over the file's (repeatable), as -o Port=7400.",
+    @Option(name: .customShort("o"), help: ArgumentHelp("A configuration value that wins over the file's (repeatable), as -o Port=7400.",
                                                         valueName: "Keyword=Value"))
     var options: [String] = []
 

@@ -107,7 +107,7 @@ struct Login: AsyncParsableCommand {
             let user = key ? nil : target.settings.user
             let sshKey = key || passwordFile != nil ? nil : target.sshKeyFile
             guard key || sshKey != nil || user != nil else {
-                throw USPClientError(.invalidArgument, "give either --user NAME, --key or --ssh-key FILE (or User or SSHKeyFile for \(uri) in \(home.configPath))")
+                throw USPClientError(.invalidArgument, "give either --user NAME, --key or --ssh-key FILE (or User or SSHKeyFile for \(uri) in the configuration)")
             }
             if key, options.anonymous { throw USPClientError(.invalidArgument, "--key needs the identity key; Anonymous is yes (\(target.settings.origin(.anonymous)!))") }
             let token: String

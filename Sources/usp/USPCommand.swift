@@ -31,6 +31,11 @@ struct USP: AsyncParsableCommand {
             FileHandle.standardError.write(Data((helpMessage() + "\n").utf8))
             Glibc.exit(64)
         }
+        // -oKey=Value and -FFILE, joined as ssh allows, become two arguments (before any --).
+        let end = arguments.firstIndex(of: "--") ?? arguments.endIndex
+        arguments = arguments[..<end].flatMap { a in
+            (a.hasPrefix("-o") || a.hasPrefix("-F")) && a.count > 2 && !a.hasPrefix("--") ? [String(a.prefix(2)), String(a.dropFirst(2))] : [a]
+        } + arguments[end...]
         var moved: [String] = []
         // --home, -F and -o before the command move after it (usp -F FILE connect ALIAS, as ssh -F).
         while let first = arguments.first, first.hasPrefix("--home=") || first.hasPrefix("-F") || first.hasPrefix("-o") || first == "--home" {

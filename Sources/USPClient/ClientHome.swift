@@ -8,6 +8,7 @@ import USPCore
 ///     identity.pub        its public key, base64url
 ///     known_servers       one line per server: host:port x25519 <key> [comment]
 ///     tokens/<host_port>.json   the saved login (authorization token secret), mode 0600
+///     config              host aliases and defaults, ssh_config syntax (ClientConfig); optional
 public struct ClientHome: Sendable {
     public let directory: String
 
@@ -28,6 +29,7 @@ public struct ClientHome: Sendable {
     public var publicIdentityPath: String { directory + "/identity.pub" }
     public var knownServersPath: String { directory + "/known_servers" }
     public var tokensDirectory: String { directory + "/tokens" }
+    public var configPath: String { directory + "/config" }
 
     /// Creates the directory (mode 0700) if it is missing.
     public func prepare() throws(USPClientError) {

@@ -12,12 +12,25 @@ enum FileIO {
 
     /// Reads a whole file. With `privateFile`, refuses a file that group or others may read
     /// (as ssh refuses such a private key), naming the fix.
-    static func read(_ path: String, privateFile: Bool = false, what: String) throws(USPClientError) -> [UInt8] {
+    /// With `trustedFile`, refuses a file that another user owns (root aside) or that group or
+    /// others may write (as ssh refuses such a ~/.ssh/config).
+    static func read(_ path: String, privateFile: Bool = false, trustedFile: Bool = false, what: String) throws(USPClientError) -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
             throw USPClientError(.localFile, "cannot read \(what) \(path): \(lastError())")
         }
         defer { close(fd) }
+        if trustedFile {
+            var st = stat()
+            guard fstat(fd, &st) == 0 else { throw USPClientError(.localFile, "cannot stat \(path): \(lastError())") }
+            if st.st_uid != getuid(), st.st_uid != 0 {
+                throw USPClientError(.localFile, "\(what) \(path) is owned by uid \(st.st_uid), not by you (uid \(getuid())): refused; copy it to a file of your own, or run: chown \(getuid()) \(path)")
+            }
+            let mode = st.st_mode & 0o777
+            if mode & 0o022 != 0 {
+                throw USPClientError(.localFile, "permissions \(octal(mode)) for \(path) are too open: \(what) must not be writable by group or others; run: chmod 600 \(path)")
+            }
+        }
         if privateFile {
             var st = stat()
             guard fstat(fd, &st) == 0 else { throw USPClientError(.localFile, "cannot stat \(path): \(lastError())") }
@@ -40,8 +53,8 @@ enum FileIO {
         return out
     }
 
-    static func readText(_ path: String, privateFile: Bool = false, what: String) throws(USPClientError) -> String {
-        String(decoding: try read(path, privateFile: privateFile, what: what), as: UTF8.self)
+    static func readText(_ path: String, privateFile: Bool = false, trustedFile: Bool = false, what: String) throws(USPClientError) -> String {
+        String(decoding: try read(path, privateFile: privateFile, trustedFile: trustedFile, what: what), as: UTF8.self)
     }
 
     /// Writes a file atomically (temporary file, fsync, rename) with `mode`.

@@ -1,4 +1,5 @@
 import CUSPResolv
+import Glibc
 import NIOPosix
 import USPCore
 
@@ -47,6 +48,16 @@ public struct DNSKeyOptions: Sendable {
     public var server: (host: String, port: Int)?
 
     public init() {}
+
+    /// `IPv4[:PORT]` (port 53 when absent), as `--dns-server` and the config's `DNSServer` take
+    /// it; nil if it is not that.
+    public static func server(parsing text: String) -> (host: String, port: Int)? {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        var address = in_addr()
+        guard parts.count <= 2, inet_pton(AF_INET, String(parts[0]), &address) == 1,
+              let port = parts.count == 2 ? Int(parts[1]) : 53, (1...65535).contains(port) else { return nil }
+        return (String(parts[0]), port)
+    }
 }
 
 enum ServerKeyLookup {

@@ -60,6 +60,9 @@ extension ErrorCode<USPClientError> {
     public static var streamReset: Self { Self("stream_reset") }
     /// Nothing to act on (no saved login, no such known_servers line).
     public static var notFound: Self { Self("not_found") }
+    /// The client's configuration file has an unknown keyword or a bad value (the message names
+    /// file:line).
+    public static var invalidConfig: Self { Self("invalid_config") }
     /// The server does not offer what was asked (a login method).
     public static var unsupported: Self { Self("unsupported") }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import TOMLKit
+import USPErrors
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -295,7 +296,7 @@ final class TOMLReader {
         for key in table.keys where !allowed.contains(key) {
             var message = "unknown key \"\(key)\""
             if !tablePath.isEmpty { message += " in [\(Self.display(tablePath))]" }
-            if let near = allowed.min(by: { editDistance($0, key) < editDistance($1, key) }), editDistance(near, key) <= 2 {
+            if let near = nearestName(to: key, among: allowed) {
                 message += " (did you mean \"\(near)\"?)"
             }
             reportAtKey(.unknownKey, tablePath + [key], message)
@@ -375,21 +376,4 @@ final class TOMLReader {
     static func format(_ d: Double) -> String {
         d == d.rounded() && abs(d) < 1e15 ? String(Int(d)) : String(d)
     }
-}
-
-/// Levenshtein distance, for "did you mean" (keys are short).
-func editDistance(_ a: String, _ b: String) -> Int {
-    let a = Array(a.unicodeScalars), b = Array(b.unicodeScalars)
-    if a.isEmpty { return b.count }
-    if b.isEmpty { return a.count }
-    var previous = Array(0...b.count)
-    var current = [Int](repeating: 0, count: b.count + 1)
-    for i in 1...a.count {
-        current[0] = i
-        for j in 1...b.count {
-            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
-        }
-        swap(&previous, &current)
-    }
-    return previous[b.count]
 }

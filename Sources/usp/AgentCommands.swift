@@ -81,13 +81,7 @@ struct AgentCommand: AsyncParsableCommand {
                 ["\(s.stream)", "\(s.program.pid)", s.program.executable, s.server, s.application, s.tokenID ?? "-",
                  "\(s.bytesSent)", "\(s.bytesReceived)", "\(Int(s.age))s"]
             }
-            var widths = header.map(\.count)
-            for r in rows { for (i, cell) in r.enumerated() { widths[i] = max(widths[i], cell.count) } }
-            func line(_ cells: [String]) -> String {
-                cells.enumerated().map { i, cell in i == cells.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
-                    .joined(separator: "  ") + "\n"
-            }
-            return ([header] + rows).map(line).joined()
+            return TextTable.render(header, rows)
         }
     }
 }
@@ -97,19 +91,25 @@ struct AgentChoice: ParsableArguments {
     @Flag(name: .long, help: "Connect directly even if the agent runs (the agent is used when HOME/agent.sock answers).")
     var noAgent = false
 
-    /// The agent's client and a connection to it when one answers, nil otherwise (or with
-    /// --no-agent). An agent socket of another user is refused with an error, never used.
-    func connection(home: ClientHome) throws -> (AgentClient, CInt)? {
-        guard !noAgent else { return nil }
-        let client = AgentClient(socket: .resolve(home: home))
+    /// `--no-agent` as a configuration setting (`UseAgent no`), which wins over the file's.
+    func settings() -> [ClientConfig.Setting] {
+        noAgent ? [.init(.useAgent, .flag(false), origin: .commandLine("--no-agent"))] : []
+    }
+
+    /// The agent's client and a connection to it when one answers, nil otherwise (or when the
+    /// target's settings say UseAgent no, or Anonymous yes, which the agent does not do). An
+    /// agent socket of another user is refused with an error, never used.
+    func connection(for target: ServerTarget) throws -> (AgentClient, CInt)? {
+        guard target.settings.useAgent, !target.settings.anonymous else { return nil }
+        let client = AgentClient(socket: .resolve(home: target.home))
         guard let fd = try client.connect() else { return nil }
         return (client, fd)
     }
 
     /// The agent's client when one answers (the probe connection is closed unused, which the
     /// agent does not log).
-    func agent(home: ClientHome) throws -> AgentClient? {
-        guard let (client, fd) = try connection(home: home) else { return nil }
+    func agent(for target: ServerTarget) throws -> AgentClient? {
+        guard let (client, fd) = try connection(for: target) else { return nil }
         close(fd)
         return client
     }

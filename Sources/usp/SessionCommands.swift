@@ -10,14 +10,14 @@ struct Menu: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Show a server's application menu.")
     @OptionGroup var global: GlobalOptions
     @OptionGroup var connection: ConnectionOptions
-    @Argument(help: "The server: usp://[KEY@]host:port") var uri: String
+    @Argument(help: "The server: an alias of the configuration, host[:port] or usp://[KEY@]host:port") var uri: String
     @Flag(name: .long, help: "Print JSON instead of a table.") var json = false
 
     func run() async throws {
         try await reporting {
-            let server = try parseURI(uri)
-            let home = global.clientHome
-            let c = try await USPConnection.connectForMenu(to: server, home: home, options: try connection.options(), notice: printError)
+            let target = try ServerTarget(uri, global: global, connection: connection)
+            let server = target.server, home = target.home
+            let c = try await USPConnection.connectForMenu(to: server, home: home, options: try target.connectionOptions(), notice: printError)
             let menu = try await c.menu()
             let saved = try? home.loadLogin(for: server)
             await c.close()
@@ -44,17 +44,8 @@ enum MenuText {
         let rows = menu.applications.sorted { $0.key < $1.key }.map { index, offer in
             [index.key, offer.name, fields(offer.expectedRequestBody), offer.description ?? ""]
         }
-        let header = ["INDEX", "NAME", "FIELDS", "DESCRIPTION"]
         guard !rows.isEmpty else { return out + "no applications\n" }
-        var widths = header.map(\.count)
-        for r in rows { for (i, cell) in r.enumerated() { widths[i] = max(widths[i], cell.count) } }
-        func line(_ cells: [String]) -> String {
-            cells.enumerated().map { i, cell in i == cells.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
-                .joined(separator: "  ").trimmingCharacters(in: .whitespaces) + "\n"
-        }
-        out += line(header)
-        for r in rows { out += line(r) }
-        return out
+        return out + TextTable.render(["INDEX", "NAME", "FIELDS", "DESCRIPTION"], rows)
     }
 
     static func fields(_ spec: [String: String]) -> String {
@@ -84,10 +75,10 @@ enum MenuText {
 struct Login: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Log in and save the authorization token.",
-        discussion: "With --user, the password comes from --password-file, a prompt (when stdin is a terminal) or the first line of stdin. With --key, the client's identity key logs in. With --ssh-key, an OpenSSH Ed25519 key (unencrypted) signs this connection's handshake hash; --user then names the account if the key has several.")
+        discussion: "With --user, the password comes from --password-file, a prompt (when stdin is a terminal) or the first line of stdin. With --key, the client's identity key logs in. With --ssh-key, an OpenSSH Ed25519 key (unencrypted) signs this connection's handshake hash; --user then names the account if the key has several. Without any of them, the configuration's SSHKeyFile (unless --password-file) or User decides.")
     @OptionGroup var global: GlobalOptions
     @OptionGroup var connection: ConnectionOptions
-    @Argument(help: "The server: usp://[KEY@]host:port") var uri: String
+    @Argument(help: "The server: an alias of the configuration, host[:port] or usp://[KEY@]host:port") var uri: String
     @Option(name: .long, help: "User name (password login).") var user: String?
     @Option(name: .long, help: ArgumentHelp("Read the password from the first line of this file.", valueName: "file")) var passwordFile: String?
     @Flag(name: .long, help: "Log in with the identity key (method noise_static).") var key = false
@@ -99,35 +90,43 @@ struct Login: AsyncParsableCommand {
             guard !key, passwordFile == nil else { throw ValidationError("--ssh-key goes alone (with an optional --user), not with --key or --password-file") }
             return
         }
-        guard (user != nil) != key else { throw ValidationError("give either --user NAME, --key or --ssh-key FILE") }
+        if key, user != nil { throw ValidationError("give either --user NAME, --key or --ssh-key FILE") }
         if key, passwordFile != nil { throw ValidationError("--password-file goes with --user, not --key") }
         if key, connection.anonymous { throw ValidationError("--key needs the identity key; drop --anonymous") }
     }
 
     func run() async throws {
         try await reporting {
-            let server = try parseURI(uri)
-            let home = global.clientHome
+            var flags: [ClientConfig.Setting] = []
+            if let user { flags.append(.init(.user, .text(user), origin: .commandLine("--user \(user)"))) }
+            if let sshKey { flags.append(.init(.sshKeyFile, .text(sshKey), origin: .commandLine("--ssh-key \(sshKey)"))) }
+            let target = try ServerTarget(uri, global: global, connection: connection, flags: flags)
+            let server = target.server, home = target.home
+            let options = try target.connectionOptions()
+            // --key, else an SSH key (unless --password-file asks for a password), else a password.
+            let user = key ? nil : target.settings.user
+            let sshKey = key || passwordFile != nil ? nil : target.sshKeyFile
+            guard key || sshKey != nil || user != nil else {
+                throw USPClientError(.invalidArgument, "give either --user NAME, --key or --ssh-key FILE (or User or SSHKeyFile for \(uri) in the configuration)")
+            }
+            if key, options.anonymous { throw USPClientError(.invalidArgument, "--key needs the identity key; Anonymous is yes (\(target.settings.origin(.anonymous)!))") }
             let token: String
             let c: USPConnection
             var method = user == nil ? "noise_static" : "password"
             if let sshKey {
                 let signingKey = try SSHKeyFile.privateKey(at: sshKey)
-                c = try await USPConnection.connectForMenu(to: server, home: home, options: try connection.options(), useSavedLogin: false,
-                                                             notice: printError)
+                c = try await USPConnection.connectForMenu(to: server, home: home, options: options, useSavedLogin: false, notice: printError)
                 token = try await c.login(signingKey: signingKey, user: user)
                 method = "publickey"
             } else if let user {
                 let password = try readPassword(user: user, server: server)
-                c = try await USPConnection.connectForMenu(to: server, home: home, options: try connection.options(), useSavedLogin: false,
-                                                             notice: printError)
+                c = try await USPConnection.connectForMenu(to: server, home: home, options: options, useSavedLogin: false, notice: printError)
                 token = try await c.login(user: user, password: password)
             } else {
                 guard try home.loadIdentity() != nil else {
                     throw USPClientError(.localFile, "no identity key in \(home.directory): run usp keygen, give the server's administrator the public key, then log in with --key")
                 }
-                c = try await USPConnection.connectForMenu(to: server, home: home, options: try connection.options(), useSavedLogin: false,
-                                                             notice: printError)
+                c = try await USPConnection.connectForMenu(to: server, home: home, options: options, useSavedLogin: false, notice: printError)
                 token = try await c.loginWithKey()
             }
             // The login this one replaces is revoked, not left valid on the server.
@@ -173,8 +172,8 @@ struct Connect: AsyncParsableCommand {
         discussion: "Example: ssh -o ProxyCommand='usp connect usp://host:7300 ssh --field user=%r' host")
     @OptionGroup var global: GlobalOptions
     @OptionGroup var connection: ConnectionOptions
-    @Argument(help: "The server: usp://[KEY@]host:port") var uri: String
-    @Argument(help: "The application's name on the menu.") var application: String
+    @Argument(help: "The server: an alias of the configuration, host[:port] or usp://[KEY@]host:port") var uri: String
+    @Argument(help: "The application's name on the menu (default: the alias's Application).") var application: String?
     @Option(name: .customLong("field"), help: ArgumentHelp("A request field for the application (repeatable).", valueName: "name=value"))
     var fields: [String] = []
     @Option(name: .long, help: ArgumentHelp("Wait at most this many milliseconds for the first input bytes, which then travel in the handshake.", visibility: .hidden))
@@ -182,31 +181,35 @@ struct Connect: AsyncParsableCommand {
     @OptionGroup var agentChoice: AgentChoice
 
     func run() async throws {
-        if try await throughAgent() { return }
+        var resolved: (ServerTarget, String)?
+        try await reporting {
+            let target = try ServerTarget(uri, global: global, connection: connection, flags: agentChoice.settings())
+            resolved = (target, try target.application(application))
+        }
+        guard let (target, application) = resolved else { return }
+        if try await throughAgent(target, application: application) { return }
         // Start reading stdin at once: its first bytes can then ride in message 1.
         let input = FDReader()
         input.start()
         try await reporting {
-            let server = try parseURI(uri)
-            let home = global.clientHome
-            let options = try connection.options()
+            let options = try target.connectionOptions()
             let textFields = try RequestFields.parse(fields)
-            try await StdioApplicationSession.run(application, server: server, home: home, options: options, textFields: textFields,
+            try await StdioApplicationSession.run(application, server: target.server, home: target.home, options: options, textFields: textFields,
                                                   input: input, earlyWait: .milliseconds(max(0, min(earlyWait, 1000))), notice: printError)
         }
     }
 
-    /// When the agent runs (and the connection is not --anonymous, which the agent does not
+    /// When the agent runs (and the connection is not anonymous, which the agent does not
     /// do): the agent opens the stream and stdin/stdout are bridged to its descriptor.
-    func throughAgent() async throws -> Bool {
+    func throughAgent(_ target: ServerTarget, application: String) async throws -> Bool {
         var used = false
         try await reporting {
-            guard !connection.anonymous, let (agent, fd) = try agentChoice.connection(home: global.clientHome) else { return }
+            guard let (agent, fd) = try agentChoice.connection(for: target) else { return }
             used = true
             let textFields = try RequestFields.parse(fields)
             let opened: AgentClient.OpenedStream
             do {
-                opened = try agent.open(AgentRequest.Open(server: try parseURI(uri), application: application,
+                opened = try agent.open(AgentRequest.Open(server: target.server, application: application,
                                                           textFields: textFields.isEmpty ? nil : textFields), on: fd)
             } catch {
                 close(fd)
@@ -226,8 +229,8 @@ struct Forward: AsyncParsableCommand {
     @OptionGroup var connection: ConnectionOptions
     @Option(name: .long, help: ArgumentHelp("Local address to listen on: HOST:PORT or PORT (127.0.0.1).", valueName: "host:port"))
     var listen: String
-    @Argument(help: "The server: usp://[KEY@]host:port") var uri: String
-    @Argument(help: "The application's name on the menu.") var application: String
+    @Argument(help: "The server: an alias of the configuration, host[:port] or usp://[KEY@]host:port") var uri: String
+    @Argument(help: "The application's name on the menu (default: the alias's Application).") var application: String?
     @Option(name: .customLong("field"), help: ArgumentHelp("A request field for the application (repeatable).", valueName: "name=value"))
     var fields: [String] = []
     @OptionGroup var agentChoice: AgentChoice
@@ -265,16 +268,17 @@ struct Forward: AsyncParsableCommand {
 
     func run() async throws {
         try await reporting {
-            let server = try parseURI(uri)
-            let home = global.clientHome
-            let options = try connection.options()
+            let target = try ServerTarget(uri, global: global, connection: connection, flags: agentChoice.settings())
+            let server = target.server, home = target.home
+            let application = try target.application(application)
+            let options = try target.connectionOptions()
             let textFields = try RequestFields.parse(fields)
             let (host, port) = try Self.listenAddress(listen)
             if udp {
                 // One session for every flow, with the saved login (the agent relays streams, not datagrams).
                 let forwarder = try await UDPForwarder(listenHost: host, listenPort: port, server: server, home: home, application: application,
                                                        textFields: textFields, options: options, idleTimeout: udpIdle, queueLimit: udpQueue)
-                let first = try await USPConnection.connectForMenu(to: server, home: home, options: options, useSavedLogin: !connection.anonymous,
+                let first = try await USPConnection.connectForMenu(to: server, home: home, options: options, useSavedLogin: !options.anonymous,
                                                                    notice: printError)
                 _ = try await first.offer(named: application)
                 await first.close()
@@ -282,7 +286,7 @@ struct Forward: AsyncParsableCommand {
                 try await forwarder.run { error in printError("forward: \(error.message)") }
                 return
             }
-            if !connection.anonymous, let agent = try agentChoice.agent(home: home) {
+            if let agent = try agentChoice.agent(for: target) {
                 // Each local connection gets a stream from the agent, which holds the login.
                 let request = AgentRequest.Open(server: server, application: application, textFields: textFields.isEmpty ? nil : textFields)
                 let forwarder = try await USPForwarder(listenHost: host, listenPort: port, server: server, home: home, begin: .descriptor({
@@ -311,16 +315,16 @@ struct Logout: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Invalidate the saved login on the server and forget it.")
     @OptionGroup var global: GlobalOptions
     @OptionGroup var connection: ConnectionOptions
-    @Argument(help: "The server: usp://[KEY@]host:port") var uri: String
+    @Argument(help: "The server: an alias of the configuration, host[:port] or usp://[KEY@]host:port") var uri: String
 
     func run() async throws {
         try await reporting {
-            let server = try parseURI(uri)
-            let home = global.clientHome
+            let target = try ServerTarget(uri, global: global, connection: connection)
+            let server = target.server, home = target.home
             guard let saved = try home.loadLogin(for: server) else {
                 throw USPClientError(.notFound, "not logged in to \(server.hostPort) (no saved login in \(home.tokensDirectory))")
             }
-            var o = try connection.options()
+            var o = try target.connectionOptions()
             o.authorizationToken = saved.token
             let c: USPConnection
             do {
@@ -342,7 +346,7 @@ struct Revoke: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Invalidate tokens (secrets or token IDs) on the server; needs a login.")
     @OptionGroup var global: GlobalOptions
     @OptionGroup var connection: ConnectionOptions
-    @Argument(help: "The server: usp://[KEY@]host:port") var uri: String
+    @Argument(help: "The server: an alias of the configuration, host[:port] or usp://[KEY@]host:port") var uri: String
     @Argument(help: "Tokens to invalidate: usp1.… secrets or base64url token IDs.") var tokens: [String]
 
     func validate() throws {
@@ -351,12 +355,12 @@ struct Revoke: AsyncParsableCommand {
 
     func run() async throws {
         try await reporting {
-            let server = try parseURI(uri)
-            let home = global.clientHome
+            let target = try ServerTarget(uri, global: global, connection: connection)
+            let server = target.server, home = target.home
             guard let saved = try home.loadLogin(for: server) else {
                 throw USPClientError(.loginRequired, "revoking tokens needs a login; log in first: usp login \(server.withoutKey) --user NAME")
             }
-            var o = try connection.options()
+            var o = try target.connectionOptions()
             o.authorizationToken = saved.token
             let c = try await USPConnection.connect(to: server, home: home, options: o)
             let n = try await c.invalidate(tokens: tokens)
@@ -399,12 +403,15 @@ struct KnownServersCommand: AsyncParsableCommand {
     struct Remove: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Remove a server's keys (as ssh-keygen -R does).")
         @OptionGroup var global: GlobalOptions
-        @Argument(help: "host:port ([IPv6]:port), as known_servers names it.") var server: String
+        @OptionGroup var config: ConfigOptions
+        @Argument(help: "host:port ([IPv6]:port), as known_servers names it, a URI or an alias of the configuration.") var server: String
         func run() async throws {
             try await reporting {
                 let home = global.clientHome
                 var name = server
-                if let uri = try? ServerURI(parsing: server) { name = uri.hostPort }
+                // An alias or URI names the server it resolves to; a pattern (*, ?) stays as written.
+                let file = try config.load(home: home), settings = try config.settings()
+                if let target = try? file.resolve(server, commandLine: settings) { name = target.server.hostPort }
                 let n = try home.removeKnownServer(name)
                 guard n > 0 else { throw USPClientError(.notFound, "no line for \(name) in \(home.knownServersPath)") }
                 print("removed \(n) line\(n == 1 ? "" : "s") for \(name) from \(home.knownServersPath)")

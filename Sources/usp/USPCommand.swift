@@ -14,13 +14,16 @@ struct USP: AsyncParsableCommand {
         abstract: "Client for the Universal Session Protocol.",
         discussion: """
             State lives in ~/.usp, or in $USP_HOME, or in --home DIR: identity (the client's key), \
-            known_servers (server keys, trusted on first use), tokens/ (saved logins).
+            known_servers (server keys, trusted on first use), tokens/ (saved logins), config (host aliases, \
+            ssh_config syntax: usp config show ALIAS). Every SERVER argument is an alias of the config, \
+            host[:port] or usp://[KEY@]host[:port]; -F FILE and -o Keyword=Value work as ssh's.
             """,
         version: "0.1.0",
         subcommands: [Keygen.self, Genkey.self, Pubkey.self, Menu.self, Login.self, Connect.self, Forward.self,
-                      Logout.self, Revoke.self, KnownServersCommand.self, AgentCommand.self])
+                      Logout.self, Revoke.self, KnownServersCommand.self, LoginsCommand.self, ConfigCommand.self, AgentCommand.self])
 
-    /// `--home DIR` is global: `usp --home DIR menu URI` works as `usp menu URI --home DIR`.
+    /// `--home DIR`, `-F FILE` and `-o K=V` are global: `usp --home DIR menu URI` works as
+    /// `usp menu URI --home DIR`.
     static func main() async {
         var arguments = Array(CommandLine.arguments.dropFirst())
         if arguments.isEmpty {
@@ -28,10 +31,16 @@ struct USP: AsyncParsableCommand {
             FileHandle.standardError.write(Data((helpMessage() + "\n").utf8))
             Glibc.exit(64)
         }
+        // -oKey=Value and -FFILE, joined as ssh allows, become two arguments (before any --).
+        let end = arguments.firstIndex(of: "--") ?? arguments.endIndex
+        arguments = arguments[..<end].flatMap { a in
+            (a.hasPrefix("-o") || a.hasPrefix("-F")) && a.count > 2 && !a.hasPrefix("--") ? [String(a.prefix(2)), String(a.dropFirst(2))] : [a]
+        } + arguments[end...]
         var moved: [String] = []
-        while let first = arguments.first, first == "--home" || first.hasPrefix("--home=") {
+        // --home, -F and -o before the command move after it (usp -F FILE connect ALIAS, as ssh -F).
+        while let first = arguments.first, first.hasPrefix("--home=") || first.hasPrefix("-F") || first.hasPrefix("-o") || first == "--home" {
             moved.append(arguments.removeFirst())
-            if first == "--home", !arguments.isEmpty { moved.append(arguments.removeFirst()) }
+            if ["--home", "-F", "-o"].contains(first), !arguments.isEmpty { moved.append(arguments.removeFirst()) }
         }
         if !moved.isEmpty, let terminator = arguments.firstIndex(of: "--") {
             arguments.insert(contentsOf: moved, at: terminator)
@@ -52,9 +61,9 @@ struct GlobalOptions: ParsableArguments {
 }
 
 struct ConnectionOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("What to do with a server not in known_servers: strict, accept-new (trust on first use), no.",
+    @Option(name: .long, help: ArgumentHelp("What to do with a server not in known_servers: strict, accept-new (trust on first use, the default), no.",
                                             valueName: "mode"))
-    var serverKeyChecking: String = "accept-new"
+    var serverKeyChecking: String?
 
     @Flag(name: .long, help: "Do not show the client's key to the server (NK instead of IK).")
     var anonymous = false
@@ -68,27 +77,17 @@ struct ConnectionOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Ask this resolver for DNS records instead of the system's (IPv4:PORT or IPv4).", valueName: "ip:port"))
     var dnsServer: String?
 
-    func options() throws -> USPConnectionOptions {
-        guard let mode = KnownServers.Mode(text: serverKeyChecking) else {
-            throw ValidationError("--server-key-checking must be strict, accept-new or no, not \"\(serverKeyChecking)\"")
-        }
-        var o = USPConnectionOptions()
-        o.serverKeyChecking = mode
-        o.anonymous = anonymous
-        o.onNewServerKey = { printError($0) }
-        o.dns.enabled = !noDns
-        o.dns.requireDNSSEC = dnsRequireDnssec
-        if noDns, dnsRequireDnssec { throw ValidationError("--no-dns and --dns-require-dnssec contradict each other") }
-        if let text = dnsServer {
-            let parts = text.split(separator: ":", omittingEmptySubsequences: false)
-            var address = in_addr()
-            guard parts.count <= 2, inet_pton(AF_INET, String(parts[0]), &address) == 1,
-                  let port = parts.count == 2 ? Int(parts[1]) : 53, (1...65535).contains(port) else {
-                throw ValidationError("--dns-server \(text): expected an IPv4 address with an optional port, as 127.0.0.1:5353")
-            }
-            o.dns.server = (String(parts[0]), port)
-        }
-        return o
+    @OptionGroup var config: ConfigOptions
+
+    /// The flags given, as configuration settings (they win over -o and the file).
+    func settings() throws -> [ClientConfig.Setting] {
+        var s: [ClientConfig.Setting] = []
+        if let v = serverKeyChecking { s.append(try ClientConfig.commandLine(.serverKeyChecking, v, flag: "--server-key-checking")) }
+        if anonymous { s.append(.init(.anonymous, .flag(true), origin: .commandLine("--anonymous"))) }
+        if noDns { s.append(.init(.dns, .flag(false), origin: .commandLine("--no-dns"))) }
+        if dnsRequireDnssec { s.append(.init(.requireDNSSEC, .flag(true), origin: .commandLine("--dns-require-dnssec"))) }
+        if let v = dnsServer { s.append(try ClientConfig.commandLine(.dnsServer, v, flag: "--dns-server")) }
+        return s
     }
 }
 
@@ -107,11 +106,6 @@ func reporting(_ body: () async throws -> Void) async throws {
 
 func printError(_ line: String) {
     FileHandle.standardError.write(Data("usp: \(line)\n".utf8))
-}
-
-/// `usp://[KEY@]host[:port]`, or a bare `host[:port]`.
-func parseURI(_ text: String) throws -> ServerURI {
-    try ServerURI(parsingLoosely: text)
 }
 
 // MARK: - Keys

@@ -303,6 +303,10 @@ public final class USPDaemon: Service, Sendable {
                     let endpoint = try await MetricsEndpoint.start(address: try ListenAddress.parse(text), group: group,
                                                                    registry: registry, daemon: self)
                     metricsEndpoint.withLock { $0 = endpoint }
+                    let host = try ListenAddress.parse(text).host
+                    if !(host.hasPrefix("127.") || host == "::1" || host == "localhost") {
+                        logger.warning("metrics_listen \(text) is not a loopback address: anyone who reaches it reads the metrics (plain HTTP, no authentication)")
+                    }
                     logger.info("metrics on http://\(endpoint.channel.localAddress.flatMap { a in a.port.map { ListenAddress(host: a.ipAddress ?? "?", port: $0).text } } ?? text)/metrics")
                 }
             } catch {

@@ -132,9 +132,11 @@ struct Serve: AsyncParsableCommand {
         }
         let lock: StartupChecks.DataDirectoryLock
         do { lock = try StartupChecks.DataDirectoryLock(directory: homeDir.directory) } catch { throw Failure("\(error)") }
+        var createdAdmin = false
         if !homeDir.exists {
             let password = try homeDir.initialize(logger: logger)
             printAdminPassword(password)
+            createdAdmin = password != nil
         }
         let key = try ServerHome.loadHostKey(at: homeDir.hostKeyPath)
         let store = try Backend.openStore(homeDir.databasePath)
@@ -166,11 +168,13 @@ struct Serve: AsyncParsableCommand {
         let daemon = USPDaemon(runtime: runtime, group: group,
                                loadApplications: { watcher.load() },
                                onHangup: { watcher.forceNext() },
-                               onReady: { addresses in
-                                   for a in addresses {
-                                       guard let ip = a.ipAddress, let port = a.port else { continue }
-                                       print(ServerHome.uri(serverKey: key.publicKey, host: ip, port: port))
+                               onReady: { [createdAdmin] addresses in
+                                   let uris = addresses.compactMap { a in
+                                       a.ipAddress.flatMap { ip in a.port.map { ServerHome.uri(serverKey: key.publicKey, host: ip, port: $0) } }
                                    }
+                                   for uri in uris { print(uri) }
+                                   fflush(nil)
+                                   if createdAdmin, let uri = uris.first { printNextStep(uri: uri) }
                                    fflush(nil)
                                    Systemd.notify("READY=1")
                                },
@@ -204,6 +208,14 @@ struct Serve: AsyncParsableCommand {
     }
 }
 
+/// After a first start: what to type on a client (stderr, beside the password).
+func printNextStep(uri: String, serving: Bool = true) {
+    let start = serving ? "" : "start it with `uspd serve`, then "
+    let text = "uspd: next, \(start)on a client: usp login \(uri) --user admin\n"
+        + "uspd: then `usp menu \(uri)` lists what admin may open, and `uspd status` shows who is connected\n"
+    FileHandle.standardError.write(Data(text.utf8))
+}
+
 func printAdminPassword(_ password: String?) {
     guard let password else { return }
     // Printed once, on stderr, so that stdout stays the URI for scripts.
@@ -227,6 +239,10 @@ struct Init: AsyncParsableCommand {
         printAdminPassword(password)
         let key = try ServerHome.loadHostKey(at: homeDir.hostKeyPath)
         print("initialised \(homeDir.directory); server key \(Base64URL.encode(key.publicKey)) (\(Fingerprint.of(key.publicKey)))")
+        if password != nil, let first = config.listen.first, let a = try? ListenAddress.parse(first) {
+            fflush(nil)
+            printNextStep(uri: ServerHome.uri(serverKey: key.publicKey, host: a.host, port: a.port), serving: false)
+        }
     }
 }
 

@@ -15,6 +15,8 @@ import Testing
         #expect(first.status == 0, "\(first.stderr)")
         #expect(exists(server, "host_key"))
         #expect(!FileManager.default.fileExists(atPath: client.path), "nothing in the client's home")
+        #expect(first.stderr.contains("created user admin with password: ") && first.stderr.contains("next, start it with `uspd serve`, then on a client: usp login usp://")
+                && first.stderr.contains("--user admin"), "the first run says what to do next: \(first.stderr)")
 
         let second = try Harness.run(uspd, ["init"], environment: ["USP_HOME": client.path, "STATE_DIRECTORY": state.path])
         #expect(second.status == 0, "\(second.stderr)")

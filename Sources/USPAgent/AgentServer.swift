@@ -50,6 +50,8 @@ public final class AgentServer: Sendable {
     /// but an inherited socket is systemd's too: shut down, it would refuse every later connection.
     private let wake: (read: CInt, write: CInt)
     private let uid = geteuid()
+    /// This agent's binary: a peer running it (`usp connect`) speaks for its parent.
+    private let ownExecutable = ProcessExecutable.path(of: getpid())
     private let limiter: Mutex<AgentRateLimiter>
     private let table = AgentStreamTable()
     private let pending = Atomic<Int>(0)
@@ -215,7 +217,7 @@ public final class AgentServer: Sendable {
         case .status:
             respond(fd, .status(AgentStatus(pid: getpid(), streams: table.list())))
         case .open(let open):
-            serveOpen(fd, peer, open)
+            serveOpen(fd, peer.attributed(ownExecutable: ownExecutable), open)
         }
     }
 

@@ -51,7 +51,11 @@ public struct AgentStreamInfo: Hashable, Sendable {
               let server = o["server"]?.stringValue, let application = o["application"]?.stringValue,
               let sent = o["bytes_sent"]?.integerValue, let received = o["bytes_received"]?.integerValue,
               let openedAt = o["opened_at"]?.doubleValue, let age = o["age"]?.doubleValue else { return nil }
-        self.init(stream: Int(stream), program: PeerProgram(uid: uid_t(truncatingIfNeeded: uid), gid: 0, pid: pid_t(truncatingIfNeeded: pid), executable: executable),
+        let via = o["via_pid"]?.integerValue.flatMap { viaPID in
+            o["via_executable"]?.stringValue.map { PeerProgram.Via(pid: pid_t(truncatingIfNeeded: viaPID), executable: $0) }
+        }
+        self.init(stream: Int(stream), program: PeerProgram(uid: uid_t(truncatingIfNeeded: uid), gid: 0, pid: pid_t(truncatingIfNeeded: pid),
+                                                            executable: executable, via: via),
                   server: server, application: application, tokenID: o["token_id"]?.stringValue,
                   bytesSent: Int(sent), bytesReceived: Int(received), openedAt: openedAt, age: age)
     }

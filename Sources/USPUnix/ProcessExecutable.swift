@@ -23,12 +23,41 @@ public enum ProcessExecutable {
     /// The fields of `/proc/PID/stat` after the command name ("1234 (name) S 1 …": state, parent,
     /// …), found after the last ')' since the name may hold spaces and parentheses.
     static func statFields(of pid: pid_t) -> [ArraySlice<UInt8>]? {
-        let fd = open("/proc/\(pid)/stat", O_RDONLY | O_CLOEXEC)
+        guard let bytes = read("/proc/\(pid)/stat", limit: 4096), let paren = bytes.lastIndex(of: UInt8(ascii: ")")) else { return nil }
+        return bytes[(paren + 1)...].split(separator: UInt8(ascii: " "))
+    }
+}
+
+extension ProcessExecutable {
+    /// The real uid of `pid`, from the `Uid:` line of `/proc/PID/status`; nil if unreadable.
+    public static func uid(of pid: pid_t) -> uid_t? {
+        guard let text = read("/proc/\(pid)/status", limit: 8192) else { return nil }
+        for line in text.split(separator: 10) where line.starts(with: Array("Uid:".utf8)) {
+            let fields = line.dropFirst(4).split(whereSeparator: { $0 == 9 || $0 == 32 })
+            return fields.first.flatMap { uid_t(String(decoding: $0, as: UTF8.self)) }
+        }
+        return nil
+    }
+
+    /// The arguments `pid` was started with (`/proc/PID/cmdline`, argv[0] first); nil if unreadable.
+    public static func arguments(of pid: pid_t) -> [String]? {
+        guard let bytes = read("/proc/\(pid)/cmdline", limit: 65536), !bytes.isEmpty else { return nil }
+        return bytes.split(separator: 0, omittingEmptySubsequences: false).dropLast(bytes.last == 0 ? 1 : 0)
+            .map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    private static func read(_ path: String, limit: Int) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
-        var buffer = [UInt8](repeating: 0, count: 1024)
-        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        guard n > 0, let paren = buffer[0..<n].lastIndex(of: UInt8(ascii: ")")) else { return nil }
-        return buffer[(paren + 1)..<n].split(separator: UInt8(ascii: " "))
+        var out: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while out.count < limit {
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0, errno == EINTR { continue }
+            guard n > 0 else { break }
+            out += buffer[0..<n]
+        }
+        return out
     }
 }

@@ -78,7 +78,7 @@ struct AgentCommand: AsyncParsableCommand {
             guard !streams.isEmpty else { return "no open streams\n" }
             let header = ["STREAM", "PID", "PROGRAM", "SERVER", "APPLICATION", "TOKEN", "SENT", "RECEIVED", "AGE"]
             let rows = streams.map { s in
-                ["\(s.stream)", "\(s.program.pid)", s.program.executable, s.server, s.application, s.tokenID ?? "-",
+                ["\(s.stream)", "\(s.program.pid)", s.program.executable + (s.program.via.map { " (via usp, pid \($0.pid))" } ?? ""), s.server, s.application, s.tokenID ?? "-",
                  "\(s.bytesSent)", "\(s.bytesReceived)", "\(Int(s.age))s"]
             }
             return TextTable.render(header, rows)

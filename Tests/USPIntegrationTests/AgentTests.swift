@@ -6,6 +6,12 @@ import USPUnix
 /// the agent for streams (a Python script with no credentials, `usp connect`, raw requests).
 @Suite(.serialized) struct AgentTests {
     static let config = "handshake_timeout = 1\nhandshake_burst = 100\n"
+    /// This test process's executable, as the agent reads it from /proc.
+    static let thisExecutable: String = {
+        var buffer = [CChar](repeating: 0, count: 4097)
+        let n = readlink("/proc/self/exe", &buffer, 4096)
+        return n > 0 ? String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : "?"
+    }()
     static let apps = ["echo.toml": execApp("echo", command: ["/bin/cat"], visibility: "authenticated")]
 
     // MARK: - A program without credentials
@@ -155,6 +161,31 @@ import USPUnix
         #expect(log.filter { $0["event"] as? String == "open" }.count == 3)
     }
 
+    /// `usp connect` run by two different programs (as ssh's ProxyCommand would be): each has a
+    /// rate bucket of its own, named in the log with the usp process it came through.
+    @Test func uspConnectIsAccountedToTheProgramThatRanIt() throws {
+        let python = try HandoffPeers.requirePython()
+        let daemon = try DaemonFixture(apps: Self.apps, config: Self.config)
+        try daemon.loginAdmin()
+        let agent = try AgentProcess(home: daemon.home, arguments: ["--rate", "3/min", "--burst", "3"])
+        let usp = try Harness.executable("usp")
+        let run = "import subprocess, sys\nfor i in range(4):\n    r = subprocess.run([sys.argv[1], '--home', sys.argv[2], 'connect', sys.argv[3], 'echo'], input=b'x\\n', capture_output=True)\n    print(r.returncode, r.stderr.decode().strip().replace('\\n', ' '))\n"
+        let fromPython = try Harness.run(python, ["-c", run, usp, daemon.home.path, daemon.uri])
+        let results = fromPython.stdout.split(separator: "\n")
+        #expect(results.count == 4 && results.prefix(3).allSatisfy { $0.hasPrefix("0") }, "\(fromPython.stdout)")
+        #expect(results.last?.contains("rate_limited") == true, "the fourth from python is over its burst: \(fromPython.stdout)")
+        // Another program (a shell that does not exec) has its own burst.
+        let fromShell = try Harness.run("/bin/sh", ["-c", "for i in 1 2 3; do echo y | '\(usp)' --home '\(daemon.home.path)' connect '\(daemon.uri)' echo || exit 1; done; true"])
+        #expect(fromShell.status == 0 && fromShell.stdout == "y\ny\ny\n", "\(fromShell.stderr)")
+        let log = try agent.waitForLog { $0.filter { $0["event"] as? String == "open" }.count == 6 }
+        let opens = log.filter { $0["event"] as? String == "open" }
+        #expect(opens.filter { $0["executable"] as? String == realpath(python) }.count == 3, "\(opens)")
+        #expect(opens.filter { ($0["executable"] as? String)?.hasSuffix("sh") == true }.count == 3, "\(opens)")
+        #expect(opens.allSatisfy { $0["via_executable"] as? String == realpath(usp) })
+        let refused = try #require(log.first { $0["code"] as? String == "rate_limited" })
+        #expect(refused["executable"] as? String == realpath(python) && refused["via_pid"] is Int)
+    }
+
     // MARK: - usp connect
 
     @Test func uspConnectUsesTheAgentWhenItRunsAndWorksWithout() throws {
@@ -166,7 +197,9 @@ import USPUnix
         #expect(via.stdout == "via the agent\n")
         let log = try agent.waitForLog { $0.contains { $0["event"] as? String == "close" } }
         let open = try #require(log.first { $0["event"] as? String == "open" })
-        #expect(open["executable"] as? String == realpath(try Harness.executable("usp")))
+        // usp connect speaks for the program that ran it: here, this test process.
+        #expect(open["executable"] as? String == Self.thisExecutable && open["pid"] as? Int == Int(getpid()), "\(open)")
+        #expect(open["via_executable"] as? String == realpath(try Harness.executable("usp")))
         #expect(log.first { $0["event"] as? String == "close" }?["bytes_sent"] as? Int == 14)
 
         // --no-agent goes direct: the agent logs nothing more.
@@ -227,8 +260,9 @@ import USPUnix
         let stream = try #require(list.first)
         #expect(stream["application"] as? String == "echo")
         #expect(stream["server"] as? String == "127.0.0.1:\(daemon.port)")
-        #expect(stream["pid"] as? Int == Int(client.process.pid))
-        #expect(stream["executable"] as? String == realpath(try Harness.executable("usp")))
+        #expect(stream["pid"] as? Int == Int(getpid()) && stream["via_pid"] as? Int == Int(client.process.pid), "\(stream)")
+        #expect(stream["executable"] as? String == Self.thisExecutable)
+        #expect(stream["via_executable"] as? String == realpath(try Harness.executable("usp")))
         #expect(stream["bytes_sent"] as? Int == 10)
         #expect(stream["bytes_received"] as? Int == 10)
         #expect(!(stream["token_id"] as? String ?? "").isEmpty)

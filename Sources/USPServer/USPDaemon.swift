@@ -215,20 +215,25 @@ public final class USPDaemon: Service, Sendable {
     private let metricsEndpoint = Mutex<MetricsEndpoint?>(nil)
     private let onReady: @Sendable ([SocketAddress]) -> Void
     private let onHangup: @Sendable () -> Void
+    private let onDraining: @Sendable () -> Void
 
     /// `loadApplications` reads apps.d (called at start, on SIGHUP and every `reloadInterval`);
     /// `onHangup` runs on SIGHUP before it (e.g. to make a caching loader read everything again).
+    /// `onReady` runs once every listener is bound, `onDraining` when a graceful shutdown begins
+    /// (uspd tells systemd READY=1 and STOPPING=1 there).
     public init(runtime: ServerRuntime, group: any EventLoopGroup,
                 loadApplications: @escaping @Sendable () throws -> [ApplicationDefinition],
                 onHangup: @escaping @Sendable () -> Void = {},
                 onReady: @escaping @Sendable ([SocketAddress]) -> Void = { _ in },
-                metricsRegistry: PrometheusCollectorRegistry? = nil) {
+                metricsRegistry: PrometheusCollectorRegistry? = nil,
+                onDraining: @escaping @Sendable () -> Void = {}) {
         self.metricsRegistry = metricsRegistry
         self.runtime = runtime
         self.group = group
         self.loadApplications = loadApplications
         self.onHangup = onHangup
         self.onReady = onReady
+        self.onDraining = onDraining
     }
 
     var logger: Logger { runtime.logger }
@@ -364,6 +369,7 @@ public final class USPDaemon: Service, Sendable {
                 tasks.cancelAll()
             }
         } onGracefulShutdown: { [self] in
+            onDraining()
             logger.info("draining: no new connections; telling \(runtime.registry.count) session(s) shutting_down")
             let all = channels.withLock { $0 }
             for c in all { c.close(promise: nil) }

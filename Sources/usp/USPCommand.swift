@@ -13,10 +13,24 @@ struct USP: AsyncParsableCommand {
         commandName: "usp",
         abstract: "Client for the Universal Session Protocol.",
         discussion: """
-            State lives in ~/.usp, or in $USP_HOME, or in --home DIR: identity (the client's key), \
-            known_servers (server keys, trusted on first use), tokens/ (saved logins), config (host aliases, \
-            ssh_config syntax: usp config show ALIAS). Every SERVER argument is an alias of the config, \
-            host[:port] or usp://[KEY@]host[:port]; -F FILE and -o Keyword=Value work as ssh's.
+            usp connects to a uspd server: every byte is encrypted from the first one (a Noise \
+            handshake), and the server key is trusted on first use and pinned afterwards, as ssh \
+            does. usp menu lists the applications, usp login saves a login, usp connect bridges \
+            stdin and stdout to an application (an ssh ProxyCommand, say), usp forward serves one \
+            on a local port, and usp agent hands local programs streams without handing them \
+            credentials. Every SERVER argument is an alias of the config, host[:port] or \
+            usp://[KEY@]host[:port]; -F FILE and -o Keyword=Value work as ssh's.
+
+            FILES: state lives in ~/.usp, or in $USP_HOME, or in --home DIR: identity (the \
+            client's key), known_servers (server keys, trusted on first use), tokens/ (saved \
+            logins), config (host aliases, ssh_config syntax: usp config show ALIAS), agent.sock \
+            and agent.log (usp agent).
+
+            ENVIRONMENT: USP_HOME, the state directory when --home is not given. \
+            USP_AGENT_SOCK, the agent's socket when it is not HOME/agent.sock.
+
+            EXIT STATUS: 0 on success, 1 when the command fails (one line on stderr, usp: ...), \
+            64 on a usage error.
             """,
         version: "0.1.0",
         subcommands: [Keygen.self, Genkey.self, Pubkey.self, Menu.self, Login.self, Connect.self, Forward.self,

@@ -19,12 +19,27 @@ struct USPD: AsyncParsableCommand {
         commandName: "uspd",
         abstract: "The Universal Session Protocol daemon.",
         discussion: """
-        With no subcommand, uspd serves: it creates the data directory on first run (a host key, \
-        a SQLite database, a sample apps.d and an admin user whose password it prints once), \
-        listens on loopback and prints the usp:// URI clients use. SIGTERM drains, SIGHUP reloads apps.d.
+        uspd puts every application of a host behind one endpoint: a client connects, every byte \
+        is encrypted from the first one (a Noise handshake), it sees an application menu, logs in \
+        (password, Noise key or SSH key) and gets a token for each application session. With no \
+        subcommand uspd serves (uspd serve): it creates the data directory on first run (a host \
+        key, a SQLite database, a sample apps.d and an admin user whose password it prints once \
+        on stderr), listens on 127.0.0.1:7300 and [::1]:7300 unless told otherwise, and prints \
+        the usp:// URIs clients use. SIGTERM drains, SIGHUP reloads apps.d.
 
-        EXIT STATUS: 0 on success, 1 on a runtime error, 64 on a usage error.
-        FILES: DATA/host_key, DATA/usp.sqlite, DATA/apps.d/*.toml, DATA/uspd.toml, DATA/uspd.sock (the control socket of uspd status and uspd sessions), DATA/uspd.lock.
+        FILES (DATA is the data directory): DATA/host_key, the server's X25519 key (mode 0600); \
+        DATA/usp.sqlite, users, tokens and the audit trail; DATA/apps.d/*.toml, one application \
+        each; DATA/uspd.toml, the optional configuration; DATA/uspd.sock, the control socket of \
+        uspd status and uspd sessions; DATA/uspd.lock, held while uspd serves.
+
+        ENVIRONMENT: USPD_DATA_DIR, the data directory when --data-dir is not given; \
+        STATE_DIRECTORY, set by systemd (StateDirectory=uspd gives /var/lib/uspd), used when \
+        neither is; else ./usp-data. The client's USP_HOME is never read. LISTEN_FDS and \
+        LISTEN_PID: listening sockets passed by systemd (uspd.socket) are served instead of the \
+        listen addresses. NOTIFY_SOCKET: uspd sends READY=1 once it listens and STOPPING=1 when \
+        it starts draining (Type=notify).
+
+        EXIT STATUS: 0 on success, 1 on a runtime error (one line on stderr), 64 on a usage error.
         """,
         version: "0.3.0",
         subcommands: [Serve.self, Init.self, Status.self, Sessions.self, User.self, App.self, Audit.self, URI.self, Key.self, DNSRecords.self],
@@ -83,7 +98,18 @@ struct Failure: Error, CustomStringConvertible {
 // MARK: - serve
 
 struct Serve: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Serve (the default).")
+    static let configuration = CommandConfiguration(
+        abstract: "Serve (the default).",
+        discussion: """
+        Before creating anything, uspd checks that it can bind every listen address (--listen, \
+        else uspd.toml's listen, else 127.0.0.1:7300 and [::1]:7300) and takes DATA/uspd.lock, \
+        so that a second uspd on the same data directory is refused. On first run it creates the \
+        data directory and prints the admin password once on stderr; then it prints the usp:// \
+        URIs on stdout. Sockets passed by systemd (LISTEN_FDS) are served instead of the listen \
+        addresses. SIGTERM or SIGINT drain: no new connections, CLOSE shutting_down to every \
+        session. SIGHUP reloads apps.d (also polled every 2 seconds). It stops with exit status 1 \
+        if its database file is deleted or replaced while it runs.
+        """)
 
     @OptionGroup var home: HomeOptions
 
@@ -178,7 +204,8 @@ struct Serve: AsyncParsableCommand {
                                    fflush(nil)
                                    Systemd.notify("READY=1")
                                },
-                               metricsRegistry: metricsRegistry)
+                               metricsRegistry: metricsRegistry,
+                               onDraining: { Systemd.notify("STOPPING=1") })
         let services = ServiceGroup(configuration: .init(services: [daemon], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         // A database deleted or replaced under a running uspd would silently split the state
         // (grants in an unlinked file, lost at restart): stop loudly instead.

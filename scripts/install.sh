@@ -2,8 +2,9 @@
 # Builds usp and uspd in release mode and installs them with their man pages, shell completions
 # and systemd units; or builds a Debian package of the same files; or uninstalls.
 #
-#   bash scripts/install.sh                          # swift build -c release, install under /usr/local
-#   bash scripts/install.sh --prefix "$HOME/.local"  # no root needed
+#   bash scripts/install.sh --prefix "$HOME/.local"  # swift build -c release, install there
+#   bash scripts/install.sh --build-only             # build as yourself, then
+#   sudo bash scripts/install.sh --skip-build        # install under /usr/local (no swift needed)
 #   bash scripts/install.sh --uninstall              # removes exactly what the manifest lists
 #   bash scripts/install.sh --deb usp.deb            # a .deb (implies --static-stdlib and --prefix /usr)
 #
@@ -30,9 +31,11 @@ Builds usp and uspd (swift build -c release) and installs, under PREFIX:
 Options:
   --prefix DIR            where to install (default /usr/local; /usr with --deb)
   --destdir DIR           stage under DIR (files go to DIR/PREFIX; units name PREFIX/bin)
-  --skip-build            do not build; take usp and uspd from --build-dir
+  --build-only            build usp, uspd and the man pages; install nothing
+  --skip-build            do not build: take usp and uspd from --build-dir, the man pages
+                          from the last build's (or --man-dir); needs no swift
   --build-dir DIR         the folder holding the built usp and uspd
-                          (default: swift build's bin path, release configuration)
+                          (default .build/release; .build-static/release with --static-stdlib)
   --static-stdlib         link the Swift runtime and Foundation statically
                           (swift build --static-swift-stdlib, in .build-static): the binaries
                           run without a Swift toolchain installed
@@ -55,6 +58,7 @@ PREFIX=/usr/local
 PREFIX_GIVEN=0
 DESTDIR=""
 SKIP_BUILD=0
+BUILD_ONLY=0
 BUILD_DIR=""
 STATIC=0
 MAN_DIR=""
@@ -71,6 +75,7 @@ while [[ $# -gt 0 ]]; do
         --prefix) need_value "$@"; PREFIX=$2; PREFIX_GIVEN=1; shift 2 ;;
         --destdir) need_value "$@"; DESTDIR=$2; shift 2 ;;
         --skip-build) SKIP_BUILD=1; shift ;;
+        --build-only) BUILD_ONLY=1; shift ;;
         --build-dir) need_value "$@"; BUILD_DIR=$2; shift 2 ;;
         --static-stdlib) STATIC=1; shift ;;
         --man-dir) need_value "$@"; MAN_DIR=$2; shift 2 ;;
@@ -93,6 +98,7 @@ if [[ -n $DESTDIR ]]; then
     mkdir -p "$DESTDIR" || die "cannot create --destdir $DESTDIR"
     DESTDIR=$(cd "$DESTDIR" && pwd)
 fi
+[[ $BUILD_ONLY == 0 || $SKIP_BUILD == 0 ]] || usage_error "--build-only and --skip-build do not go together"
 if [[ -n $DEB ]]; then
     [[ $UNINSTALL == 0 ]] || usage_error "--deb and --uninstall do not go together"
     [[ $PREFIX_GIVEN == 1 ]] || PREFIX=/usr
@@ -137,6 +143,8 @@ if [[ $STATIC == 1 ]]; then
 fi
 BUILD_FLAGS+=(--build-path "$BUILD_PATH")
 
+STAGE_LOG=$(mktemp "${TMPDIR:-/tmp}/usp-install-log.XXXXXX")
+trap 'rm -f "$STAGE_LOG"' EXIT
 if [[ $SKIP_BUILD == 0 ]]; then
     command -v swift >/dev/null || die "swift not found on PATH (needed to build; or give --skip-build --build-dir DIR)"
     for product in uspd usp; do
@@ -144,12 +152,22 @@ if [[ $SKIP_BUILD == 0 ]]; then
         (cd "$ROOT" && swift build "${BUILD_FLAGS[@]}" --product "$product") || die "swift build of $product failed"
     done
 fi
-if [[ -z $BUILD_DIR ]]; then
-    if [[ $SKIP_BUILD == 1 ]] && ! command -v swift >/dev/null; then
-        die "--skip-build without swift on PATH needs --build-dir DIR"
-    fi
-    BUILD_DIR=$(cd "$ROOT" && swift build "${BUILD_FLAGS[@]}" --show-bin-path) || die "swift build --show-bin-path failed"
+# The plugin writes one folder per program: outputs/usp/, outputs/uspd/.
+GENERATED_MAN=$BUILD_PATH/plugins/GenerateManual/outputs
+if [[ $SKIP_BUILD == 0 && $WITH_MAN == 1 && -z $MAN_DIR ]]; then
+    # swift-argument-parser's generate-manual plugin: it builds the package's products in this
+    # configuration and runs each with --experimental-dump-help.
+    echo "generating man pages: swift package plugin generate-manual --multi-page"
+    plugin_flags=(--build-path "$BUILD_PATH")
+    [[ $STATIC == 0 ]] || plugin_flags+=(--static-swift-stdlib)
+    (cd "$ROOT" && swift package "${plugin_flags[@]}" plugin generate-manual --multi-page --configuration release) >"$STAGE_LOG" 2>&1 \
+        || die "man page generation failed (swift package plugin generate-manual: $(tail -1 "$STAGE_LOG")); or pass --no-man"
 fi
+if [[ $BUILD_ONLY == 1 ]]; then
+    echo "built usp and uspd in $BUILD_PATH/release$([[ $WITH_MAN == 0 ]] || echo ", man pages in $GENERATED_MAN"); install with --skip-build"
+    exit 0
+fi
+BUILD_DIR=${BUILD_DIR:-$BUILD_PATH/release}
 for product in usp uspd; do
     [[ -x $BUILD_DIR/$product ]] || die "$BUILD_DIR/$product is not there or not executable (build it, or name the folder with --build-dir)"
 done
@@ -157,7 +175,7 @@ done
 # --- staging -----------------------------------------------------------------------------------
 
 STAGE=$(mktemp -d "${TMPDIR:-/tmp}/usp-install.XXXXXX")
-trap 'rm -rf "$STAGE"' EXIT
+trap 'rm -rf "$STAGE" "$STAGE_LOG"' EXIT
 FILES=()   # installed paths, as they will be on the target (under PREFIX, no DESTDIR)
 
 # stage SOURCE TARGET MODE: puts SOURCE at $STAGE$TARGET.
@@ -169,19 +187,11 @@ stage() {
 stage "$BUILD_DIR/usp" "$PREFIX/bin/usp" 755
 stage "$BUILD_DIR/uspd" "$PREFIX/bin/uspd" 755
 
-# Man pages: from --man-dir, or generated by swift-argument-parser's generate-manual plugin (it
-# builds the package's products in the same configuration and runs each with --experimental-dump-help).
+# Man pages: from --man-dir, or those the generate-manual plugin made above (or in the last build).
 if [[ $WITH_MAN == 1 ]]; then
     if [[ -z $MAN_DIR ]]; then
-        configuration=release
-        case $BUILD_DIR in */debug|*/debug/) configuration=debug ;; esac
-        echo "generating man pages: swift package plugin generate-manual --multi-page"
-        plugin_flags=(--build-path "$BUILD_PATH")
-        [[ $STATIC == 1 ]] && plugin_flags+=(--static-swift-stdlib)
-        (cd "$ROOT" && swift package "${plugin_flags[@]}" plugin generate-manual --multi-page --configuration "$configuration" \
-            >"$STAGE/plugin.log" 2>&1) \
-            || die "man page generation failed (swift package plugin generate-manual); its log: $(tail -1 "$STAGE/plugin.log"); or pass --no-man"
-        MAN_DIR=$BUILD_PATH/plugins/GenerateManual/outputs
+        MAN_DIR=$GENERATED_MAN
+        [[ -f $MAN_DIR/uspd/uspd.1 ]] || die "no man pages in $MAN_DIR: build first (without --skip-build, or --build-only), or pass --man-dir DIR or --no-man"
     fi
     [[ -d $MAN_DIR ]] || die "--man-dir $MAN_DIR is not a directory"
     # The plugin writes one folder per program (outputs/usp/, outputs/uspd/, ...): look one level down too.
@@ -268,8 +278,7 @@ Description: Universal Session Protocol: daemon (uspd) and client (usp)
  first byte with a Noise handshake. uspd is the server, usp the client and its
  agent. Includes man pages, bash, zsh and fish completions and systemd units.
 EOF
-    rm -f "$STAGE/plugin.log" "$STAGE"/completion.* "$STAGE"/*.service "$STAGE"/*.socket
-    rm -rf "$STAGE/man"
+    rm -f "$STAGE"/completion.* "$STAGE"/*.service "$STAGE"/*.socket
     chmod -R u+rwX,go+rX,go-w "$STAGE"
     chmod 755 "$STAGE"
     dpkg-deb --root-owner-group --build "$STAGE" "$DEB" >/dev/null || die "dpkg-deb --build failed"

@@ -176,6 +176,8 @@ import USPUnix
         let missing = try Self.install(["--prefix"])
         #expect(missing.status == 64)
         #expect(missing.stderr == "install.sh: --prefix needs a value; see --help\n")
+        let both = try Self.install(["--build-only", "--skip-build"])
+        #expect(both.status == 64 && both.stderr == "install.sh: --build-only and --skip-build do not go together; see --help\n", "\(both.stderr)")
         let help = try Self.install(["--help"])
         #expect(help.status == 0 && help.stdout.contains("--uninstall") && help.stdout.contains("--static-stdlib"))
         // Binaries that are not there: one line naming the file.

@@ -240,9 +240,9 @@ import USPUnix
                                       environment: ["NOTIFY_SOCKET": notify.path], descriptor3: listener)
         defer { uspd.stop() }
         #expect(try notify.receive() == "READY=1")
-        // Ready means serving: the URI is printed and the passed socket is uspd's listener.
-        #expect(uspd.stdout.contains("@127.0.0.1:\(port)"), "\(uspd.stdout)\(uspd.stderr)")
-        #expect(uspd.stderr.contains("listening on inherited socket 3"), "\(uspd.stderr)")
+        // Ready means serving: the passed socket is uspd's listener and the URI is printed (both
+        // before READY=1; the test's reader threads may lag behind).
+        _ = try uspd.waitForOutput(timeout: 10) { $0.contains("@127.0.0.1:\(port)") && $0.contains("listening on inherited socket 3") }
         let menu = try Harness.run(try Harness.executable("usp"), ["--home", data.appendingPathComponent("client").path,
                                                                    "menu", "usp://127.0.0.1:\(port)"])
         #expect(menu.status == 0, "\(menu.stderr)\(uspd.stderr)")

@@ -39,6 +39,8 @@ Options:
   --static-stdlib         link the Swift runtime and Foundation statically
                           (swift build --static-swift-stdlib, in .build-static): the binaries
                           run without a Swift toolchain installed
+  --no-strip              keep the binaries' debug information (stripped by default with
+                          strip --strip-debug: a third of the size; symbols stay for backtraces)
   --man-dir DIR           install the *.1 pages found in DIR instead of generating them
   --no-man                no man pages
   --no-systemd            no systemd units
@@ -61,6 +63,7 @@ SKIP_BUILD=0
 BUILD_ONLY=0
 BUILD_DIR=""
 STATIC=0
+STRIP=1
 MAN_DIR=""
 WITH_MAN=1
 WITH_SYSTEMD=1
@@ -78,6 +81,7 @@ while [[ $# -gt 0 ]]; do
         --build-only) BUILD_ONLY=1; shift ;;
         --build-dir) need_value "$@"; BUILD_DIR=$2; shift 2 ;;
         --static-stdlib) STATIC=1; shift ;;
+        --no-strip) STRIP=0; shift ;;
         --man-dir) need_value "$@"; MAN_DIR=$2; shift 2 ;;
         --no-man) WITH_MAN=0; shift ;;
         --no-systemd) WITH_SYSTEMD=0; shift ;;
@@ -184,8 +188,13 @@ stage() {
     FILES+=("$2")
 }
 
-stage "$BUILD_DIR/usp" "$PREFIX/bin/usp" 755
-stage "$BUILD_DIR/uspd" "$PREFIX/bin/uspd" 755
+for product in usp uspd; do
+    stage "$BUILD_DIR/$product" "$PREFIX/bin/$product" 755
+    if [[ $STRIP == 1 ]]; then
+        command -v strip >/dev/null || die "strip not found (apt-get install binutils), or pass --no-strip"
+        strip --strip-debug "$STAGE$PREFIX/bin/$product" || die "strip --strip-debug $product failed"
+    fi
+done
 
 # Man pages: from --man-dir, or those the generate-manual plugin made above (or in the last build).
 if [[ $WITH_MAN == 1 ]]; then

@@ -13,13 +13,16 @@ final class DaemonFixture {
     let runAs: (uid: uid_t, gid: gid_t)?
     /// RLIMIT_NOFILE (soft and hard) for `uspd serve`, through prlimit; nil: inherited.
     let descriptorLimit: Int?
+    /// A command that `uspd serve` runs under (e.g. setpriv with a capability bounding set), or empty.
+    let wrapper: [String]
 
     /// `apps` maps file names in apps.d to their TOML text; written before the daemon starts.
     /// `runAs`: serve as that uid and gid (the test must be root; the data directory is given to them).
     init(apps: [String: String] = [:], config: String = "handshake_timeout = 1\n", runAs: (uid: uid_t, gid: gid_t)? = nil,
-         descriptorLimit: Int? = nil) throws {
+         descriptorLimit: Int? = nil, wrapper: [String] = []) throws {
         self.runAs = runAs
         self.descriptorLimit = descriptorLimit
+        self.wrapper = wrapper
         dataDirectory = try Harness.temporaryDirectory("uspd")
         home = try Harness.temporaryDirectory("home")
         port = try Harness.freePort()
@@ -51,6 +54,10 @@ final class DaemonFixture {
         if let descriptorLimit {
             arguments = ["--nofile=\(descriptorLimit):\(descriptorLimit)", "--", executable] + arguments
             executable = "/usr/bin/prlimit"
+        }
+        if let command = wrapper.first {
+            arguments = Array(wrapper.dropFirst()) + [executable] + arguments
+            executable = command
         }
         let p = try RunningProcess("uspd", executable: executable, arguments: arguments)
         let text = try p.waitForOutput { $0.contains("usp://") && $0.contains("listening on") }

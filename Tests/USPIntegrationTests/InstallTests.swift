@@ -71,7 +71,10 @@ import USPUnix
             #expect(FileManager.default.fileExists(atPath: "\(root)/\(file)"), "\(file) not installed")
             #expect(listed.contains("\(Self.prefix)/\(file)"), "\(file) not in the manifest")
         }
-        #expect(FileManager.default.isExecutableFile(atPath: "\(root)/bin/uspd"))
+        // Stripped of debug information, and still runs.
+        let version = try Harness.run("\(root)/bin/uspd", ["--version"])
+        let built = try Harness.run(try Harness.executable("uspd"), ["--version"])
+        #expect(version.status == 0 && version.stdout == built.stdout, "\(version.stdout)\(version.stderr)")
         #expect(listed.allSatisfy { FileManager.default.fileExists(atPath: destdir.path + $0) }, "the manifest lists only what is there")
         // The units name the installed binaries.
         let service = try String(contentsOfFile: "\(root)/lib/systemd/system/uspd.service", encoding: .utf8)
@@ -215,6 +218,34 @@ import USPUnix
         #expect(userVerify.status == 0, "\(userVerify.stdout)\(userVerify.stderr)")
         let removed = try Self.install(["--prefix", prefix.path, "--uninstall"])
         #expect(removed.status == 0, "\(removed.stderr)")
+    }
+
+    /// uspd.service's NoNewPrivileges= and CapabilityBoundingSet=, applied with setpriv as systemd
+    /// applies them, still let uspd start an application as another user in the no-network sandbox
+    /// (setuid, setgid, a network namespace); the application inherits no_new_privs.
+    @Test func theServiceConfinementLetsApplicationsRunAsAnotherUserInTheSandbox() throws {
+        guard geteuid() == 0, let setpriv = Self.tool("setpriv") else {
+            if Harness.strict { Issue.record("needs root and setpriv (util-linux)") } else { print("SKIP: needs root and setpriv") }
+            return
+        }
+        let unit = try String(contentsOfFile: Harness.packageRoot.appendingPathComponent("contrib/systemd/uspd.service").path, encoding: .utf8)
+        let settings = Dictionary(unit.split(separator: "\n").filter { !$0.hasPrefix("#") && $0.contains("=") }.map { line in
+            let parts = line.split(separator: "=", maxSplits: 1)
+            return (String(parts[0]), String(parts[1]))
+        }, uniquingKeysWith: { $1 })
+        let capabilities = try #require(settings["CapabilityBoundingSet"]).split(separator: " ")
+            .map { "+" + $0.lowercased().replacingOccurrences(of: "cap_", with: "") }
+        var wrapper = [setpriv, "--bounding-set", (["-all"] + capabilities).joined(separator: ",")]
+        if settings["NoNewPrivileges"] == "yes" { wrapper.append("--no-new-privs") }
+        let daemon = try DaemonFixture(apps: [
+            "boxed.toml": IsolationTests.app("boxed", ["/bin/sh", "-c", "id -u; grep NoNewPrivs /proc/self/status; cat /proc/net/dev | wc -l"],
+                                             launch: "sandbox = \"no-network\"\nuser = \"nobody\""),
+        ], wrapper: wrapper)
+        let boxed = try daemon.usp(["connect", daemon.uri, "boxed"], stdin: "")
+        #expect(boxed.status == 0, "\(boxed.stderr)\(daemon.process?.stderr ?? "")")
+        let lines = boxed.stdout.split(separator: "\n").map { $0.split(whereSeparator: \.isWhitespace).joined(separator: " ") }
+        // nobody; no_new_privs; /proc/net/dev: two header lines and `lo` only.
+        #expect(lines == ["65534", "NoNewPrivs: 1", "3"], "\(boxed.stdout)")
     }
 
     /// What Type=notify in uspd.service relies on: READY=1 once the listener is bound (here a socket

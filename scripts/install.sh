@@ -20,7 +20,7 @@ Usage: scripts/install.sh [options]
 
 Builds usp and uspd (swift build -c release) and installs, under PREFIX:
   bin/usp, bin/uspd
-  share/man/man1/usp*.1, uspd*.1                 (generate-manual plugin of swift-argument-parser)
+  share/man/man1/usp*.1, uspd*.1                 (swift-argument-parser's generate-manual)
   share/bash-completion/completions/usp, uspd
   share/zsh/site-functions/_usp, _uspd
   share/fish/vendor_completions.d/usp.fish, uspd.fish
@@ -156,16 +156,21 @@ if [[ $SKIP_BUILD == 0 ]]; then
         (cd "$ROOT" && swift build "${BUILD_FLAGS[@]}" --product "$product") || die "swift build of $product failed"
     done
 fi
-# The plugin writes one folder per program: outputs/usp/, outputs/uspd/.
-GENERATED_MAN=$BUILD_PATH/plugins/GenerateManual/outputs
+# Man pages, one per command and subcommand, by swift-argument-parser's generate-manual: the tool
+# behind `swift package plugin generate-manual --multi-page`, run here on the two binaries just
+# built (the plugin would build every product of the package again, and cannot take
+# --static-swift-stdlib). It runs each with --experimental-dump-help.
+GENERATED_MAN=$BUILD_PATH/man
 if [[ $SKIP_BUILD == 0 && $WITH_MAN == 1 && -z $MAN_DIR ]]; then
-    # swift-argument-parser's generate-manual plugin: it builds the package's products in this
-    # configuration and runs each with --experimental-dump-help.
-    echo "generating man pages: swift package plugin generate-manual --multi-page"
-    plugin_flags=(--build-path "$BUILD_PATH")
-    [[ $STATIC == 0 ]] || plugin_flags+=(--static-swift-stdlib)
-    (cd "$ROOT" && swift package "${plugin_flags[@]}" plugin generate-manual --multi-page --configuration release) >"$STAGE_LOG" 2>&1 \
-        || die "man page generation failed (swift package plugin generate-manual: $(tail -1 "$STAGE_LOG")); or pass --no-man"
+    echo "generating man pages: generate-manual --multi-page"
+    (cd "$ROOT" && swift build "${BUILD_FLAGS[@]}" --product generate-manual) >"$STAGE_LOG" 2>&1 \
+        || die "swift build --product generate-manual failed ($(tail -1 "$STAGE_LOG")); or pass --no-man"
+    rm -rf "$GENERATED_MAN"
+    for product in usp uspd; do
+        mkdir -p "$GENERATED_MAN/$product"
+        "$BUILD_PATH/release/generate-manual" "$BUILD_PATH/release/$product" --multi-page --output-directory "$GENERATED_MAN/$product" \
+            >"$STAGE_LOG" 2>&1 || die "generate-manual $product failed: $(tail -1 "$STAGE_LOG"); or pass --no-man"
+    done
 fi
 if [[ $BUILD_ONLY == 1 ]]; then
     echo "built usp and uspd in $BUILD_PATH/release$([[ $WITH_MAN == 0 ]] || echo ", man pages in $GENERATED_MAN"); install with --skip-build"
@@ -196,14 +201,14 @@ for product in usp uspd; do
     fi
 done
 
-# Man pages: from --man-dir, or those the generate-manual plugin made above (or in the last build).
+# Man pages: from --man-dir, or those generate-manual made above (or in the last build).
 if [[ $WITH_MAN == 1 ]]; then
     if [[ -z $MAN_DIR ]]; then
         MAN_DIR=$GENERATED_MAN
         [[ -f $MAN_DIR/uspd/uspd.1 ]] || die "no man pages in $MAN_DIR: build first (without --skip-build, or --build-only), or pass --man-dir DIR or --no-man"
     fi
     [[ -d $MAN_DIR ]] || die "--man-dir $MAN_DIR is not a directory"
-    # The plugin writes one folder per program (outputs/usp/, outputs/uspd/, ...): look one level down too.
+    # One folder per program (man/usp/, or the plugin's outputs/usp/, ...): look one level down too.
     mapfile -t pages < <(find "$MAN_DIR" -maxdepth 2 -type f \( -name usp.1 -o -name 'usp.*.1' -o -name uspd.1 -o -name 'uspd.*.1' \) | sort)
     names=" ${pages[*]##*/} "
     [[ $names == *" usp.1 "* && $names == *" uspd.1 "* ]] || die "no usp.1 and uspd.1 in $MAN_DIR (or in a folder of it)"
@@ -328,5 +333,9 @@ install -m 644 "$STAGE/manifest" "$target" || die "cannot write $target"
 
 echo "installed usp and uspd in $DESTDIR$PREFIX/bin (${#FILES[@]} files; list: $MANIFEST)"
 if [[ $WITH_SYSTEMD == 1 && -z $DESTDIR ]]; then
-    echo "systemd: systemctl daemon-reload && systemctl enable --now uspd.service   (data in /var/lib/uspd)"
+    case $SYSTEMD_DIR in
+        /etc/systemd/system|/usr/local/lib/systemd/system|/usr/lib/systemd/system|/lib/systemd/system)
+            echo "systemd: systemctl daemon-reload && systemctl enable --now uspd.service   (data in /var/lib/uspd)" ;;
+        *) echo "systemd does not read $SYSTEMD_DIR: link the units from there into /etc/systemd/system (systemctl link PATH)" ;;
+    esac
 fi

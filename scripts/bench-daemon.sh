@@ -17,7 +17,11 @@
 #   6. UDP: round trip and datagrams per second to a UDP echo service, direct and through
 #      `usp forward --udp` and uspd (`[launch] udp`), loopback.
 #
-#   sudo bash scripts/bench-daemon.sh [--quick] [--only throughput,rtt,memory,cpu,shaping,udp]
+#   7. the client's own CPU (os.wait4 of the client process): per connection (connect, one byte
+#      echoed, close) and per GiB sent, for `usp connect` (the release build, and with
+#      STATIC=1 a --static-swift-stdlib build too), `ssh -W` and `socat` (plain TCP, no crypto).
+#
+#   sudo bash scripts/bench-daemon.sh [--quick] [--only throughput,rtt,memory,cpu,shaping,udp,client]
 #
 # Needs: a release build (made here), python3, OpenSSH (ssh, sshd, ssh-keygen) for the ssh
 # columns, and root for the namespaces of part 2 (without root, part 2 is skipped). Everything
@@ -29,12 +33,12 @@ ROOT=$(pwd)
 HELP="$ROOT/scripts/bench"
 
 QUICK=0
-ONLY="throughput,rtt,memory,cpu,shaping,udp"
+ONLY="throughput,rtt,memory,cpu,shaping,udp,client"
 while [[ $# -gt 0 ]]; do
     case $1 in
         --quick) QUICK=1 ;;
         --only) ONLY=$2; shift ;;
-        *) echo "usage: $0 [--quick] [--only throughput,rtt,memory,cpu,shaping,udp]" >&2; exit 2 ;;
+        *) echo "usage: $0 [--quick] [--only throughput,rtt,memory,cpu,shaping,udp,client]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -53,6 +57,13 @@ BIN=$(swift build -c release --show-bin-path)
 USPD="$BIN/uspd"
 USP="$BIN/usp"
 [[ -x $USPD && -x $USP ]] || { echo "uspd/usp not found in $BIN"; exit 1; }
+USP_STATIC=""
+if [[ ${STATIC:-0} == 1 ]]; then
+    echo "== building usp with --static-swift-stdlib (.build-static)"
+    swift build -c release --product usp --static-swift-stdlib --scratch-path .build-static >/tmp/uspd-bench-static.$$.log 2>&1 \
+        && USP_STATIC="$ROOT/.build-static/release/usp" || { tail -n 20 /tmp/uspd-bench-static.$$.log; echo "static build failed"; }
+    rm -f /tmp/uspd-bench-static.$$.log
+fi
 
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 WORK=$(mktemp -d /tmp/uspd-bench.XXXXXX)
@@ -345,6 +356,47 @@ if want cpu; then
     fi
 fi
 
+# ---------------------------------------------------------------- 7. the client's own CPU
+if want client; then
+    CK=$(( CPU_K / 2 > 20 ? CPU_K / 2 : 20 ))
+    echo "== 7. client CPU: $CK connections each (connect, one byte echoed, close), and $MIB MiB sent, $RUNS runs each"
+    start_sink 127.0.0.1 $SINK_PORT discard 2>/dev/null || true
+    start_sink 127.0.0.1 $ECHO_PORT echo 2>/dev/null || true
+    start_uspd 127.0.0.1
+    "$USP" login --home "$CH" --key "$URI_LO" >/dev/null 2>&1
+    declare -A CCMD=() BCMD=()
+    CCMD[usp]="$USP connect --no-agent --home $CH $URI_LO echotcp"
+    BCMD[usp]="$USP connect --no-agent --home $CH $URI_LO sink"
+    if [[ -n $USP_STATIC ]]; then
+        CCMD[usp_static]="$USP_STATIC connect --no-agent --home $CH $URI_LO echotcp"
+        BCMD[usp_static]="$USP_STATIC connect --no-agent --home $CH $URI_LO sink"
+    fi
+    if [[ $HAVE_SSH == 1 ]]; then
+        start_sshd 127.0.0.1 client
+        CCMD[ssh]="ssh -F $WORK/ssh/client.config -c chacha20-poly1305@openssh.com -W 127.0.0.1:$ECHO_PORT bench"
+        BCMD[ssh]="ssh -F $WORK/ssh/client.config -c chacha20-poly1305@openssh.com -W 127.0.0.1:$SINK_PORT bench"
+    fi
+    if command -v socat >/dev/null 2>&1; then
+        CCMD[socat]="socat - TCP:127.0.0.1:$ECHO_PORT"
+        BCMD[socat]="socat - TCP:127.0.0.1:$SINK_PORT"
+    fi
+    for k in usp usp_static ssh socat; do
+        [[ -n ${CCMD[$k]:-} ]] || continue
+        # shellcheck disable=SC2086
+        read -r cpu wall < <(python3 "$HELP/clientcpu.py" connect --count "$CK" -- ${CCMD[$k]}) || { echo "   $k: failed"; continue; }
+        declare -a BC=()
+        for i in $(seq "$RUNS"); do
+            # shellcheck disable=SC2086
+            read -r mbps secs < <(python3 "$HELP/client.py" throughput --child-cpu --mib "$MIB" -- ${BCMD[$k]}) || continue
+            BC+=("$(python3 -c "print(f'{$secs / ($MIB / 1024):.3f}')")")
+        done
+        R[client_cpu_$k]=$cpu; R[client_gib_$k]=$(median "${BC[@]}")
+        printf "   %-10s  per connection: %6s ms CPU (wall %6s ms)   bulk: %s s CPU per GiB (runs: %s)\n" "$k" "$cpu" "$wall" "${R[client_gib_$k]}" "${BC[*]}"
+    done
+    stop_uspd
+    [[ $HAVE_SSH == 1 ]] && kill "$(cat "$WORK/ssh/client.pid")" 2>/dev/null
+fi
+
 # ---------------------------------------------------------------- 3. memory per idle session
 if want memory; then
     echo "== 3. uspd memory per idle session at $SESSIONS sessions (usp forward: one dedicated USP connection per local connection, app = tcp echo)"
@@ -458,6 +510,10 @@ fi
 if want shaping; then
     echo "| 5. idle shaped session on the wire (interactive) | ${R[shape_idle_up]:-?} B/s up, ${R[shape_idle_down]:-?} B/s down | = 27300 (546 B / 20 ms) | - |"
     echo "| 5. bulk through a shaped application | ${R[shape_bulk_mbs]:-?} MB/s | <= 0.0256 (the cap) | - |"
+fi
+if want client; then
+    echo "| 7. client CPU per connection, usp connect | ${R[client_cpu_usp]:-?} ms; static stdlib ${R[client_cpu_usp_static]:--} ms; ssh -W ${R[client_cpu_ssh]:-?} ms; socat ${R[client_cpu_socat]:-?} ms | <= 6 ms | $(verdict "${R[client_cpu_usp_static]:-${R[client_cpu_usp]:-}}" '<=6') |"
+    echo "| 7. client CPU per GiB sent, usp connect | ${R[client_gib_usp]:-?} s; static stdlib ${R[client_gib_usp_static]:--} s; ssh -W ${R[client_gib_ssh]:-?} s; socat ${R[client_gib_socat]:-?} s | <= 1.0 s | $(verdict "${R[client_gib_usp]:-}" '<=1.0') |"
 fi
 if want cpu; then
     echo "| 4. uspd CPU per new session (login --key) | ${R[cpu_login]:-?} ms | <= 1 ms | $(verdict "${R[cpu_login]:-}" '<=1') |"

@@ -54,7 +54,7 @@ struct AgentCommand: AsyncParsableCommand {
     }
 
     struct Status: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List the streams the agent relays now.")
+        static let configuration = CommandConfiguration(commandName: "status", abstract: "List the streams the agent relays now.")
         @OptionGroup var global: GlobalOptions
         @Flag(name: .long, help: "Print JSON instead of a table.") var json = false
 

@@ -7,6 +7,7 @@ extension AgentCommand {
     /// `usp agent start`: the agent in the background, as ssh-agent starts.
     struct Start: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "start",
             abstract: "Start the agent in the background and return once it answers.",
             discussion: "The agent runs in a session of its own with HOME/agent.err as stderr (a refusal to start, a crash) and logs to HOME/agent.log. Prints one line with its pid and socket. If an agent already answers on HOME/agent.sock, says so and exits 0.")
         @OptionGroup var global: GlobalOptions
@@ -33,6 +34,7 @@ extension AgentCommand {
     /// `usp agent stop`: SIGTERM to the agent whose status answer names its pid.
     struct Stop: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "stop",
             abstract: "Stop the running agent and wait until it is gone.",
             discussion: "Asks the agent on the socket clients use ($USP_AGENT_SOCK or HOME/agent.sock) for its pid, sends it SIGTERM and waits up to 5 s. Exits 1 (not_running) when no agent answers. Under systemd, the socket stays and the next client starts the agent again: use systemctl --user stop usp-agent.socket usp-agent.service.")
         @OptionGroup var global: GlobalOptions

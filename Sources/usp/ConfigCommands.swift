@@ -11,6 +11,7 @@ struct ConfigCommand: AsyncParsableCommand {
 
     struct Show: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "show",
             abstract: "Print the settings an alias (or host[:port], or URI) resolves to, each with its source: file:line, the command line, or default.")
         @OptionGroup var global: GlobalOptions
         @OptionGroup var connection: ConnectionOptions
@@ -49,6 +50,7 @@ struct LoginsCommand: AsyncParsableCommand {
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "list",
             abstract: "List saved logins: server, user, method, when saved, the aliases that reach the server, token ID.",
             discussion: "The expiry is not known here: the server sets it (authorization_token_lifetime) and says so when the login is next used.")
         @OptionGroup var global: GlobalOptions
@@ -93,6 +95,7 @@ struct LoginsCommand: AsyncParsableCommand {
 
     struct Remove: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "remove",
             abstract: "Delete saved logins on this machine (the server still accepts them until they expire; usp logout revokes).")
         @OptionGroup var global: GlobalOptions
         @OptionGroup var config: ConfigOptions

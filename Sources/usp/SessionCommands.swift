@@ -7,7 +7,7 @@ import USPCore
 import USPUnix
 
 struct Menu: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show a server's application menu.")
+    static let configuration = CommandConfiguration(commandName: "menu", abstract: "Show a server's application menu.")
     @OptionGroup var global: GlobalOptions
     @OptionGroup var connection: ConnectionOptions
     @Argument(help: "The server: an alias of the configuration, host[:port] or usp://[KEY@]host:port") var uri: String
@@ -74,6 +74,7 @@ enum MenuText {
 
 struct Login: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "login",
         abstract: "Log in and save the authorization token.",
         discussion: "With --user, the password comes from --password-file, a prompt (when stdin is a terminal) or the first line of stdin. With --key, the client's identity key logs in. With --ssh-key, an OpenSSH Ed25519 key (unencrypted) signs this connection's handshake hash; --user then names the account if the key has several. Without any of them, the configuration's SSHKeyFile (unless --password-file) or User decides.")
     @OptionGroup var global: GlobalOptions
@@ -168,6 +169,7 @@ struct Login: AsyncParsableCommand {
 
 struct Connect: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "connect",
         abstract: "Bridge stdin/stdout to an application (works as ssh's ProxyCommand).",
         discussion: "Example: ssh -o ProxyCommand='usp connect usp://host:7300 ssh --field user=%r' host")
     @OptionGroup var global: GlobalOptions
@@ -223,6 +225,7 @@ struct Connect: AsyncParsableCommand {
 
 struct Forward: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "forward",
         abstract: "Forward a local TCP port to an application, a stream per local connection on one USP session; with --udp, a local UDP port to a UDP application.",
         discussion: "With --udp every local client (address and port) is a flow with a stream of its own on one USP session; a flow's datagrams wait in a queue of --udp-queue at most (more are dropped, never waited for), and a flow quiet for --udp-idle seconds ends.")
     @OptionGroup var global: GlobalOptions
@@ -312,7 +315,7 @@ struct Forward: AsyncParsableCommand {
 }
 
 struct Logout: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Invalidate the saved login on the server and forget it.")
+    static let configuration = CommandConfiguration(commandName: "logout", abstract: "Invalidate the saved login on the server and forget it.")
     @OptionGroup var global: GlobalOptions
     @OptionGroup var connection: ConnectionOptions
     @Argument(help: "The server: an alias of the configuration, host[:port] or usp://[KEY@]host:port") var uri: String
@@ -343,7 +346,7 @@ struct Logout: AsyncParsableCommand {
 }
 
 struct Revoke: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Invalidate tokens (secrets or token IDs) on the server; needs a login.")
+    static let configuration = CommandConfiguration(commandName: "revoke", abstract: "Invalidate tokens (secrets or token IDs) on the server; needs a login.")
     @OptionGroup var global: GlobalOptions
     @OptionGroup var connection: ConnectionOptions
     @Argument(help: "The server: an alias of the configuration, host[:port] or usp://[KEY@]host:port") var uri: String
@@ -377,7 +380,7 @@ struct KnownServersCommand: AsyncParsableCommand {
         subcommands: [List.self, Remove.self], defaultSubcommand: List.self)
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List known_servers.")
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "List known_servers.")
         @OptionGroup var global: GlobalOptions
         @Flag(name: .long, help: "One JSON object per line: servers, fingerprint, key, revoked, comment, line.") var json = false
         func run() async throws {
@@ -401,7 +404,7 @@ struct KnownServersCommand: AsyncParsableCommand {
     }
 
     struct Remove: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Remove a server's keys (as ssh-keygen -R does).")
+        static let configuration = CommandConfiguration(commandName: "remove", abstract: "Remove a server's keys (as ssh-keygen -R does).")
         @OptionGroup var global: GlobalOptions
         @OptionGroup var config: ConfigOptions
         @Argument(help: "host:port ([IPv6]:port), as known_servers names it, a URI or an alias of the configuration.") var server: String

@@ -125,7 +125,7 @@ func printError(_ line: String) {
 // MARK: - Keys
 
 struct Keygen: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Create the client's identity key and print its public key (alone on stdout; the path and fingerprint go to stderr).")
+    static let configuration = CommandConfiguration(commandName: "keygen", abstract: "Create the client's identity key and print its public key (alone on stdout; the path and fingerprint go to stderr).")
     @OptionGroup var global: GlobalOptions
     @Flag(name: .long, help: "Replace an existing identity key.")
     var force = false
@@ -143,14 +143,14 @@ struct Keygen: AsyncParsableCommand {
 }
 
 struct Genkey: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print a new private key (base64url), as `wg genkey` does: usp genkey | tee key | usp pubkey")
+    static let configuration = CommandConfiguration(commandName: "genkey", abstract: "Print a new private key (base64url), as `wg genkey` does: usp genkey | tee key | usp pubkey")
     func run() async throws {
         print(KeyText.encode(KeyText.generate().privateKey))
     }
 }
 
 struct Pubkey: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Read a private key on stdin and print its public key.")
+    static let configuration = CommandConfiguration(commandName: "pubkey", abstract: "Read a private key on stdin and print its public key.")
     func run() async throws {
         try await reporting {
             let input = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)

@@ -12,10 +12,11 @@ import Glibc
 // MARK: - user
 
 struct User: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Manage users.", subcommands: [Add.self, Remove.self, List.self])
+    static let configuration = CommandConfiguration(commandName: "user", abstract: "Manage users.", subcommands: [Add.self, Remove.self, List.self])
 
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "add",
             abstract: "Add or update a user with a password and/or public keys.",
             discussion: """
             Keys are base64url (or base64) raw 32-byte keys: an X25519 key is the client's Noise static \
@@ -68,7 +69,7 @@ struct User: AsyncParsableCommand {
     }
 
     struct Remove: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Remove a user.")
+        static let configuration = CommandConfiguration(commandName: "remove", abstract: "Remove a user.")
         @OptionGroup var home: HomeOptions
         @Argument(help: "The user name.") var name: String
 
@@ -88,7 +89,7 @@ struct User: AsyncParsableCommand {
     }
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List users.")
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "List users.")
         @OptionGroup var home: HomeOptions
         @Flag(help: "One JSON object per user.") var json = false
 
@@ -120,10 +121,10 @@ struct User: AsyncParsableCommand {
 // MARK: - app
 
 struct App: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Applications in apps.d.", subcommands: [List.self], defaultSubcommand: List.self)
+    static let configuration = CommandConfiguration(commandName: "app", abstract: "Applications in apps.d.", subcommands: [List.self], defaultSubcommand: List.self)
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List the applications as the daemon would load them.")
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "List the applications as the daemon would load them.")
         @OptionGroup var home: HomeOptions
         @Flag(help: "One JSON object per application.") var json = false
 
@@ -179,13 +180,13 @@ struct App: AsyncParsableCommand {
 // MARK: - audit
 
 struct Audit: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "The audit trail: show it, prune it.",
+    static let configuration = CommandConfiguration(commandName: "audit", abstract: "The audit trail: show it, prune it.",
                                                     subcommands: [Show.self, Prune.self], defaultSubcommand: Show.self)
 }
 
 extension Audit {
 struct Show: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show the audit trail (the default).")
+    static let configuration = CommandConfiguration(commandName: "show", abstract: "Show the audit trail (the default).")
     @OptionGroup var home: HomeOptions
     @Option(help: "Only events of this identity.") var identity: String?
     @Option(help: "Only events since T: ISO 8601 (2026-01-02T03:04:05Z) or an age (90s, 15m, 2h, 7d).") var since: String?
@@ -254,6 +255,7 @@ struct Show: AsyncParsableCommand {
 
 struct Prune: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "prune",
         abstract: "Delete old audit rows now (uspd also does it every 10 minutes).",
         discussion: """
             Without options, applies audit_max_age and audit_max_size from uspd.toml. Rows younger than \

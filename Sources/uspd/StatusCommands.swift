@@ -21,6 +21,7 @@ func printJSON(_ value: JSONValue) {
 
 struct Status: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "status",
         abstract: "Show the running uspd: listen addresses, key, connections, sessions, streams.",
         discussion: "Asks the uspd serving the data directory through DATA/uspd.sock (root or uspd's own user only).")
 
@@ -62,12 +63,13 @@ struct Status: AsyncParsableCommand {
 
 struct Sessions: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "sessions",
         abstract: "List the live sessions and their streams, or end one.",
         discussion: "Asks the uspd serving the data directory through DATA/uspd.sock (root or uspd's own user only).",
         subcommands: [List.self, Kill.self], defaultSubcommand: List.self)
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List the live sessions and their streams (the default).")
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "List the live sessions and their streams (the default).")
 
         @OptionGroup var home: HomeOptions
 
@@ -108,6 +110,7 @@ struct Sessions: AsyncParsableCommand {
 
     struct Kill: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "kill",
             abstract: "End a session: CLOSE closed_by_administrator to its client, its streams and applications stopped; audited.")
 
         @OptionGroup var home: HomeOptions

@@ -99,6 +99,7 @@ struct Failure: Error, CustomStringConvertible {
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "serve",
         abstract: "Serve (the default).",
         discussion: """
         Before creating anything, uspd checks that it can bind every listen address (--listen, \
@@ -252,7 +253,7 @@ func printAdminPassword(_ password: String?) {
 // MARK: - init
 
 struct Init: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Create the data directory: host key, database, sample apps.d, admin user.")
+    static let configuration = CommandConfiguration(commandName: "init", abstract: "Create the data directory: host key, database, sample apps.d, admin user.")
 
     @OptionGroup var home: HomeOptions
 
@@ -277,6 +278,7 @@ struct Init: AsyncParsableCommand {
 
 struct Key: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "key",
         abstract: "Print the server's public key and its fingerprint (what clients see in known_servers and on first contact).")
 
     @OptionGroup var home: HomeOptions
@@ -291,6 +293,7 @@ struct Key: AsyncParsableCommand {
 
 struct URI: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "uri",
         abstract: "Print the usp:// URI of each listen address.",
         discussion: "The addresses the running uspd is bound to (asked through DATA/uspd.sock), else those of the configuration.")
 

@@ -32,6 +32,7 @@ def open_path(a):
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return (s.sendall, lambda: s.recv(65536), lambda: s.shutdown(socket.SHUT_WR), s.close)
     p = subprocess.Popen(a.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+    a.child = p
     fin, fout = p.stdin.fileno(), p.stdout.fileno()
     def write(b):
         mv = memoryview(b)
@@ -39,12 +40,18 @@ def open_path(a):
             n = os.write(fin, mv)
             mv = mv[n:]
     def finish():
-        try:
-            p.stdout.close()
-            p.wait(timeout=5)
-        except Exception:
-            p.kill()
-            p.wait()
+        p.stdout.close()
+        # wait4 gives the client's own CPU (--child-cpu); give it 5 s to exit after its EOF.
+        deadline = time.monotonic() + 5
+        while True:
+            pid, status, usage = os.wait4(p.pid, os.WNOHANG)
+            if pid:
+                a.child_cpu = usage.ru_utime + usage.ru_stime
+                p.returncode = os.waitstatus_to_exitcode(status)
+                return
+            if time.monotonic() > deadline:
+                p.kill()
+            time.sleep(0.005)
     return (write, lambda: os.read(fout, 65536), p.stdin.close, finish)
 
 def throughput(a):
@@ -73,7 +80,10 @@ def throughput(a):
     line = reply.decode(errors="replace").strip()
     if line != f"OK {total + 1}":
         sys.exit(f"sink reply {line!r}, expected 'OK {total + 1}'")
-    print(f"{total / (t1 - t0) / 1e6:.1f}")
+    if a.child_cpu_wanted:
+        print(f"{total / (t1 - t0) / 1e6:.1f} {getattr(a, 'child_cpu', float('nan')):.3f}")
+    else:
+        print(f"{total / (t1 - t0) / 1e6:.1f}")
 
 def firstbyte(a):
     t0 = time.perf_counter()
@@ -146,6 +156,8 @@ def main():
     ap.add_argument("--mib", type=int, default=512)
     ap.add_argument("--count", type=int, default=1000)
     ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--child-cpu", dest="child_cpu_wanted", action="store_true",
+                    help="throughput with -- CMD: also print CMD's own CPU seconds")
     a = ap.parse_args(argv)
     a.cmd = cmd
     if not a.connect and not cmd:

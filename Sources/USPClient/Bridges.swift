@@ -255,7 +255,7 @@ public final class USPForwarder: Sendable {
     }
 
     public let localAddress: SocketAddress
-    private let serverChannel: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
+    private let serverChannel: NIOAsyncChannel<any Channel, Never>
     private let begin: Begin
     private let server: ServerURI
     private let home: ClientHome
@@ -268,17 +268,24 @@ public final class USPForwarder: Sendable {
         self.home = home
         self.begin = begin
         self.options = options
-        let group = options.eventLoopGroup ?? MultiThreadedEventLoopGroup.singleton
+        // With a session, local connections live on its loop, so a local read is sealed and sent
+        // on the thread that read it (LocalChannelBridge); they are read only once their stream is open.
+        let group: any EventLoopGroup
+        switch begin {
+        case .session(let session): group = session.eventLoop
+        case .descriptor: group = options.eventLoopGroup ?? MultiThreadedEventLoopGroup.singleton
+        }
         do {
             serverChannel = try await ServerBootstrap(group: group)
                 .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
                 .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
+                                .childChannelOption(ChannelOptions.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 64 * 1024, maximum: 256 * 1024))
                 .bind(host: listenHost, port: listenPort) { channel in
+                    // What arrives before the stream is open is held, then handed on.
                     channel.eventLoop.makeCompletedFuture {
-                        try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
-                            wrappingChannelSynchronously: channel,
-                            configuration: .init(isOutboundHalfClosureEnabled: true))
+                        try channel.pipeline.syncOperations.addHandler(PendingInput())
+                        return channel as any Channel
                     }
                 }
         } catch {
@@ -314,26 +321,53 @@ public final class USPForwarder: Sendable {
         try? await serverChannel.channel.close()
     }
 
-    static func serve(_ local: NIOAsyncChannel<ByteBuffer, ByteBuffer>, server: ServerURI, home: ClientHome,
+    static func serve(_ local: any Channel, server: ServerURI, home: ClientHome,
                       options: USPConnectionOptions, begin: Begin) async throws {
-        try await local.executeThenClose { inbound, outbound in
+        switch begin {
+        case .session(let session):
             let stream: USPStream
-            switch begin {
-            case .session(let session):
+            do {
                 stream = try await session.openStream()
-            case .descriptor(let open):
-                let other = try await StreamRelay.channel(adopting: try await open(), on: local.channel.eventLoop)
+            } catch {
+                try? await local.close()
+                throw error
+            }
+            if stream.core.eventLoop === local.eventLoop {
+                do {
+                    try await LocalChannelBridge.run(stream: stream, channel: local, inputDone: false, afterServerFIN: .halfClose)
+                } catch {
+                    await stream.close()
+                    throw error
+                }
+                await stream.waitUntilClosed()
+                return
+            }
+            // Not on the session's loop (a session opened elsewhere): through tasks.
+            try await wrap(local).executeThenClose { inbound, outbound in
+                do {
+                    try await StreamRelay.run(inbound: inbound, outbound: outbound, stream: stream)
+                } catch {
+                    await stream.close()
+                    throw error
+                }
+            }
+        case .descriptor(let open):
+            try await wrap(local).executeThenClose { inbound, outbound in
+                let other = try await StreamRelay.channel(adopting: try await open(), on: local.eventLoop)
                 try await other.executeThenClose { otherInbound, otherOutbound in
                     try await StreamRelay.run(inbound: inbound, outbound: outbound, otherInbound: otherInbound, otherOutbound: otherOutbound)
                 }
-                return
-            }
-            do {
-                try await StreamRelay.run(inbound: inbound, outbound: outbound, stream: stream)
-            } catch {
-                await stream.close()
-                throw error
             }
         }
+    }
+
+    /// `local` as an async channel, with what it sent so far.
+    private static func wrap(_ local: any Channel) async throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
+        try await local.eventLoop.submit {
+            let wrapped = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: local,
+                                                                       configuration: .init(isOutboundHalfClosureEnabled: true))
+            try local.pipeline.syncOperations.handler(type: PendingInput.self).release()
+            return wrapped
+        }.get()
     }
 }

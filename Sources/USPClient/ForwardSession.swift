@@ -1,3 +1,6 @@
+import NIOCore
+import NIOPosix
+
 /// The one USP session a forward keeps (`usp forward`, TCP and UDP), as `ssh -L` keeps one SSH
 /// connection: every local connection or UDP flow is a stream on it. The session is opened on
 /// first use with the saved login (unless anonymous) and again after it was lost. An application
@@ -17,14 +20,22 @@ public actor ForwardSession {
     private var prefetch: Task<Void, Never>?
     static let spareFreshness: Duration = .seconds(15)
 
+    /// Every session it opens lives on one event loop (`options.eventLoopGroup`, or one loop of
+    /// it): a forward puts its local connections on that loop too, so that a local read is sealed
+    /// and sent on the thread that read it.
     public init(server: ServerURI, home: ClientHome, application: String, textFields: [String: String] = [:],
                 options: USPConnectionOptions = USPConnectionOptions()) {
         self.server = server
         self.home = home
         self.application = application
         self.textFields = textFields
-        self.options = options
+        var pinned = options
+        pinned.eventLoopGroup = (options.eventLoopGroup ?? MultiThreadedEventLoopGroup.singleton).next()
+        self.options = pinned
     }
+
+    /// The loop the sessions live on.
+    public nonisolated var eventLoop: any EventLoop { options.eventLoopGroup!.next() }
 
     /// A new stream to the application; one retry on a fresh session if the current one is gone.
     public func openStream() async throws -> USPStream {

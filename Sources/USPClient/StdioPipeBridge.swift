@@ -37,19 +37,12 @@ public enum StdioPipeBridge {
             if outDup >= 0 { close(outDup) }
             throw USPClientError(.localFile, "cannot duplicate standard input/output: \(String(cString: strerror(errno)))")
         }
-        let core = stream.core, streamCore = stream.stream
-        let inputDone = inputEnded || atEnd
-        let outcome = BridgeOutcome()
         let channel: any Channel
         do {
-            channel = try await NIOPipeBootstrap(group: core.eventLoop)
+            channel = try await NIOPipeBootstrap(group: stream.core.eventLoop)
                 .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+                .channelOption(ChannelOptions.autoRead, value: false)
                 .channelOption(ChannelOptions.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 64 * 1024, maximum: 256 * 1024))
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(StdinToStreamHandler(core: core, stream: streamCore, inputDone: inputDone, outcome: outcome))
-                    }
-                }
                 .takingOwnershipOfDescriptors(input: inDup, output: outDup)
                 .get()
         } catch {
@@ -57,19 +50,110 @@ public enum StdioPipeBridge {
             close(outDup)
             throw USPClientError(.localFile, "cannot use standard input/output: \(error)")
         }
-        if inputDone { try? await stream.finish() }
+        try await LocalChannelBridge.run(stream: stream, channel: channel, inputDone: inputEnded || atEnd, afterServerFIN: .close)
+        return true
+    }
+}
+
+/// Bridges a local byte channel (stdin/stdout as a pipe channel, a connection accepted by
+/// `usp forward`) and a stream whose connection lives on the channel's own event loop: a chunk
+/// read locally is sealed and written to the server on the same thread, without a hop through
+/// another thread or task.
+enum LocalChannelBridge {
+    /// What to do with the local channel once the server's FIN has been written out to it.
+    enum AfterServerFIN {
+        /// Close it (`usp connect`: the session is over).
+        case close
+        /// Half-close its output and go on reading its input until that ends (`usp forward`: the
+        /// local peer may still be sending).
+        case halfClose
+    }
+
+    /// Runs until the server's FIN has been written out (and, with `.halfClose`, the local input
+    /// has ended too), or throws when something fails; the channel is closed either way. The
+    /// channel must be on `stream.core.eventLoop`, with autoRead off and no handlers yet.
+    static func run(stream: USPStream, channel: any Channel, inputDone: Bool, afterServerFIN: AfterServerFIN) async throws {
+        let core = stream.core, streamCore = stream.stream
+        let outcome = BridgeOutcome()
+        let inputEnded = channel.eventLoop.makePromise(of: Void.self)
         do {
-            // The server's bytes go to stdout; its FIN ends the bridge, as in StdioBridge.
+            try await channel.eventLoop.submit {
+                let handler = StdinToStreamHandler(core: core, stream: streamCore, inputDone: inputDone, outcome: outcome, ended: inputEnded)
+                if let pending = try? channel.pipeline.syncOperations.handler(type: PendingInput.self) {
+                    // What arrived before the stream was open goes first.
+                    try channel.pipeline.syncOperations.addHandler(handler, position: .after(pending))
+                    pending.release()
+                } else {
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                    if !inputDone {
+                        try channel.syncOptions?.setOption(ChannelOptions.autoRead, value: true)
+                        channel.read()
+                    }
+                }
+            }.get()
+        } catch {
+            inputEnded.succeed()
+            try? await channel.close()
+            throw USPClientError(.localFile, "cannot read the local side: \(error)")
+        }
+        if inputDone {
+            inputEnded.succeed()
+            try? await stream.finish()
+        }
+        do {
+            // The server's bytes go out locally; its FIN ends this direction.
             for try await chunk in stream.inbound {
                 try await channel.writeAndFlush(chunk)
             }
             if let failure = outcome.failure.withLock({ $0 }) { throw failure }
+            if case .halfClose = afterServerFIN {
+                try? await channel.close(mode: .output)
+                try? await inputEnded.futureResult.get()
+                if let failure = outcome.failure.withLock({ $0 }) { throw failure }
+            }
         } catch {
+            inputEnded.succeed()
             try? await channel.close()
-            throw (error as? USPClientError) ?? USPClientError(.localFile, "cannot write standard output: \(error)")
+            throw (error as? USPClientError) ?? USPClientError(.localFile, "cannot write locally: \(error)")
         }
         try? await channel.close()
-        return true
+    }
+}
+
+/// Holds what a local connection sends before its stream is open (reading stays on: a channel
+/// whose reads start paused can miss data that arrived meanwhile), then hands it on and leaves.
+/// Past `limit` bytes it pauses reading; the bridge's handler resumes it.
+final class PendingInput: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    private var held: [ByteBuffer] = []
+    private var heldBytes = 0
+    private var events: [Any] = []
+    private var context: ChannelHandlerContext?
+    static let limit = 1 << 20
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        heldBytes += buffer.readableBytes
+        held.append(buffer)
+        if heldBytes > Self.limit { try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: false) }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        events.append(event)
+    }
+
+    /// Passes on what it held, in order, then removes itself (on the channel's loop).
+    func release() {
+        guard let context else { return }
+        for buffer in held { context.fireChannelRead(wrapInboundOut(buffer)) }
+        held = []
+        for event in events { context.fireUserInboundEventTriggered(event) }
+        events = []
+        if heldBytes > Self.limit { try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: true) }
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
 }
 
@@ -89,20 +173,17 @@ final class StdinToStreamHandler: ChannelInboundHandler {
     private var paused = false
     private var failed = false
     let outcome: BridgeOutcome
+    /// Succeeded when the local input has ended (end of file, a read error, or a failed write).
+    let ended: EventLoopPromise<Void>
     static let highWater = 2 << 20
     static let lowWater = 512 << 10
 
-    init(core: ConnectionCore, stream: StreamCore, inputDone: Bool, outcome: BridgeOutcome) {
+    init(core: ConnectionCore, stream: StreamCore, inputDone: Bool, outcome: BridgeOutcome, ended: EventLoopPromise<Void>) {
         self.core = core
         self.stream = stream
         self.inputDone = inputDone
         self.outcome = outcome
-    }
-
-    func channelActive(context: ChannelHandlerContext) {
-        // Input that already ended is not read again.
-        if inputDone { try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: false) }
-        context.fireChannelActive()
+        self.ended = ended
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -120,6 +201,7 @@ final class StdinToStreamHandler: ChannelInboundHandler {
                     me.failed = true
                     me.outcome.failure.withLock { $0 = (error as? USPClientError) ?? USPClientError(.connectionLost, "\(error)") }
                     me.stopReading(context)
+                    me.ended.succeed()
                 }
                 return
             }
@@ -141,6 +223,13 @@ final class StdinToStreamHandler: ChannelInboundHandler {
         context.fireUserInboundEventTriggered(event)
     }
 
+    func channelInactive(context: ChannelHandlerContext) {
+        // A peer that closes once its output was half-closed here ends the channel without an
+        // inputClosed event first.
+        endOfInput(context)
+        context.fireChannelInactive()
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // A read error on stdin ends the input like EOF; the stream is half-closed.
         endOfInput(context)
@@ -151,6 +240,7 @@ final class StdinToStreamHandler: ChannelInboundHandler {
         inputDone = true
         stopReading(context)
         core.finish(stream, promise: context.eventLoop.makePromise(of: Void.self))
+        ended.succeed()
     }
 
     private func stopReading(_ context: ChannelHandlerContext) {

@@ -255,7 +255,14 @@ public final class USPForwarder: Sendable {
     }
 
     public let localAddress: SocketAddress
-    private let serverChannel: NIOAsyncChannel<any Channel, Never>
+    private let serverChannel: NIOAsyncChannel<LocalConnection, Never>
+
+    /// An accepted local connection: raw, with what it sent held until its stream is open (a
+    /// stream on the forward's session), or an async channel (relayed to the agent's descriptor).
+    enum LocalConnection: Sendable {
+        case held(any Channel)
+        case async(NIOAsyncChannel<ByteBuffer, ByteBuffer>)
+    }
     private let begin: Begin
     private let server: ServerURI
     private let home: ClientHome
@@ -281,11 +288,15 @@ public final class USPForwarder: Sendable {
                 .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
                 .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
                                 .childChannelOption(ChannelOptions.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 64 * 1024, maximum: 256 * 1024))
-                .bind(host: listenHost, port: listenPort) { channel in
-                    // What arrives before the stream is open is held, then handed on.
+                .bind(host: listenHost, port: listenPort) { [isSession = { if case .session = begin { true } else { false } }()] channel in
                     channel.eventLoop.makeCompletedFuture {
+                        guard isSession else {
+                            return .async(try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
+                                wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true)))
+                        }
+                        // What arrives before the stream is open is held, then handed on.
                         try channel.pipeline.syncOperations.addHandler(PendingInput())
-                        return channel as any Channel
+                        return .held(channel)
                     }
                 }
         } catch {
@@ -321,10 +332,17 @@ public final class USPForwarder: Sendable {
         try? await serverChannel.channel.close()
     }
 
-    static func serve(_ local: any Channel, server: ServerURI, home: ClientHome,
+    static func serve(_ accepted: LocalConnection, server: ServerURI, home: ClientHome,
                       options: USPConnectionOptions, begin: Begin) async throws {
-        switch begin {
-        case .session(let session):
+        switch (begin, accepted) {
+        case (.descriptor(let open), .async(let local)):
+            try await local.executeThenClose { inbound, outbound in
+                let other = try await StreamRelay.channel(adopting: try await open(), on: local.channel.eventLoop)
+                try await other.executeThenClose { otherInbound, otherOutbound in
+                    try await StreamRelay.run(inbound: inbound, outbound: outbound, otherInbound: otherInbound, otherOutbound: otherOutbound)
+                }
+            }
+        case (.session(let session), .held(let local)):
             let stream: USPStream
             do {
                 stream = try await session.openStream()
@@ -351,13 +369,10 @@ public final class USPForwarder: Sendable {
                     throw error
                 }
             }
-        case .descriptor(let open):
-            try await wrap(local).executeThenClose { inbound, outbound in
-                let other = try await StreamRelay.channel(adopting: try await open(), on: local.eventLoop)
-                try await other.executeThenClose { otherInbound, otherOutbound in
-                    try await StreamRelay.run(inbound: inbound, outbound: outbound, otherInbound: otherInbound, otherOutbound: otherOutbound)
-                }
-            }
+        case (.descriptor, .held(let local)):
+            try? await local.close()  // not made: the initializer matches `begin`
+        case (.session, .async(let local)):
+            try? await local.channel.close()
         }
     }
 

@@ -200,6 +200,10 @@ public final class AgentServer: Sendable {
             return
         }
         guard peer.uid == uid else {
+            // Its request is read (and dropped) first: closing with it unread would reset the
+            // connection, and the program would get a broken pipe instead of this answer.
+            try? UnixSocket.setTimeouts(fd, seconds: configuration.requestTimeout)
+            _ = try? AgentFrame.read(fd)
             refuse(fd, peer, AgentError(.uidMismatch, "uid \(peer.uid) is not the agent's uid \(uid); the agent serves only its own user"))
             return
         }

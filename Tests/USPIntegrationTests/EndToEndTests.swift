@@ -96,6 +96,33 @@ import Testing
         print(String(format: "200 curls, 20 at a time, through usp forward: %.2f s (%.0f requests/s), %d session(s)", seconds, 200 / seconds, sessions.count))
     }
 
+    /// A local program that sends everything at once, before its stream can be open (more than
+    /// the forward holds before pausing the connection), and then half-closes: every byte arrives,
+    /// and the reply comes back. Twice, so that one of them takes the token fetched ahead.
+    @Test func aForwardTakesABulkUploadSentBeforeItsStreamIsOpen() throws {
+        let daemon = try DaemonFixture(apps: ["count.toml": execApp("count", command: ["/usr/bin/wc", "-c"], visibility: "public")])
+        let (forward, local) = try daemon.forward("count")
+        defer { forward.stop() }
+        let upload = """
+            import socket, sys
+            s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+            s.sendall(b"\\0" * 8_000_000)
+            s.shutdown(socket.SHUT_WR)
+            s.settimeout(20)
+            reply = b""
+            while True:
+                chunk = s.recv(100)
+                if not chunk:
+                    break
+                reply += chunk
+            print(reply.decode().strip())
+            """
+        for _ in 0..<2 {
+            let r = try Harness.run("/usr/bin/python3", ["-c", upload, "\(local)"], timeout: 40)
+            #expect(r.status == 0 && r.stdout == "8000000\n", "\(r.stdout) \(r.stderr) \(forward.stderr)")
+        }
+    }
+
     @Test func execApplicationGetsOneProcessPerSession() throws {
         let daemon = try DaemonFixture(apps: ["pid.toml": execApp("pid", command: ["/bin/sh", "-c", "echo pid=$$; exec cat"], visibility: "public")])
         let usp = try Harness.executable("usp")

@@ -29,13 +29,14 @@ public actor ForwardSession {
         self.home = home
         self.application = application
         self.textFields = textFields
+        eventLoop = (options.eventLoopGroup ?? MultiThreadedEventLoopGroup.singleton).next()
         var pinned = options
-        pinned.eventLoopGroup = (options.eventLoopGroup ?? MultiThreadedEventLoopGroup.singleton).next()
+        pinned.eventLoopGroup = eventLoop
         self.options = pinned
     }
 
     /// The loop the sessions live on.
-    public nonisolated var eventLoop: any EventLoop { options.eventLoopGroup!.next() }
+    public nonisolated let eventLoop: any EventLoop
 
     /// A new stream to the application; one retry on a fresh session if the current one is gone.
     public func openStream() async throws -> USPStream {

@@ -78,7 +78,7 @@ enum LocalChannelBridge {
         let inputEnded = channel.eventLoop.makePromise(of: Void.self)
         do {
             try await channel.eventLoop.submit {
-                let handler = StdinToStreamHandler(core: core, stream: streamCore, inputDone: inputDone, outcome: outcome, ended: inputEnded)
+                let handler = LocalToStreamHandler(core: core, stream: streamCore, inputDone: inputDone, outcome: outcome, ended: inputEnded)
                 if let pending = try? channel.pipeline.syncOperations.handler(type: PendingInput.self) {
                     // What arrived before the stream was open goes first.
                     try channel.pipeline.syncOperations.addHandler(handler, position: .after(pending))
@@ -164,7 +164,7 @@ final class BridgeOutcome: Sendable {
 
 /// Reads stdin on the event loop and hands each chunk to the stream: reading pauses while more
 /// than `highWater` bytes wait for the server's credit, and goes on below `lowWater`.
-final class StdinToStreamHandler: ChannelInboundHandler {
+final class LocalToStreamHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     let core: ConnectionCore
     let stream: StreamCore

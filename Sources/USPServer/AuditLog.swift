@@ -388,7 +388,7 @@ public final class AuditLog: Sendable {
     }
 
     private func timedSync() throws {
-        try GroupSync.timed(metrics) { try store.syncDurably() }
+        try metrics.timedSync { try store.syncDurably() }
     }
 
     private static func nanoseconds(_ d: Duration) -> Int {

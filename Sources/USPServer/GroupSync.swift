@@ -26,15 +26,6 @@ final class GroupSync: Sendable {
         self.metrics = metrics
     }
 
-    /// Runs `sync`, recording how long it took (and counting a failure) in `metrics`.
-    static func timed(_ metrics: ServerMetrics, _ sync: () throws -> Void) throws {
-        let start = ContinuousClock.now
-        defer {
-            let took = ContinuousClock.now - start
-            metrics.synced(nanoseconds: took.components.seconds * 1_000_000_000 + took.components.attoseconds / 1_000_000_000)
-        }
-        try sync()
-    }
 
     /// Completes on `loop` once everything committed before this call is durable; fails if the
     /// store could not make it so.
@@ -56,7 +47,7 @@ final class GroupSync: Sendable {
     private func runSyncs() {
         while true {
             let batch = waiters.withLock { w in w.current }
-            let outcome = Result { try Self.timed(metrics) { try store.syncDurably() } }
+            let outcome = Result { try metrics.timedSync { try store.syncDurably() } }
             if case .failure = outcome { metrics.storeError("sync") }
             for promise in batch { promise.completeWith(outcome) }
             let more = waiters.withLock { w -> Bool in

@@ -16,10 +16,15 @@ public final class ServerMetrics: Sendable {
     /// Last values of counts kept elsewhere (the audit's summarised and dropped rows), so that
     /// their counters move by the difference.
     private let mirrored = Mutex<[String: Int64]>([:])
+    /// False without a factory: nothing reads the counts, so nothing is counted (no key built,
+    /// no lock taken per event).
+    private let enabled: Bool
 
-    public init(factory: any MetricsFactory = NOOPMetricsHandler.instance) {
-        self.factory = factory
-        syncTimer = Timer(label: "usp_store_sync_seconds", dimensions: [], factory: factory)
+    /// Counts into `factory`; without one, counts nothing.
+    public init(factory: (any MetricsFactory)? = nil) {
+        self.factory = factory ?? NOOPMetricsHandler.instance
+        enabled = factory != nil
+        syncTimer = Timer(label: "usp_store_sync_seconds", dimensions: [], factory: self.factory)
     }
 
     func counter(_ label: String, _ dimensions: [(String, String)] = []) -> Counter {
@@ -55,29 +60,39 @@ public final class ServerMetrics: Sendable {
     // MARK: - Events
 
     /// A connection accepted past every limit at accept.
-    func accepted() { counter("usp_connections_accepted_total").increment() }
+    func accepted() { guard enabled else { return }; counter("usp_connections_accepted_total").increment() }
 
     /// A connection turned away at accept: `limit` is `handshake_rate`, `max_connections_per_source`,
     /// `max_connections` or `max_unauthenticated`.
-    func refused(limit: String) { counter("usp_connections_refused_total", [("limit", limit)]).increment() }
+    func refused(limit: String) { guard enabled else { return }; counter("usp_connections_refused_total", [("limit", limit)]).increment() }
 
     /// A connection closed to make room for a newcomer (fair admission).
-    func gaveWay() { counter("usp_connections_gave_way_total").increment() }
+    func gaveWay() { guard enabled else { return }; counter("usp_connections_gave_way_total").increment() }
 
     /// A handshake done (`result` ok, with its pattern), or a connection that ended without one
     /// (`result`: the code it ended with, `pattern` none).
     func handshake(result: String, pattern: String) {
+        guard enabled else { return }
         counter("usp_handshakes_total", [("result", result), ("pattern", pattern)]).increment()
     }
 
-    /// How long one fdatasync of the store took.
-    func synced(nanoseconds: Int64) { syncTimer.recordNanoseconds(nanoseconds) }
+    /// Runs `sync` (an fdatasync of the store), recording how long it took.
+    func timedSync(_ sync: () throws -> Void) throws {
+        guard enabled else { return try sync() }
+        let start = ContinuousClock.now
+        defer {
+            let took = (ContinuousClock.now - start).components
+            syncTimer.recordNanoseconds(took.seconds * 1_000_000_000 + took.attoseconds / 1_000_000_000)
+        }
+        try sync()
+    }
 
     /// A store write or sync that failed (`operation`: commit, append, sync).
-    func storeError(_ operation: String) { counter("usp_store_errors_total", [("operation", operation)]).increment() }
+    func storeError(_ operation: String) { guard enabled else { return }; counter("usp_store_errors_total", [("operation", operation)]).increment() }
 
     /// Every audited event, before any summarising: its kind, and for some kinds more.
     func audited(_ event: AuditEvent) {
+        guard enabled else { return }
         counter("usp_audit_events_total", [("kind", event.kind.rawValue)]).increment(by: event.count ?? 1)
         switch event.kind {
         case .authentication:

@@ -305,14 +305,14 @@ public final class USPDaemon: Service, Sendable {
                     adminSocket.withLock { $0 = socket }
                 }
                 if let text = runtime.options.metricsListen, let registry = metricsRegistry {
-                    let endpoint = try await MetricsEndpoint.start(address: try ListenAddress.parse(text), group: group,
-                                                                   registry: registry, daemon: self)
+                    let address = try ListenAddress.parse(text)
+                    let endpoint = try await MetricsEndpoint.start(address: address, group: group, registry: registry, daemon: self)
                     metricsEndpoint.withLock { $0 = endpoint }
-                    let host = try ListenAddress.parse(text).host
-                    if !(host.hasPrefix("127.") || host == "::1" || host == "localhost") {
+                    if !(address.host.hasPrefix("127.") || address.host == "::1" || address.host == "localhost") {
                         logger.warning("metrics_listen \(text) is not a loopback address: anyone who reaches it reads the metrics (plain HTTP, no authentication)")
                     }
-                    logger.info("metrics on http://\(endpoint.channel.localAddress.flatMap { a in a.port.map { ListenAddress(host: a.ipAddress ?? "?", port: $0).text } } ?? text)/metrics")
+                    let bound = endpoint.channel.localAddress.flatMap { a in a.port.map { ListenAddress(host: a.ipAddress ?? address.host, port: $0) } } ?? address
+                    logger.info("metrics on http://\(bound.text)/metrics")
                 }
             } catch {
                 adminSocket.withLock { $0?.stop(); $0 = nil }

@@ -32,6 +32,9 @@ public final class AgentServer: Sendable {
         /// A listening socket made by systemd (`usp-agent.socket`): served instead of `socket`,
         /// and never removed.
         public var inherited: InheritedAgentSocket?
+        /// Signals that stop the agent (as `stop()` does). Their handlers are installed before the
+        /// socket exists, so a signal sent once a client can connect is never lost.
+        public var stopSignals: [CInt] = []
 
         public init(home: ClientHome) {
             self.home = home
@@ -46,9 +49,12 @@ public final class AgentServer: Sendable {
     private let listener: CInt
     /// Whether this agent made the socket file (and so removes it at the end).
     private let createdSocketFile: Bool
-    /// `stop()` writes a byte here to wake the accept loop. shutdown() on the listener would do,
-    /// but an inherited socket is systemd's too: shut down, it would refuse every later connection.
-    private let wake: (read: CInt, write: CInt)
+    /// `stop()` and the stop signals write a byte here to wake the accept loop. shutdown() on the
+    /// listener would do, but an inherited socket is systemd's too: shut down, it would refuse
+    /// every later connection.
+    private let wake: SignalPipe
+    /// The signal that stopped the agent (0: `stop()`), once it stopped.
+    private let stoppedBy = Atomic<CInt>(0)
     private let uid = geteuid()
     /// This agent's binary: a peer running it (`usp connect`) speaks for its parent.
     private let ownExecutable = ProcessExecutable.path(of: getpid())
@@ -64,6 +70,11 @@ public final class AgentServer: Sendable {
     /// With `configuration.inherited` (systemd socket activation), serves on that socket instead.
     public init(configuration: Configuration, log: AgentLog) throws(AgentError) {
         var configuration = configuration
+        do throws(UnixError) {
+            wake = try SignalPipe.install(configuration.stopSignals)
+        } catch {
+            throw AgentError(.systemCall, "cannot set up the agent's wake-up pipe and signal handlers: \(error.detail)")
+        }
         if let inherited = configuration.inherited {
             configuration.socket = inherited.socket
             listener = inherited.descriptor
@@ -71,15 +82,6 @@ public final class AgentServer: Sendable {
         } else {
             listener = try Self.listen(on: configuration.socket)
             createdSocketFile = true
-        }
-        do throws(UnixError) {
-            wake = try ProcessSpawn.pipe()
-        } catch {
-            if createdSocketFile {
-                unlink(configuration.socket.path)
-                close(listener)
-            }
-            throw AgentError(.systemCall, "cannot make the agent's wake-up pipe: \(error.detail)")
         }
         self.configuration = configuration
         self.log = log
@@ -129,17 +131,26 @@ public final class AgentServer: Sendable {
         }
         if createdSocketFile { unlink(configuration.socket.path) }
         close(listener)
-        close(wake.read)
-        close(wake.write)
-        log.record("stopped", ["open_streams": .integer(Int64(table.list().count))])
+        var fields: [String: JSONValue] = ["open_streams": .integer(Int64(table.list().count))]
+        let signal = stoppedBy.load(ordering: .sequentiallyConsistent)
+        if signal != 0 { fields["signal"] = .string(Self.signalName(signal)) }
+        log.record("stopped", fields)
+    }
+
+    private static func signalName(_ signal: CInt) -> String {
+        switch signal {
+        case SIGTERM: "SIGTERM"
+        case SIGINT: "SIGINT"
+        case SIGHUP: "SIGHUP"
+        default: "signal \(signal)"
+        }
     }
 
     /// Stops accepting (from any thread or a signal handler's queue); streams being relayed go on
     /// until the process exits.
     public func stop() {
         guard !stopping.exchange(true, ordering: .sequentiallyConsistent) else { return }
-        var byte: UInt8 = 1
-        _ = write(wake.write, &byte, 1)
+        wake.post(0)
     }
 
     /// The streams being relayed now.
@@ -180,7 +191,13 @@ public final class AgentServer: Sendable {
         while true {
             var fds = [pollfd(fd: listener, events: Int16(POLLIN), revents: 0), pollfd(fd: wake.read, events: Int16(POLLIN), revents: 0)]
             let n = poll(&fds, 2, -1)
-            if stopping.load(ordering: .sequentiallyConsistent) || fds[1].revents != 0 { return false }
+            if fds[1].revents != 0 {
+                // A stop signal (its number) or stop() (0).
+                if let signal = wake.drain().first(where: { $0 != 0 }) { stoppedBy.store(signal, ordering: .sequentiallyConsistent) }
+                stopping.store(true, ordering: .sequentiallyConsistent)
+                return false
+            }
+            if stopping.load(ordering: .sequentiallyConsistent) { return false }
             if n > 0, fds[0].revents != 0 { return true }
             if n < 0, errno != EINTR {
                 log.record("accept_failed", ["message": .string("poll: \(String(cString: strerror(errno)))")])

@@ -1,5 +1,4 @@
 import ArgumentParser
-import Dispatch
 import Foundation
 import Glibc
 import USPAgent
@@ -31,24 +30,18 @@ struct AgentCommand: AsyncParsableCommand {
                 try home.prepare()
                 var c = try agent.configuration(home: home)
                 c.inherited = inherited
+                // SIGTERM, SIGINT and SIGHUP stop the agent; their handlers are in place before
+                // the socket exists, so none sent once a client can connect is lost.
+                c.stopSignals = [SIGTERM, SIGINT, SIGHUP]
                 let log = try AgentLog(path: home.directory + "/agent.log", toStderr: !quiet)
                 let server = try AgentServer(configuration: c, log: log)
-                // Handlers before the line that says the agent is up, so a prompt SIGTERM still
-                // removes the socket.
-                let signals = [SIGTERM, SIGINT, SIGHUP].map { sig in
-                    signal(sig, SIG_IGN)
-                    let source = DispatchSource.makeSignalSource(signal: sig)
-                    source.setEventHandler {
-                        Systemd.notify("STOPPING=1")
-                        server.stop()
-                    }
-                    source.resume()
-                    return source
-                }
                 if !quiet { printError("agent listening on \(server.configuration.socket.path) (log \(log.path))") }
                 Systemd.notify("READY=1")
                 await server.run()
-                signals.forEach { $0.cancel() }
+                Systemd.notify("STOPPING=1")
+                // The end: relays still open end with the process, at once, on this thread (not
+                // after one more hop through the task scheduler).
+                Glibc.exit(0)
             }
         }
     }

@@ -139,6 +139,27 @@ import USPUnix
         #expect(!FileManager.default.fileExists(atPath: again.socket))
     }
 
+    @Test func aStopSignalSentAsSoonAsTheSocketExistsIsNeverLost() throws {
+        // The handlers are installed before the socket is made: a SIGTERM (or SIGINT) sent the
+        // moment a client could connect stops the agent, removes the socket and logs the signal.
+        // (With a dispatch signal source, registered asynchronously, about 1 start in 60 lost it.)
+        let usp = try Harness.executable("usp")
+        for round in 0..<20 {
+            let home = try Harness.temporaryDirectory("signal-\(round)")
+            let socket = home.appendingPathComponent("agent.sock").path
+            let agent = try RunningProcess("usp agent", executable: usp, arguments: ["--home", home.path, "agent"])
+            let deadline = Date().addingTimeInterval(20)
+            while !FileManager.default.fileExists(atPath: socket), Date() < deadline { usleep(500) }
+            let signal = round.isMultiple(of: 2) ? SIGTERM : SIGINT
+            agent.signal(signal)
+            #expect(try agent.wait() == 0, "round \(round)")
+            #expect(!FileManager.default.fileExists(atPath: socket), "round \(round)")
+            let stopped = AgentProcess.log(home: home).last
+            #expect(stopped?["event"] as? String == "stopped", "round \(round): \(String(describing: stopped))")
+            #expect(stopped?["signal"] as? String == (signal == SIGTERM ? "SIGTERM" : "SIGINT"), "round \(round)")
+        }
+    }
+
     // MARK: - Rate limit
 
     @Test func theRateLimitTriggersAndIsLogged() throws {

@@ -62,4 +62,11 @@ int usp_spawn(const usp_spawn_request *request, pid_t *pid, int *failed_stage, i
 /// pipe2(fds, O_CLOEXEC), which Swift's Glibc module hides behind _GNU_SOURCE.
 int usp_pipe_cloexec(int fds[2]);
 
+/// Installs one handler (sigaction, SA_RESTART) for each of `signals[0..<count]` that writes the
+/// signal's number, as one byte, to `fd` (which should be non-blocking). The handler only calls
+/// write(2), so it is async-signal-safe, and it is in place when this returns: a signal sent
+/// afterwards is never lost, whichever thread the kernel delivers it to. Later calls replace `fd`.
+/// Returns 0, or -1 with errno set by the first sigaction that failed.
+int usp_signals_to_descriptor(int fd, const int *signals, int count);
+
 #endif

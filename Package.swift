@@ -32,11 +32,11 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", exact: "2.4.1"),
     ],
     targets: [
-        // In-place ChaCha20-Poly1305 over the system libcrypto (OpenSSL 3 EVP), so
-        // the record path allocates nothing per record. See docs/PROTOCOL.md §4.
+        // In-place ChaCha20-Poly1305 over BoringSSL's EVP_AEAD (built into the program by
+        // swift-crypto), so the record path allocates nothing per record. See docs/PROTOCOL.md §4.
         .target(
             name: "CUSPCrypto",
-            linkerSettings: [.linkedLibrary("crypto")]
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")]
         ),
         // Sans-I/O protocol core: Noise, records, frames, streams, messages, sessions.
         .target(

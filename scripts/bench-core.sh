@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# USPCore performance report: builds usp-bench in release, measures libcrypto's own
-# ChaCha20-Poly1305 speed with `openssl speed` in the same run, runs usp-bench with the malloc
+# USPCore performance report: builds usp-bench in release, measures OpenSSL's
+# ChaCha20-Poly1305 speed with `openssl speed` in the same run (a reference; USP's cipher is BoringSSL's), runs usp-bench with the malloc
 # interposer preloaded, and prints each figure against its target with PASS/FAIL.
 #
 #   bash scripts/bench-core.sh            # full run (7 runs per figure, about 25 seconds)

@@ -531,7 +531,13 @@ struct Plan: Sendable {
             }
         if let local { _ = bootstrap.bind(to: local) }
         do {
-            _ = try await bootstrap.connect(host: server.connectHost ?? server.host, port: Int(server.port)).get()
+            let host = server.connectHost ?? server.host
+            // An address literal is connected to at once: no resolver thread, no Happy Eyeballs.
+            if let address = try? SocketAddress(ipAddress: host, port: Int(server.port)) {
+                _ = try await bootstrap.connect(to: address).get()
+            } else {
+                _ = try await bootstrap.connect(host: host, port: Int(server.port)).get()
+            }
         } catch {
             let failure = ErrorText.connect(error, server: server)
             try? await eventLoop.submit { core.abandon(failure) }.get()

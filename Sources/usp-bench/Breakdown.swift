@@ -55,7 +55,7 @@ struct Breakdown {
                 var s = SymmetricState(protocolName: "Noise_XX_25519_ChaChaPoly_SHA256")
                 return time(n) { s.mixHash(big); return UInt64(s.handshakeHash[0]) }
             },
-            Item(key: "cipherkey", label: "CipherState(key:) (a libcrypto EVP context per key)") { n in
+            Item(key: "cipherkey", label: "CipherState(key:) (a BoringSSL EVP_AEAD context per key)") { n in
                 try time(n) { UInt64(try CipherState(key: key).nonce) }
             },
             Item(key: "encrypt1k", label: "CipherState.encryptWithAd, 32 B ad, 976 B (message 1 payload)") { n in

@@ -99,8 +99,8 @@ struct RecordBench {
         return t1 - t0
     }
 
-    /// One `CipherState.seal` of 16 KiB: the AEAD call alone (one libcrypto init + update + final + tag),
-    /// to split the record layer's cost (two AEAD calls per record) from libcrypto's.
+    /// One `CipherState.seal` of 16 KiB: the AEAD call alone (one BoringSSL seal),
+    /// to split the record layer's cost (two AEAD calls per record) from the cipher's.
     mutating func aeadOnly(records n: Int) throws -> UInt64 {
         try Self.aeadLoop(&aead, sealBuffer, n)
     }

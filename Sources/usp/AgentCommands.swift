@@ -92,7 +92,10 @@ struct AgentChoice: ParsableArguments {
     /// The agent's client and a connection to it when one answers, nil otherwise (or when the
     /// target's settings say UseAgent no, or Anonymous yes, which the agent does not do). An
     /// agent socket of another user is refused with an error, never used.
-    func connection(for target: ServerTarget) throws -> (AgentClient, CInt)? {
+    func connection(for target: ServerTarget) throws -> (AgentClient, CInt)? { try Self.connection(for: target) }
+
+    /// As `connection(for:)`, for a command whose `--no-agent` is already among the target's settings.
+    static func connection(for target: ServerTarget) throws -> (AgentClient, CInt)? {
         guard target.settings.useAgent, !target.settings.anonymous else { return nil }
         let client = AgentClient(socket: .resolve(home: target.home))
         guard let fd = try client.connect() else { return nil }

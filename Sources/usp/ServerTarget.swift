@@ -33,8 +33,14 @@ struct ServerTarget {
 
     /// `flags`: the command's own options as settings (they come first, as ssh's do).
     init(_ typed: String, global: GlobalOptions, config: ConfigOptions, flags: [ClientConfig.Setting] = []) throws {
-        home = global.clientHome
-        resolved = try config.load(home: home).resolve(typed, commandLine: flags + config.settings())
+        try self.init(typed, home: global.clientHome, configFile: config.configFile, options: config.options, flags: flags)
+    }
+
+    /// From plain values: `configFile` is -F's, `options` the -o texts.
+    init(_ typed: String, home: ClientHome, configFile: String?, options: [String], flags: [ClientConfig.Setting]) throws {
+        self.home = home
+        let fromOptions = try options.map { text throws(USPClientError) in try ClientConfig.option(text) }
+        resolved = try ClientConfig.load(home: home, file: configFile).resolve(typed, commandLine: flags + fromOptions)
     }
 
     /// A connecting command's options: ConnectionOptions' flags first.

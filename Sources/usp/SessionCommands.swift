@@ -182,44 +182,16 @@ struct Connect: AsyncParsableCommand {
     var earlyWait: Int = 5
     @OptionGroup var agentChoice: AgentChoice
 
-    func run() async throws {
-        var resolved: (ServerTarget, String)?
-        try await reporting {
-            let target = try ServerTarget(uri, global: global, connection: connection, flags: agentChoice.settings())
-            resolved = (target, try target.application(application))
-        }
-        guard let (target, application) = resolved else { return }
-        if try await throughAgent(target, application: application) { return }
-        // Start reading stdin at once: its first bytes can then ride in message 1.
-        let input = FDReader()
-        input.start()
-        try await reporting {
-            let options = try target.connectionOptions()
-            let textFields = try RequestFields.parse(fields)
-            try await StdioApplicationSession.run(application, server: target.server, home: target.home, options: options, textFields: textFields,
-                                                  input: input, earlyWait: .milliseconds(max(0, min(earlyWait, 1000))), notice: printError)
-        }
+    /// What was parsed, as the plain values `ConnectInvocation.parse` also gives.
+    var invocation: ConnectInvocation {
+        ConnectInvocation(home: global.home, configFile: connection.config.configFile, options: connection.config.options,
+                          serverKeyChecking: connection.serverKeyChecking, anonymous: connection.anonymous, noDns: connection.noDns,
+                          dnsRequireDnssec: connection.dnsRequireDnssec, dnsServer: connection.dnsServer, noAgent: agentChoice.noAgent,
+                          uri: uri, application: application, fields: fields, earlyWait: earlyWait)
     }
 
-    /// When the agent runs (and the connection is not anonymous, which the agent does not
-    /// do): the agent opens the stream and stdin/stdout are bridged to its descriptor.
-    func throughAgent(_ target: ServerTarget, application: String) async throws -> Bool {
-        var used = false
-        try await reporting {
-            guard let (agent, fd) = try agentChoice.connection(for: target) else { return }
-            used = true
-            let textFields = try RequestFields.parse(fields)
-            let opened: AgentClient.OpenedStream
-            do {
-                opened = try agent.open(AgentRequest.Open(server: target.server, application: application,
-                                                          textFields: textFields.isEmpty ? nil : textFields), on: fd)
-            } catch {
-                close(fd)
-                throw error
-            }
-            try await DescriptorBridge.run(socket: opened.descriptor)
-        }
-        return used
+    func run() async throws {
+        try await invocation.run()
     }
 }
 

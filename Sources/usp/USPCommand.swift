@@ -61,6 +61,15 @@ struct USP: AsyncParsableCommand {
         } else {
             arguments += moved
         }
+        // The common `usp connect` forms skip ArgumentParser (see ConnectInvocation).
+        if arguments.first == "connect", let connect = ConnectInvocation.parse(arguments.dropFirst()) {
+            do {
+                try await connect.run()
+            } catch {
+                exit(withError: error)
+            }
+            return
+        }
         await main(arguments)
     }
 }

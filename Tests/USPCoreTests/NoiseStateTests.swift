@@ -129,8 +129,8 @@ struct NoiseStateTests {
         #expect(r.nonce == 1)
     }
 
-    /// CipherState is Sendable and its copies share one libcrypto context. Using copies from several
-    /// threads at once used to corrupt that context (wrong ciphertexts, then a NULL dereference).
+    /// CipherState is Sendable and its copies share one cipher context. Using copies from several
+    /// threads at once (with an OpenSSL context, which keeps per-operation state) corrupted it.
     @Test("copies of a CipherState can be used from several threads at once")
     func concurrentCopies() throws {
         let k = Self.key()

@@ -8,11 +8,11 @@
 /// Noise's nonce encoding is applied here: 4 zero bytes then the 64-bit counter, little-endian.
 typedef struct usp_aead usp_aead;
 
-/// Returns NULL if libcrypto cannot set up the cipher.
+/// Returns NULL if the cipher cannot be set up (no memory).
 usp_aead *usp_aead_new(const uint8_t key[32]);
 void usp_aead_free(usp_aead *ctx);
 
-/// Seal and open may be called on one context from several threads; the calls are serialized.
+/// Seal and open may be called on one context from several threads at once.
 /// Encrypts `len` bytes from `in` to `out` (which may be the same pointer) and writes the 16-byte tag.
 /// Returns 1 on success, 0 on failure.
 int usp_aead_seal(usp_aead *ctx, uint64_t nonce,

@@ -21,7 +21,7 @@ extension USPError {
         case .wrongTurn:
             self.init(.handshakeFailed, "\(step): not this side's turn")
         case .cryptoUnavailable:
-            self.init(.internalError, "\(step): libcrypto failed")
+            self.init(.internalError, "\(step): the cipher library failed")
         }
     }
 }

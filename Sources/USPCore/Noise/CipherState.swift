@@ -1,6 +1,6 @@
 import CUSPCrypto
 
-/// A ChaCha20-Poly1305 key held in libcrypto. A new key gets a new instance, so a copied
+/// A ChaCha20-Poly1305 key held in a BoringSSL EVP_AEAD context. A new key gets a new instance, so a copied
 /// `CipherState` (the handshake's roll-back copy, for instance) never shares a key that later changes.
 final class AEADKey: @unchecked Sendable {
     let context: OpaquePointer

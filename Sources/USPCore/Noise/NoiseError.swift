@@ -18,6 +18,6 @@ public enum NoiseError: Error, Hashable, Sendable {
     case missingKey(String)
     /// The handshake already finished, or it is the other party's turn.
     case wrongTurn
-    /// libcrypto could not be set up.
+    /// The cipher could not be set up.
     case cryptoUnavailable
 }

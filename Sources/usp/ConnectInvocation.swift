@@ -1,0 +1,132 @@
+import Foundation
+import Glibc
+import USPAgent
+import USPClient
+
+/// What `usp connect` was asked, as plain values: filled by ArgumentParser (`Connect`) or, for
+/// the common forms, by `parse(_:)` without it. Both run the same `run()`.
+///
+/// `usp connect` starts once per ssh ProxyCommand, git fetch or scripted call, so its start-up is
+/// its cost: ArgumentParser's first parse reflects over every option group and resolves generic
+/// types by name, which took about a third of the client's CPU per connection. `parse` reads the
+/// options `usp connect --help` lists and gives up (nil) on anything else, which ArgumentParser
+/// then parses and, if wrong, reports as usual.
+struct ConnectInvocation: Equatable {
+    var home: String?
+    var configFile: String?
+    var options: [String] = []
+    var serverKeyChecking: String?
+    var anonymous = false
+    var noDns = false
+    var dnsRequireDnssec = false
+    var dnsServer: String?
+    var noAgent = false
+    var uri = ""
+    var application: String?
+    var fields: [String] = []
+    var earlyWait = 5
+
+    /// The flags given, as configuration settings (they win over -o and the file).
+    func settings() throws -> [ClientConfig.Setting] {
+        var s: [ClientConfig.Setting] = []
+        if let v = serverKeyChecking { s.append(try ClientConfig.commandLine(.serverKeyChecking, v, flag: "--server-key-checking")) }
+        if anonymous { s.append(.init(.anonymous, .flag(true), origin: .commandLine("--anonymous"))) }
+        if noDns { s.append(.init(.dns, .flag(false), origin: .commandLine("--no-dns"))) }
+        if dnsRequireDnssec { s.append(.init(.requireDNSSEC, .flag(true), origin: .commandLine("--dns-require-dnssec"))) }
+        if let v = dnsServer { s.append(try ClientConfig.commandLine(.dnsServer, v, flag: "--dns-server")) }
+        if noAgent { s.append(.init(.useAgent, .flag(false), origin: .commandLine("--no-agent"))) }
+        return s
+    }
+
+    /// `arguments` after `connect`, or nil when they hold anything but the options below (then
+    /// ArgumentParser parses them). Options may come before, between or after the two operands;
+    /// each single-valued option at most once.
+    static func parse(_ arguments: ArraySlice<String>) -> ConnectInvocation? {
+        var c = ConnectInvocation()
+        var operands: [String] = []
+        var seen: Set<String> = []
+        var i = arguments.startIndex
+        func value(_ name: String) -> String? {
+            guard i + 1 < arguments.endIndex else { return nil }
+            i += 1
+            let v = arguments[i]
+            return v.hasPrefix("-") && v.count > 1 ? nil : v
+        }
+        while i < arguments.endIndex {
+            var a = arguments[i]
+            var inline: String?
+            if a.hasPrefix("--"), let eq = a.firstIndex(of: "=") {
+                inline = String(a[a.index(after: eq)...])
+                a = String(a[..<eq])
+            }
+            if a.hasPrefix("-") && a.count > 1 {
+                let single = a != "-o" && a != "--field"
+                if single, !seen.insert(a).inserted { return nil }
+                let isFlag = ["--anonymous", "--no-dns", "--dns-require-dnssec", "--no-agent"].contains(a)
+                if isFlag, inline != nil { return nil }
+                var v: String? { inline ?? value(a) }
+                switch a {
+                case "--anonymous": c.anonymous = true
+                case "--no-dns": c.noDns = true
+                case "--dns-require-dnssec": c.dnsRequireDnssec = true
+                case "--no-agent": c.noAgent = true
+                case "--home": guard let x = v else { return nil }; c.home = x
+                case "-F": guard inline == nil, let x = v else { return nil }; c.configFile = x
+                case "-o": guard inline == nil, let x = v else { return nil }; c.options.append(x)
+                case "--field": guard let x = v else { return nil }; c.fields.append(x)
+                case "--server-key-checking": guard let x = v else { return nil }; c.serverKeyChecking = x
+                case "--dns-server": guard let x = v else { return nil }; c.dnsServer = x
+                case "--early-wait": guard let x = v, let n = Int(x) else { return nil }; c.earlyWait = n
+                default: return nil
+                }
+            } else {
+                operands.append(a)
+            }
+            i += 1
+        }
+        guard (1...2).contains(operands.count) else { return nil }
+        c.uri = operands[0]
+        c.application = operands.count == 2 ? operands[1] : nil
+        return c
+    }
+
+    func run() async throws {
+        var resolved: (ServerTarget, String)?
+        try await reporting {
+            let target = try ServerTarget(uri, home: ClientHome.resolve(explicit: home), configFile: configFile, options: options, flags: try settings())
+            resolved = (target, try target.application(application))
+        }
+        guard let (target, application) = resolved else { return }
+        if try await throughAgent(target, application: application) { return }
+        // Start reading stdin at once: its first bytes can then ride in message 1.
+        let input = FDReader()
+        input.start()
+        try await reporting {
+            let options = try target.connectionOptions()
+            let textFields = try RequestFields.parse(fields)
+            try await StdioApplicationSession.run(application, server: target.server, home: target.home, options: options, textFields: textFields,
+                                                  input: input, earlyWait: .milliseconds(max(0, min(earlyWait, 1000))), notice: printError)
+        }
+    }
+
+    /// When the agent runs (and the connection is not anonymous, which the agent does not
+    /// do): the agent opens the stream and stdin/stdout are bridged to its descriptor.
+    private func throughAgent(_ target: ServerTarget, application: String) async throws -> Bool {
+        var used = false
+        try await reporting {
+            guard let (agent, fd) = try AgentChoice.connection(for: target) else { return }
+            used = true
+            let textFields = try RequestFields.parse(fields)
+            let opened: AgentClient.OpenedStream
+            do {
+                opened = try agent.open(AgentRequest.Open(server: target.server, application: application,
+                                                          textFields: textFields.isEmpty ? nil : textFields), on: fd)
+            } catch {
+                close(fd)
+                throw error
+            }
+            try await DescriptorBridge.run(socket: opened.descriptor)
+        }
+        return used
+    }
+}

@@ -32,8 +32,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", exact: "2.4.1"),
     ],
     targets: [
-        // In-place ChaCha20-Poly1305 over BoringSSL's EVP_AEAD (built into the program by
-        // swift-crypto), so the record path allocates nothing per record. See docs/PROTOCOL.md §4.
+        // In-place ChaCha20-Poly1305, so the record path allocates nothing per record: BoringSSL's
+        // EVP_AEAD (built into the program by swift-crypto) for short records, the system's
+        // OpenSSL libcrypto (loaded on the first long record) for bulk. See docs/PROTOCOL.md §4.
         .target(
             name: "CUSPCrypto",
             dependencies: [.product(name: "Crypto", package: "swift-crypto")]
@@ -151,7 +152,7 @@ let package = Package(
         .executableTarget(
             name: "usp",
             dependencies: [
-                "USPClient", "USPAgent", "USPCore", "USPUnix",
+                "USPClient", "USPAgent", "USPCore", "USPUnix", .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -30,6 +30,9 @@ public struct USPConnectionOptions: Sendable {
     public var onNewServerKey: (@Sendable (String) -> Void)?
     /// Defaults to `MultiThreadedEventLoopGroup.singleton`.
     public var eventLoopGroup: (any EventLoopGroup)?
+    /// A connection already begun to the server's address (the first connection to that address
+    /// and port takes it; not with `localAddress`).
+    public var earlyConnection: EarlyConnection?
 
     public init() {}
 }
@@ -532,8 +535,13 @@ struct Plan: Sendable {
         if let local { _ = bootstrap.bind(to: local) }
         do {
             let host = server.connectHost ?? server.host
-            // An address literal is connected to at once: no resolver thread, no Happy Eyeballs.
-            if let address = try? SocketAddress(ipAddress: host, port: Int(server.port)) {
+            if local == nil, let fd = options.earlyConnection?.take(host: host, port: Int(server.port)) {
+                // Begun before this client was ready (its SYN already answered, most likely): the
+                // wait blocks this task at most until the connect ends, as the event loop would.
+                try EarlyConnection.waitConnected(fd, timeout: options.connectTimeout)
+                _ = try await bootstrap.withConnectedSocket(fd).get()
+            } else if let address = try? SocketAddress(ipAddress: host, port: Int(server.port)) {
+                // An address literal is connected to at once: no resolver thread, no Happy Eyeballs.
                 _ = try await bootstrap.connect(to: address).get()
             } else {
                 _ = try await bootstrap.connect(host: host, port: Int(server.port)).get()

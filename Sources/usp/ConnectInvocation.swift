@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import NIOCore
 import USPAgent
 import USPClient
 
@@ -91,6 +92,8 @@ struct ConnectInvocation: Equatable {
     }
 
     func run() async throws {
+        // One connection needs one event loop: not a thread per core.
+        NIOSingletons.groupLoopCountSuggestion = 1
         var resolved: (ServerTarget, String)?
         try await reporting {
             let target = try ServerTarget(uri, home: ClientHome.resolve(explicit: home), configFile: configFile, options: options, flags: try settings())
@@ -98,11 +101,15 @@ struct ConnectInvocation: Equatable {
         }
         guard let (target, application) = resolved else { return }
         if try await throughAgent(target, application: application) { return }
+        // The SYN now, to an address literal: loading the key, known servers and login, and
+        // starting the event loop, then overlap the round trip.
+        let early = EarlyConnection.begin(host: target.server.connectHost ?? target.server.host, port: Int(target.server.port))
         // Start reading stdin at once: its first bytes can then ride in message 1.
         let input = FDReader()
         input.start()
         try await reporting {
-            let options = try target.connectionOptions()
+            var options = try target.connectionOptions()
+            options.earlyConnection = early
             let textFields = try RequestFields.parse(fields)
             try await StdioApplicationSession.run(application, server: target.server, home: target.home, options: options, textFields: textFields,
                                                   input: input, earlyWait: .milliseconds(max(0, min(earlyWait, 1000))), notice: printError)

@@ -6,7 +6,7 @@
 #   bash scripts/install.sh --build-only             # build as yourself, then
 #   sudo bash scripts/install.sh --skip-build        # install under /usr/local (no swift needed)
 #   bash scripts/install.sh --uninstall              # removes exactly what the manifest lists
-#   bash scripts/install.sh --deb usp.deb            # a .deb (implies --static-stdlib and --prefix /usr)
+#   bash scripts/install.sh --deb usp.deb            # a .deb (static stdlib, --prefix /usr)
 #
 # Every file installed is listed in PREFIX/share/usp/install-manifest (with the directories the
 # install created, marked by a trailing /); --uninstall removes those and nothing else. Installing
@@ -35,10 +35,13 @@ Options:
   --skip-build            do not build: take usp and uspd from --build-dir, the man pages
                           from the last build's (or --man-dir); needs no swift
   --build-dir DIR         the folder holding the built usp and uspd
-                          (default .build/release; .build-static/release with --static-stdlib)
-  --static-stdlib         link the Swift runtime and Foundation statically
+                          (default .build-static/release; .build/release with --dynamic-stdlib)
+  --static-stdlib         the default: link the Swift runtime and Foundation statically
                           (swift build --static-swift-stdlib, in .build-static): the binaries
-                          run without a Swift toolchain installed
+                          run without a Swift toolchain installed, and a usp connect starts in
+                          about 60 % of the CPU (no dynamic linking of the Swift libraries)
+  --dynamic-stdlib        load the Swift runtime from the toolchain instead (in .build):
+                          smaller binaries that run only where the toolchain is installed
   --no-strip              keep the binaries' debug information (stripped by default with
                           strip --strip-debug: a third of the size; symbols stay for backtraces)
   --man-dir DIR           install the *.1 pages found in DIR instead of generating them
@@ -62,7 +65,7 @@ DESTDIR=""
 SKIP_BUILD=0
 BUILD_ONLY=0
 BUILD_DIR=""
-STATIC=0
+STATIC=1
 STRIP=1
 MAN_DIR=""
 WITH_MAN=1
@@ -81,6 +84,7 @@ while [[ $# -gt 0 ]]; do
         --build-only) BUILD_ONLY=1; shift ;;
         --build-dir) need_value "$@"; BUILD_DIR=$2; shift 2 ;;
         --static-stdlib) STATIC=1; shift ;;
+        --dynamic-stdlib) STATIC=0; shift ;;
         --no-strip) STRIP=0; shift ;;
         --man-dir) need_value "$@"; MAN_DIR=$2; shift 2 ;;
         --no-man) WITH_MAN=0; shift ;;
@@ -267,7 +271,7 @@ if [[ -n $DEB ]]; then
             [[ $path == /* ]] || die "$product needs $name, which is not found (ldd)"
             owner=$(dpkg -S "$(readlink -f "$path")" 2>/dev/null | head -1 | cut -d: -f1) || true
             [[ -n $owner ]] || owner=$(dpkg -S "$path" 2>/dev/null | head -1 | cut -d: -f1) || true
-            [[ -n $owner ]] || die "$product loads $path, which no Debian package provides (the Swift runtime? build with --static-stdlib)"
+            [[ -n $owner ]] || die "$product loads $path, which no Debian package provides (the Swift runtime? a .deb needs binaries built with the static Swift stdlib, install.sh's default)"
             packages[$owner]=1
         done < <(ldd "$BUILD_DIR/$product" | awk '$2 == "=>" { print $1, $3 } $2 != "=>" && $1 ~ /^\// { print $1, $1 }')
     done

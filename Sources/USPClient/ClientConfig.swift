@@ -37,6 +37,7 @@ public struct ClientConfig: Sendable {
         case dnsServer = "DNSServer"
         case anonymous = "Anonymous"
         case useAgent = "UseAgent"
+        case fastOpen = "FastOpen"
         case ignoreUnknown = "IgnoreUnknown"
 
         /// Case-insensitive, as ssh reads keywords.
@@ -57,7 +58,7 @@ public struct ClientConfig: Sendable {
             case .application: "an application name as on the menu (a-z, 0-9, '.', '_', '-'; at most 63 characters)"
             case .sshKeyFile: "the path of an OpenSSH Ed25519 private key, or none"
             case .serverKeyChecking: "yes (only servers in known_servers), accept-new (trust on first use) or no"
-            case .dns, .requireDNSSEC, .anonymous, .useAgent: "yes or no"
+            case .dns, .requireDNSSEC, .anonymous, .useAgent, .fastOpen: "yes or no"
             case .dnsServer: "an IPv4 address with an optional port, as 127.0.0.1:5353"
             case .ignoreUnknown: "a comma-separated list of keyword patterns"
             }
@@ -324,7 +325,7 @@ public struct ClientConfig: Sendable {
             // ask (ssh's default) would need a prompt; usp has none.
             guard let mode = KnownServers.Mode(text: text) else { throw bad() }
             value = .checking(mode)
-        case .dns, .requireDNSSEC, .anonymous, .useAgent:
+        case .dns, .requireDNSSEC, .anonymous, .useAgent, .fastOpen:
             switch text.lowercased() {
             case "yes", "true": value = .flag(true)
             case "no", "false": value = .flag(false)
@@ -498,6 +499,8 @@ public struct ClientSettings: Sendable {
     public var sshKeyFile: String? { text(.sshKeyFile) }
     public var anonymous: Bool { flag(.anonymous) ?? false }
     public var useAgent: Bool { flag(.useAgent) ?? true }
+    /// TCP Fast Open: the first USP message rides in the SYN once the kernel holds a cookie.
+    public var fastOpen: Bool { flag(.fastOpen) ?? false }
 
     public var serverKeyChecking: KnownServers.Mode {
         if case .checking(let m)? = obtained[.serverKeyChecking]?.value { return m }
@@ -513,6 +516,7 @@ public struct ClientSettings: Sendable {
     public func apply(to options: inout USPConnectionOptions) throws(USPClientError) {
         options.serverKeyChecking = serverKeyChecking
         options.anonymous = anonymous
+        options.fastOpen = fastOpen
         options.dns.enabled = flag(.dns) ?? true
         options.dns.requireDNSSEC = flag(.requireDNSSEC) ?? false
         options.dns.server = dnsServer
@@ -553,7 +557,7 @@ public struct ClientSettings: Sendable {
             case .port: return "\(ServerURI.defaultPort)"
             case .serverKeyChecking: return "accept-new"
             case .dns, .useAgent: return "yes"
-            case .requireDNSSEC, .anonymous: return "no"
+            case .requireDNSSEC, .anonymous, .fastOpen: return "no"
             default: return nil
             }
         }

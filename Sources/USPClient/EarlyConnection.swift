@@ -23,15 +23,21 @@ public final class EarlyConnection: Sendable {
         self.descriptor = Mutex(descriptor)
     }
 
+    /// TCP_FASTOPEN_CONNECT (linux/tcp.h).
+    static let fastOpenConnect: CInt = 30
+
     /// Sends the SYN (a non-blocking connect) to `host`, an IPv4 or IPv6 address, on `port`; nil
     /// for a host name, or when the connect fails at once (the usual path then tries and reports).
-    public static func begin(host: String, port: Int) -> EarlyConnection? {
+    /// With `fastOpen` and a cookie from this server in the kernel, the SYN waits for the first
+    /// write instead (it carries message 1); without a cookie, it leaves now and asks for one.
+    public static func begin(host: String, port: Int, fastOpen: Bool = false) -> EarlyConnection? {
         guard let address = try? SocketAddress(ipAddress: host, port: port) else { return nil }
         let family = address.protocol == .inet6 ? AF_INET6 : AF_INET
         let fd = socket(family, CInt(SOCK_STREAM.rawValue) | CInt(SOCK_NONBLOCK.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return nil }
         var one: CInt = 1
         _ = setsockopt(fd, CInt(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<CInt>.size))
+        if fastOpen { _ = setsockopt(fd, CInt(IPPROTO_TCP), fastOpenConnect, &one, socklen_t(MemoryLayout<CInt>.size)) }
         let result = address.withSockAddr { pointer, size in Glibc.connect(fd, pointer, socklen_t(size)) }
         guard result == 0 || errno == EINPROGRESS else {
             close(fd)

@@ -6,6 +6,7 @@
 /// database = "usp.sqlite"
 /// host_key = "host_key"
 /// allow_first_contact = true                # false: stealth, only IK/NK clients get an answer
+/// tcp_fast_open = false                     # true: message 1 may ride in the SYN (TCP Fast Open)
 /// handshake_timeout = 10                    # seconds
 /// silent_hold_min = 15                      # stealth: a stranger's connection gets a FIN this many seconds
 /// silent_hold_max = 90                      #   after accept, drawn between min and max, whatever it sent
@@ -44,6 +45,11 @@ public struct ServerConfig: Hashable, Sendable {
     public var database: String = "usp.sqlite"
     public var hostKey: String = "host_key"
     public var allowFirstContact = true
+    /// TCP Fast Open on the listening sockets (TCP_FASTOPEN): a client with a cookie from an
+    /// earlier connection sends message 1 in its SYN, a round trip less. Off by default: a SYN
+    /// asking for a cookie gets one in the SYN-ACK, which a scanner can see; and it needs
+    /// net.ipv4.tcp_fastopen with the server bit (2; set it to 3).
+    public var tcpFastOpen = false
     public var handshakeTimeout: Double = 10
     /// Stealth (`allow_first_contact = false`): a connection that does not prove it knows the server
     /// key is never answered, and is ended with a FIN at a time drawn at accept from this distribution.

@@ -28,7 +28,7 @@ import TOMLKit
 /// - `log_level`: trace, debug, info, notice, warning, error or critical (swift-log's levels).
 public enum ServerConfigLoader {
     public static let keys = [
-        "listen", "apps_dir", "database", "host_key", "allow_first_contact", "handshake_timeout",
+        "listen", "apps_dir", "database", "host_key", "allow_first_contact", "tcp_fast_open", "handshake_timeout",
         "silent_hold_min", "silent_hold_max", "silent_hold_distribution", "max_silent_holds", "idle_timeout", "anonymous_session_lifetime", "max_connections",
         "max_unauthenticated", "handshake_rate", "handshake_burst", "known_handshake_rate", "known_handshake_burst", "known_source_time", "max_connections_per_source", "source_prefix_v4", "source_prefix_v6", "max_streams_per_minute",
         "max_streams_per_identity", "max_streams_per_application", "authorization_token_lifetime",
@@ -94,6 +94,7 @@ public enum ServerConfigLoader {
             }
         }
         if let b = r.bool(t, [], "allow_first_contact") { c.allowFirstContact = b }
+        if let b = r.bool(t, [], "tcp_fast_open") { c.tcpFastOpen = b }
         if let d = r.number(t, [], "handshake_timeout", in: 0...600, lowerOpen: true) { c.handshakeTimeout = d }
         (c.silentHold.minimum, c.silentHold.maximum) = bounds(r, t, "silent_hold_min", "silent_hold_max", in: 0.05...86_400,
                                                               defaults: (c.silentHold.minimum, c.silentHold.maximum))
@@ -210,6 +211,7 @@ extension ServerConfig {
             database = \(q(database))
             host_key = \(q(hostKey))
             allow_first_contact = \(allowFirstContact)
+            tcp_fast_open = \(tcpFastOpen)
             handshake_timeout = \(n(handshakeTimeout))
             silent_hold_min = \(n(silentHold.minimum))
             silent_hold_max = \(n(silentHold.maximum))

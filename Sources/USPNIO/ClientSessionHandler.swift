@@ -102,8 +102,13 @@ public final class ClientSessionHandler: ChannelInboundHandler, RemovableChannel
         context.fireChannelInactive()
     }
 
+    /// The first socket error the channel reported (`errorCaught`), for a caller that explains a
+    /// failed connection: with TCP Fast Open, a refused connect shows up here, not at connect.
+    public private(set) var socketError: (any Error)?
+
     public func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // A socket error (ECONNRESET and the like): the session cannot go on.
+        if socketError == nil { socketError = error }
         if !closedReported {
             var ignored = ClientActions()
             session.close(code: .internalError, into: &ignored)

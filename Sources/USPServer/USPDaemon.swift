@@ -22,6 +22,8 @@ public final class ServerRuntime: Sendable {
         /// when present they are used instead of `listen`.
         public var inheritedSockets: [CInt] = []
         public var allowFirstContact = true
+        /// TCP Fast Open on the listening sockets (`tcp_fast_open`).
+        public var tcpFastOpen = false
         public var handshakeTimeout: Double = 10
         /// Stealth only: when a connection that never proved it knows the server key gets its FIN.
         public var silentHold = SilentHoldTime()
@@ -69,6 +71,7 @@ public final class ServerRuntime: Sendable {
         public init(config: ServerConfig) {
             listen = config.listen
             allowFirstContact = config.allowFirstContact
+            tcpFastOpen = config.tcpFastOpen
             handshakeTimeout = config.handshakeTimeout
             silentHold = config.silentHold
             maxSilentHolds = config.maxSilentHolds
@@ -439,6 +442,10 @@ public final class USPDaemon: Service, Sendable {
         if v6only {
             bootstrap = bootstrap.serverChannelOption(ChannelOptions.Types.SocketOption(level: .ipv6, name: .ipv6_v6only), value: 1)
         }
+        if runtime.options.tcpFastOpen {
+            // TCP_FASTOPEN's value: how many connections may wait with data from their SYN.
+            bootstrap = bootstrap.serverChannelOption(ChannelOptions.tcpOption(NIOBSDSocket.Option(rawValue: 23)), value: 256)
+        }
         return bootstrap
     }
 
@@ -458,11 +465,20 @@ public final class USPDaemon: Service, Sendable {
         }
     }
 
+    /// net.ipv4.tcp_fastopen of this network namespace, or nil if it cannot be read.
+    static func kernelFastOpen() -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/sys/net/ipv4/tcp_fastopen", encoding: .utf8) else { return nil }
+        return Int(text.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
     /// Descriptors `maxConnections` connections may need: two each, and 64 for the daemon.
     static func descriptorsNeeded(maxConnections: Int) -> Int { maxConnections * 2 + 64 }
 
     private func bind() async throws -> [SocketAddress] {
         let runtime = self.runtime
+        if runtime.options.tcpFastOpen, let sysctl = Self.kernelFastOpen(), sysctl & 2 == 0 {
+            logger.warning("tcp_fast_open is on, but net.ipv4.tcp_fastopen is \(sysctl): without its server bit (2) the kernel answers every SYN as usual; set it to 3 (sysctl -w net.ipv4.tcp_fastopen=3)")
+        }
         var addresses: [SocketAddress] = []
         if !runtime.options.inheritedSockets.isEmpty {
             for fd in runtime.options.inheritedSockets {

@@ -103,7 +103,8 @@ struct ConnectInvocation: Equatable {
         if try await throughAgent(target, application: application) { return }
         // The SYN now, to an address literal: loading the key, known servers and login, and
         // starting the event loop, then overlap the round trip.
-        let early = EarlyConnection.begin(host: target.server.connectHost ?? target.server.host, port: Int(target.server.port))
+        let early = EarlyConnection.begin(host: target.server.connectHost ?? target.server.host, port: Int(target.server.port),
+                                          fastOpen: target.settings.fastOpen)
         // Start reading stdin at once: its first bytes can then ride in message 1.
         let input = FDReader()
         input.start()

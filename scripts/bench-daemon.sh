@@ -485,10 +485,10 @@ if want rtt; then
             before=$(wc -l <"$TRACE")
             v=$("${INC[@]}" python3 "$HELP/client.py" firstbyte -- "$USP" connect --home "$FH" "$URI_NS_NOKEY" echo 2>/dev/null) && F_FIRST+=("$v")
             sleep 0.3
-            # On the wire: from the SYN to the last server packet before the echo's (XX: message
-            # 2, then the reply with the echo), i.e. the last "in" entry of the run's one connection.
+            # On the wire: from the SYN to the server's second data packet, the reply that carries
+            # the echo (XX: message 2 comes first), on the run's one connection.
             tail -n +"$((before + 1))" "$TRACE" >"$WORK/run.trace"
-            wire=$(python3 "$HELP/split_trace.py" "$WORK/run.trace" $ONE_WAY_MS | awk '$1 == "conn" { v = $NF } END { split(v, a, ":"); print a[1] }')
+            wire=$(python3 "$HELP/split_trace.py" "$WORK/run.trace" $ONE_WAY_MS | awk '$1 == "conn" && $9 == "in" && NF >= 11 { v = $11 } END { split(v, a, ":"); print a[1] }')
             [[ -n $wire ]] && F_FIRST_WIRE+=("$wire")
             if [[ -n $USP_STATIC ]]; then
                 FHS="$WORK/client-first-static-$i"
@@ -507,6 +507,27 @@ if want rtt; then
         echo "   medians: usp with the static stdlib ${R[rtt_sta]} ms (${R[rtt_sta_n]} RTT)  socat ${R[rtt_soc]} ms (${R[rtt_soc_n]} RTT)  usp first contact ${R[rtt_first]} ms (${R[rtt_first_n]} RTT; on the wire ${R[rtt_first_wire_n]} RTT; static ${R[rtt_first_sta_n]} RTT)"
         echo "   medians: tcp ${R[rtt_tcp]} ms (${R[rtt_tcp_n]} RTT)  usp ${R[rtt_usp]} ms (${R[rtt_usp_n]} RTT; dedicated connection ${R[rtt_ded]} ms = ${R[rtt_ded_n]} RTT)  ssh -W ${R[rtt_ssh]} ms (${R[rtt_ssh_n]} RTT)"
         stop_uspd
+        # TCP Fast Open, opt-in on both sides: the kernel's server and client bits in each
+        # namespace, uspd's tcp_fast_open, the client's FastOpen yes. One connection first, for
+        # the cookie (the kernel keeps it per server address, whatever the client's home).
+        UC=${USP_STATIC:-$USP}
+        ip netns exec $NS_S sysctl -qw net.ipv4.tcp_fastopen=3; ip netns exec $NS_C sysctl -qw net.ipv4.tcp_fastopen=3
+        echo "tcp_fast_open = true" >>"$DATA/uspd.toml"
+        start_uspd $ADDR_S $NS_S
+        echo x | "${INC[@]}" "$UC" connect --home "$RH" -o FastOpen=yes "$URI_NS" echo >/dev/null 2>&1
+        declare -a F_TFO=() F_TFO_FIRST=()
+        for i in $(seq "$RTT_RUNS"); do
+            v=$("${INC[@]}" python3 "$HELP/client.py" firstbyte -- "$UC" connect --home "$RH" -o FastOpen=yes "$URI_NS" echo) && F_TFO+=("$v")
+            FT="$WORK/client-first-tfo-$i"
+            "$USP" keygen --home "$FT" >/dev/null 2>&1
+            v=$("${INC[@]}" python3 "$HELP/client.py" firstbyte -- "$UC" connect --home "$FT" -o FastOpen=yes "$URI_NS_NOKEY" echo 2>/dev/null) && F_TFO_FIRST+=("$v")
+            echo "   Fast Open run $i ($(basename "$(dirname "$(dirname "$UC")")")): known key ${F_TFO[-1]:-?}  first contact ${F_TFO_FIRST[-1]:-?}  ms"
+        done
+        R[rtt_tfo]=$(median "${F_TFO[@]}"); R[rtt_tfo_n]=$(rt "${R[rtt_tfo]}")
+        R[rtt_tfo_first]=$(median "${F_TFO_FIRST[@]}"); R[rtt_tfo_first_n]=$(rt "${R[rtt_tfo_first]}")
+        echo "   medians with Fast Open: known key ${R[rtt_tfo]} ms (${R[rtt_tfo_n]} RTT)  first contact ${R[rtt_tfo_first]} ms (${R[rtt_tfo_first_n]} RTT)"
+        stop_uspd
+        sed -i '/^tcp_fast_open/d' "$DATA/uspd.toml"
     fi
 fi
 
@@ -524,6 +545,7 @@ if want throughput; then
 fi
 if want rtt; then
     echo "| 2. first echoed byte, usp connect at first contact (XX, key trusted on first use) | ${R[rtt_first_n]:-?} RTT (${R[rtt_first]:-?} ms); static stdlib ${R[rtt_first_sta_n]:--} RTT; on the wire ${R[rtt_first_wire_n]:-?} RTT | <= 3 RTT | $(verdict "${R[rtt_first_n]:-}" '<=3') |"
+    echo "| 2. the same with TCP Fast Open (opt-in: tcp_fast_open, FastOpen yes), known key / first contact | ${R[rtt_tfo_n]:-?} / ${R[rtt_tfo_first_n]:-?} RTT (${R[rtt_tfo]:-?} / ${R[rtt_tfo_first]:-?} ms) | <= 2.2 / <= 3 RTT | $(verdict "${R[rtt_tfo_n]:-}" '<=2.2') / $(verdict "${R[rtt_tfo_first_n]:-}" '<=3') |"
     echo "| 2. first echoed byte, usp connect (known key) | ${R[rtt_usp_n]:-?} RTT (${R[rtt_usp]:-?} ms); static stdlib ${R[rtt_sta_n]:--} RTT; on the wire ${R[rtt_ded_n]:-?} RTT; tcp ${R[rtt_tcp_n]:-?}, socat ${R[rtt_soc_n]:--}, ssh -W ${R[rtt_ssh_n]:-?} RTT | <= 2.2 RTT | $(verdict "${R[rtt_sta_n]:-${R[rtt_usp_n]:-}}" '<=2.2') |"
 fi
 if want memory; then

@@ -476,11 +476,23 @@ public struct ClientSettings: Sendable {
         return nil
     }
 
-    /// HostName with `%h` replaced by the alias.
+    /// HostName with `%h` replaced by the alias and `%%` by `%`, without surrounding brackets.
     public var hostName: String? {
         guard let t = text(.hostName) else { return nil }
-        return t.replacingOccurrences(of: "%%", with: "\u{0}").replacingOccurrences(of: "%h", with: alias)
-            .replacingOccurrences(of: "\u{0}", with: "%").trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        var out = ""
+        var i = t.startIndex
+        while i < t.endIndex {
+            let c = t[i]
+            let next = t.index(after: i)
+            if c == "%", next < t.endIndex, t[next] == "h" || t[next] == "%" {
+                out += t[next] == "h" ? alias : "%"
+                i = t.index(after: next)
+            } else {
+                out.append(c)
+                i = next
+            }
+        }
+        return String(out.drop { $0 == "[" || $0 == "]" }.reversed().drop { $0 == "[" || $0 == "]" }.reversed())
     }
 
     public var port: UInt16? {

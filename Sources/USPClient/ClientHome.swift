@@ -187,15 +187,23 @@ public enum KeyText {
         return bytes
     }
 
+    /// The first field of the first line that is neither blank nor a comment, decoded. Plain
+    /// Swift on the bytes (no Foundation): `usp connect` reads a key at every start.
     static func firstKey(_ text: String) -> [UInt8]? {
-        for line in text.split(whereSeparator: \.isNewline) {
-            let t = line.trimmingCharacters(in: .whitespaces)
-            if t.isEmpty || t.hasPrefix("#") { continue }
-            let field = t.split(separator: " ").first.map(String.init) ?? t
+        let blank: (UInt8) -> Bool = { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }
+        for line in text.utf8.split(separator: 0x0A) {
+            let t = line.drop(while: blank)
+            if t.isEmpty || t.first == UInt8(ascii: "#") { continue }
             // Accept standard base64 too (wg's form), padded or not.
-            let urlForm = field.replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-                .replacingOccurrences(of: "=", with: "")
-            return Base64URL.decode(urlForm)
+            let field = t.prefix { !blank($0) }.compactMap { (b: UInt8) -> UInt8? in
+                switch b {
+                case UInt8(ascii: "+"): UInt8(ascii: "-")
+                case UInt8(ascii: "/"): UInt8(ascii: "_")
+                case UInt8(ascii: "="): nil
+                default: b
+                }
+            }
+            return Base64URL.decode(String(decoding: field, as: UTF8.self))
         }
         return nil
     }

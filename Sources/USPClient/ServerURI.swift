@@ -34,7 +34,7 @@ public struct ServerURI: Hashable, Sendable, CustomStringConvertible {
         func bad(_ why: String) -> USPClientError {
             USPClientError(.invalidURI, "invalid server URI \"\(text)\": \(why); \(form)")
         }
-        guard let sep = text.range(of: "://") else { throw bad("missing usp://") }
+        guard let sep = text.firstRange(of: "://") else { throw bad("missing usp://") }
         guard text[..<sep.lowerBound].lowercased() == Self.scheme else {
             throw bad("unknown scheme \"\(text[..<sep.lowerBound])\"")
         }

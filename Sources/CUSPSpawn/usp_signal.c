@@ -18,6 +18,7 @@ static void usp_signal_write(int signo) {
 }
 
 int usp_signals_to_descriptor(int fd, const int *signals, int count) {
+    if (count <= 0) return 0;
     usp_signal_fd = fd;
     struct sigaction action;
     memset(&action, 0, sizeof action);

@@ -80,7 +80,12 @@ public final class AgentServer: Sendable {
             listener = inherited.descriptor
             createdSocketFile = false
         } else {
-            listener = try Self.listen(on: configuration.socket)
+            do {
+                listener = try Self.listen(on: configuration.socket)
+            } catch {
+                wake.close()
+                throw error
+            }
             createdSocketFile = true
         }
         self.configuration = configuration
@@ -144,6 +149,11 @@ public final class AgentServer: Sendable {
         case SIGHUP: "SIGHUP"
         default: "signal \(signal)"
         }
+    }
+
+    deinit {
+        // Here, not at the end of run(): a stop() racing with the end of run() may still write.
+        wake.close()
     }
 
     /// Stops accepting (from any thread or a signal handler's queue); streams being relayed go on

@@ -15,6 +15,8 @@ public struct SignalPipe: Sendable {
     /// The end to poll; each byte read is a signal number.
     public let read: CInt
     private let write: CInt
+    /// Whether signal handlers write here: then the pipe stays open for the life of the process.
+    private let handlesSignals: Bool
 
     /// Makes the pipe (close-on-exec, the write end non-blocking) and installs the handlers.
     public static func install(_ signals: [CInt]) throws(UnixError) -> SignalPipe {
@@ -22,17 +24,25 @@ public struct SignalPipe: Sendable {
         let flags = fcntl(w, F_GETFL)
         guard flags >= 0, fcntl(w, F_SETFL, flags | O_NONBLOCK) == 0 else {
             let error = UnixError.call("fcntl(O_NONBLOCK)")
-            close(r)
-            close(w)
+            Glibc.close(r)
+            Glibc.close(w)
             throw error
         }
         guard signals.withUnsafeBufferPointer({ usp_signals_to_descriptor(w, $0.baseAddress, CInt($0.count)) }) == 0 else {
             let error = UnixError.call("sigaction")
-            close(r)
-            close(w)
+            Glibc.close(r)
+            Glibc.close(w)
             throw error
         }
-        return SignalPipe(read: r, write: w)
+        return SignalPipe(read: r, write: w, handlesSignals: !signals.isEmpty)
+    }
+
+    /// Closes the pipe, unless signal handlers write to it (a closed descriptor's number could be
+    /// reused by another file, which a late signal would then write to).
+    public func close() {
+        guard !handlesSignals else { return }
+        _ = Glibc.close(read)
+        _ = Glibc.close(write)
     }
 
     /// Writes `signal` as the handler would: a program's own request to stop goes the same way.

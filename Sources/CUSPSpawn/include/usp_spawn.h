@@ -65,7 +65,8 @@ int usp_pipe_cloexec(int fds[2]);
 /// Installs one handler (sigaction, SA_RESTART) for each of `signals[0..<count]` that writes the
 /// signal's number, as one byte, to `fd` (which should be non-blocking). The handler only calls
 /// write(2), so it is async-signal-safe, and it is in place when this returns: a signal sent
-/// afterwards is never lost, whichever thread the kernel delivers it to. Later calls replace `fd`.
+/// afterwards is never lost, whichever thread the kernel delivers it to. Later calls replace `fd`;
+/// a call with no signals changes nothing.
 /// Returns 0, or -1 with errno set by the first sigaction that failed.
 int usp_signals_to_descriptor(int fd, const int *signals, int count);
 

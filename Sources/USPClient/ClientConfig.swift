@@ -492,7 +492,10 @@ public struct ClientSettings: Sendable {
                 i = next
             }
         }
-        return String(out.drop { $0 == "[" || $0 == "]" }.reversed().drop { $0 == "[" || $0 == "]" }.reversed())
+        var trimmed = Substring(out)
+        while let c = trimmed.first, c == "[" || c == "]" { trimmed.removeFirst() }
+        while let c = trimmed.last, c == "[" || c == "]" { trimmed.removeLast() }
+        return String(trimmed)
     }
 
     public var port: UInt16? {

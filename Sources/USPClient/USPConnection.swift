@@ -545,16 +545,18 @@ struct Plan: Sendable {
                 // wait blocks this task at most until the connect ends, as the event loop would.
                 try EarlyConnection.waitConnected(fd, timeout: options.connectTimeout)
                 _ = try await bootstrap.withConnectedSocket(fd).get()
-            } else if options.fastOpen {
-                // Set before connect (the kernel refuses it on a connected socket): with a cookie,
-                // the SYN waits for message 1 and carries it.
-                _ = try await bootstrap.channelOption(ChannelOptions.tcpOption(NIOBSDSocket.Option(rawValue: EarlyConnection.fastOpenConnect)), value: 1)
-                    .connect(host: host, port: Int(server.port)).get()
-            } else if let address = try? SocketAddress(ipAddress: host, port: Int(server.port)) {
-                // An address literal is connected to at once: no resolver thread, no Happy Eyeballs.
-                _ = try await bootstrap.connect(to: address).get()
             } else {
-                _ = try await bootstrap.connect(host: host, port: Int(server.port)).get()
+                // Fast Open is set before connect (the kernel refuses it on a connected socket):
+                // with a cookie, the SYN waits for message 1 and carries it.
+                let connecting = options.fastOpen
+                    ? bootstrap.channelOption(ChannelOptions.tcpOption(NIOBSDSocket.Option(rawValue: EarlyConnection.fastOpenConnect)), value: 1)
+                    : bootstrap
+                if let address = try? SocketAddress(ipAddress: host, port: Int(server.port)) {
+                    // An address literal is connected to at once: no resolver thread, no Happy Eyeballs.
+                    _ = try await connecting.connect(to: address).get()
+                } else {
+                    _ = try await connecting.connect(host: host, port: Int(server.port)).get()
+                }
             }
         } catch {
             let failure = ErrorText.connect(error, server: server)

@@ -16,11 +16,7 @@ struct ConnectInvocation: Equatable {
     var home: String?
     var configFile: String?
     var options: [String] = []
-    var serverKeyChecking: String?
-    var anonymous = false
-    var noDns = false
-    var dnsRequireDnssec = false
-    var dnsServer: String?
+    var flags = ConnectionFlags()
     var noAgent = false
     var uri = ""
     var application: String?
@@ -29,14 +25,7 @@ struct ConnectInvocation: Equatable {
 
     /// The flags given, as configuration settings (they win over -o and the file).
     func settings() throws -> [ClientConfig.Setting] {
-        var s: [ClientConfig.Setting] = []
-        if let v = serverKeyChecking { s.append(try ClientConfig.commandLine(.serverKeyChecking, v, flag: "--server-key-checking")) }
-        if anonymous { s.append(.init(.anonymous, .flag(true), origin: .commandLine("--anonymous"))) }
-        if noDns { s.append(.init(.dns, .flag(false), origin: .commandLine("--no-dns"))) }
-        if dnsRequireDnssec { s.append(.init(.requireDNSSEC, .flag(true), origin: .commandLine("--dns-require-dnssec"))) }
-        if let v = dnsServer { s.append(try ClientConfig.commandLine(.dnsServer, v, flag: "--dns-server")) }
-        if noAgent { s.append(.init(.useAgent, .flag(false), origin: .commandLine("--no-agent"))) }
-        return s
+        try flags.settings() + (noAgent ? [.init(.useAgent, .flag(false), origin: .commandLine("--no-agent"))] : [])
     }
 
     /// `arguments` after `connect`, or nil when they hold anything but the options below (then
@@ -67,16 +56,16 @@ struct ConnectInvocation: Equatable {
                 if isFlag, inline != nil { return nil }
                 var v: String? { inline ?? value(a) }
                 switch a {
-                case "--anonymous": c.anonymous = true
-                case "--no-dns": c.noDns = true
-                case "--dns-require-dnssec": c.dnsRequireDnssec = true
+                case "--anonymous": c.flags.anonymous = true
+                case "--no-dns": c.flags.noDns = true
+                case "--dns-require-dnssec": c.flags.dnsRequireDnssec = true
                 case "--no-agent": c.noAgent = true
                 case "--home": guard let x = v else { return nil }; c.home = x
                 case "-F": guard inline == nil, let x = v else { return nil }; c.configFile = x
                 case "-o": guard inline == nil, let x = v else { return nil }; c.options.append(x)
                 case "--field": guard let x = v else { return nil }; c.fields.append(x)
-                case "--server-key-checking": guard let x = v else { return nil }; c.serverKeyChecking = x
-                case "--dns-server": guard let x = v else { return nil }; c.dnsServer = x
+                case "--server-key-checking": guard let x = v else { return nil }; c.flags.serverKeyChecking = x
+                case "--dns-server": guard let x = v else { return nil }; c.flags.dnsServer = x
                 case "--early-wait": guard let x = v, let n = Int(x) else { return nil }; c.earlyWait = n
                 default: return nil
                 }

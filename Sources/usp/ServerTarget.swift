@@ -16,7 +16,10 @@ struct ConfigOptions: ParsableArguments {
         try ClientConfig.load(home: home, file: configFile)
     }
 
-    func settings() throws -> [ClientConfig.Setting] {
+    func settings() throws -> [ClientConfig.Setting] { try Self.settings(options) }
+
+    /// `-o` texts as settings.
+    static func settings(_ options: [String]) throws -> [ClientConfig.Setting] {
         try options.map { text throws(USPClientError) in try ClientConfig.option(text) }
     }
 }
@@ -39,8 +42,7 @@ struct ServerTarget {
     /// From plain values: `configFile` is -F's, `options` the -o texts.
     init(_ typed: String, home: ClientHome, configFile: String?, options: [String], flags: [ClientConfig.Setting]) throws {
         self.home = home
-        let fromOptions = try options.map { text throws(USPClientError) in try ClientConfig.option(text) }
-        resolved = try ClientConfig.load(home: home, file: configFile).resolve(typed, commandLine: flags + fromOptions)
+        resolved = try ClientConfig.load(home: home, file: configFile).resolve(typed, commandLine: flags + ConfigOptions.settings(options))
     }
 
     /// A connecting command's options: ConnectionOptions' flags first.

@@ -185,9 +185,8 @@ struct Connect: AsyncParsableCommand {
     /// What was parsed, as the plain values `ConnectInvocation.parse` also gives.
     var invocation: ConnectInvocation {
         ConnectInvocation(home: global.home, configFile: connection.config.configFile, options: connection.config.options,
-                          serverKeyChecking: connection.serverKeyChecking, anonymous: connection.anonymous, noDns: connection.noDns,
-                          dnsRequireDnssec: connection.dnsRequireDnssec, dnsServer: connection.dnsServer, noAgent: agentChoice.noAgent,
-                          uri: uri, application: application, fields: fields, earlyWait: earlyWait)
+                          flags: connection.flags, noAgent: agentChoice.noAgent, uri: uri, application: application, fields: fields,
+                          earlyWait: earlyWait)
     }
 
     func run() async throws {

@@ -102,7 +102,25 @@ struct ConnectionOptions: ParsableArguments {
 
     @OptionGroup var config: ConfigOptions
 
+    /// The flags as plain values.
+    var flags: ConnectionFlags {
+        ConnectionFlags(serverKeyChecking: serverKeyChecking, anonymous: anonymous, noDns: noDns, dnsRequireDnssec: dnsRequireDnssec, dnsServer: dnsServer)
+    }
+
     /// The flags given, as configuration settings (they win over -o and the file).
+    func settings() throws -> [ClientConfig.Setting] { try flags.settings() }
+}
+
+/// ConnectionOptions' flags as plain values: what ArgumentParser parsed, or what
+/// `ConnectInvocation.parse` read without it.
+struct ConnectionFlags: Equatable {
+    var serverKeyChecking: String?
+    var anonymous = false
+    var noDns = false
+    var dnsRequireDnssec = false
+    var dnsServer: String?
+
+    /// As configuration settings (they win over -o and the file).
     func settings() throws -> [ClientConfig.Setting] {
         var s: [ClientConfig.Setting] = []
         if let v = serverKeyChecking { s.append(try ClientConfig.commandLine(.serverKeyChecking, v, flag: "--server-key-checking")) }

@@ -41,16 +41,7 @@ import USPCore
     }
 
     @Test func aRefusedEarlyConnectIsReportedAsTheUsualPathReportsIt() async throws {
-        // A port that was just free: nothing listens there.
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, len) } }
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &len) } }
-        let port = Int(UInt16(bigEndian: addr.sin_port))
-        close(listener)
+        let port = closedLoopbackPort()
         var options = USPConnectionOptions()
         options.earlyConnection = try #require(EarlyConnection.begin(host: "127.0.0.1", port: port))
         let t = TempHome()

@@ -418,19 +418,23 @@ actor Flag {
     }
 
     @Test func unreachableServer() async throws {
-        // A port that was just free: nothing listens there.
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-        let port = UInt16(bigEndian: addr.sin_port)
-        close(fd)
+        let port = closedLoopbackPort()
         let t = TempHome()
         let e = await expectClientError { _ = try await USPConnection.connect(to: try ServerURI(parsing: "usp://127.0.0.1:\(port)"), home: t.home) }
         #expect(e?.code == .unreachable)
         #expect(e?.message == "cannot reach 127.0.0.1:\(port): connection refused; is uspd running and listening on that port?")
     }
+}
+
+/// A loopback port that was just free: bound, read and closed, so nothing listens there.
+func closedLoopbackPort() -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+    close(fd)
+    return Int(UInt16(bigEndian: addr.sin_port))
 }

@@ -137,12 +137,7 @@ final class ConnectionCore: @unchecked Sendable {
     func timeOut(after limit: TimeAmount) {
         eventLoop.assertInEventLoop()
         guard ended == nil else { return }
-        let seconds = limit.nanoseconds / 1_000_000_000
-        if pattern == nil {
-            endOverride = USPClientError(.handshakeRejected, "\(server.hostPort) did not complete the handshake within \(seconds) s; is it a USP server, and is the key right?", wireCode: .handshakeTimeout)
-        } else {
-            endOverride = USPClientError(.connectionLost, "\(server.hostPort) did not answer within \(seconds) s after the handshake", wireCode: .handshakeTimeout)
-        }
+        endOverride = ErrorText.timedOut(server: server, handshakeDone: pattern != nil, limit: limit)
         if let handler {
             handler.close(code: .handshakeTimeout)
         } else {

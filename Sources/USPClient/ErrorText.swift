@@ -146,6 +146,15 @@ enum ErrorText {
         }
     }
 
+    /// The handshake, or the first reply after it, did not come within `limit`.
+    static func timedOut(server: ServerURI, handshakeDone: Bool, limit: TimeAmount) -> USPClientError {
+        let seconds = limit.nanoseconds / 1_000_000_000
+        if !handshakeDone {
+            return USPClientError(.handshakeRejected, "\(server.hostPort) did not complete the handshake within \(seconds) s; is it a USP server, and is the key right?", wireCode: .handshakeTimeout)
+        }
+        return USPClientError(.connectionLost, "\(server.hostPort) did not answer within \(seconds) s after the handshake", wireCode: .handshakeTimeout)
+    }
+
     /// A local `USPError` from the session (a call that could not be made).
     static func local(_ error: any Error, server: ServerURI) -> USPClientError {
         if let e = error as? USPClientError { return e }

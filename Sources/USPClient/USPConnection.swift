@@ -380,7 +380,7 @@ struct Plan: Sendable {
         return try Plan(server: server, home: home, options: options, published: published)
     }
 
-    init(server: ServerURI, home: ClientHome, options: USPConnectionOptions, published: ServerKeyPublication? = nil) throws {
+    init(server: ServerURI, home: ClientHome, options: USPConnectionOptions, published: ServerKeyPublication? = nil) throws(USPClientError) {
         self.server = server
         self.home = home
         self.options = options
@@ -466,41 +466,53 @@ struct Plan: Sendable {
             return try await Self.open(server: server, mode: mode, start: start, trust: trust, options: options, dedicated: dedicated)
         } catch let error as USPClientError {
             if let refusal = trust.refusal { throw refusal }
-            guard error.code == .handshakeRejected, let expected = expectedKey else { throw error }
-            let seen = await Self.probe(server: server, options: options)
-            let s = server.hostPort
-            if let seen, seen != expected {
-                if pinnedInURI {
-                    throw USPClientError(.serverKeyMismatch, "server key for \(s) does not match the key in the URI: expected \(Fingerprint.of(expected)), the server has \(Fingerprint.of(seen)); check the URI")
-                }
-                if known.isRevoked(seen, for: s) {
-                    throw USPClientError(.serverKeyRevoked, "server key for \(s) changed to \(Fingerprint.of(seen)), which is marked @revoked in \(known.path); do not connect")
-                }
-                throw USPClientError(.serverKeyChanged, "server key for \(s) changed: known \(Fingerprint.of(expected)) now \(Fingerprint.of(seen)); if this is expected, remove the line from \(known.path) (usp known-servers remove \(s))")
+            guard needsProbe(error) else { throw error }
+            throw await explainRejected(error)
+        }
+    }
+
+    /// Whether a failed attempt is explained by probing which key the server presents.
+    func needsProbe(_ error: USPClientError) -> Bool {
+        error.code == .handshakeRejected && expectedKey != nil
+    }
+
+    /// A handshake refused with an expected key: an XX probe learns the key the server presents,
+    /// to say whether the key changed, is revoked, or the server only refused for now.
+    func explainRejected(_ error: USPClientError) async -> USPClientError {
+        guard let expected = expectedKey else { return error }
+        let seen = await Self.probe(server: server, options: options)
+        let s = server.hostPort
+        if let seen, seen != expected {
+            if pinnedInURI {
+                return USPClientError(.serverKeyMismatch, "server key for \(s) does not match the key in the URI: expected \(Fingerprint.of(expected)), the server has \(Fingerprint.of(seen)); check the URI")
             }
-            if seen == nil, error.wireCode == .handshakeTimeout {
-                throw USPClientError(.handshakeRejected, """
-                    server at \(s) did not answer our handshake within \(options.handshakeTimeout.nanoseconds / 1_000_000_000) s. \
-                    Likely causes: the key in the URI or known_servers is wrong (a stealth server answers only its own key, and \
-                    holds any other connection without a word); it is refusing connections for now (its handshake rate limit \
-                    for this address, or its connection limits under load: try again in a moment); or it is not a USP server
-                    """, wireCode: error.wireCode)
+            if known.isRevoked(seen, for: s) {
+                return USPClientError(.serverKeyRevoked, "server key for \(s) changed to \(Fingerprint.of(seen)), which is marked @revoked in \(known.path); do not connect")
             }
-            if seen == nil {
-                throw USPClientError(.handshakeRejected, """
-                    server at \(s) did not accept our handshake: it closed the connection without answering. Likely causes: \
-                    it is refusing connections for now (its handshake rate limit for this address, or its connection limits \
-                    under load: try again in a moment); the key in the URI or known_servers is wrong (a stealth server answers \
-                    only its own key); or it is not a USP server
-                    """, wireCode: error.wireCode)
-            }
-            // The server answered a probe with the expected key: our own attempt was dropped.
-            throw USPClientError(.handshakeRejected, """
-                server at \(s) closed the connection during our handshake, though its key is the expected one: it is \
-                probably refusing connections for now (its handshake rate limit for this address, or its connection limits \
-                under load); try again in a moment
+            return USPClientError(.serverKeyChanged, "server key for \(s) changed: known \(Fingerprint.of(expected)) now \(Fingerprint.of(seen)); if this is expected, remove the line from \(known.path) (usp known-servers remove \(s))")
+        }
+        if seen == nil, error.wireCode == .handshakeTimeout {
+            return USPClientError(.handshakeRejected, """
+                server at \(s) did not answer our handshake within \(options.handshakeTimeout.nanoseconds / 1_000_000_000) s. \
+                Likely causes: the key in the URI or known_servers is wrong (a stealth server answers only its own key, and \
+                holds any other connection without a word); it is refusing connections for now (its handshake rate limit \
+                for this address, or its connection limits under load: try again in a moment); or it is not a USP server
                 """, wireCode: error.wireCode)
         }
+        if seen == nil {
+            return USPClientError(.handshakeRejected, """
+                server at \(s) did not accept our handshake: it closed the connection without answering. Likely causes: \
+                it is refusing connections for now (its handshake rate limit for this address, or its connection limits \
+                under load: try again in a moment); the key in the URI or known_servers is wrong (a stealth server answers \
+                only its own key); or it is not a USP server
+                """, wireCode: error.wireCode)
+        }
+        // The server answered a probe with the expected key: our own attempt was dropped.
+        return USPClientError(.handshakeRejected, """
+            server at \(s) closed the connection during our handshake, though its key is the expected one: it is \
+            probably refusing connections for now (its handshake rate limit for this address, or its connection limits \
+            under load); try again in a moment
+            """, wireCode: error.wireCode)
     }
 
     /// Records a key learned on first contact (XX) in known_servers, per the checking mode.

@@ -80,50 +80,82 @@ struct ConnectInvocation: Equatable {
         return c
     }
 
-    func run() async throws {
-        // One connection needs one event loop: not a thread per core.
-        NIOSingletons.groupLoopCountSuggestion = 1
-        var resolved: (ServerTarget, String)?
-        try await reporting {
-            let target = try ServerTarget(uri, home: ClientHome.resolve(explicit: home), configFile: configFile, options: options, flags: try settings())
-            resolved = (target, try target.application(application))
-        }
-        guard let (target, application) = resolved else { return }
-        if try await throughAgent(target, application: application) { return }
-        // The SYN now, to an address literal: loading the key, known servers and login, and
-        // starting the event loop, then overlap the round trip.
-        let early = EarlyConnection.begin(host: target.server.connectHost ?? target.server.host, port: Int(target.server.port),
-                                          fastOpen: target.settings.fastOpen)
-        // Start reading stdin at once: its first bytes can then ride in message 1.
-        let input = FDReader()
-        input.start()
-        try await reporting {
-            var options = try target.connectionOptions()
-            options.earlyConnection = early
-            let textFields = try RequestFields.parse(fields)
-            try await StdioApplicationSession.run(application, server: target.server, home: target.home, options: options, textFields: textFields,
-                                                  input: input, earlyWait: .milliseconds(max(0, min(earlyWait, 1000))), notice: printError)
-        }
+    /// What is left for `finish` once `runOnThisThread` returned.
+    enum Step {
+        /// Done (or failed, the failure already reported).
+        case done
+        /// The connection failed; the failure's explanation may need the async API.
+        case failed(StdioPollSession.Failure)
+        /// Through the agent, with its connection.
+        case agent(ServerTarget, String, AgentClient, CInt)
+        /// Through USPClient's async API: a DNS key lookup, --field values, a local address.
+        case async(ServerTarget, String, EarlyConnection?)
     }
 
-    /// When the agent runs (and the connection is not anonymous, which the agent does not
-    /// do): the agent opens the stream and stdin/stdout are bridged to its descriptor.
-    private func throughAgent(_ target: ServerTarget, application: String) async throws -> Bool {
-        var used = false
-        try await reporting {
-            guard let (agent, fd) = try AgentChoice.connection(for: target) else { return }
-            used = true
-            let textFields = try RequestFields.parse(fields)
-            let opened: AgentClient.OpenedStream
-            do {
-                opened = try agent.open(AgentRequest.Open(server: target.server, application: application,
-                                                          textFields: textFields.isEmpty ? nil : textFields), on: fd)
-            } catch {
-                close(fd)
-                throw error
+    /// The common `usp connect` entirely on the calling thread (`StdioPollSession`): no event
+    /// loop and no task is started. Whatever it cannot do is left to `finish`.
+    func runOnThisThread() throws -> Step {
+        // One connection needs one event loop, should one be needed: not a thread per core.
+        NIOSingletons.groupLoopCountSuggestion = 1
+        var step = Step.done
+        try reportingNow {
+            let target = try ServerTarget(uri, home: ClientHome.resolve(explicit: home), configFile: configFile, options: options, flags: try settings())
+            let application = try target.application(application)
+            if let (agent, fd) = try AgentChoice.connection(for: target) {
+                step = .agent(target, application, agent, fd)
+                return
             }
-            try await DescriptorBridge.run(socket: opened.descriptor)
+            // The SYN now, to an address literal: loading the key, known servers and login then
+            // overlap the round trip.
+            let early = EarlyConnection.begin(host: target.server.connectHost ?? target.server.host, port: Int(target.server.port),
+                                              fastOpen: target.settings.fastOpen)
+            var options = try target.connectionOptions()
+            options.earlyConnection = early
+            guard fields.isEmpty, StdioPollSession.canRun(server: target.server, options: options) else {
+                step = .async(target, application, early)
+                return
+            }
+            do throws(StdioPollSession.Failure) {
+                try StdioPollSession.run(application, server: target.server, home: target.home, options: options,
+                                         earlyWait: .milliseconds(max(0, min(earlyWait, 1000))), notice: printError)
+            } catch {
+                step = .failed(error)
+            }
         }
-        return used
+        return step
+    }
+
+    /// Continues what `runOnThisThread` left.
+    func finish(_ step: Step) async throws {
+        switch step {
+        case .done:
+            return
+        case .failed(let failure):
+            try await reporting { throw await failure.explained() }
+        case .agent(let target, let application, let agent, let fd):
+            try await reporting {
+                let textFields = try RequestFields.parse(fields)
+                let opened: AgentClient.OpenedStream
+                do {
+                    opened = try agent.open(AgentRequest.Open(server: target.server, application: application,
+                                                              textFields: textFields.isEmpty ? nil : textFields), on: fd)
+                } catch {
+                    close(fd)
+                    throw error
+                }
+                try await DescriptorBridge.run(socket: opened.descriptor)
+            }
+        case .async(let target, let application, let early):
+            // Start reading stdin at once: its first bytes can then ride in message 1.
+            let input = FDReader()
+            input.start()
+            try await reporting {
+                var options = try target.connectionOptions()
+                options.earlyConnection = early
+                let textFields = try RequestFields.parse(fields)
+                try await StdioApplicationSession.run(application, server: target.server, home: target.home, options: options, textFields: textFields,
+                                                      input: input, earlyWait: .milliseconds(max(0, min(earlyWait, 1000))), notice: printError)
+            }
+        }
     }
 }

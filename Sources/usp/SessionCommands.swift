@@ -190,7 +190,8 @@ struct Connect: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try await invocation.run()
+        let invocation = invocation
+        try await invocation.finish(try invocation.runOnThisThread())
     }
 }
 

@@ -64,7 +64,7 @@ struct USP: AsyncParsableCommand {
         // The common `usp connect` forms skip ArgumentParser (see ConnectInvocation).
         if arguments.first == "connect", let connect = ConnectInvocation.parse(arguments.dropFirst()) {
             do {
-                try await connect.run()
+                try await connect.finish(try connect.runOnThisThread())
             } catch {
                 exit(withError: error)
             }
@@ -136,6 +136,19 @@ struct ConnectionFlags: Equatable {
 func reporting(_ body: () async throws -> Void) async throws {
     do {
         try await body()
+    } catch let e as USPClientError {
+        printError(e.message)
+        throw ExitCode(e.code == .invalidArgument || e.code == .invalidURI ? 64 : 1)
+    } catch let e as AgentError {
+        printError("agent: \(e.message) (\(e.code))")
+        throw ExitCode(e.code == .invalidArgument ? 64 : 1)
+    }
+}
+
+/// `reporting` for synchronous work.
+func reportingNow(_ body: () throws -> Void) throws {
+    do {
+        try body()
     } catch let e as USPClientError {
         printError(e.message)
         throw ExitCode(e.code == .invalidArgument || e.code == .invalidURI ? 64 : 1)

@@ -1,0 +1,442 @@
+import Glibc
+import NIOCore
+import USPCore
+import USPNIO
+
+/// One connection of `StdioPollSession`: connect, message 1, the reply, then the relay between
+/// stdin/stdout and stream 1, all in one `poll(2)` loop on the calling thread.
+///
+/// Flow control is the session's: stdin is read only while the stream has credit and the socket
+/// has taken what was sealed before; the socket is read only while less than `outputLimit` bytes
+/// wait for stdout, and credit goes back to the server as stdout takes them.
+final class PollAttempt {
+    let plan: Plan
+    let trust: ServerKeyTrust
+    private let start: ClientStart
+    private let stdio: StdioEnds
+    private var session: ClientSession!
+    private var actions = ClientActions()
+    private var socket: CInt = -1
+
+    /// Stream 1, the dedicated connection's stream.
+    private let stream: UInt32 = 1
+    private(set) var handshakeDone = false
+    private var facts: Facts?
+    private var replied = false
+    private var accepted = false
+    private var remoteFinished = false
+    private var inputEnded: Bool
+    private var finishSent = false
+    /// stdin bytes not yet taken by the stream (no credit).
+    private var input: [UInt8] = []
+    private var inputOffset = 0
+    private var waitingForCredit = false
+    /// Sealed bytes the socket has not taken yet.
+    private var toSocket: [UInt8] = []
+    private var toSocketOffset = 0
+    /// Stream bytes stdout has not taken yet.
+    private var toOutput: [UInt8] = []
+    private var toOutputOffset = 0
+    /// How the attempt ends: nil while it runs.
+    private var outcome: Result<Void, USPClientError>?
+    private var serverError: WireError?
+    private var endOverride: USPClientError?
+    private var socketError: CInt?
+    private var tickPeriod: Int64?
+    private var nextTick = NIODeadline.distantFuture
+
+    static let readSize = 256 << 10
+    static let outputLimit = 1 << 20
+    private var readBuffer: [UInt8] = []
+
+    init(plan: Plan, start: ClientStart, stdio: StdioEnds, inputEnded: Bool) {
+        self.plan = plan
+        self.start = start
+        self.stdio = stdio
+        self.inputEnded = inputEnded
+        trust = ServerKeyTrust(server: plan.server, known: plan.known, mode: plan.options.serverKeyChecking)
+    }
+
+    deinit {
+        if socket >= 0 { close(socket) }
+    }
+
+    private var server: ServerURI { plan.server }
+
+    /// Runs until the server finished the stream and stdout took every byte (returns), or
+    /// something failed (throws, with the messages `USPConnection` gives).
+    func run(early: EarlyConnection?) throws(USPClientError) {
+        let options = plan.options
+        do throws(USPError) {
+            session = try ClientSession(mode: plan.mode, configuration: options.session)
+            try session.start(start, now: ClientSessionHandler.wallClock())
+        } catch {
+            throw ErrorText.local(error, server: server)
+        }
+        socket = try PollConnector.connect(server: server, options: options, early: early)
+        let handshakeDeadline = NIODeadline.now() + options.handshakeTimeout
+        readBuffer = [UInt8](repeating: 0, count: Self.readSize)
+        flushSession()
+        while outcome == nil {
+            if let code = socketError {
+                socketFailed(code)
+                break
+            }
+            let now = NIODeadline.now()
+            if !replied, now >= handshakeDeadline {
+                endOverride = ErrorText.timedOut(server: server, handshakeDone: handshakeDone, limit: options.handshakeTimeout)
+                closeSession(.handshakeTimeout)
+                break
+            }
+            if now >= nextTick, let period = tickPeriod {
+                nextTick = now + .milliseconds(period)
+                call { s, a throws(USPError) in try s.tick(into: &a) }
+                continue
+            }
+            var fds = [pollfd(fd: socket, events: socketEvents, revents: 0)]
+            let readInput = accepted && !inputEnded && !waitingForCredit && inputLength == 0 && toSocket.isEmpty
+            if readInput { fds.append(pollfd(fd: stdio.input, events: Int16(POLLIN), revents: 0)) }
+            if toOutputOffset < toOutput.count { fds.append(pollfd(fd: stdio.output, events: Int16(POLLOUT), revents: 0)) }
+            var until = replied ? nextTick : min(nextTick, handshakeDeadline)
+            if until == .distantFuture { until = now + .seconds(3600) }
+            let timeout = CInt(clamping: max(0, (until - now).nanoseconds + 999_999) / 1_000_000)
+            let n = poll(&fds, nfds_t(fds.count), timeout)
+            if n < 0 {
+                guard errno == EINTR else { throw USPClientError(.connectionLost, "poll failed: \(String(cString: strerror(errno)))") }
+                continue
+            }
+            for p in fds where p.revents != 0 {
+                if p.fd == socket {
+                    if p.revents & Int16(POLLOUT) != 0 { writeSocket() }
+                    if p.revents & Int16(POLLIN | POLLHUP | POLLERR) != 0, outcome == nil { readSocket() }
+                } else if p.fd == stdio.output, p.events == Int16(POLLOUT) {
+                    writeOutput()
+                } else if p.fd == stdio.input {
+                    readInput ? readStdin() : ()
+                }
+            }
+        }
+        try finish()
+    }
+
+    private var socketEvents: Int16 {
+        var events: Int16 = 0
+        if toOutput.count - toOutputOffset < Self.outputLimit { events |= Int16(POLLIN) }
+        if !toSocket.isEmpty { events |= Int16(POLLOUT) }
+        return events
+    }
+
+    // MARK: - The session
+
+    /// Calls into the session, sends what it produced and acts on its actions.
+    private func call(_ body: (inout ClientSession, inout ClientActions) throws(USPError) -> Void) {
+        do throws(USPError) {
+            try body(&session, &actions)
+        } catch {
+            // A call the session refused (a write after the stream was reset): the attempt ends.
+            fail(ErrorText.local(error, server: server))
+        }
+        flushSession()
+        handleActions()
+    }
+
+    private func handleActions() {
+        guard !actions.isEmpty else { return }
+        // Credit came (or the stream opened with input already ended): push stdin's bytes after.
+        var pushAfter = false
+        for action in actions {
+            switch action {
+            case .handshakeCompleted(let pattern, let key, let early):
+                handshakeDone = true
+                facts = Facts(pattern: pattern, serverStatic: key, earlyDataAccepted: early)
+            case .applicationSessionReply:
+                replied = true
+            case .serverError(let e):
+                serverError = e
+            case .streamAccepted(let id) where id == stream:
+                accepted = true
+                pushAfter = inputEnded
+            case .streamRejected(let id, let code, let message) where id == stream:
+                fail(ErrorText.streamRefused(code: code, message: message, server: server))
+            case .streamData(let id, let data) where id == stream:
+                deliver(data)
+            case .streamFinished(let id) where id == stream:
+                remoteFinished = true
+            case .streamClosed(let id, let code) where id == stream:
+                if code == .ok {
+                    remoteFinished = true
+                } else {
+                    fail(ErrorText.streamReset(code: code, server: server))
+                }
+            case .streamWritable(let id) where id == stream:
+                waitingForCredit = false
+                pushAfter = true
+            case .shaping(let profile):
+                tickPeriod = profile.map { Int64($0.tickMilliseconds) }
+                nextTick = profile == nil ? .distantFuture : .now()
+            case .serviceReply:
+                // A reply nobody asked for: the server broke the protocol.
+                fail(USPClientError(.connectionLost, "\(server.hostPort) sent a service reply nobody asked for", wireCode: .unexpectedMessage))
+            case .closed(let reason):
+                let error = endOverride ?? ErrorText.sessionEnded(reason: reason, serverError: serverError, server: server, handshakeDone: handshakeDone)
+                if outcome == nil {
+                    // The stream's own end (a reset, a refusal) says more than the session's.
+                    if case .failure(let e)? = pendingFailure {
+                        outcome = .failure(e)
+                    } else {
+                        outcome = reason == nil && remoteFinished ? .success(()) : .failure(error)
+                    }
+                }
+            default:
+                break
+            }
+        }
+        actions.removeAll()
+        if outcome == nil, case .failure(let e)? = pendingFailure {
+            pendingFailure = nil
+            outcome = .failure(e)
+            closeSession(e.wireCode == .unexpectedMessage ? .unexpectedMessage : .ok)
+            return
+        }
+        if pushAfter { pushInput() }
+        if outcome == nil, remoteFinished, toOutputOffset == toOutput.count { endCleanly() }
+        // Credit handed back while the data went out (WINDOW) leaves now.
+        flushSession()
+    }
+
+    /// A failure found while actions are handed out, acted on after them.
+    private var pendingFailure: Result<Void, USPClientError>?
+
+    private func fail(_ error: USPClientError) {
+        if pendingFailure == nil { pendingFailure = .failure(error) }
+    }
+
+    /// Both directions are done: CLOSE (ok) and stop.
+    private func endCleanly() {
+        outcome = .success(())
+        var ignored = ClientActions()
+        session.close(code: .ok, into: &ignored)
+        flushSession()
+    }
+
+    private func closeSession(_ code: USPError.Code) {
+        var closing = ClientActions()
+        session.close(code: code, into: &closing)
+        flushSession()
+        for case .closed(let reason) in closing where outcome == nil {
+            outcome = .failure(endOverride ?? ErrorText.sessionEnded(reason: reason, serverError: serverError, server: server, handshakeDone: handshakeDone))
+        }
+    }
+
+    /// Trust on first use once the server answered, then the end result.
+    private func finish() throws(USPClientError) {
+        if socket >= 0 {
+            // What the session still had to say (its CLOSE) leaves before the socket closes.
+            if !toSocket.isEmpty { writeSocket(blockingFor: 100) }
+            close(socket)
+            socket = -1
+        }
+        flushOutput()
+        switch outcome {
+        case .failure(let e)?:
+            throw e
+        default:
+            return
+        }
+    }
+
+    /// Records a new server key once the application answered (as `USPConnection` does).
+    private func recordNewKey() {
+        guard let facts, (try? plan.recordIfNew(facts)) == true else { return }
+        plan.options.onNewServerKey?(plan.addedNotice(facts))
+    }
+
+    // MARK: - Socket
+
+    private func flushSession() {
+        guard session.outboundByteCount > 0 else { return }
+        if toSocket.isEmpty {
+            let failed = session.drainOutbound { bytes -> CInt? in
+                let n = send(socket, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL))
+                let sent = n > 0 ? n : 0
+                if sent < bytes.count { toSocket.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[sent...])) }
+                return n < 0 && errno != EAGAIN && errno != EINTR && errno != EINPROGRESS ? errno : nil
+            }
+            if let failed { noteSocketError(failed) }
+        } else {
+            session.drainOutbound { toSocket.append(contentsOf: $0) }
+        }
+    }
+
+    private func writeSocket(blockingFor ms: CInt = 0) {
+        while toSocketOffset < toSocket.count {
+            let n = toSocket.withUnsafeBytes { b in
+                send(socket, b.baseAddress! + toSocketOffset, b.count - toSocketOffset, Int32(MSG_NOSIGNAL))
+            }
+            if n > 0 { toSocketOffset += n; continue }
+            if n < 0, errno == EINTR { continue }
+            if n < 0, errno == EAGAIN || errno == EINPROGRESS, ms > 0 {
+                var p = pollfd(fd: socket, events: Int16(POLLOUT), revents: 0)
+                if poll(&p, 1, ms) > 0 { continue }
+            } else if n < 0, errno != EAGAIN, errno != EINPROGRESS {
+                noteSocketError(errno)
+            }
+            break
+        }
+        if toSocketOffset == toSocket.count {
+            toSocket.removeAll(keepingCapacity: true)
+            toSocketOffset = 0
+            // The socket took everything: more stdin may be sealed.
+            pushInput()
+        }
+    }
+
+    private func readSocket() {
+        let n = readBuffer.withUnsafeMutableBytes { read(socket, $0.baseAddress, $0.count) }
+        if n > 0 {
+            let now = ClientSessionHandler.wallClock()
+            call { s, a throws(USPError) in
+                readBuffer.withUnsafeBytes { b in
+                    s.receive(UnsafeRawBufferPointer(rebasing: b[..<n]), now: now, delegate: trust, into: &a)
+                }
+            }
+            if replied, !recorded {
+                recorded = true
+                recordNewKey()
+            }
+        } else if n == 0 {
+            call { s, a throws(USPError) in s.endOfInput(into: &a) }
+            if outcome == nil { outcome = .failure(ErrorText.sessionEnded(reason: USPError(.unexpectedEOF, "connection closed"), serverError: serverError, server: server, handshakeDone: handshakeDone)) }
+        } else if errno != EAGAIN, errno != EINTR {
+            noteSocketError(errno)
+        }
+    }
+
+    private var recorded = false
+
+    /// A socket error (ECONNRESET and the like): the session cannot go on. Acted on by the loop.
+    private func noteSocketError(_ code: CInt) {
+        if socketError == nil { socketError = code }
+    }
+
+    /// Ends the attempt after a socket error: with the connect's message when the server was
+    /// never reached (with Fast Open a refused connect shows only now).
+    private func socketFailed(_ code: CInt) {
+        var closing = ClientActions()
+        session.close(code: .internalError, into: &closing)
+        _ = session.drainOutbound { _ in 0 }
+        toSocket.removeAll()
+        toSocketOffset = 0
+        if !replied, [ECONNREFUSED, ETIMEDOUT, EHOSTUNREACH, ENETUNREACH].contains(code) {
+            outcome = .failure(ErrorText.connect(IOError(errnoCode: code, reason: "connect"), server: server))
+        } else {
+            let reason = USPError(.unexpectedEOF, "connection failed: \(SocketErrorText.describe(IOError(errnoCode: code, reason: "read")))")
+            outcome = .failure(ErrorText.sessionEnded(reason: reason, serverError: serverError, server: server, handshakeDone: handshakeDone))
+        }
+    }
+
+    // MARK: - stdin to the stream
+
+    private func readStdin() {
+        if input.count < Self.readSize { input = [UInt8](repeating: 0, count: Self.readSize) }
+        let n = input.withUnsafeMutableBytes { read(stdio.input, $0.baseAddress, Self.readSize) }
+        if n > 0 {
+            inputLength = n
+            inputOffset = 0
+            pushInput()
+        } else if n == 0 || (errno != EAGAIN && errno != EINTR) {
+            // End of input (or a read error, which ends it the same way): FIN.
+            inputEnded = true
+            inputLength = 0
+            inputOffset = 0
+            pushInput()
+        }
+    }
+
+    /// Bytes of `input` read and not yet taken.
+    private var inputLength = 0
+
+    /// Hands what stdin gave to the stream, as far as credit goes; FIN once input ended.
+    private func pushInput() {
+        guard accepted, outcome == nil else { return }
+        if inputOffset < inputLength {
+            var taken = 0
+            call { s, _ throws(USPError) in
+                let written: Result<Int, USPError> = input.withUnsafeBytes { b in
+                    do throws(USPError) {
+                        return .success(try s.write(stream: stream, UnsafeRawBufferPointer(rebasing: b[inputOffset..<inputLength])))
+                    } catch {
+                        return .failure(error)
+                    }
+                }
+                taken = try written.get()
+            }
+            inputOffset += taken
+            if inputOffset < inputLength { waitingForCredit = true; return }
+        }
+        inputOffset = 0
+        inputLength = 0
+        if inputEnded, !finishSent {
+            finishSent = true
+            call { s, a throws(USPError) in try s.finish(stream: stream, into: &a) }
+        }
+    }
+
+    // MARK: - The stream to stdout
+
+    private func deliver(_ data: ArraySlice<UInt8>) {
+        if toOutputOffset == toOutput.count {
+            toOutput.removeAll(keepingCapacity: true)
+            toOutputOffset = 0
+            var written = 0
+            data.withUnsafeBytes { b in
+                while written < b.count {
+                    let n = write(stdio.output, b.baseAddress! + written, b.count - written)
+                    if n > 0 { written += n; continue }
+                    if n < 0, errno == EINTR { continue }
+                    if n < 0, errno != EAGAIN { outputFailed(errno) }
+                    break
+                }
+            }
+            if written > 0 { try? session.consumed(stream: stream, count: written) }
+            if written < data.count { toOutput.append(contentsOf: data[(data.startIndex + written)...]) }
+        } else {
+            toOutput.append(contentsOf: data)
+        }
+    }
+
+    private func writeOutput() {
+        var written = 0
+        while toOutputOffset < toOutput.count {
+            let n = toOutput.withUnsafeBytes { b in write(stdio.output, b.baseAddress! + toOutputOffset, b.count - toOutputOffset) }
+            if n > 0 { toOutputOffset += n; written += n; continue }
+            if n < 0, errno == EINTR { continue }
+            if n < 0, errno != EAGAIN { outputFailed(errno) }
+            break
+        }
+        if written > 0 {
+            call { s, _ throws(USPError) in try s.consumed(stream: stream, count: written) }
+        }
+        if toOutputOffset == toOutput.count, outcome == nil, remoteFinished { endCleanly() }
+    }
+
+    /// The bytes that arrived before the end go out, whatever the end was (blocking, briefly).
+    private func flushOutput() {
+        while toOutputOffset < toOutput.count, outputError == nil {
+            var p = pollfd(fd: stdio.output, events: Int16(POLLOUT), revents: 0)
+            guard poll(&p, 1, 10_000) > 0 else { return }
+            let n = toOutput.withUnsafeBytes { b in write(stdio.output, b.baseAddress! + toOutputOffset, b.count - toOutputOffset) }
+            if n > 0 { toOutputOffset += n } else if n < 0, errno != EAGAIN, errno != EINTR { return }
+        }
+    }
+
+    private var outputError: CInt?
+
+    private func outputFailed(_ code: CInt) {
+        guard outputError == nil else { return }
+        outputError = code
+        toOutput.removeAll()
+        toOutputOffset = 0
+        fail(USPClientError(.localFile, "cannot write to standard output: \(String(cString: strerror(code)))"))
+    }
+}

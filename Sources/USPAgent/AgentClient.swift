@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -62,14 +62,14 @@ public struct AgentClient: Sendable {
     /// Connects and opens in one go, on a thread of its own (the calls block).
     public func open(_ request: AgentRequest.Open) async throws -> OpenedStream {
         try await withCheckedThrowingContinuation { (c: CheckedContinuation<OpenedStream, any Error>) in
-            Thread {
+            PosixThread.detach {
                 do throws(AgentError) {
                     guard let fd = try connect() else { throw AgentError(.notRunning, "no agent answers on \(socket.path)") }
                     c.resume(returning: try open(request, on: fd))
                 } catch {
                     c.resume(throwing: error)
                 }
-            }.start()
+            }
         }
     }
 

@@ -1,4 +1,5 @@
-import Foundation
+import Dispatch
+import FoundationEssentials
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -127,12 +128,10 @@ public final class AgentServer: Sendable {
                                "rate": .string(configuration.rate.description), "burst": .integer(Int64(configuration.burst)),
                                "socket_activated": .bool(!createdSocketFile)])
         await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-            let thread = Thread { [self] in
+            PosixThread.detach(name: "usp-agent-accept") { [self] in
                 acceptLoop()
                 done.resume()
             }
-            thread.name = "usp-agent-accept"
-            thread.start()
         }
         if createdSocketFile { unlink(configuration.socket.path) }
         close(listener)
@@ -186,13 +185,11 @@ public final class AgentServer: Sendable {
                 close(fd)
                 continue
             }
-            let thread = Thread { [self] in
+            PosixThread.detach(name: "usp-agent-request") { [self] in
                 serve(fd)
                 close(fd)
                 pending.subtract(1, ordering: .sequentiallyConsistent)
             }
-            thread.name = "usp-agent-request"
-            thread.start()
         }
     }
 

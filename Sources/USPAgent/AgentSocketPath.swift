@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -24,7 +24,12 @@ public struct AgentSocketPath: Hashable, Sendable, CustomStringConvertible {
     }
 
     public var description: String { path }
-    public var directory: String { (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent }
+    /// The directory part of `path` (as `dirname` gives it: "." for a bare name, "/" for a file in /).
+    public var directory: String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        let dir = path[..<slash].reversed().drop { $0 == "/" }.reversed()
+        return dir.isEmpty ? (path.hasPrefix("/") ? "/" : ".") : String(dir)
+    }
 
     /// The directory exists, belongs to this user or root, and others cannot write it.
     public func checkDirectory(uid: uid_t = geteuid()) throws(AgentError) {

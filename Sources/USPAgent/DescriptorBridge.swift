@@ -1,4 +1,5 @@
-import Foundation
+import USPClient
+import FoundationEssentials
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -12,12 +13,12 @@ public enum DescriptorBridge {
     /// Runs until the descriptor's end of file; the input thread may still be blocked in read
     /// when this returns (the caller exits the process). Closes `socket`.
     public static func run(socket: CInt, input: CInt = STDIN_FILENO, output: CInt = STDOUT_FILENO) async throws {
-        Thread {
+        PosixThread.detach {
             copy(from: input, to: socket, isSocket: true)
             shutdown(socket, CInt(SHUT_WR))
-        }.start()
+        }
         let failure: String? = await withCheckedContinuation { c in
-            Thread { c.resume(returning: copy(from: socket, to: output, isSocket: false)) }.start()
+            PosixThread.detach { c.resume(returning: copy(from: socket, to: output, isSocket: false)) }
         }
         close(socket)
         if let failure { throw AgentError(.systemCall, failure) }

@@ -1,4 +1,5 @@
-import Foundation
+import Dispatch
+import FoundationEssentials
 import Glibc
 import NIOCore
 import NIOPosix
@@ -11,7 +12,7 @@ import USPNIO
 public final class FDReader: @unchecked Sendable {
     private let fd: Int32
     private let bufferLimit: Int
-    private let condition = NSCondition()
+    private let condition = ConditionLock()
     private var chunks: [[UInt8]] = []
     private var queued = 0
     private var atEnd = false
@@ -69,9 +70,7 @@ public final class FDReader: @unchecked Sendable {
         defer { condition.unlock() }
         guard !started else { return }
         started = true
-        let thread = Thread { [self] in loop() }
-        thread.name = "usp-stdin"
-        thread.start()
+        PosixThread.detach(name: "usp-stdin") { [self] in loop() }
     }
 
     private func loop() {
@@ -170,11 +169,11 @@ public final class FDReader: @unchecked Sendable {
     /// `atEnd` is true if input ended and everything was taken.
     public func takeAvailable(upTo limit: Int, waitingAtMost wait: Duration) -> (bytes: [UInt8], atEnd: Bool) {
         let seconds = Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18
-        let deadline = Date(timeIntervalSinceNow: seconds)
+        let deadline = Date(timeIntervalSinceNow: seconds).timeIntervalSince1970
         condition.lock()
         defer { condition.unlock() }
-        while chunks.isEmpty, !atEnd, Date() < deadline {
-            _ = condition.wait(until: deadline)
+        while chunks.isEmpty, !atEnd, Date().timeIntervalSince1970 < deadline {
+            condition.wait(untilEpochSeconds: deadline)
         }
         var out: [UInt8] = []
         while out.count < limit, case .chunk(let c) = take(upTo: limit - out.count) { out += c }

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Glibc
 import USPCore
 import USPErrors
@@ -194,7 +194,7 @@ public struct ClientConfig: Sendable {
                 blocks.append(Block(patterns: patterns, line: n + 1, settings: []))
             case .ignoreUnknown:
                 guard !arguments.isEmpty else { throw Self.badValue(keyword, nil, at: origin, "needs a value: \(keyword.expected)") }
-                ignored += arguments.joined(separator: ",").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+                ignored += arguments.joined(separator: ",").split(separator: ",").map { String($0.drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed()).lowercased() }
                     .filter { !$0.isEmpty }
             default:
                 blocks[blocks.count - 1].settings.append(try Self.setting(keyword, arguments, origin: origin))

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 extension ClientConfig {
     /// The configuration `usp` reads: with `file` nil, `HOME/config` if it exists (else the
@@ -27,13 +27,13 @@ extension ClientHome {
         guard FileIO.exists(tokensDirectory) else { return [] }
         let names: [String]
         do { names = try FileManager.default.contentsOfDirectory(atPath: tokensDirectory) } catch {
-            throw USPClientError(.localFile, "cannot list \(tokensDirectory): \(error.localizedDescription)")
+            throw USPClientError(.localFile, "cannot list \(tokensDirectory): \(error)")
         }
         return names.filter { $0.hasSuffix(".json") }.sorted().map { name in
             let path = tokensDirectory + "/" + name
             do throws(USPClientError) {
                 let bytes = try FileIO.read(path, privateFile: true, what: "the saved login")
-                guard let login = try? JSONDecoder().decode(SavedLogin.self, from: Data(bytes)) else {
+                guard let login = SavedLogin(json: bytes) else {
                     return SavedLoginFile(path: path, problem: "not a saved login")
                 }
                 return SavedLoginFile(path: path, login: login)

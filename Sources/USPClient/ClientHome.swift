@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Glibc
 import USPCore
 
@@ -21,8 +21,15 @@ public struct ClientHome: Sendable {
                                environment: [String: String] = ProcessInfo.processInfo.environment) -> ClientHome {
         if let explicit, !explicit.isEmpty { return ClientHome(directory: explicit) }
         if let env = environment["USP_HOME"], !env.isEmpty { return ClientHome(directory: env) }
-        let home = environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory()
+        let home = environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? passwordDatabaseHome()
         return ClientHome(directory: home + "/.usp")
+    }
+
+    /// The user's home directory from the password database (when $HOME is unset), else /.
+    public static func passwordDatabaseHome() -> String {
+        guard let entry = getpwuid(geteuid()), let dir = entry.pointee.pw_dir else { return "/" }
+        let home = String(cString: dir)
+        return home.isEmpty ? "/" : home
     }
 
     public var identityPath: String { directory + "/identity" }
@@ -111,7 +118,7 @@ public struct ClientHome: Sendable {
         let path = tokenPath(for: server)
         guard FileIO.exists(path) else { return nil }
         let bytes = try FileIO.read(path, privateFile: true, what: "the saved login")
-        guard let login = try? JSONDecoder().decode(SavedLogin.self, from: Data(bytes)) else {
+        guard let login = SavedLogin(json: bytes) else {
             throw USPClientError(.localFile, "\(path) is not a saved login; remove it and log in again")
         }
         return login
@@ -161,6 +168,24 @@ public struct SavedLogin: Codable, Hashable, Sendable {
         case server, user, method, token
         case tokenID = "token_id"
         case savedAt = "saved_at"
+    }
+
+    /// Reads the file `ClientHome.saveLogin` writes (what Codable reads, with USPCore's parser:
+    /// `usp connect` reads a saved login at every start, and Foundation's JSONDecoder costs more
+    /// than the rest of that read). Nil for anything else.
+    public init?(json bytes: [UInt8]) {
+        guard let object = try? JSONValue.parse(bytes).objectValue,
+              let server = object["server"]?.stringValue, let method = object["method"]?.stringValue,
+              let token = object["token"]?.stringValue, let tokenID = object["token_id"]?.stringValue,
+              let savedAt = object["saved_at"]?.integerValue, savedAt >= 0 else { return nil }
+        let user = object["user"]
+        guard user == nil || user!.isNull || user!.stringValue != nil else { return nil }
+        self.server = server
+        self.user = user?.stringValue
+        self.method = method
+        self.token = token
+        self.tokenID = tokenID
+        self.savedAt = UInt64(savedAt)
     }
 }
 

@@ -82,6 +82,7 @@ final class PollAttempt {
                 socketFailed(code)
                 break
             }
+            if endOnPendingFailure() { break }
             let now = NIODeadline.now()
             if !replied, now >= handshakeDeadline {
                 endOverride = ErrorText.timedOut(server: server, handshakeDone: handshakeDone, limit: options.handshakeTimeout)
@@ -192,20 +193,26 @@ final class PollAttempt {
             }
         }
         actions.removeAll()
-        if outcome == nil, case .failure(let e)? = pendingFailure {
-            pendingFailure = nil
-            outcome = .failure(e)
-            closeSession(e.wireCode == .unexpectedMessage ? .unexpectedMessage : .ok)
-            return
-        }
+        if endOnPendingFailure() { return }
         if pushAfter { pushInput() }
         if outcome == nil, remoteFinished, toOutputOffset == toOutput.count { endCleanly() }
         // Credit handed back while the data went out (WINDOW) leaves now.
         flushSession()
     }
 
-    /// A failure found while actions are handed out, acted on after them.
+    /// A failure found while actions are handed out (or while stdout is written), acted on after
+    /// them, or by the loop.
     private var pendingFailure: Result<Void, USPClientError>?
+
+    /// Ends the attempt with the pending failure, if there is one (CLOSE, ok unless the server
+    /// broke the protocol).
+    private func endOnPendingFailure() -> Bool {
+        guard outcome == nil, case .failure(let e)? = pendingFailure else { return false }
+        pendingFailure = nil
+        outcome = .failure(e)
+        closeSession(e.wireCode == .unexpectedMessage ? .unexpectedMessage : .ok)
+        return true
+    }
 
     private func fail(_ error: USPClientError) {
         if pendingFailure == nil { pendingFailure = .failure(error) }

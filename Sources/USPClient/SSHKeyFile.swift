@@ -1,5 +1,5 @@
 import Crypto
-import Foundation
+import FoundationEssentials
 import USPCore
 
 /// OpenSSH Ed25519 keys, so that `usp login --ssh-key ~/.ssh/id_ed25519` logs in with the key a
@@ -10,16 +10,12 @@ import USPCore
 public enum SSHKeyFile {
     /// The signing key in an unencrypted OpenSSH Ed25519 private key file.
     public static func privateKey(at path: String) throws(USPClientError) -> Curve25519.Signing.PrivateKey {
-        let text: String
-        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw USPClientError(.localFile, "cannot read the SSH key \(path): \(error.localizedDescription)")
-        }
-        return try privateKey(text: text, path: path)
+        try privateKey(text: try FileIO.readText(path, what: "the SSH key"), path: path)
     }
 
     static func privateKey(text: String, path: String) throws(USPClientError) -> Curve25519.Signing.PrivateKey {
         let begin = "-----BEGIN OPENSSH PRIVATE KEY-----", end = "-----END OPENSSH PRIVATE KEY-----"
-        guard let b = text.range(of: begin), let e = text.range(of: end), b.upperBound <= e.lowerBound else {
+        guard let b = text.firstRange(of: begin), let e = text.firstRange(of: end), b.upperBound <= e.lowerBound else {
             throw USPClientError(.localFile, "\(path) is not an OpenSSH private key (no \(begin) block; PEM/PKCS#8 keys: convert with ssh-keygen -p -f \(path))")
         }
         let body = text[b.upperBound..<e.lowerBound].filter { !$0.isWhitespace }

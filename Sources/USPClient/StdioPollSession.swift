@@ -28,6 +28,19 @@ public enum StdioPollSession {
         return server.serverKey != nil || server.hostIsAddress || !options.dns.enabled
     }
 
+    /// Opens /dev/null on stdin, stdout or stderr where one is closed, as ssh does: otherwise the
+    /// connection's socket could get number 0 or 1 and be read or written as stdin or stdout.
+    /// Call it before any descriptor is opened.
+    public static func ensureStandardDescriptors() {
+        for fd in [STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO] where fcntl(fd, F_GETFD) < 0 && errno == EBADF {
+            let null = open("/dev/null", fd == STDIN_FILENO ? O_RDONLY : O_WRONLY)
+            if null >= 0, null != fd {
+                dup2(null, fd)
+                close(null)
+            }
+        }
+    }
+
     /// Why `run` failed, with what may explain it better.
     public struct Failure: Error, Sendable {
         public let error: USPClientError

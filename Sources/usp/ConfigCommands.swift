@@ -1,5 +1,5 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import USPClient
 import USPCore
 
@@ -88,8 +88,7 @@ struct LoginsCommand: AsyncParsableCommand {
         }
 
         static func time(_ seconds: UInt64) -> String {
-            let f = ISO8601DateFormatter()
-            return f.string(from: Date(timeIntervalSince1970: TimeInterval(seconds)))
+            Date(timeIntervalSince1970: TimeInterval(seconds)).formatted(Date.ISO8601FormatStyle(timeZone: .gmt))
         }
     }
 

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Glibc
 import NIOCore
 import USPAgent
@@ -97,6 +97,7 @@ struct ConnectInvocation: Equatable {
     func runOnThisThread() throws -> Step {
         // One connection needs one event loop, should one be needed: not a thread per core.
         NIOSingletons.groupLoopCountSuggestion = 1
+        StdioPollSession.ensureStandardDescriptors()
         var step = Step.done
         try reportingNow {
             let target = try ServerTarget(uri, home: ClientHome.resolve(explicit: home), configFile: configFile, options: options, flags: try settings())

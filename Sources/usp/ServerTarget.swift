@@ -1,5 +1,5 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import USPClient
 
 /// `-F FILE` and `-o Keyword=Value`, as ssh takes them: which configuration file, and values
@@ -71,7 +71,7 @@ struct ServerTarget {
     var sshKeyFile: String? {
         guard let path = settings.sshKeyFile else { return nil }
         guard path == "~" || path.hasPrefix("~/") else { return path }
-        let home = ProcessInfo.processInfo.environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory()
+        let home = ProcessInfo.processInfo.environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? ClientHome.passwordDatabaseHome()
         return home + path.dropFirst()
     }
 }

@@ -1,5 +1,5 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import Glibc
 import USPAgent
 import USPClient
@@ -150,8 +150,10 @@ struct Login: AsyncParsableCommand {
     func readPassword(user: String, server: ServerURI) throws -> String {
         if let passwordFile {
             let text = try ClientHome.readTextFile(passwordFile, what: "the password file")
-            return String(text.split(separator: "\n", omittingEmptySubsequences: false).first ?? "")
-                .trimmingCharacters(in: CharacterSet(charactersIn: "\r"))
+            var line = text.split(separator: "\n", omittingEmptySubsequences: false).first ?? ""
+            while line.first == "\r" { line = line.dropFirst() }
+            while line.last == "\r" { line = line.dropLast() }
+            return String(line)
         }
         if isatty(STDIN_FILENO) == 1 {
             do throws(UnixError) {

@@ -5,7 +5,7 @@ enum TextTable {
         var widths = header.map(\.count)
         for r in rows { for (i, cell) in r.enumerated() { widths[i] = max(widths[i], cell.count) } }
         func line(_ cells: [String]) -> String {
-            var text = cells.enumerated().map { i, cell in i == cells.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
+            var text = cells.enumerated().map { i, cell in i == cells.count - 1 ? cell : cell + String(repeating: " ", count: max(0, widths[i] - cell.count)) }
                 .joined(separator: "  ")
             while text.last == " " { text.removeLast() }
             return text + "\n"

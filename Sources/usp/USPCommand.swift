@@ -1,5 +1,5 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import Glibc
 import USPAgent
 import USPClient
@@ -42,7 +42,7 @@ struct USP: AsyncParsableCommand {
         var arguments = Array(CommandLine.arguments.dropFirst())
         if arguments.isEmpty {
             // Nothing asked: the usage, and a failure status (a script that forgot its arguments must notice).
-            FileHandle.standardError.write(Data((helpMessage() + "\n").utf8))
+            writeStandardError(helpMessage() + "\n")
             Glibc.exit(64)
         }
         // -oKey=Value and -FFILE, joined as ssh allows, become two arguments (before any --).
@@ -159,7 +159,7 @@ func reportingNow(_ body: () throws -> Void) throws {
 }
 
 func printError(_ line: String) {
-    FileHandle.standardError.write(Data("usp: \(line)\n".utf8))
+    writeStandardError("usp: \(line)\n")
 }
 
 // MARK: - Keys
@@ -193,9 +193,32 @@ struct Pubkey: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "pubkey", abstract: "Read a private key on stdin and print its public key.")
     func run() async throws {
         try await reporting {
-            let input = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+            let input = String(decoding: readStandardInput(), as: UTF8.self)
             let key = try KeyText.privateKey(input, source: "standard input")
             print(KeyText.encode(key.publicKey))
         }
+    }
+}
+
+/// Writes `text` to stderr whole (a line is never interleaved with another writer's by halves).
+func writeStandardError(_ text: String) {
+    var bytes = Array(text.utf8)[...]
+    while !bytes.isEmpty {
+        let n = bytes.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
+        if n < 0, errno == EINTR { continue }
+        guard n > 0 else { return }
+        bytes = bytes.dropFirst(n)
+    }
+}
+
+/// All of stdin, to its end.
+func readStandardInput() -> [UInt8] {
+    var all: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(STDIN_FILENO, $0.baseAddress, $0.count) }
+        if n < 0, errno == EINTR { continue }
+        guard n > 0 else { return all }
+        all += chunk[..<n]
     }
 }

@@ -204,6 +204,33 @@ final class TempHome {
         #expect(try t.home.loadLogin(for: server) == nil)
     }
 
+    /// The saved-login file is read without Foundation's decoder: what the encoder writes (with
+    /// and without a user) reads back field for field; anything else is refused.
+    @Test func savedLoginFilesReadAsTheyWereWritten() throws {
+        let t = TempHome()
+        let server = try ServerURI(parsing: "usp://127.0.0.1:7300")
+        let secret = TokenProof.issue(random: SystemRandomSource()).secret
+        for user in ["alice", nil] {
+            let saved = SavedLogin(server: server.hostPort, user: user, method: user == nil ? "noise_static" : "password", token: secret, savedAt: 1_790_000_000)
+            try t.home.saveLogin(saved, for: server)
+            #expect(try t.home.loadLogin(for: server) == saved)
+        }
+        let good = #"{"method":"password","saved_at":5,"server":"h:1","token":"usp1.x","token_id":"id","user":null}"#
+        #expect(SavedLogin(json: Array(good.utf8))?.user == nil)
+        #expect(SavedLogin(json: Array(good.utf8))?.savedAt == 5)
+        let bad = [
+            #"{"method":"password","saved_at":5,"server":"h:1","token":"usp1.x"}"#,                       // no token_id
+            #"{"method":"password","saved_at":-1,"server":"h:1","token":"usp1.x","token_id":"id"}"#,      // negative time
+            #"{"method":"password","saved_at":5,"server":"h:1","token":"usp1.x","token_id":"id","user":7}"#,
+            #"["usp1.x"]"#, "", "{",
+        ]
+        for text in bad { #expect(SavedLogin(json: Array(text.utf8)) == nil, "\(text)") }
+        try FileIO.write(t.home.tokenPath(for: server), Array(bad[0].utf8), mode: 0o600, what: "test")
+        #expect {
+            _ = try t.home.loadLogin(for: server)
+        } throws: { ($0 as? USPClientError)?.message.contains("is not a saved login; remove it and log in again") == true }
+    }
+
     @Test func homeResolution() {
         #expect(ClientHome.resolve(explicit: "/a", environment: ["USP_HOME": "/b", "HOME": "/h"]).directory == "/a")
         #expect(ClientHome.resolve(explicit: nil, environment: ["USP_HOME": "/b", "HOME": "/h"]).directory == "/b")

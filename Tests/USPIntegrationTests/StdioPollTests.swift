@@ -103,3 +103,15 @@ import Testing
         #expect(failed.stderr.contains("the host name no-such-host.invalid does not resolve"), "\(failed.stderr)")
     }
 }
+
+extension StdioPollTests {
+    /// Closed stdin and stdout (`<&- >&-`) become /dev/null, as with ssh: the socket never takes
+    /// their numbers, so the connection ends normally (EOF in, output discarded).
+    @Test func closedStandardDescriptorsBecomeDevNull() throws {
+        let daemon = try DaemonFixture(apps: Self.apps)
+        let usp = try Harness.executable("usp")
+        let r = try Self.bash("'\(usp)' --home '\(daemon.home.path)' connect '\(daemon.uri)' echo <&- >&-; echo \"status $?\"")
+        #expect(r.stdout == "status 0\n", "\(r.stdout) \(r.stderr)")
+        #expect(r.stderr.isEmpty, "\(r.stderr)")
+    }
+}

@@ -144,6 +144,7 @@ for name in "${SCENARIOS[@]}"; do
     echo "$line"
     echo "  ($((SECONDS - start)) s; load $(cut -d" " -f1 /proc/loadavg); uspd log: $(wc -l <"$D/uspd.log") lines, $warnings warning/error)"
     RESULTS+=("$line")
+    if [[ -n ${CHAOS_KEEP:-} ]]; then mkdir -p "$CHAOS_KEEP" && cp -r "$D" "$CHAOS_KEEP/"; fi
     rm -rf "$D"
 done
 

@@ -41,6 +41,12 @@ final class ConnectionHooks: ServerSessionHooks {
         }
     }
 
+    /// How long a connection chosen to give way before anything was read from it has to show
+    /// that it is not a stranger (its message 1 read and proven). Under a flood its loop can take
+    /// hundreds of milliseconds to reach it; the slot is already given to the newcomer, so this
+    /// only delays the close (at most accepts per second × this many connections more).
+    static let giveWayGrace = TimeAmount.milliseconds(500)
+
     /// Admission chose this connection to give way (on whichever thread admitted the newcomer).
     /// If it logged in or opened a stream since, it stays and is counted again; otherwise it is
     /// closed: silently before its handshake is done, with CLOSE `server_busy` after.

@@ -153,7 +153,13 @@ public final class ServerRuntime: Sendable {
         let admission: AdmissionControl.Admission
         switch self.admission.admit(from: peer, evict: {
             channel.eventLoop.execute {
-                if let (handler, hooks) = target.value { hooks.giveWay(handler) } else { channel.close(promise: nil) }
+                guard let (handler, hooks) = target.value else { channel.close(promise: nil); return }
+                guard handler.state == .awaitingMessage1 else { hooks.giveWay(handler); return }
+                // Nothing read from it yet: its message 1 may already wait in the socket, behind a
+                // flood that keeps this loop busy. It has `giveWayGrace` to be read; a client that
+                // knows the key is proven by then and stays (`giveWay` reinstates it), a stranger
+                // goes as before. Connections whose message 1 was read go at once.
+                channel.eventLoop.scheduleTask(in: ConnectionHooks.giveWayGrace) { hooks.giveWay(handler) }
             }
         }) {
         case .success(let a): admission = a

@@ -17,8 +17,10 @@
 # (legitimate success and p50/p99 latency, the attack rate achieved, uspd's CPU in % of one core,
 # the database growth), its target, PASS or FAIL. Exits 1 if any scenario fails. Builds release
 # binaries in .build-chaos, unless --bin DIR names a folder holding uspd, usp and usp-chaos already
-# built (CI passes the debug build that swift test made). The load generator is Sources/usp-chaos; docs/RELIABILITY.md says what
-# each scenario does and holds the results.
+# built (CI passes the debug build that swift test made). The load generator is Sources/usp-chaos;
+# docs/RELIABILITY.md says what each scenario does and holds the results. CHAOS_KEEP=DIR copies each
+# scenario's directory (uspd.log, chaos.err, the data directory) to DIR before it is removed, to
+# look into a failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)

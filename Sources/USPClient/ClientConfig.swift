@@ -194,7 +194,7 @@ public struct ClientConfig: Sendable {
                 blocks.append(Block(patterns: patterns, line: n + 1, settings: []))
             case .ignoreUnknown:
                 guard !arguments.isEmpty else { throw Self.badValue(keyword, nil, at: origin, "needs a value: \(keyword.expected)") }
-                ignored += arguments.joined(separator: ",").split(separator: ",").map { String($0.drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed()).lowercased() }
+                ignored += arguments.joined(separator: ",").split(separator: ",").map { $0.trimming { $0 == " " || $0 == "\t" }.lowercased() }
                     .filter { !$0.isEmpty }
             default:
                 blocks[blocks.count - 1].settings.append(try Self.setting(keyword, arguments, origin: origin))
@@ -492,10 +492,7 @@ public struct ClientSettings: Sendable {
                 i = next
             }
         }
-        var trimmed = Substring(out)
-        while let c = trimmed.first, c == "[" || c == "]" { trimmed.removeFirst() }
-        while let c = trimmed.last, c == "[" || c == "]" { trimmed.removeLast() }
-        return String(trimmed)
+        return String(out.trimming { $0 == "[" || $0 == "]" })
     }
 
     public var port: UInt16? {

@@ -110,10 +110,10 @@ final class PollAttempt {
                 if p.fd == socket {
                     if p.revents & Int16(POLLOUT) != 0 { writeSocket() }
                     if p.revents & Int16(POLLIN | POLLHUP | POLLERR) != 0, outcome == nil { readSocket() }
-                } else if p.fd == stdio.output, p.events == Int16(POLLOUT) {
+                } else if p.fd == stdio.output {
                     writeOutput()
-                } else if p.fd == stdio.input {
-                    readInput ? readStdin() : ()
+                } else {
+                    readStdin()
                 }
             }
         }
@@ -182,8 +182,8 @@ final class PollAttempt {
                 let error = endOverride ?? ErrorText.sessionEnded(reason: reason, serverError: serverError, server: server, handshakeDone: handshakeDone)
                 if outcome == nil {
                     // The stream's own end (a reset, a refusal) says more than the session's.
-                    if case .failure(let e)? = pendingFailure {
-                        outcome = .failure(e)
+                    if let pendingFailure {
+                        outcome = .failure(pendingFailure)
                     } else {
                         outcome = reason == nil && remoteFinished ? .success(()) : .failure(error)
                     }
@@ -202,12 +202,12 @@ final class PollAttempt {
 
     /// A failure found while actions are handed out (or while stdout is written), acted on after
     /// them, or by the loop.
-    private var pendingFailure: Result<Void, USPClientError>?
+    private var pendingFailure: USPClientError?
 
     /// Ends the attempt with the pending failure, if there is one (CLOSE, ok unless the server
     /// broke the protocol).
     private func endOnPendingFailure() -> Bool {
-        guard outcome == nil, case .failure(let e)? = pendingFailure else { return false }
+        guard outcome == nil, let e = pendingFailure else { return false }
         pendingFailure = nil
         outcome = .failure(e)
         closeSession(e.wireCode == .unexpectedMessage ? .unexpectedMessage : .ok)
@@ -215,15 +215,13 @@ final class PollAttempt {
     }
 
     private func fail(_ error: USPClientError) {
-        if pendingFailure == nil { pendingFailure = .failure(error) }
+        if pendingFailure == nil { pendingFailure = error }
     }
 
     /// Both directions are done: CLOSE (ok) and stop.
     private func endCleanly() {
         outcome = .success(())
-        var ignored = ClientActions()
-        session.close(code: .ok, into: &ignored)
-        flushSession()
+        closeSession(.ok)
     }
 
     private func closeSession(_ code: USPError.Code) {
@@ -235,10 +233,10 @@ final class PollAttempt {
         }
     }
 
-    /// Trust on first use once the server answered, then the end result.
+    /// Sends what the session still had to say, closes the socket, writes out what stdout has not
+    /// taken yet, and gives the result.
     private func finish() throws(USPClientError) {
         if socket >= 0 {
-            // What the session still had to say (its CLOSE) leaves before the socket closes.
             if !toSocket.isEmpty { writeSocket(blockingFor: 100) }
             close(socket)
             socket = -1
@@ -392,39 +390,43 @@ final class PollAttempt {
     // MARK: - The stream to stdout
 
     private func deliver(_ data: ArraySlice<UInt8>) {
+        guard outputError == nil else { return }
         if toOutputOffset == toOutput.count {
             toOutput.removeAll(keepingCapacity: true)
             toOutputOffset = 0
-            var written = 0
-            data.withUnsafeBytes { b in
-                while written < b.count {
-                    let n = write(stdio.output, b.baseAddress! + written, b.count - written)
-                    if n > 0 { written += n; continue }
-                    if n < 0, errno == EINTR { continue }
-                    if n < 0, errno != EAGAIN { outputFailed(errno) }
-                    break
-                }
-            }
+            let written = data.withUnsafeBytes { writeToOutput($0) }
             if written > 0 { try? session.consumed(stream: stream, count: written) }
-            if written < data.count { toOutput.append(contentsOf: data[(data.startIndex + written)...]) }
+            if outputError == nil, written < data.count { toOutput.append(contentsOf: data[(data.startIndex + written)...]) }
         } else {
             toOutput.append(contentsOf: data)
         }
     }
 
     private func writeOutput() {
-        var written = 0
-        while toOutputOffset < toOutput.count {
-            let n = toOutput.withUnsafeBytes { b in write(stdio.output, b.baseAddress! + toOutputOffset, b.count - toOutputOffset) }
-            if n > 0 { toOutputOffset += n; written += n; continue }
-            if n < 0, errno == EINTR { continue }
-            if n < 0, errno != EAGAIN { outputFailed(errno) }
-            break
+        let written = toOutput.withUnsafeBytes { writeToOutput(UnsafeRawBufferPointer(rebasing: $0[toOutputOffset...])) }
+        if outputError != nil {
+            toOutput.removeAll()
+            toOutputOffset = 0
+        } else {
+            toOutputOffset += written
         }
         if written > 0 {
             call { s, _ throws(USPError) in try s.consumed(stream: stream, count: written) }
         }
-        if toOutputOffset == toOutput.count, outcome == nil, remoteFinished { endCleanly() }
+        if outputError == nil, toOutputOffset == toOutput.count, outcome == nil, remoteFinished { endCleanly() }
+    }
+
+    /// Writes as much of `bytes` as stdout takes now; a write error ends the attempt.
+    private func writeToOutput(_ bytes: UnsafeRawBufferPointer) -> Int {
+        var written = 0
+        while written < bytes.count {
+            let n = write(stdio.output, bytes.baseAddress! + written, bytes.count - written)
+            if n > 0 { written += n; continue }
+            if n < 0, errno == EINTR { continue }
+            if n < 0, errno != EAGAIN { outputFailed(errno) }
+            break
+        }
+        return written
     }
 
     /// The bytes that arrived before the end go out, whatever the end was (blocking, briefly).
@@ -442,8 +444,6 @@ final class PollAttempt {
     private func outputFailed(_ code: CInt) {
         guard outputError == nil else { return }
         outputError = code
-        toOutput.removeAll()
-        toOutputOffset = 0
         fail(USPClientError(.localFile, "cannot write to standard output: \(String(cString: strerror(code)))"))
     }
 }

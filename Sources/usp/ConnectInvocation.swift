@@ -80,6 +80,9 @@ struct ConnectInvocation: Equatable {
         return c
     }
 
+    /// `--early-wait` (milliseconds), kept within 0…1000.
+    var earlyWaitDuration: Duration { .milliseconds(max(0, min(earlyWait, 1000))) }
+
     /// What is left for `finish` once `runOnThisThread` returned.
     enum Step {
         /// Done (or failed, the failure already reported).
@@ -88,8 +91,8 @@ struct ConnectInvocation: Equatable {
         case failed(StdioPollSession.Failure)
         /// Through the agent, with its connection.
         case agent(ServerTarget, String, AgentClient, CInt)
-        /// Through USPClient's async API: a DNS key lookup, --field values, a local address.
-        case async(ServerTarget, String, EarlyConnection?)
+        /// Through USPClient's async API (a DNS key lookup, --field values), with the options made.
+        case async(ServerTarget, String, USPConnectionOptions)
     }
 
     /// The common `usp connect` entirely on the calling thread (`StdioPollSession`): no event
@@ -113,12 +116,12 @@ struct ConnectInvocation: Equatable {
             var options = try target.connectionOptions()
             options.earlyConnection = early
             guard fields.isEmpty, StdioPollSession.canRun(server: target.server, options: options) else {
-                step = .async(target, application, early)
+                step = .async(target, application, options)
                 return
             }
             do throws(StdioPollSession.Failure) {
                 try StdioPollSession.run(application, server: target.server, home: target.home, options: options,
-                                         earlyWait: .milliseconds(max(0, min(earlyWait, 1000))), notice: printError)
+                                         earlyWait: earlyWaitDuration, notice: printError)
             } catch {
                 step = .failed(error)
             }
@@ -146,16 +149,14 @@ struct ConnectInvocation: Equatable {
                 }
                 try await DescriptorBridge.run(socket: opened.descriptor)
             }
-        case .async(let target, let application, let early):
+        case .async(let target, let application, let options):
             // Start reading stdin at once: its first bytes can then ride in message 1.
             let input = FDReader()
             input.start()
             try await reporting {
-                var options = try target.connectionOptions()
-                options.earlyConnection = early
                 let textFields = try RequestFields.parse(fields)
                 try await StdioApplicationSession.run(application, server: target.server, home: target.home, options: options, textFields: textFields,
-                                                      input: input, earlyWait: .milliseconds(max(0, min(earlyWait, 1000))), notice: printError)
+                                                      input: input, earlyWait: earlyWaitDuration, notice: printError)
             }
         }
     }

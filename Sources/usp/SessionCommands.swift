@@ -150,10 +150,8 @@ struct Login: AsyncParsableCommand {
     func readPassword(user: String, server: ServerURI) throws -> String {
         if let passwordFile {
             let text = try ClientHome.readTextFile(passwordFile, what: "the password file")
-            var line = text.split(separator: "\n", omittingEmptySubsequences: false).first ?? ""
-            while line.first == "\r" { line = line.dropFirst() }
-            while line.last == "\r" { line = line.dropLast() }
-            return String(line)
+            let line = text.split(separator: "\n", omittingEmptySubsequences: false).first ?? ""
+            return String(line.trimming { $0 == "\r" })
         }
         if isatty(STDIN_FILENO) == 1 {
             do throws(UnixError) {

@@ -134,28 +134,26 @@ struct ConnectionFlags: Equatable {
 
 /// Runs a command body: a USPClientError becomes `usp: message` and exit 1 (64 for bad arguments).
 func reporting(_ body: () async throws -> Void) async throws {
-    do {
-        try await body()
-    } catch let e as USPClientError {
-        printError(e.message)
-        throw ExitCode(e.code == .invalidArgument || e.code == .invalidURI ? 64 : 1)
-    } catch let e as AgentError {
-        printError("agent: \(e.message) (\(e.code))")
-        throw ExitCode(e.code == .invalidArgument ? 64 : 1)
-    }
+    do { try await body() } catch { throw reported(error) }
 }
 
 /// `reporting` for synchronous work.
 func reportingNow(_ body: () throws -> Void) throws {
-    do {
-        try body()
-    } catch let e as USPClientError {
+    do { try body() } catch { throw reported(error) }
+}
+
+/// Prints a USPClientError or AgentError as one line and turns it into the exit status; any
+/// other error is passed on as it is.
+private func reported(_ error: any Error) -> any Error {
+    if let e = error as? USPClientError {
         printError(e.message)
-        throw ExitCode(e.code == .invalidArgument || e.code == .invalidURI ? 64 : 1)
-    } catch let e as AgentError {
-        printError("agent: \(e.message) (\(e.code))")
-        throw ExitCode(e.code == .invalidArgument ? 64 : 1)
+        return ExitCode(e.code == .invalidArgument || e.code == .invalidURI ? 64 : 1)
     }
+    if let e = error as? AgentError {
+        printError("agent: \(e.message) (\(e.code))")
+        return ExitCode(e.code == .invalidArgument ? 64 : 1)
+    }
+    return error
 }
 
 func printError(_ line: String) {

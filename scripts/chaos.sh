@@ -17,7 +17,7 @@
 # (legitimate success and p50/p99 latency, the attack rate achieved, uspd's CPU in % of one core,
 # the database growth), its target, PASS or FAIL. Exits 1 if any scenario fails. Builds release
 # binaries in .build-chaos, unless --bin DIR names a folder holding uspd, usp and usp-chaos already
-# built (CI passes the debug build that swift test made). The load generator is Sources/usp-chaos;
+# built (CI builds them in release beside its fuzzing and passes that folder). The load generator is Sources/usp-chaos;
 # docs/RELIABILITY.md says what each scenario does and holds the results. CHAOS_KEEP=DIR copies each
 # scenario's directory (uspd.log, chaos.err, the data directory) to DIR before it is removed, to
 # look into a failure.
@@ -45,7 +45,7 @@ done
 SCRATCH="$ROOT/.build-chaos"
 BUILD_START=$SECONDS
 if [[ -n ${BIN_DIR:-} ]]; then
-    # Binaries already built (CI: the debug build `swift test` made), no build of our own.
+    # Binaries already built (CI builds release ones beside its fuzzing), no build of our own.
     BIN=$(cd "$BIN_DIR" && pwd)
     for product in uspd usp usp-chaos; do
         [[ -x $BIN/$product ]] || { echo "chaos: $BIN/$product not found (build it first, or drop --bin)" >&2; exit 1; }

@@ -147,7 +147,9 @@ BUILD_PATH=$ROOT/.build
 BUILD_FLAGS=(-c release)
 if [[ $STATIC == 1 ]]; then
     BUILD_PATH=$ROOT/.build-static
-    BUILD_FLAGS+=(--static-swift-stdlib)
+    # shellcheck source=scripts/static-link-flags.sh
+    source "$ROOT/scripts/static-link-flags.sh"
+    BUILD_FLAGS+=("${STATIC_LINK_FLAGS[@]}")
 fi
 BUILD_FLAGS+=(--build-path "$BUILD_PATH")
 

@@ -34,7 +34,9 @@ struct ConnectInvocation: Equatable {
     static func parse(_ arguments: ArraySlice<String>) -> ConnectInvocation? {
         var c = ConnectInvocation()
         var operands: [String] = []
-        var seen: Set<String> = []
+        // An array, not a Set: a Set<String> is instantiated at run time, with a conformance
+        // lookup that scans every conformance record of the program.
+        var seen: [String] = []
         var i = arguments.startIndex
         func value(_ name: String) -> String? {
             guard i + 1 < arguments.endIndex else { return nil }
@@ -51,7 +53,10 @@ struct ConnectInvocation: Equatable {
             }
             if a.hasPrefix("-") && a.count > 1 {
                 let single = a != "-o" && a != "--field"
-                if single, !seen.insert(a).inserted { return nil }
+                if single {
+                    if seen.contains(a) { return nil }
+                    seen.append(a)
+                }
                 let isFlag = ["--anonymous", "--no-dns", "--dns-require-dnssec", "--no-agent"].contains(a)
                 if isFlag, inline != nil { return nil }
                 var v: String? { inline ?? value(a) }
@@ -98,8 +103,6 @@ struct ConnectInvocation: Equatable {
     /// The common `usp connect` entirely on the calling thread (`StdioPollSession`): no event
     /// loop and no task is started. Whatever it cannot do is left to `finish`.
     func runOnThisThread() throws -> Step {
-        // One connection needs one event loop, should one be needed: not a thread per core.
-        NIOSingletons.groupLoopCountSuggestion = 1
         StdioPollSession.ensureStandardDescriptors()
         var step = Step.done
         try reportingNow {
@@ -131,6 +134,10 @@ struct ConnectInvocation: Equatable {
 
     /// Continues what `runOnThisThread` left.
     func finish(_ step: Step) async throws {
+        // One connection needs one event loop, should one be needed: not a thread per core. (Set
+        // here, not before the common path, which never starts one: the setter alone costs NIO's
+        // metadata and conformance lookups.)
+        NIOSingletons.groupLoopCountSuggestion = 1
         switch step {
         case .done:
             return

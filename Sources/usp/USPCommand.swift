@@ -1,4 +1,5 @@
 import ArgumentParser
+import Dispatch
 import FoundationEssentials
 import Glibc
 import USPAgent
@@ -7,7 +8,6 @@ import USPCore
 
 /// `usp`: the USP client. Each command parses its arguments and calls USPClient; a failure is
 /// one line on stderr, `usp: <what failed and what to do>`, and exit status 1 (64 for usage).
-@main
 struct USP: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "usp",
@@ -37,14 +37,10 @@ struct USP: AsyncParsableCommand {
                       Logout.self, Revoke.self, KnownServersCommand.self, LoginsCommand.self, ConfigCommand.self, AgentCommand.self])
 
     /// `--home DIR`, `-F FILE` and `-o K=V` are global: `usp --home DIR menu URI` works as
-    /// `usp menu URI --home DIR`.
-    static func main() async {
-        var arguments = Array(CommandLine.arguments.dropFirst())
-        if arguments.isEmpty {
-            // Nothing asked: the usage, and a failure status (a script that forgot its arguments must notice).
-            writeStandardError(helpMessage() + "\n")
-            Glibc.exit(64)
-        }
+    /// `usp menu URI --home DIR`. Returns the arguments with `-oKey=Value` and `-FFILE` split and
+    /// the global options moved after the command.
+    static func normalized(_ given: [String]) -> [String] {
+        var arguments = given
         // -oKey=Value and -FFILE, joined as ssh allows, become two arguments (before any --).
         let end = arguments.firstIndex(of: "--") ?? arguments.endIndex
         arguments = arguments[..<end].flatMap { a in
@@ -61,16 +57,53 @@ struct USP: AsyncParsableCommand {
         } else {
             arguments += moved
         }
+        return arguments
+    }
+}
+
+/// The program's entry: synchronous, so that the common `usp connect` (`ConnectInvocation`,
+/// `StdioPollSession`) runs and exits on the main thread alone. An `async` main hands the main
+/// thread to Dispatch (`dispatchMain`), whose worker and manager threads then start in every run:
+/// about a tenth of a short connection's CPU. Everything else runs as before, on Swift
+/// concurrency, started here only when it is needed.
+@main
+enum USPEntry {
+    static func main() {
+        let given = Array(CommandLine.arguments.dropFirst())
+        if given.isEmpty {
+            // Nothing asked: the usage, and a failure status (a script that forgot its arguments must notice).
+            writeStandardError(USP.helpMessage() + "\n")
+            Glibc.exit(64)
+        }
+        let arguments = USP.normalized(given)
         // The common `usp connect` forms skip ArgumentParser (see ConnectInvocation).
         if arguments.first == "connect", let connect = ConnectInvocation.parse(arguments.dropFirst()) {
+            let step: ConnectInvocation.Step
             do {
-                try await connect.finish(try connect.runOnThisThread())
+                step = try connect.runOnThisThread()
             } catch {
-                exit(withError: error)
+                USP.exit(withError: error)
             }
-            return
+            if case .done = step { Glibc.exit(0) }
+            runAsync {
+                do {
+                    try await connect.finish(step)
+                } catch {
+                    USP.exit(withError: error)
+                }
+            }
         }
-        await main(arguments)
+        runAsync { await USP.main(arguments) }
+    }
+
+    /// Runs `body` as a task, the main thread serving the main queue meanwhile, and exits 0 when it
+    /// returns (a failure exits from within, with its status).
+    private static func runAsync(_ body: @escaping @Sendable () async -> Void) -> Never {
+        Task {
+            await body()
+            Glibc.exit(0)
+        }
+        dispatchMain()
     }
 }
 

@@ -28,6 +28,29 @@ import Testing
         #expect(client.process.stdout == "first\nsecond\n")
     }
 
+    /// No thread is started at all, from exec to exit: not during the relay, and not when it ends
+    /// (an `async` main would hand the main thread to Dispatch, which starts its worker and
+    /// manager threads then). Traced with strace: every clone is a thread or a process.
+    @Test func noThreadIsStartedFromStartToExit() throws {
+        guard let strace = Harness.tool("strace", candidates: ["/usr/bin/strace", "/bin/strace"]) else {
+            if Harness.strict { Issue.record("strace is not installed (apt-get install strace)") } else { print("SKIP: strace not installed") }
+            return
+        }
+        let daemon = try DaemonFixture(apps: Self.apps)
+        let usp = try Harness.executable("usp")
+        let trace = try Harness.temporaryDirectory("strace").appendingPathComponent("clones").path
+        let run = try Self.bash("printf 'ping\\n' | \(strace) -f -qq -e trace=clone,clone3,vfork,fork -o \(trace) \(usp) --home \(daemon.home.path) connect \(daemon.uri) echo")
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout == "ping\n")
+        let clones = try String(contentsOfFile: trace, encoding: .utf8).split(separator: "\n").filter { $0.contains("clone") || $0.contains("fork") }
+        #expect(clones.isEmpty, "threads or processes started: \(clones.joined(separator: " | "))")
+        // The same trace catches them when they are there: a command that does start Swift
+        // concurrency (the menu, through the async API) shows its clones.
+        let menu = try Self.bash("\(strace) -f -qq -e trace=clone,clone3 -o \(trace) \(usp) --home \(daemon.home.path) menu \(daemon.uri)")
+        #expect(menu.status == 0, "\(menu.stderr)")
+        #expect(try String(contentsOfFile: trace, encoding: .utf8).contains("clone"), "the trace sees threads")
+    }
+
     /// stdin and stdout pipes are made non-blocking for the relay and given back as they were: a
     /// shell that shares them must not find them non-blocking afterwards.
     @Test func theDescriptorsFlagsAreGivenBack() throws {

@@ -18,8 +18,9 @@ public struct AgentSocketPath: Hashable, Sendable, CustomStringConvertible {
     public static func of(home: ClientHome) -> AgentSocketPath { AgentSocketPath(path: home.directory + "/agent.sock") }
 
     /// For clients: `USP_AGENT_SOCK`, else the home's `agent.sock`.
-    public static func resolve(home: ClientHome, environment: [String: String] = ProcessInfo.processInfo.environment) -> AgentSocketPath {
-        if let explicit = environment["USP_AGENT_SOCK"], !explicit.isEmpty { return AgentSocketPath(path: explicit) }
+    /// `environment` replaces the process's (tests).
+    public static func resolve(home: ClientHome, environment: [String: String]? = nil) -> AgentSocketPath {
+        if let explicit = EnvironmentVariable.lookup(environment)("USP_AGENT_SOCK"), !explicit.isEmpty { return AgentSocketPath(path: explicit) }
         return of(home: home)
     }
 

@@ -17,12 +17,17 @@ public struct ClientHome: Sendable {
     }
 
     /// `explicit` (from `--home`), else `USP_HOME`, else `$HOME/.usp`.
-    public static func resolve(explicit: String? = nil,
-                               environment: [String: String] = ProcessInfo.processInfo.environment) -> ClientHome {
+    /// `environment` replaces the process's (tests).
+    public static func resolve(explicit: String? = nil, environment: [String: String]? = nil) -> ClientHome {
         if let explicit, !explicit.isEmpty { return ClientHome(directory: explicit) }
-        if let env = environment["USP_HOME"], !env.isEmpty { return ClientHome(directory: env) }
-        let home = environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? passwordDatabaseHome()
-        return ClientHome(directory: home + "/.usp")
+        let variable = EnvironmentVariable.lookup(environment)
+        if let env = variable("USP_HOME"), !env.isEmpty { return ClientHome(directory: env) }
+        return ClientHome(directory: userHome(environment: environment) + "/.usp")
+    }
+
+    /// `$HOME` when set and not empty, else the password database's home directory.
+    public static func userHome(environment: [String: String]? = nil) -> String {
+        EnvironmentVariable.lookup(environment)("HOME").flatMap { $0.isEmpty ? nil : $0 } ?? passwordDatabaseHome()
     }
 
     /// The user's home directory from the password database (when $HOME is unset), else /.

@@ -71,7 +71,6 @@ struct ServerTarget {
     var sshKeyFile: String? {
         guard let path = settings.sshKeyFile else { return nil }
         guard path == "~" || path.hasPrefix("~/") else { return path }
-        let home = ProcessInfo.processInfo.environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? ClientHome.passwordDatabaseHome()
-        return home + path.dropFirst()
+        return ClientHome.userHome() + path.dropFirst()
     }
 }

@@ -60,9 +60,9 @@ USP="$BIN/usp"
 USP_STATIC=""
 if [[ ${STATIC:-0} == 1 ]]; then
     echo "== building usp with --static-swift-stdlib (.build-static)"
-    # shellcheck source=scripts/static-link-flags.sh
-    source "$ROOT/scripts/static-link-flags.sh"
-    swift build -c release --product usp "${STATIC_LINK_FLAGS[@]}" --scratch-path .build-static >/tmp/uspd-bench-static.$$.log 2>&1 \
+    # shellcheck source=scripts/static-build-flags.sh
+    source "$ROOT/scripts/static-build-flags.sh"
+    swift build -c release --product usp "${STATIC_BUILD_FLAGS[@]}" --scratch-path .build-static >/tmp/uspd-bench-static.$$.log 2>&1 \
         && USP_STATIC="$ROOT/.build-static/release/usp" || { tail -n 20 /tmp/uspd-bench-static.$$.log; echo "static build failed"; }
     rm -f /tmp/uspd-bench-static.$$.log
 fi

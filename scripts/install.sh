@@ -147,9 +147,9 @@ BUILD_PATH=$ROOT/.build
 BUILD_FLAGS=(-c release)
 if [[ $STATIC == 1 ]]; then
     BUILD_PATH=$ROOT/.build-static
-    # shellcheck source=scripts/static-link-flags.sh
-    source "$ROOT/scripts/static-link-flags.sh"
-    BUILD_FLAGS+=("${STATIC_LINK_FLAGS[@]}")
+    # shellcheck source=scripts/static-build-flags.sh
+    source "$ROOT/scripts/static-build-flags.sh"
+    BUILD_FLAGS+=("${STATIC_BUILD_FLAGS[@]}")
 fi
 BUILD_FLAGS+=(--build-path "$BUILD_PATH")
 

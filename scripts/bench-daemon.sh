@@ -152,7 +152,7 @@ URI_NS="usp://$SERVER_KEY@$ADDR_S:$USP_PORT"
 CH="$WORK/client"
 PUB=$("$USP" keygen --home "$CH" 2>"$WORK/keygen.err" | grep -Eo '[A-Za-z0-9_-]{43}' | head -n 1)
 [[ -n $PUB ]] || { echo "usp keygen gave no key:"; cat "$WORK/keygen.err"; exit 1; }
-"$USPD" user add bench --key "$PUB" --data-dir "$DATA" >"$WORK/useradd.log" 2>&1 || { cat "$WORK/useradd.log"; exit 1; }
+"$USPD" user add bench --key="$PUB" --data-dir "$DATA" >"$WORK/useradd.log" 2>&1 || { cat "$WORK/useradd.log"; exit 1; }
 
 UPID=""
 start_uspd() {  # start_uspd HOST [netns]: starts uspd on HOST:USP_PORT, sets UPID

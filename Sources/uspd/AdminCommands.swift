@@ -28,7 +28,8 @@ struct User: AsyncParsableCommand {
         @Argument(help: "The user name.") var name: String
         @Flag(name: .customLong("password-stdin"), help: "Read the password from the first line of stdin.") var passwordStdin = false
         @Flag(name: .customLong("generate-password"), help: "Generate a password and print it once.") var generatePassword = false
-        @Option(name: .customLong("key"), help: "A public key (repeatable).") var keys: [String] = []
+        // Unconditional: a base64url key begins with "-" one time in 64, and must still be taken as the value.
+        @Option(name: .customLong("key"), parsing: .unconditionalSingleValue, help: "A public key (repeatable).") var keys: [String] = []
         @Option(name: .customLong("group"), help: "A group (repeatable).") var groups: [String] = []
 
         func validate() throws {

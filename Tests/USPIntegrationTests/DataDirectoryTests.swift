@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import USPCore
 
 /// Where uspd keeps its state: `--data-dir`, else `USPD_DATA_DIR`, else `STATE_DIRECTORY`, else
 /// ./usp-data; never the client's `USP_HOME`.
@@ -29,6 +30,27 @@ import Testing
         let key = try Harness.run(uspd, ["key", "--data-dir", server.path])
         let lines = key.stdout.split(separator: "\n").map(String.init)
         #expect(lines.count == 2 && uri.stdout.hasPrefix("usp://\(lines[0])@") && lines[1].hasPrefix("SHA256:"), "\(key.stdout) \(key.stderr)")
+    }
+
+    /// One base64url key in 64 begins with "-": `uspd user add NAME --key -...` takes it as the
+    /// key, not as an option, and that client then logs in with it.
+    @Test func aKeyThatBeginsWithADashIsTakenAsTheKey() throws {
+        var pair: KeyPair
+        repeat {
+            pair = try KeyPair(privateKey: (0..<32).map { _ in UInt8.random(in: 0...255) })
+        } while !Base64URL.encode(pair.publicKey).hasPrefix("-")
+        let daemon = try DaemonFixture()
+        let home = try Harness.temporaryDirectory("dash")
+        try (Base64URL.encode(pair.privateKey) + "\n").write(to: home.appendingPathComponent("identity"), atomically: true, encoding: .utf8)
+        chmod(home.appendingPathComponent("identity").path, 0o600)
+        let add = try Harness.run(try Harness.executable("uspd"), ["user", "add", "dash", "--key", Base64URL.encode(pair.publicKey),
+                                                                  "--data-dir", daemon.dataDirectory.path])
+        #expect(add.status == 0, "\(add.stderr)")
+        let usp = try Harness.executable("usp")
+        let login = try Harness.run(usp, ["--home", home.path, "login", daemon.uri, "--key"])
+        #expect(login.status == 0, "\(login.stdout) \(login.stderr)")
+        let who = try Harness.run(usp, ["--home", home.path, "connect", daemon.uri, "whoami"], stdin: "")
+        #expect(who.stdout.contains("identity=dash"), "\(who.stdout) \(who.stderr)")
     }
 }
 

@@ -38,8 +38,9 @@ Options:
                           (default .build-static/release; .build/release with --dynamic-stdlib)
   --static-stdlib         the default: link the Swift runtime and Foundation statically
                           (swift build --static-swift-stdlib, in .build-static): the binaries
-                          run without a Swift toolchain installed, and a usp connect starts in
-                          about 60 % of the CPU (no dynamic linking of the Swift libraries)
+                          run without a Swift toolchain installed, and a usp connect takes
+                          about two thirds of the CPU (no dynamic linking of the Swift
+                          libraries; flags in scripts/static-build-flags.sh)
   --dynamic-stdlib        load the Swift runtime from the toolchain instead (in .build):
                           smaller binaries that run only where the toolchain is installed
   --no-strip              keep the binaries' debug information (stripped by default with

@@ -61,8 +61,8 @@ let package = Package(
         .target(name: "USPErrors"),
         // System plumbing without NIO: socketpairs, descriptor passing (SCM_RIGHTS), peer
         // credentials, close-on-exec, length-prefixed messages, child processes and their reaper,
-        // the user database, the terminal password prompt. Shared by the daemon, USPConfig,
-        // USPApp, the client agent and the executables.
+        // the user database, the terminal password prompt, environment variables. Shared by the
+        // daemon, USPConfig, USPApp, the client library and agent, and the executables.
         .target(name: "USPUnix", dependencies: ["CUSPSpawn", "USPErrors"]),
         // fork + execve for exec'd applications: network namespace, resource limits, user and
         // group, all between fork and exec, where only async-signal-safe calls may run.
@@ -119,7 +119,7 @@ let package = Package(
         .target(
             name: "USPClient",
             dependencies: [
-                "USPCore", "USPNIO", "USPErrors", "CUSPResolv",
+                "USPCore", "USPNIO", "USPErrors", "USPUnix", "CUSPResolv",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),

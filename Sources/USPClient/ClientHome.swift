@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 import USPCore
+import USPUnix
 
 /// The client's state directory: `--home DIR`, else `$USP_HOME`, else `~/.usp`.
 ///

@@ -46,6 +46,8 @@ final class PollAttempt {
     private var nextTick = NIODeadline.distantFuture
 
     static let readSize = 256 << 10
+    static let outputLimit = 1 << 20
+    private var readBuffer: [UInt8] = []
 
     /// A read buffer of `count` bytes, not zeroed: only what `read(2)` wrote into it is ever used.
     /// Zeroing the two 256 KiB buffers touched 128 fresh pages, a fifth of the page faults of a
@@ -53,8 +55,6 @@ final class PollAttempt {
     static func scratch(_ count: Int) -> [UInt8] {
         [UInt8](unsafeUninitializedCapacity: count) { _, initialized in initialized = count }
     }
-    static let outputLimit = 1 << 20
-    private var readBuffer: [UInt8] = []
 
     init(plan: Plan, start: ClientStart, stdio: StdioEnds, inputEnded: Bool) {
         self.plan = plan

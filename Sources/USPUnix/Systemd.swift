@@ -10,8 +10,8 @@ public enum Systemd {
     /// process), close-on-exec from now on. The LISTEN_* variables are removed, so that children
     /// do not take the descriptors as theirs.
     public static func inheritedSockets() -> [CInt] {
-        guard let count = variable("LISTEN_FDS").flatMap({ Int($0) }), count > 0,
-              variable("LISTEN_PID").flatMap({ pid_t($0) }) == getpid() else { return [] }
+        guard let count = EnvironmentVariable.value("LISTEN_FDS").flatMap({ Int($0) }), count > 0,
+              EnvironmentVariable.value("LISTEN_PID").flatMap({ pid_t($0) }) == getpid() else { return [] }
         let fds = (0..<count).map { CInt(3 + $0) }
         for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         unsetListenEnvironment()
@@ -25,7 +25,7 @@ public enum Systemd {
 
     /// Sends `state` (e.g. "READY=1") to the service manager; does nothing outside systemd.
     public static func notify(_ state: String) {
-        guard var path = variable("NOTIFY_SOCKET"), !path.isEmpty else { return }
+        guard var path = EnvironmentVariable.value("NOTIFY_SOCKET"), !path.isEmpty else { return }
         if path.hasPrefix("@") { path = "\0" + path.dropFirst() }
         let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return }
@@ -46,6 +46,4 @@ public enum Systemd {
         }
     }
 
-    /// An environment variable as it is now (after unsetenv), or nil.
-    private static func variable(_ name: String) -> String? { getenv(name).map { String(cString: $0) } }
 }

@@ -6,7 +6,7 @@ import Glibc
 /// ProcessInfo itself) on first use, which cost a short `usp connect` more than reading the two or
 /// three variables it needs.
 public enum EnvironmentVariable {
-    /// The value of `name`, or nil when it is not set.
+    /// The value of `name` as it is now (after any unsetenv), or nil when it is not set.
     public static func value(_ name: String) -> String? {
         guard let raw = getenv(name) else { return nil }
         return String(cString: raw)

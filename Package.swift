@@ -32,9 +32,10 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", exact: "2.4.1"),
     ],
     targets: [
-        // In-place ChaCha20-Poly1305, so the record path allocates nothing per record: BoringSSL's
-        // EVP_AEAD (built into the program by swift-crypto) for short records, the system's
-        // OpenSSL libcrypto (loaded on the first long record) for bulk. See docs/PROTOCOL.md §4.
+        // In-place AEADs, so the record path allocates nothing per record: AES-256-GCM (records, when
+        // both hellos offer it) from BoringSSL's EVP_AEAD (built into the program by swift-crypto);
+        // ChaCha20-Poly1305 from BoringSSL for short records and the system's OpenSSL libcrypto
+        // (loaded on the first long record) for bulk. See docs/PROTOCOL.md §4, §4.2.
         .target(
             name: "CUSPCrypto",
             dependencies: [.product(name: "Crypto", package: "swift-crypto")]

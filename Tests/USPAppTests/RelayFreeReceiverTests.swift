@@ -18,7 +18,7 @@ import USPUnix
         var stream = StreamState(localID: 1, peerID: 1, phase: .open, sendCredit: 20_000, receiveCredit: 16_384 - 5)
         stream.buffered = 5
         return DedicatedStreamSnapshot(
-            serverSessionID: "s-test",
+            serverSessionID: "s-test", cipher: .chaChaPoly,
             send: .init(key: [UInt8](repeating: 1, count: 32), nonce: 6, maxPlaintext: 65519, rekeyBytes: 1 << 30, bytesSinceRekey: 100, records: 3),
             receive: .init(key: [UInt8](repeating: 2, count: 32), nonce: 4, maxPlaintext: 65519, rekeyBytes: 1 << 32, bytesSinceRekey: 50, records: 2),
             padding: .none, pendingBodyLength: nil, limits: StreamLimits(maxStreams: 100, initialWindow: 16_384, maxControlFrames: 200),

@@ -242,8 +242,8 @@ import USPTestSupport
         badMagic[0] = 0
         #expect(problem(badMagic)?.contains("USPS") == true)
         var badVersion = good
-        badVersion[4] = 2
-        #expect(problem(badVersion)?.contains("version 2") == true)
+        badVersion[4] = 3
+        #expect(problem(badVersion)?.contains("version 3") == true)
         #expect(problem(Array(good.dropLast())) != nil)
         #expect(problem(good + [0])?.contains("after unwritten_output") == true)
     }

@@ -16,8 +16,8 @@ struct SnapshotBoundsTests {
         let pair = try DedicatedStreamSessionTests.dedicated()
         var server = pair.server
         let bytes = try server.beginHandoff(undeliveredData: pair.serverData[1]!).encoded()
-        // magic 4, version 1, id length 1, id, then the send direction: key 32, nonce 8, max_plaintext 4.
-        return (bytes, 6 + Int(bytes[5]) + 32 + 8)
+        // magic 4, version 1, cipher 1, id length 1, id, then the send direction: key 32, nonce 8, max_plaintext 4.
+        return (bytes, 7 + Int(bytes[6]) + 32 + 8)
     }
 
     static func setUInt32(_ bytes: inout [UInt8], at offset: Int, _ value: UInt32) {

@@ -4,12 +4,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/// A ChaCha20-Poly1305 (RFC 8439) context bound to one 32-byte key.
-/// Noise's nonce encoding is applied here: 4 zero bytes then the 64-bit counter, little-endian.
+/// An AEAD context bound to one 32-byte key: ChaCha20-Poly1305 (RFC 8439) or AES-256-GCM.
+/// Noise's nonce encoding is applied here: 4 zero bytes then the 64-bit counter, little-endian for
+/// ChaCha20-Poly1305 and big-endian for AES-256-GCM.
 typedef struct usp_aead usp_aead;
 
-/// Returns NULL if the cipher cannot be set up (no memory).
+#define USP_AEAD_CHACHA20_POLY1305 0
+#define USP_AEAD_AES_256_GCM 1
+
+/// A ChaCha20-Poly1305 context. Returns NULL if the cipher cannot be set up (no memory).
 usp_aead *usp_aead_new(const uint8_t key[32]);
+/// A context for `cipher` (one of the enum above). Returns NULL for an unknown cipher or no memory.
+usp_aead *usp_aead_new_cipher(const uint8_t key[32], int cipher);
+
+/// 1 when this CPU runs AES-GCM in hardware (AES-NI and carry-less multiply, or ARMv8's AES and PMULL).
+int usp_aes_hardware(void);
 void usp_aead_free(usp_aead *ctx);
 
 /// Seal and open may be called on one context from several threads at once.

@@ -13,7 +13,8 @@ import CUSPCrypto
 public struct DedicatedStreamSnapshot: Sendable, Equatable {
     /// "USPS": a relay-free snapshot.
     public static let magic: [UInt8] = [0x55, 0x53, 0x50, 0x53]
-    public static let version: UInt8 = 1
+    /// Version 2 adds the records' cipher function; version 1 (ChaChaPoly) is still read.
+    public static let version: UInt8 = 2
 
     /// One direction of the transport: a Noise CipherState (key and nonce) and the record layer's
     /// counters. For the sending direction `rekeyBytes` is "send REKEY after this many bytes"; for
@@ -28,6 +29,8 @@ public struct DedicatedStreamSnapshot: Sendable, Equatable {
     }
 
     public var serverSessionID: String
+    /// The records' cipher function, both directions (docs/PROTOCOL.md §4.2).
+    public var cipher: CipherFunction
     public var send: Direction
     public var receive: Direction
     public var padding: PaddingPolicy
@@ -52,10 +55,11 @@ public struct DedicatedStreamSnapshot: Sendable, Equatable {
     /// Sealed records not yet written to the socket; they go out before anything else.
     public var unwrittenOutput: [UInt8]
 
-    init(serverSessionID: String, send: Direction, receive: Direction, padding: PaddingPolicy, pendingBodyLength: Int?,
+    init(serverSessionID: String, cipher: CipherFunction, send: Direction, receive: Direction, padding: PaddingPolicy, pendingBodyLength: Int?,
          limits: StreamLimits, peerInitialWindow: Int, controlFramesSinceProgress: Int, lastLocalID: UInt32, highestPeerID: UInt32,
          stream: StreamState, unreadInput: [UInt8], undeliveredData: [UInt8], unwrittenOutput: [UInt8]) {
         self.serverSessionID = serverSessionID
+        self.cipher = cipher
         self.send = send
         self.receive = receive
         self.padding = padding
@@ -89,6 +93,7 @@ public struct DedicatedStreamSnapshot: Sendable, Equatable {
         var w = WireWriter()
         w.writeBytes(Self.magic)
         w.writeUInt8(Self.version)
+        w.writeUInt8(cipher.rawValue)
         let id = Array(serverSessionID.utf8.prefix(255))
         w.writeUInt8(UInt8(id.count))
         w.writeBytes(id)
@@ -142,7 +147,13 @@ public struct DedicatedStreamSnapshot: Sendable, Equatable {
         var r = WireReader(buffer, shortCode: .malformedMessage, context: "relay-free snapshot")
         guard Array(try r.readSlice(4, "magic")) == magic else { throw fail("does not start with \"USPS\"") }
         let version = try r.readUInt8("version")
-        guard version == Self.version else { throw fail("version \(version), this side reads \(Self.version)") }
+        guard version == 1 || version == Self.version else { throw fail("version \(version), this side reads 1 and \(Self.version)") }
+        var cipher = CipherFunction.chaChaPoly
+        if version >= 2 {
+            let raw = try r.readUInt8("cipher")
+            guard let c = CipherFunction(rawValue: raw) else { throw fail("cipher \(raw) is not 0 (ChaChaPoly) or 1 (AESGCM)") }
+            cipher = c
+        }
         let idLength = Int(try r.readUInt8("server_session_id length"))
         let id = String(decoding: try r.readSlice(idLength, "server_session_id"), as: UTF8.self)
         let send = try readDirection(&r, "send")
@@ -210,7 +221,7 @@ public struct DedicatedStreamSnapshot: Sendable, Equatable {
             throw fail("undelivered_data has \(sections[1].count) bytes, buffered says \(stream.buffered)")
         }
         return DedicatedStreamSnapshot(
-            serverSessionID: id, send: send, receive: receive, padding: padding, pendingBodyLength: pending == 0 ? nil : pending,
+            serverSessionID: id, cipher: cipher, send: send, receive: receive, padding: padding, pendingBodyLength: pending == 0 ? nil : pending,
             limits: limits, peerInitialWindow: peerWindow, controlFramesSinceProgress: controlSince,
             lastLocalID: lastLocal, highestPeerID: highestPeer, stream: stream,
             unreadInput: sections[0], undeliveredData: sections[1], unwrittenOutput: sections[2])

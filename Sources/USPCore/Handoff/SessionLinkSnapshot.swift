@@ -13,7 +13,7 @@ extension SessionLink {
         }
         let (unread, pending) = reader.resumeState
         return DedicatedStreamSnapshot(
-            serverSessionID: serverSessionID,
+            serverSessionID: serverSessionID, cipher: sealer.cipher.function,
             send: .init(key: sendKey, nonce: sealer.cipher.nonce, maxPlaintext: sealer.maxPlaintext, rekeyBytes: sealer.rekeyAfterBytes,
                         bytesSinceRekey: sealer.bytesSinceRekey, records: sealer.recordsSealed),
             receive: .init(key: receiveKey, nonce: reader.opener.cipher.nonce, maxPlaintext: reader.opener.maxPlaintext,
@@ -31,7 +31,7 @@ extension SessionLink {
     init(resuming snapshot: DedicatedStreamSnapshot) throws(USPError) {
         func cipher(_ d: DedicatedStreamSnapshot.Direction) throws(USPError) -> CipherState {
             var c: CipherState
-            do throws(NoiseError) { c = try CipherState(key: d.key) } catch { throw USPError(error, during: "resuming a relay-free snapshot") }
+            do throws(NoiseError) { c = try CipherState(key: d.key, function: snapshot.cipher) } catch { throw USPError(error, during: "resuming a relay-free snapshot") }
             c.setNonce(d.nonce)
             return c
         }

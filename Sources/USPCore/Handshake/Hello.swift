@@ -20,6 +20,15 @@ public struct Hello: Equatable, Sendable {
         static let known: Flags = [.earlyDataAccepted, .paddingRequested]
     }
 
+    /// Record ciphers the sender offers besides ChaChaPoly (`record_ciphers`). Records use AESGCM
+    /// when both hellos offer it (`recordCipher(client:server:)`). Unknown bits are ignored, so a
+    /// later revision can offer more.
+    public struct RecordCiphers: OptionSet, Hashable, Sendable {
+        public let rawValue: UInt16
+        public init(rawValue: UInt16) { self.rawValue = rawValue }
+        public static let aesGCM = RecordCiphers(rawValue: 1 << 0)
+    }
+
     public var versionMin: UInt8 = 1
     public var versionMax: UInt8 = 1
     public var flags: Flags = []
@@ -33,6 +42,8 @@ public struct Hello: Equatable, Sendable {
     public var rekeyLimit: UInt64 = 1 << 32
     /// The sender's clock when it wrote the hello (replay protection of message 1).
     public var timestamp: Timestamp = .zero
+    /// What the sender offers for records besides ChaChaPoly (none by default).
+    public var recordCiphers: RecordCiphers = []
 
     public init() {}
 
@@ -44,7 +55,7 @@ public struct Hello: Equatable, Sendable {
         w.writeUInt32(maxRecordPlaintext)
         w.writeUInt32(streamWindow)
         w.writeUInt16(maxStreams)
-        w.writeUInt16(0)
+        w.writeUInt16(recordCiphers.rawValue)
         w.writeUInt64(rekeyLimit)
         w.writeUInt64(timestamp.seconds)
         w.writeUInt32(timestamp.nanoseconds)
@@ -67,7 +78,7 @@ public struct Hello: Equatable, Sendable {
         h.maxRecordPlaintext = try r.readUInt32("max_record_plaintext")
         h.streamWindow = try r.readUInt32("stream_window")
         h.maxStreams = try r.readUInt16("max_streams")
-        _ = try r.readUInt16("reserved")
+        h.recordCiphers = RecordCiphers(rawValue: try r.readUInt16("record_ciphers"))
         h.rekeyLimit = try r.readUInt64("rekey_limit")
         let secs = try r.readUInt64("timestamp_seconds")
         let nanos = try r.readUInt32("timestamp_nanos")
@@ -105,6 +116,12 @@ public struct Hello: Equatable, Sendable {
         guard Flags.known.isSuperset(of: flags) else {
             throw USPError(.invalidHello, "hello: unknown flag bits 0x\(String(flags.rawValue & ~Flags.known.rawValue, radix: 16))")
         }
+    }
+
+    /// The cipher function of the session's records (docs/PROTOCOL.md §4.2): AESGCM when both
+    /// hellos offer it, else ChaChaPoly. The handshake itself is always ChaChaPoly.
+    public static func recordCipher(client: Hello, server: Hello) -> CipherFunction {
+        client.recordCiphers.contains(.aesGCM) && server.recordCiphers.contains(.aesGCM) ? .aesGCM : .chaChaPoly
     }
 
     /// The wire version both sides speak: the highest version in both ranges.

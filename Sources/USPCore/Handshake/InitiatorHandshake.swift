@@ -94,8 +94,8 @@ public struct InitiatorHandshake: Sendable {
         noise = next
         serverHello = hello
         if let transport = out.transport {
-            return .finished(HandshakeResult(pattern: pattern, transport: transport, remoteStatic: transport.remoteStatic,
-                                             localHello: localHello, peerHello: hello, version: version))
+            return .finished(try HandshakeResult(pattern: pattern, transport: transport, remoteStatic: transport.remoteStatic,
+                                             localHello: localHello, peerHello: hello, version: version, localIsClient: true))
         }
         guard let rs = noise.remoteStatic else {
             throw USPError(.handshakeFailed, "message 2: XX carried no server static key")
@@ -115,8 +115,8 @@ public struct InitiatorHandshake: Sendable {
             throw USPError(.handshakeFailed, "message 3: handshake did not finish")
         }
         assert(out.message.count == HandshakeLayout.message3Length)
-        return (out.message, HandshakeResult(pattern: .xx, transport: transport, remoteStatic: transport.remoteStatic,
-                                             localHello: hello, peerHello: serverHello, version: version))
+        return (out.message, try HandshakeResult(pattern: .xx, transport: transport, remoteStatic: transport.remoteStatic,
+                                             localHello: hello, peerHello: serverHello, version: version, localIsClient: true))
     }
 
     /// The hash so far (for tests).

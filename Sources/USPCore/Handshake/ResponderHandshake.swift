@@ -99,8 +99,8 @@ public struct ResponderHandshake: Sendable {
         noise = state
         assert(out.message.count == HandshakeLayout.message2Length)
         guard let transport = out.transport, let clientHello else { return (out.message, nil) }
-        return (out.message, HandshakeResult(pattern: pattern, transport: transport, remoteStatic: transport.remoteStatic,
-                                             localHello: hello, peerHello: clientHello, version: version))
+        return (out.message, try HandshakeResult(pattern: pattern, transport: transport, remoteStatic: transport.remoteStatic,
+                                             localHello: hello, peerHello: clientHello, version: version, localIsClient: false))
     }
 
     /// XX message 3 (exactly 128 bytes). On error the state is unchanged.
@@ -115,7 +115,7 @@ public struct ResponderHandshake: Sendable {
         guard let transport = out.transport else { throw USPError(.handshakeFailed, "message 3: handshake did not finish") }
         noise = state
         clientHello = hello
-        return HandshakeResult(pattern: .xx, transport: transport, remoteStatic: transport.remoteStatic,
-                               localHello: localHello, peerHello: hello, version: version)
+        return try HandshakeResult(pattern: .xx, transport: transport, remoteStatic: transport.remoteStatic,
+                               localHello: localHello, peerHello: hello, version: version, localIsClient: false)
     }
 }

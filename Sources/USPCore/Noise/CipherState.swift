@@ -1,6 +1,6 @@
 import CUSPCrypto
 
-/// A ChaCha20-Poly1305 key held in a BoringSSL EVP_AEAD context. A new key gets a new instance, so a copied
+/// An AEAD key held in a BoringSSL EVP_AEAD context. A new key gets a new instance, so a copied
 /// `CipherState` (the handshake's roll-back copy, for instance) never shares a key that later changes.
 final class AEADKey: @unchecked Sendable {
     let context: OpaquePointer
@@ -8,9 +8,9 @@ final class AEADKey: @unchecked Sendable {
     /// zeroed when the key is dropped.
     private let raw: UnsafeMutableRawBufferPointer
 
-    init(_ key: [UInt8]) throws(NoiseError) {
+    init(_ key: [UInt8], function: CipherFunction) throws(NoiseError) {
         guard key.count == 32 else { throw .invalidKey }
-        guard let ctx = key.withUnsafeBufferPointer({ usp_aead_new($0.baseAddress) }) else {
+        guard let ctx = key.withUnsafeBufferPointer({ usp_aead_new_cipher($0.baseAddress, function.cValue) }) else {
             throw .cryptoUnavailable
         }
         context = ctx
@@ -27,7 +27,8 @@ final class AEADKey: @unchecked Sendable {
     }
 }
 
-/// Noise §5.1 CipherState: a key `k` (or none) and a 64-bit nonce `n`.
+/// Noise §5.1 CipherState: a key `k` (or none) and a 64-bit nonce `n`, under one cipher function
+/// (ChaChaPoly unless a session's records negotiated AESGCM, docs/PROTOCOL.md §4.2).
 ///
 /// Besides the spec's allocating `encryptWithAd`/`decryptWithAd`, it offers in-place
 /// `seal`/`open` on caller-owned memory, which the record layer uses so that steady-state
@@ -40,17 +41,34 @@ public struct CipherState: Sendable {
     private var key: AEADKey?
     /// The nonce `n`. 2^64-1 is reserved, so it is never used to encrypt.
     public private(set) var nonce: UInt64 = 0
+    /// The AEAD this state encrypts with.
+    public let function: CipherFunction
 
-    public init() {}
+    public init(function: CipherFunction = .chaChaPoly) {
+        self.function = function
+    }
 
     /// InitializeKey(key): sets `k` and `n = 0`. `nil` empties the key.
-    public init(key: [UInt8]?) throws(NoiseError) {
+    public init(key: [UInt8]?, function: CipherFunction = .chaChaPoly) throws(NoiseError) {
+        self.function = function
         try initializeKey(key)
     }
 
     public mutating func initializeKey(_ newKey: [UInt8]?) throws(NoiseError) {
-        key = try newKey.map { (k: [UInt8]) throws(NoiseError) -> AEADKey in try AEADKey(k) }
+        let function = function
+        key = try newKey.map { (k: [UInt8]) throws(NoiseError) -> AEADKey in try AEADKey(k, function: function) }
         nonce = 0
+    }
+
+    /// The same key and nonce under another cipher function: how the transport CipherStates that
+    /// `Split()` returns become AESGCM ones when the hellos chose it for records.
+    public func under(_ other: CipherFunction) throws(NoiseError) -> CipherState {
+        guard other != function else { return self }
+        var raw = key?.bytes
+        defer { if raw != nil { raw!.withUnsafeMutableBytes { usp_secure_zero($0.baseAddress, $0.count) } } }
+        var next = try CipherState(key: raw, function: other)
+        next.nonce = nonce
+        return next
     }
 
     /// HasKey()
@@ -154,7 +172,7 @@ public struct CipherState: Sendable {
             usp_aead_seal(key.context, UInt64.max, nil, 0, b.baseAddress, b.baseAddress, 32, b.baseAddress! + 32)
         }
         guard ok == 1 else { throw .cryptoUnavailable }
-        self.key = try AEADKey(Array(block[0..<32]))
+        self.key = try AEADKey(Array(block[0..<32]), function: function)
         block.withUnsafeMutableBytes { usp_secure_zero($0.baseAddress, $0.count) }
     }
 }

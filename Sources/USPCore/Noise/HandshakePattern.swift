@@ -76,19 +76,29 @@ public struct HandshakePattern: Hashable, Sendable {
     public var usesPSK: Bool { messages.contains { $0.contains(.psk) } }
 }
 
-/// A full protocol name such as `Noise_XX_25519_ChaChaPoly_SHA256` (§8). Only this suite is supported.
+/// A full protocol name such as `Noise_XX_25519_ChaChaPoly_SHA256` (§8). The DH is 25519 and the
+/// hash SHA256; the cipher is ChaChaPoly (every USP handshake) or AESGCM.
 public struct NoiseProtocol: Hashable, Sendable {
     public static let suite = "25519_ChaChaPoly_SHA256"
     public let pattern: HandshakePattern
-    public var name: String { "Noise_\(pattern.name)_\(Self.suite)" }
+    public let cipher: CipherFunction
+    public var name: String { "Noise_\(pattern.name)_25519_\(cipher)_SHA256" }
 
-    public init(pattern: HandshakePattern) { self.pattern = pattern }
+    public init(pattern: HandshakePattern, cipher: CipherFunction = .chaChaPoly) {
+        self.pattern = pattern
+        self.cipher = cipher
+    }
 
     public init(name: String) throws(NoiseError) {
-        let prefix = "Noise_", suffix = "_" + Self.suite
-        guard name.hasPrefix(prefix), name.hasSuffix(suffix) else { throw .unsupportedProtocol(name) }
+        let prefix = "Noise_"
+        guard name.hasPrefix(prefix),
+              let c = [CipherFunction.chaChaPoly, .aesGCM].first(where: { name.hasSuffix("_25519_\($0)_SHA256") }) else {
+            throw .unsupportedProtocol(name)
+        }
+        let suffix = "_25519_\(c)_SHA256"
         let middle = String(name.dropFirst(prefix.count).dropLast(suffix.count))
         guard let p = HandshakePattern.named(middle) else { throw .unsupportedProtocol(name) }
         pattern = p
+        cipher = c
     }
 }

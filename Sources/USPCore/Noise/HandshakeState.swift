@@ -1,5 +1,5 @@
 /// Noise §5.3 HandshakeState, driven by the pattern's tokens, so every basic pattern and
-/// the psk modifiers work. The suite is 25519_ChaChaPoly_SHA256.
+/// the psk modifiers work. The suite is 25519_ChaChaPoly_SHA256 or 25519_AESGCM_SHA256.
 ///
 /// A `readMessage` that fails (bad tag, low-order point, short message) leaves the state exactly
 /// as it was before the call: it works on a copy and commits only on success.
@@ -75,7 +75,7 @@ public struct HandshakeState: Sendable {
         self.remoteEphemeral = remoteEphemeral
         self.psks = psks
         self.random = random
-        symmetric = SymmetricState(protocolName: proto.name)
+        symmetric = SymmetricState(protocolName: proto.name, cipher: proto.cipher)
         symmetric.mixHash(prologue)
 
         let pattern = proto.pattern

@@ -7,10 +7,11 @@ public struct SymmetricState: Sendable {
 
     public private(set) var chainingKey: [UInt8]
     public private(set) var handshakeHash: [UInt8]
-    public private(set) var cipherState = CipherState()
+    public private(set) var cipherState: CipherState
 
-    /// InitializeSymmetric(protocol_name)
-    public init(protocolName: String) {
+    /// InitializeSymmetric(protocol_name), with the cipher function the name ends with.
+    public init(protocolName: String, cipher: CipherFunction = .chaChaPoly) {
+        cipherState = CipherState(function: cipher)
         let name = Array(protocolName.utf8)
         if name.count <= Self.hashLength {
             handshakeHash = name + [UInt8](repeating: 0, count: Self.hashLength - name.count)
@@ -63,7 +64,7 @@ public struct SymmetricState: Sendable {
     /// Split(): the two transport CipherStates, initiator-to-responder first.
     public func split() throws(NoiseError) -> (CipherState, CipherState) {
         let out = Self.hkdf(chainingKey: chainingKey, input: [], outputs: 2)
-        return (try CipherState(key: out[0]), try CipherState(key: out[1]))
+        return (try CipherState(key: out[0], function: cipherState.function), try CipherState(key: out[1], function: cipherState.function))
     }
 
     /// HKDF(chaining_key, input_key_material, num_outputs) of §4.3, built on HMAC-SHA256.

@@ -17,6 +17,10 @@ public struct SessionConfiguration: Sendable {
     public var padding: PaddingPolicy = .buckets
     /// Ask the peer to pad what it sends.
     public var requestPadding = false
+    /// Offer AES-256-GCM for records (`record_ciphers`, docs/PROTOCOL.md §4.2); records use it when
+    /// the peer offers it too. By default offered when this CPU runs AES-GCM in hardware, where it
+    /// is three to four times as fast as ChaCha20-Poly1305; without the hardware it is slower.
+    public var offerAESGCM = CipherFunction.aesGCMHasHardware
     /// Control frames (PING, refused OPEN, RESET) tolerated without progress before `control_flood`.
     public var maxControlFrames = 200
 
@@ -31,6 +35,7 @@ public struct SessionConfiguration: Sendable {
         h.timestamp = now
         h.flags = flags
         if requestPadding { h.flags.insert(.paddingRequested) }
+        if offerAESGCM { h.recordCiphers.insert(.aesGCM) }
         return h
     }
 }

@@ -28,8 +28,6 @@ final class PollAttempt {
     private var inputEnded: Bool
     private var finishSent = false
     /// stdin bytes not yet taken by the stream (no credit).
-    private var input: [UInt8] = []
-    private var inputOffset = 0
     private var waitingForCredit = false
     /// Sealed bytes the socket has not taken yet.
     private var toSocket: [UInt8] = []
@@ -102,7 +100,7 @@ final class PollAttempt {
                 continue
             }
             var fds = [pollfd(fd: socket, events: socketEvents, revents: 0)]
-            let readInput = accepted && !inputEnded && !waitingForCredit && inputLength == 0 && toSocket.isEmpty
+            let readInput = accepted && !inputEnded && !waitingForCredit && toSocket.isEmpty
             if readInput { fds.append(pollfd(fd: stdio.input, events: Int16(POLLIN), revents: 0)) }
             if toOutputOffset < toOutput.count { fds.append(pollfd(fd: stdio.output, events: Int16(POLLOUT), revents: 0)) }
             var until = replied ? nextTick : min(nextTick, handshakeDeadline)
@@ -349,45 +347,39 @@ final class PollAttempt {
 
     // MARK: - stdin to the stream
 
+    /// Reads stdin straight into the records being composed (no copy between the read and the
+    /// seal), as far as the server's credit goes; FIN once input ends.
     private func readStdin() {
-        if input.count < Self.readSize { input = Self.scratch(Self.readSize) }
-        let n = input.withUnsafeMutableBytes { read(stdio.input, $0.baseAddress, Self.readSize) }
-        if n > 0 {
-            inputLength = n
-            inputOffset = 0
-            pushInput()
-        } else if n == 0 || (errno != EAGAIN && errno != EINTR) {
+        var result = 0
+        var readErrno: Int32 = 0
+        var called = false
+        var taken = 0
+        let input = stdio.input
+        call { s, _ throws(USPError) in
+            taken = try s.write(stream: stream, upTo: Self.readSize) { buffer in
+                called = true
+                result = read(input, buffer.baseAddress, buffer.count)
+                if result < 0 { readErrno = errno }
+                return max(result, 0)
+            }
+        }
+        guard outcome == nil else { return }
+        if !called {
+            // No credit (or the stream is not writable now): wait for `.streamWritable`.
+            waitingForCredit = true
+            return
+        }
+        if taken > 0 { return }
+        if result == 0 || (readErrno != EAGAIN && readErrno != EINTR) {
             // End of input (or a read error, which ends it the same way): FIN.
             inputEnded = true
-            inputLength = 0
-            inputOffset = 0
             pushInput()
         }
     }
 
-    /// Bytes of `input` read and not yet taken.
-    private var inputLength = 0
-
-    /// Hands what stdin gave to the stream, as far as credit goes; FIN once input ended.
+    /// Sends FIN once input ended (stdin's bytes go out as they are read, `readStdin`).
     private func pushInput() {
         guard accepted, outcome == nil else { return }
-        if inputOffset < inputLength {
-            var taken = 0
-            call { s, _ throws(USPError) in
-                let written: Result<Int, USPError> = input.withUnsafeBytes { b in
-                    do throws(USPError) {
-                        return .success(try s.write(stream: stream, UnsafeRawBufferPointer(rebasing: b[inputOffset..<inputLength])))
-                    } catch {
-                        return .failure(error)
-                    }
-                }
-                taken = try written.get()
-            }
-            inputOffset += taken
-            if inputOffset < inputLength { waitingForCredit = true; return }
-        }
-        inputOffset = 0
-        inputLength = 0
         if inputEnded, !finishSent {
             finishSent = true
             call { s, a throws(USPError) in try s.finish(stream: stream, into: &a) }

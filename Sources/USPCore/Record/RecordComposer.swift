@@ -59,6 +59,15 @@ public struct RecordComposer: Sendable {
         }
     }
 
+    /// Forgets the open record if nothing was put in it yet (not even a REKEY frame): a write that
+    /// found no bytes to send leaves no empty record behind.
+    public mutating func dropOpenRecordIfEmpty() {
+        guard let start = openRecordStart, openPlaintextCount == 0, !openRecordHasRekey else { return }
+        out.bytes.removeLast(out.count - start)
+        openRecordStart = nil
+        openRecordFloor = 0
+    }
+
     /// Appends frame bytes produced by `write` into the open record (after `reserve`).
     public mutating func withWriter<R>(_ write: (inout WireWriter) -> R) -> R {
         precondition(openRecordStart != nil, "reserve before writing")

@@ -30,6 +30,17 @@ extension SessionLink {
         return n
     }
 
+    /// Sends what `fill` writes straight into the records being composed, up to the peer's credit:
+    /// `fill` is called with room for one DATA frame at a time and returns how many bytes it wrote;
+    /// a short fill (the source has no more now) ends the call. Returns the bytes taken; 0 with
+    /// `fill` never called when there is no credit.
+    mutating func write(stream: UInt32, upTo limit: Int, fill: (UnsafeMutableRawBufferPointer) -> Int) throws(USPError) -> Int {
+        let allowed = shapedAllowance(stream: stream, count: limit)
+        let n = try sendData(localID: stream, upTo: allowed, fill: fill)
+        try flush()
+        return n
+    }
+
     /// Returns credit to the peer once due.
     mutating func consumed(stream: UInt32, count: Int) throws(USPError) {
         guard let increment = streams.consumed(stream, count) else { return }

@@ -82,6 +82,39 @@ struct SessionLink: Sendable {
         return total
     }
 
+    /// `sendData` with the bytes written in place by `fill` (see `write(stream:upTo:fill:)`).
+    mutating func sendData(localID: UInt32, upTo limit: Int, fill: (UnsafeMutableRawBufferPointer) -> Int) throws(USPError) -> Int {
+        let total = min(streams.sendCredit(localID), limit)
+        var offset = 0
+        while offset < total {
+            if composer.roomInOpenRecord < Frame.dataHeaderLength + 1 { try composer.flush() }
+            try composer.reserve(Frame.dataHeaderLength + 1)
+            let room = composer.roomInOpenRecord - Frame.dataHeaderLength
+            let n = composer.padding.dataChunk(open: composer.openPlaintextCount, header: Frame.dataHeaderLength,
+                                               available: total - offset, room: room, max: composer.sealer.maxPlaintext)
+            let got = composer.withWriter { w in
+                let header = w.count
+                FrameWriter.writeDataHeader(stream: localID, count: n, into: &w)
+                let got = w.writeFilled(upTo: n, fill)
+                if got == 0 {
+                    w.bytes.removeLast(Frame.dataHeaderLength)
+                } else if got < n {
+                    w.setUInt16(UInt16(4 + got), at: header + 1)
+                }
+                return got
+            }
+            guard got > 0 else {
+                composer.dropOpenRecordIfEmpty()
+                break
+            }
+            streams.consumeSendCredit(localID, got)
+            offset += got
+            if got < n { break }
+            if n < min(total - offset + n, room) { try composer.flush() }
+        }
+        return offset
+    }
+
     /// Seals the open record, except while shaping: then the next tick does.
     mutating func flush() throws(USPError) {
         guard shaping == nil else { return }

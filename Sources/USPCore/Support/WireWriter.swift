@@ -30,6 +30,19 @@ public struct WireWriter: Sendable {
     public mutating func writeBytes(_ b: UnsafeRawBufferPointer) { bytes.append(contentsOf: b) }
     public mutating func writeZeros(_ n: Int) { bytes.append(contentsOf: repeatElement(0, count: n)) }
 
+    /// Appends at most `limit` bytes that `fill` writes straight into the buffer's storage (a
+    /// caller's read(2), for instance), so they are not copied again; `fill` returns how many it
+    /// wrote (0…its buffer's count). Returns that count.
+    public mutating func writeFilled(upTo limit: Int, _ fill: (UnsafeMutableRawBufferPointer) -> Int) -> Int {
+        guard limit > 0 else { return 0 }
+        bytes.reserveCapacity(bytes.count + limit)
+        let before = bytes.count
+        withoutActuallyEscaping(fill) { fill in
+            bytes.append(contentsOf: FilledBytes(limit: limit, fill: fill))
+        }
+        return bytes.count - before
+    }
+
     /// Overwrites a big-endian UInt16 at `offset` (for lengths known only after the body).
     public mutating func setUInt16(_ v: UInt16, at offset: Int) {
         bytes[offset] = UInt8(truncatingIfNeeded: v >> 8)
@@ -97,5 +110,25 @@ public struct WireReader {
     public mutating func skip(_ n: Int, _ what: String = "bytes") throws(USPError) {
         try need(n, what)
         offset += n
+    }
+}
+
+/// A sequence whose bytes a closure writes in place: Array's `append(contentsOf:)` hands the free
+/// capacity to `_copyContents(initializing:)`, which lets `fill` write into it directly. Its
+/// iterator yields nothing, so the array takes exactly what `fill` wrote.
+private struct FilledBytes: Sequence {
+    let limit: Int
+    let fill: (UnsafeMutableRawBufferPointer) -> Int
+
+    var underestimatedCount: Int { 0 }
+
+    func makeIterator() -> EmptyCollection<UInt8>.Iterator { EmptyCollection<UInt8>.Iterator() }
+
+    func _copyContents(initializing buffer: UnsafeMutableBufferPointer<UInt8>) -> (EmptyCollection<UInt8>.Iterator, Int) {
+        let room = Swift.min(limit, buffer.count)
+        guard room > 0, let base = buffer.baseAddress else { return (makeIterator(), 0) }
+        let written = fill(UnsafeMutableRawBufferPointer(start: base, count: room))
+        precondition(written >= 0 && written <= room, "fill wrote \(written) bytes into a buffer of \(room)")
+        return (makeIterator(), written)
     }
 }

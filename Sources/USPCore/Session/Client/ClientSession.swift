@@ -216,6 +216,15 @@ public struct ClientSession {
         try withTransport { (t) throws(USPError) in try t.write(stream: stream, data) } ?? 0
     }
 
+    /// Sends bytes that `fill` writes straight into the record being composed (a read(2) from the
+    /// caller's input, say), so they are copied once less than with `write(stream:_:)`: `fill` gets
+    /// room for one DATA frame at a time, up to `limit` bytes in all and the server's credit, and
+    /// returns how many bytes it wrote; a short fill ends the call. Returns the bytes taken; 0,
+    /// without calling `fill`, when there is no credit (wait for `.streamWritable`).
+    public mutating func write(stream: UInt32, upTo limit: Int, fill: (UnsafeMutableRawBufferPointer) -> Int) throws(USPError) -> Int {
+        try withTransport { (t) throws(USPError) in try t.write(stream: stream, upTo: limit, fill: fill) } ?? 0
+    }
+
     /// The caller took `count` bytes of `stream`: returns credit to the server when due.
     public mutating func consumed(stream: UInt32, count: Int) throws(USPError) {
         _ = try withTransport { (t) throws(USPError) in try t.consumed(stream: stream, count: count) }

@@ -50,6 +50,12 @@ extension ClientTransport {
         return try link.write(stream: stream, data)
     }
 
+    /// `write(stream:_:)` with the bytes written in place by `fill` (`SessionLink.write(stream:upTo:fill:)`).
+    mutating func write(stream: UInt32, upTo limit: Int, fill: (UnsafeMutableRawBufferPointer) -> Int) throws(USPError) -> Int {
+        guard state == .established || state == .awaitingReply else { return 0 }
+        return try link.write(stream: stream, upTo: limit, fill: fill)
+    }
+
     /// The caller took `count` bytes of `stream`: returns credit to the server when due.
     mutating func consumed(stream: UInt32, count: Int) throws(USPError) {
         guard state != .closed else { return }

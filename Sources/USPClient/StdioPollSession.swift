@@ -150,6 +150,23 @@ final class StdioEnds {
             guard flags >= 0, flags & O_NONBLOCK == 0 else { continue }
             if fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0 { saved.append((fd, flags)) }
         }
+        for fd in Set([input, output]) { Self.growPipe(fd) }
+    }
+
+    /// A pipe's buffer is 64 KiB by default: a bulk transfer through it then takes a read (and a
+    /// wake-up of the program at the other end) per 64 KiB. Grown to 1 MiB (the unprivileged
+    /// limit, /proc/sys/fs/pipe-max-size), both ends make a quarter of the system calls. Only
+    /// grows, and a refusal (a lower limit, the user's pipe quota) changes nothing.
+    static let pipeSize: CInt = 1 << 20
+    /// Linux's fcntl commands (fcntl.h defines them only under _GNU_SOURCE).
+    static let setPipeSize: CInt = 1031, getPipeSize: CInt = 1032
+
+    static func growPipe(_ fd: CInt) {
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFIFO else { return }
+        let current = fcntl(fd, getPipeSize)
+        guard current >= 0, current < pipeSize else { return }
+        _ = fcntl(fd, setPipeSize, pipeSize)
     }
 
     func restore() {

@@ -69,6 +69,30 @@ import Testing
         #expect(fcntl(shared, F_GETFL) & O_NONBLOCK == 0, "given back blocking")
     }
 
+    /// Pipes on stdin and stdout are grown to 1 MiB for the relay (a quarter of the reads and
+    /// wake-ups of a 64 KiB pipe in bulk), seen from the ends the test holds.
+    @Test func pipesAreGrownForBulk() throws {
+        let daemon = try DaemonFixture(apps: Self.apps)
+        let input = Pipe()
+        let getPipeSize: CInt = 1032
+        let writeEnd = input.fileHandleForWriting.fileDescriptor
+        #expect(fcntl(writeEnd, getPipeSize) == 65536, "a pipe starts at 64 KiB")
+        let client = try RunningProcess("usp connect echo", executable: try Harness.executable("usp"),
+                                        arguments: ["--home", daemon.home.path, "connect", daemon.uri, "echo"], stdin: input.fileHandleForReading)
+        input.fileHandleForWriting.write(Data("x\n".utf8))
+        _ = try client.waitForOutput { $0.contains("x") }
+        #expect(fcntl(writeEnd, getPipeSize) == 1 << 20, "stdin's pipe")
+        // stdout is the harness's pipe: seen through the client's own descriptor.
+        let stdout = open("/proc/\(client.pid)/fd/1", O_RDONLY | O_NONBLOCK)
+        #expect(stdout >= 0)
+        if stdout >= 0 {
+            #expect(fcntl(stdout, getPipeSize) == 1 << 20, "stdout's pipe")
+            close(stdout)
+        }
+        try input.fileHandleForWriting.close()
+        #expect(try client.wait(timeout: 20) == 0, "\(client.stderr)")
+    }
+
     /// A reader that goes away (`| head`) is one plain line and status 1, not a crash; the
     /// daemon serves the next client.
     @Test func aReaderThatGoesAwayIsReportedPlainly() throws {

@@ -60,29 +60,18 @@ struct SessionLink: Sendable {
 
     /// Sends up to the stream's credit from `data` as DATA frames under `localID`; returns bytes taken.
     mutating func sendData(localID: UInt32, _ data: UnsafeRawBufferPointer) throws(USPError) -> Int {
-        let credit = streams.sendCredit(localID)
-        let total = min(credit, data.count)
         var offset = 0
-        while offset < total {
-            if composer.roomInOpenRecord < Frame.dataHeaderLength + 1 { try composer.flush() }
-            try composer.reserve(Frame.dataHeaderLength + 1)
-            let room = composer.roomInOpenRecord - Frame.dataHeaderLength
-            let n = composer.padding.dataChunk(open: composer.openPlaintextCount, header: Frame.dataHeaderLength,
-                                               available: total - offset, room: room, max: composer.sealer.maxPlaintext)
-            let chunk = UnsafeRawBufferPointer(rebasing: data[offset..<offset + n])
-            composer.withWriter { w in
-                FrameWriter.writeDataHeader(stream: localID, count: n, into: &w)
-                w.writeBytes(chunk)
-            }
-            streams.consumeSendCredit(localID, n)
-            offset += n
-            // Cut at a bucket: this record ends here, full, and the rest opens the next one.
-            if n < min(total - offset + n, room) { try composer.flush() }
+        return try sendData(localID: localID, upTo: data.count) { buffer in
+            // Each call offers exactly the next chunk, never more than what is left of `data`.
+            buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: data[offset..<offset + buffer.count]))
+            offset += buffer.count
+            return buffer.count
         }
-        return total
     }
 
-    /// `sendData` with the bytes written in place by `fill` (see `write(stream:upTo:fill:)`).
+    /// Sends up to the stream's credit and `limit` bytes that `fill` writes in place, one DATA frame
+    /// at a time (see `write(stream:upTo:fill:)`): `fill` is offered exactly the frame's payload
+    /// room. A short fill ends the call. Returns the bytes taken.
     mutating func sendData(localID: UInt32, upTo limit: Int, fill: (UnsafeMutableRawBufferPointer) -> Int) throws(USPError) -> Int {
         let total = min(streams.sendCredit(localID), limit)
         var offset = 0
@@ -110,6 +99,7 @@ struct SessionLink: Sendable {
             streams.consumeSendCredit(localID, got)
             offset += got
             if got < n { break }
+            // Cut at a bucket: this record ends here, full, and the rest opens the next one.
             if n < min(total - offset + n, room) { try composer.flush() }
         }
         return offset

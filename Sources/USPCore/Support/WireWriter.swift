@@ -31,8 +31,8 @@ public struct WireWriter: Sendable {
     public mutating func writeZeros(_ n: Int) { bytes.append(contentsOf: repeatElement(0, count: n)) }
 
     /// Appends at most `limit` bytes that `fill` writes straight into the buffer's storage (a
-    /// caller's read(2), for instance), so they are not copied again; `fill` returns how many it
-    /// wrote (0…its buffer's count). Returns that count.
+    /// caller's read(2), for instance), so they are not copied again. `fill` is given exactly
+    /// `limit` bytes of room and returns how many it wrote (0…`limit`). Returns that count.
     public mutating func writeFilled(upTo limit: Int, _ fill: (UnsafeMutableRawBufferPointer) -> Int) -> Int {
         guard limit > 0 else { return 0 }
         bytes.reserveCapacity(bytes.count + limit)

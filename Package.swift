@@ -30,6 +30,8 @@ let package = Package(
         .package(url: "https://github.com/ordo-one/malloc-interposer.git", exact: "1.6.1"),
         .package(url: "https://github.com/apple/swift-metrics.git", exact: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", exact: "2.4.1"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", exact: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", exact: "2.37.6"),
     ],
     targets: [
         // In-place AEADs, so the record path allocates nothing per record: AES-256-GCM (records, when
@@ -102,6 +104,20 @@ let package = Package(
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
             ]
         ),
+        // The store on PostgreSQL (a fleet of uspd nodes sharing one database, docs/FLEET.md). Its
+        // own module, linked by uspd and the tests only: the server library and the fuzz targets
+        // do not build postgres-nio.
+        .target(
+            name: "USPStorePostgres",
+            dependencies: [
+                "USPStore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // The daemon's library: listener, policy, registry, launchers, rate limits, audit.
         .target(
             name: "USPServer",
@@ -141,7 +157,7 @@ let package = Package(
         .executableTarget(
             name: "uspd",
             dependencies: [
-                "USPServer", "USPConfig", "USPStore", "USPCore", "USPUnix",
+                "USPServer", "USPConfig", "USPStore", "USPStorePostgres", "USPCore", "USPUnix",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -205,7 +221,7 @@ let package = Package(
             exclude: ["Interop"]
         ),
         .testTarget(name: "USPConfigTests", dependencies: ["USPConfig", "USPTestSupport", "USPUnix"]),
-        .testTarget(name: "USPStoreTests", dependencies: ["USPStore", "USPTestSupport"]),
+        .testTarget(name: "USPStoreTests", dependencies: ["USPStore", "USPStorePostgres", "USPTestSupport"]),
         .testTarget(name: "USPUnixTests", dependencies: ["USPUnix"]),
         .testTarget(name: "USPAppTests", dependencies: ["USPApp", "USPTestSupport", "USPUnix", "USPCore", .product(name: "NIOCore", package: "swift-nio"),
                                                    .product(name: "NIOPosix", package: "swift-nio")]),

@@ -43,9 +43,10 @@ import Darwin
 ///
 /// Times are stored as integer milliseconds since 1970 (`datetime(time/1000, 'unixepoch')` in
 /// `sqlite3`), so a `Date` reads back rounded to the millisecond.
-public final class SQLiteStore: USPStore, Sendable {
+public final class SQLiteStore: AdminStore, Sendable {
     /// The database file, as given.
     public let path: String
+    public var location: String { path }
     private let pool: DatabasePool
     /// A connection of its own for WAL checkpoints, which `syncDurably` runs off the writer (a
     /// passive checkpoint never blocks the writer). The writer itself never checkpoints.
@@ -235,7 +236,7 @@ public final class SQLiteStore: USPStore, Sendable {
     }
 
     /// Tokens of `identity`, oldest first; `activeAt` keeps only those neither revoked nor expired then.
-    public func tokens(identity: String, activeAt: Date? = nil) throws(StoreError) -> [TokenRecord] {
+    public func tokens(identity: String, activeAt: Date?) throws(StoreError) -> [TokenRecord] {
         try read("read tokens") { db in
             var sql = "SELECT * FROM tokens WHERE identity = ?"
             var args: StatementArguments = [identity]
@@ -413,22 +414,7 @@ public final class SQLiteStore: USPStore, Sendable {
         }
     }
 
-    /// How a stream traces back to a person: the stream's events, the application token it was
-    /// opened with, the authorization token that token was issued under, and the authentication
-    /// that earned the authorization token.
-    public struct AuditChain: Hashable, Sendable {
-        /// `stream_opened` and `stream_closed` of the stream, oldest first.
-        public var streamEvents: [AuditEvent]
-        /// `token_issued` of the application token the stream was opened with.
-        public var applicationTokenIssued: AuditEvent?
-        /// `token_issued` of the authorization token behind it.
-        public var authorizationTokenIssued: AuditEvent?
-        /// The successful `authentication` in the session that received the authorization token,
-        /// the last one before it was issued.
-        public var authentication: AuditEvent?
-        /// The identity the chain ends at (from the authentication, else from the token events).
-        public var identity: String?
-    }
+
 
     /// The chain of stream `stream` in server session `streamSession`, or nil when no event of
     /// that stream was recorded. Links that were not recorded (or whose tokens were audited

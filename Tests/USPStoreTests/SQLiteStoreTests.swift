@@ -176,11 +176,11 @@ struct SQLiteStoreOpenTests {
     }
 }
 
-@Suite("SQLiteStore: users")
+@Suite("Store, SQLite and PostgreSQL: users")
 struct SQLiteStoreUserTests {
-    @Test func upsertReadUpdateRemove() throws {
-        let dir = TempDirectory()
-        let store = try SQLiteStore(path: dir.file("usp.sqlite"))
+    @Test(arguments: StoreBackend.all) func upsertReadUpdateRemove(backend: StoreBackend) throws {
+        guard let opened = try backend.open() else { return }
+        let store = opened.store
         let hash = try PasswordHash.hash(password: "pw", parameters: .init(n: 16, r: 1, p: 1))
         let alice = UserRecord(name: "alice", groups: ["admins", "ops"], passwordHash: hash, publicKeys: ["kA1", "kA2"], createdAt: at(1))
         try store.upsertUser(alice)
@@ -208,18 +208,18 @@ struct SQLiteStoreUserTests {
         #expect(try store.user(publicKey: "kA1")?.name == "bob")
     }
 
-    @Test func aKeyBelongsToOneUser() throws {
-        let dir = TempDirectory()
-        let store = try SQLiteStore(path: dir.file("usp.sqlite"))
+    @Test(arguments: StoreBackend.all) func aKeyBelongsToOneUser(backend: StoreBackend) throws {
+        guard let opened = try backend.open() else { return }
+        let store = opened.store
         try store.upsertUser(UserRecord(name: "alice", publicKeys: ["shared"]))
         let e = expectStoreError(.conflict) { try store.upsertUser(UserRecord(name: "bob", publicKeys: ["shared"])) }
         #expect(e?.message == "public key shared already belongs to user \"alice\"")
         #expect(try store.user(named: "bob") == nil)  // nothing half-written
     }
 
-    @Test func invalidUsersAreRefused() throws {
-        let dir = TempDirectory()
-        let store = try SQLiteStore(path: dir.file("usp.sqlite"))
+    @Test(arguments: StoreBackend.all) func invalidUsersAreRefused(backend: StoreBackend) throws {
+        guard let opened = try backend.open() else { return }
+        let store = opened.store
         #expect(expectStoreError(.invalidArgument) { try store.upsertUser(UserRecord(name: "")) } != nil)
         #expect(expectStoreError(.invalidArgument) { try store.upsertUser(UserRecord(name: "a\nb")) } != nil)
         #expect(expectStoreError(.invalidArgument) { try store.upsertUser(UserRecord(name: "a", groups: [""])) } != nil)
@@ -230,11 +230,11 @@ struct SQLiteStoreUserTests {
     }
 }
 
-@Suite("SQLiteStore: tokens")
+@Suite("Store, SQLite and PostgreSQL: tokens")
 struct SQLiteStoreTokenTests {
-    @Test func insertAndReadBack() throws {
-        let dir = TempDirectory()
-        let store = try SQLiteStore(path: dir.file("usp.sqlite"))
+    @Test(arguments: StoreBackend.all) func insertAndReadBack(backend: StoreBackend) throws {
+        guard let opened = try backend.open() else { return }
+        let store = opened.store
         let auth = makeToken("A")
         let app = makeToken("a1", .application, under: "A", issued: 10, expires: 70)
         try store.insertToken(auth)
@@ -247,9 +247,9 @@ struct SQLiteStoreTokenTests {
         #expect(try store.tokens(identity: "alice", activeAt: at(100)).map(\.id) == ["A"])  // a1 expired at 70
     }
 
-    @Test func duplicateAndInvalidTokensAreRefused() throws {
-        let dir = TempDirectory()
-        let store = try SQLiteStore(path: dir.file("usp.sqlite"))
+    @Test(arguments: StoreBackend.all) func duplicateAndInvalidTokensAreRefused(backend: StoreBackend) throws {
+        guard let opened = try backend.open() else { return }
+        let store = opened.store
         try store.insertToken(makeToken("A"))
         let e = expectStoreError(.conflict) { try store.insertToken(makeToken("A", identity: "mallory")) }
         #expect(e?.message == "token ID A is already in use")
@@ -258,9 +258,9 @@ struct SQLiteStoreTokenTests {
         #expect(expectStoreError(.invalidArgument) { try store.insertToken(makeToken("B", issued: 10, expires: 5)) } != nil)
     }
 
-    @Test func tokenAndItsAuditAreAtomic() throws {
-        let dir = TempDirectory()
-        let store = try SQLiteStore(path: dir.file("usp.sqlite"))
+    @Test(arguments: StoreBackend.all) func tokenAndItsAuditAreAtomic(backend: StoreBackend) throws {
+        guard let opened = try backend.open() else { return }
+        let store = opened.store
         let issued = AuditEvent(time: at(0), kind: .tokenIssued, session: "s-1", identity: "alice", tokenID: "A")
         try store.insertToken(makeToken("A"), audit: issued)
         // The second insert fails on the token, so its audit event must not be there either.
@@ -272,9 +272,9 @@ struct SQLiteStoreTokenTests {
         #expect(trail.first?.detail == nil)
     }
 
-    @Test func revokeCascadesAndReportsOnlyNewRevocations() throws {
-        let dir = TempDirectory()
-        let store = try SQLiteStore(path: dir.file("usp.sqlite"))
+    @Test(arguments: StoreBackend.all) func revokeCascadesAndReportsOnlyNewRevocations(backend: StoreBackend) throws {
+        guard let opened = try backend.open() else { return }
+        let store = opened.store
         for t in [makeToken("A"), makeToken("B", identity: "bob"),
                   makeToken("a2", .application, under: "A", issued: 20), makeToken("a1", .application, under: "A", issued: 10),
                   makeToken("b1", .application, identity: "bob", under: "B", issued: 5)] {
@@ -299,9 +299,9 @@ struct SQLiteStoreTokenTests {
         #expect(try store.token(id: "a3")?.isActive(at: at(402)) == false)
     }
 
-    @Test func revokeByIdentity() throws {
-        let dir = TempDirectory()
-        let store = try SQLiteStore(path: dir.file("usp.sqlite"))
+    @Test(arguments: StoreBackend.all) func revokeByIdentity(backend: StoreBackend) throws {
+        guard let opened = try backend.open() else { return }
+        let store = opened.store
         try store.insertToken(makeToken("A"))
         try store.insertToken(makeToken("A2", issued: 1))
         try store.insertToken(makeToken("a1", .application, identity: nil, under: "A", issued: 2))
@@ -311,9 +311,9 @@ struct SQLiteStoreTokenTests {
         #expect(try store.token(id: "B")?.revokedAt == nil)
     }
 
-    @Test func purgeDeletesOnlyExpiredTokensAndKeepsAudit() throws {
-        let dir = TempDirectory()
-        let store = try SQLiteStore(path: dir.file("usp.sqlite"))
+    @Test(arguments: StoreBackend.all) func purgeDeletesOnlyExpiredTokensAndKeepsAudit(backend: StoreBackend) throws {
+        guard let opened = try backend.open() else { return }
+        let store = opened.store
         try store.insertToken(makeToken("old", expires: 50))
         try store.insertToken(makeToken("edge", expires: 100))
         try store.insertToken(makeToken("revoked-live", expires: 500))
@@ -338,11 +338,11 @@ struct SQLiteStoreTokenTests {
     }
 }
 
-@Suite("SQLiteStore: audit trail")
+@Suite("Store, SQLite and PostgreSQL: audit trail")
 struct SQLiteStoreAuditTests {
-    static func filled() throws -> (TempDirectory, SQLiteStore) {
-        let dir = TempDirectory()
-        let store = try SQLiteStore(path: dir.file("usp.sqlite"))
+    static func filled(_ backend: StoreBackend) throws -> StoreBackend.Opened? {
+        guard let opened = try backend.open() else { return nil }
+        let store = opened.store
         // Inserted out of time order on purpose.
         let events: [AuditEvent] = [
             AuditEvent(time: at(30), kind: .authentication, session: "s-2", identity: "bob", method: "password", result: "ok"),
@@ -353,12 +353,12 @@ struct SQLiteStoreAuditTests {
             AuditEvent(time: at(50), kind: .connectionClosed, session: "s-1", peerAddress: "192.0.2.1"),
         ]
         try store.appendAudit(events)
-        return (dir, store)
+        return opened
     }
 
-    @Test func oldestFirstWithTiesInInsertionOrder() throws {
-        let (dir, store) = try Self.filled()
-        defer { withExtendedLifetime(dir) {} }
+    @Test(arguments: StoreBackend.all) func oldestFirstWithTiesInInsertionOrder(backend: StoreBackend) throws {
+        guard let opened = try Self.filled(backend) else { return }
+        let store = opened.store
         let all = try store.audit(identity: nil, since: nil, limit: nil)
         #expect(all.map(\.time) == [at(10), at(20), at(20), at(30), at(40), at(50)])
         #expect(all[1].result == "password_wrong" && all[2].result == "ok")
@@ -366,9 +366,9 @@ struct SQLiteStoreAuditTests {
         #expect(all[0].peerAddress == "192.0.2.1" && all[0].clientKey == "SHA256:abc")
     }
 
-    @Test func filters() throws {
-        let (dir, store) = try Self.filled()
-        defer { withExtendedLifetime(dir) {} }
+    @Test(arguments: StoreBackend.all) func filters(backend: StoreBackend) throws {
+        guard let opened = try Self.filled(backend) else { return }
+        let store = opened.store
         #expect(try store.audit(identity: "alice", since: nil, limit: nil).map(\.kind) == [.authentication, .authentication, .tokenIssued])
         #expect(try store.audit(identity: nil, since: at(30), limit: nil).map(\.time) == [at(30), at(40), at(50)])  // inclusive
         #expect(try store.audit(identity: "alice", since: at(21), limit: nil).map(\.kind) == [.tokenIssued])
@@ -383,9 +383,9 @@ struct SQLiteStoreAuditTests {
         #expect(try store.audit(session: "s-1").count == 5)
     }
 
-    @Test func cursorFollowsInsertionOrder() throws {
-        let (dir, store) = try Self.filled()
-        defer { withExtendedLifetime(dir) {} }
+    @Test(arguments: StoreBackend.all) func cursorFollowsInsertionOrder(backend: StoreBackend) throws {
+        guard let opened = try Self.filled(backend) else { return }
+        let store = opened.store
         let first = try store.audit(afterID: 0, limit: 4)
         #expect(first.map(\.time) == [at(30), at(10), at(20), at(20)])  // insertion order, not time
         let rest = try store.audit(afterID: first.last!.id!, limit: 100)
@@ -393,9 +393,9 @@ struct SQLiteStoreAuditTests {
         #expect(try store.audit(afterID: rest.last!.id!, limit: 100).isEmpty)
     }
 
-    @Test func everyFieldRoundTrips() throws {
-        let dir = TempDirectory()
-        let store = try SQLiteStore(path: dir.file("usp.sqlite"))
+    @Test(arguments: StoreBackend.all) func everyFieldRoundTrips(backend: StoreBackend) throws {
+        guard let opened = try backend.open() else { return }
+        let store = opened.store
         for kind in AuditEvent.Kind.allCases {
             try store.appendAudit(AuditEvent(time: at(1.234), kind: kind, session: "s-9", peerAddress: "[2001:db8::1]:4000",
                                              clientKey: "SHA256:k", identity: "alice", method: "publickey", result: "ok",
@@ -415,9 +415,9 @@ struct SQLiteStoreAuditTests {
         #expect(got == expected)
     }
 
-    @Test func chainFromStreamToIdentity() throws {
-        let dir = TempDirectory()
-        let store = try SQLiteStore(path: dir.file("usp.sqlite"))
+    @Test(arguments: StoreBackend.all) func chainFromStreamToIdentity(backend: StoreBackend) throws {
+        guard let opened = try backend.open() else { return }
+        let store = opened.store
         // Session s-1: alice logs in (after a failure) and receives authorization token A.
         try store.appendAudit(AuditEvent(time: at(1), kind: .connectionOpened, session: "s-1", peerAddress: "192.0.2.1"))
         try store.appendAudit(AuditEvent(time: at(2), kind: .authentication, session: "s-1", identity: "alice", method: "password", result: "password_wrong"))
@@ -536,12 +536,11 @@ final class Counter: @unchecked Sendable {
     var values: [String] { lock.lock(); defer { lock.unlock() }; return items }
 }
 
-@Suite("SQLiteStore: revocations seen by another process")
+@Suite("Store, SQLite and PostgreSQL: revocations seen by another process")
 struct SQLiteStoreRevocationTests {
-    @Test func tokensRevokedAfterATimeInOrder() throws {
-        let dir = TempDirectory("revoked")
-        let path = dir.file("usp.sqlite")
-        let store = try SQLiteStore(path: path)
+    @Test(arguments: StoreBackend.all) func tokensRevokedAfterATimeInOrder(backend: StoreBackend) throws {
+        guard let opened = try backend.open() else { return }
+        let store = opened.store
         for id in ["A", "B", "C"] {
             try store.insertToken(TokenRecord(id: id, kind: .authorization, publicKey: "k\(id)", identity: "ann",
                                               issuedAt: Date(timeIntervalSince1970: 100), expiresAt: Date(timeIntervalSince1970: 10_000)))
@@ -549,7 +548,7 @@ struct SQLiteStoreRevocationTests {
         #expect(try store.tokensRevoked(after: Date(timeIntervalSince1970: 0)).ids.isEmpty)
         _ = try store.revokeTokens(ids: ["B"], at: Date(timeIntervalSince1970: 200))
         // Another connection (another process in real life) revokes C later.
-        let other = try SQLiteStore(path: path)
+        let other = try opened.another()
         _ = try other.revokeTokens(ids: ["C"], at: Date(timeIntervalSince1970: 300))
         let all = try store.tokensRevoked(after: Date(timeIntervalSince1970: 150))
         #expect(all.ids == ["B", "C"])

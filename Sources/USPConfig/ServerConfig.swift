@@ -3,7 +3,8 @@
 /// ```toml
 /// listen = ["127.0.0.1:7300", "[::1]:7300"]
 /// apps_dir = "apps.d"                       # relative to the data directory
-/// database = "usp.sqlite"
+/// database = "usp.sqlite"                  # or "postgresql://uspd@db.example.net/usp" (docs/FLEET.md)
+/// database_password_file = "db-password"    # PostgreSQL only; else $USPD_DATABASE_PASSWORD or $PGPASSWORD
 /// host_key = "host_key"
 /// allow_first_contact = true                # false: stealth, only IK/NK clients get an answer
 /// tcp_fast_open = false                     # true: message 1 may ride in the SYN (TCP Fast Open)
@@ -42,7 +43,12 @@
 public struct ServerConfig: Hashable, Sendable {
     public var listen: [String] = ["127.0.0.1:7300"]
     public var appsDirectory: String = "apps.d"
+    /// The store: a SQLite file (relative to the data directory), or a `postgresql://` URL for
+    /// a fleet of nodes sharing one PostgreSQL database (docs/FLEET.md).
     public var database: String = "usp.sqlite"
+    /// The PostgreSQL password, one line in this file (relative to the data directory); without
+    /// it, `USPD_DATABASE_PASSWORD` or `PGPASSWORD`. Never in the URL.
+    public var databasePasswordFile: String?
     public var hostKey: String = "host_key"
     public var allowFirstContact = true
     /// TCP Fast Open on the listening sockets (TCP_FASTOPEN): a client with a cookie from an

@@ -28,7 +28,7 @@ import TOMLKit
 /// - `log_level`: trace, debug, info, notice, warning, error or critical (swift-log's levels).
 public enum ServerConfigLoader {
     public static let keys = [
-        "listen", "apps_dir", "database", "host_key", "allow_first_contact", "tcp_fast_open", "handshake_timeout",
+        "listen", "apps_dir", "database", "database_password_file", "host_key", "allow_first_contact", "tcp_fast_open", "handshake_timeout",
         "silent_hold_min", "silent_hold_max", "silent_hold_distribution", "max_silent_holds", "idle_timeout", "anonymous_session_lifetime", "max_connections",
         "max_unauthenticated", "handshake_rate", "handshake_burst", "known_handshake_rate", "known_handshake_burst", "known_source_time", "max_connections_per_source", "source_prefix_v4", "source_prefix_v6", "max_streams_per_minute",
         "max_streams_per_identity", "max_streams_per_application", "authorization_token_lifetime",
@@ -92,6 +92,9 @@ public enum ServerConfigLoader {
             if let s = r.string(t, [], key) {
                 if s.isEmpty { r.reportAtValue(.invalidValue, [key], "\(key) must not be empty") } else { c[keyPath: keyPath] = s }
             }
+        }
+        if let s = r.string(t, [], "database_password_file") {
+            if s.isEmpty { r.reportAtValue(.invalidValue, ["database_password_file"], "database_password_file must not be empty") } else { c.databasePasswordFile = s }
         }
         if let b = r.bool(t, [], "allow_first_contact") { c.allowFirstContact = b }
         if let b = r.bool(t, [], "tcp_fast_open") { c.tcpFastOpen = b }
@@ -208,7 +211,7 @@ extension ServerConfig {
         return """
             listen = [\(listen.map(q).joined(separator: ", "))]
             apps_dir = \(q(appsDirectory))
-            database = \(q(database))
+            database = \(q(database))\(databasePasswordFile.map { "\ndatabase_password_file = \(q($0))" } ?? "")
             host_key = \(q(hostKey))
             allow_first_contact = \(allowFirstContact)
             tcp_fast_open = \(tcpFastOpen)

@@ -1,6 +1,7 @@
 import Foundation
 import USPConfig
 import USPCore
+import USPStore
 
 #if canImport(Glibc)
 import Glibc
@@ -27,9 +28,15 @@ public struct ServerHome: Sendable {
 
     public var configPath: String { Self.join(directory, "uspd.toml") }
     public var hostKeyPath: String { Self.join(directory, config.hostKey) }
+    /// The SQLite file (meaningless when `databaseURL` is set).
     public var databasePath: String { Self.join(directory, config.database) }
-    /// The disk space reserve (`audit_reserve`), beside the database so it is on the same file system.
-    public var reservePath: String { databasePath + ".reserve" }
+    /// The PostgreSQL URL when `database` is one, else nil (SQLite).
+    public var databaseURL: String? { StoreRules.isDatabaseURL(config.database) ? config.database : nil }
+    /// The file holding the PostgreSQL password (`database_password_file`), if configured.
+    public var databasePasswordFilePath: String? { config.databasePasswordFile.map { Self.join(directory, $0) } }
+    /// The disk space reserve (`audit_reserve`), beside the database so it is on the same file
+    /// system; none with PostgreSQL (the database server's disk is not this host's).
+    public var reservePath: String? { databaseURL == nil ? databasePath + ".reserve" : nil }
     /// The control socket of a running uspd (`uspd status`, `uspd sessions`).
     public var adminSocketPath: String { Self.join(directory, "uspd.sock") }
     public var appsDirectory: String { Self.join(directory, config.appsDirectory) }

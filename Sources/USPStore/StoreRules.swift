@@ -14,6 +14,11 @@ public enum StoreRules {
         try SQLiteStore.validate(token, path: path)
     }
 
+    /// Whether a `database` setting is a PostgreSQL URL rather than a SQLite file.
+    public static func isDatabaseURL(_ text: String) -> Bool {
+        text.hasPrefix("postgresql://") || text.hasPrefix("postgres://")
+    }
+
     public static func milliseconds(_ date: Date) -> Int64 { SQLiteStore.ms(date) }
     public static func date(milliseconds: Int64) -> Date { SQLiteStore.date(milliseconds) }
     public static func groupsText(_ groups: [String]) -> String { SQLiteStore.jsonArray(groups) }

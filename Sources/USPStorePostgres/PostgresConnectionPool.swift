@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import Logging
 import NIOCore
@@ -75,6 +76,7 @@ final class PostgresConnectionPool: @unchecked Sendable {
     }
 
     static func isConnectionLost(_ error: any Error) -> Bool {
+        if error is PostgresTimeout { return true }
         guard let e = error as? PSQLError else { return error is ChannelError || error is IOError }
         switch e.code {
         case .server: return false
@@ -98,7 +100,7 @@ final class PostgresConnectionPool: @unchecked Sendable {
                 let id = nextID
                 lock.unlock()
                 do {
-                    return try PostgresConnection.connect(on: group.next(), configuration: try configuration, id: id, logger: logger).wait()
+                    return try PostgresConnection.connect(on: group.next(), configuration: try configuration, id: id, logger: logger).blockingResult()
                 } catch {
                     lock.lock(); open -= 1; lock.broadcast(); lock.unlock()
                     throw error
@@ -116,7 +118,7 @@ final class PostgresConnectionPool: @unchecked Sendable {
         if closed {
             open -= 1
             lock.unlock()
-            _ = try? connection.close().wait()
+            _ = try? connection.close().blockingResult()
             return
         }
         idle.append(connection)
@@ -125,7 +127,7 @@ final class PostgresConnectionPool: @unchecked Sendable {
     }
 
     private func discard(_ connection: PostgresConnection) {
-        _ = try? connection.close().wait()
+        _ = try? connection.close().blockingResult()
         lock.lock()
         open -= 1
         lock.signal()
@@ -143,7 +145,39 @@ final class PostgresConnectionPool: @unchecked Sendable {
         open -= all.count
         lock.broadcast()
         lock.unlock()
-        for c in all { _ = try? c.close().wait() }
-        try? group.syncShutdownGracefully()
+        for c in all { _ = try? c.close().blockingResult() }
+        group.shutdownGracefully { _ in }
     }
+}
+
+/// A query that got no answer in time: its connection is dropped (as a lost one).
+struct PostgresTimeout: Error, CustomStringConvertible {
+    let seconds: Int64
+    var description: String { "no answer from the database server within \(seconds) s" }
+}
+
+extension EventLoopFuture {
+    /// The result, waited for on this thread. Unlike `wait()` it may be called on any thread,
+    /// an event loop of the daemon's included: the futures here complete on the pool's own
+    /// loop, never on the caller's, so the wait cannot block the work it waits for.
+    func blockingResult(timeout: TimeAmount = .seconds(10)) throws -> Value {
+        let semaphore = DispatchSemaphore(value: 0)
+        let box = ResultBox<Value>()
+        whenComplete { result in
+            box.set(result)
+            semaphore.signal()
+        }
+        guard semaphore.wait(timeout: .now() + .nanoseconds(Int(timeout.nanoseconds))) == .success, let result = box.get() else {
+            throw PostgresTimeout(seconds: timeout.nanoseconds / 1_000_000_000)
+        }
+        return try result.get()
+    }
+}
+
+/// The one value a completed future hands over to the waiting thread.
+final class ResultBox<Value>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var result: Result<Value, any Error>?
+    func set(_ r: Result<Value, any Error>) { lock.lock(); result = r; lock.unlock() }
+    func get() -> Result<Value, any Error>? { lock.lock(); defer { lock.unlock() }; return result }
 }

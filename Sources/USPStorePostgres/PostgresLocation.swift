@@ -46,9 +46,7 @@ public struct PostgresLocation: Sendable, Equatable {
     }
 
     /// Whether `text` names a PostgreSQL store rather than a file.
-    public static func isURL(_ text: String) -> Bool {
-        text.hasPrefix("postgresql://") || text.hasPrefix("postgres://")
-    }
+    public static func isURL(_ text: String) -> Bool { StoreRules.isDatabaseURL(text) }
 
     /// Parses `url`; the password is looked up as described above.
     /// - Throws: `.invalidArgument` naming what is wrong: a password in the URL, an unknown

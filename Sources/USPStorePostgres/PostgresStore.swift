@@ -47,7 +47,7 @@ public final class PostgresStore: AdminStore, @unchecked Sendable {
     private func migrate() throws(StoreError) {
         try run("migrate the schema") { c in
             try Self.transaction(c) {
-                _ = try c.query("SELECT pg_advisory_xact_lock(\(PostgresSchema.lockKey))", logger: logger).wait()
+                _ = try c.query("SELECT pg_advisory_xact_lock(\(PostgresSchema.lockKey))", logger: logger).blockingResult()
                 let tables = Set(try Self.rows(c, "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")
                     .map { try $0.decode(String.self) })
                 if !tables.contains("usp_schema_migrations") {
@@ -56,7 +56,7 @@ public final class PostgresStore: AdminStore, @unchecked Sendable {
                         throw StoreError(.foreignDatabase, path: location,
                                          "has tables \(tables.intersection(ours).sorted().joined(separator: ", ")) but no usp_schema_migrations: not a USP store")
                     }
-                    _ = try c.query("CREATE TABLE usp_schema_migrations (id TEXT PRIMARY KEY, applied_at BIGINT NOT NULL)", logger: logger).wait()
+                    _ = try c.query("CREATE TABLE usp_schema_migrations (id TEXT PRIMARY KEY, applied_at BIGINT NOT NULL)", logger: logger).blockingResult()
                 }
                 let applied = Set(try Self.rows(c, "SELECT id FROM usp_schema_migrations").map { try $0.decode(String.self) })
                 let known = Set(PostgresSchema.migrations.map(\.id))
@@ -66,8 +66,8 @@ public final class PostgresStore: AdminStore, @unchecked Sendable {
                                      "schema has migrations \(unknown.sorted().joined(separator: ", ")) from a newer USP; this version knows \(known.sorted().joined(separator: ", "))")
                 }
                 for m in PostgresSchema.migrations where !applied.contains(m.id) {
-                    for statement in m.sql { _ = try c.query(PostgresQuery(unsafeSQL: statement), logger: logger).wait() }
-                    _ = try c.query("INSERT INTO usp_schema_migrations (id, applied_at) VALUES (\(m.id), \(Self.ms(Date())))", logger: logger).wait()
+                    for statement in m.sql { _ = try c.query(PostgresQuery(unsafeSQL: statement), logger: logger).blockingResult() }
+                    _ = try c.query("INSERT INTO usp_schema_migrations (id, applied_at) VALUES (\(m.id), \(Self.ms(Date())))", logger: logger).blockingResult()
                     logger.info("database \(location): migration \(m.id) applied")
                 }
             }
@@ -108,10 +108,10 @@ public final class PostgresStore: AdminStore, @unchecked Sendable {
                 _ = try c.query("""
                     INSERT INTO users (name, groups, password_hash, created_at) VALUES (\(user.name), \(StoreRules.groupsText(user.groups)), \(user.passwordHash), \(Self.ms(user.createdAt)))
                     ON CONFLICT (name) DO UPDATE SET groups = excluded.groups, password_hash = excluded.password_hash, created_at = excluded.created_at
-                    """, logger: logger).wait()
-                _ = try c.query("DELETE FROM user_keys WHERE user_name = \(user.name)", logger: logger).wait()
+                    """, logger: logger).blockingResult()
+                _ = try c.query("DELETE FROM user_keys WHERE user_name = \(user.name)", logger: logger).blockingResult()
                 for (i, key) in user.publicKeys.enumerated() {
-                    _ = try c.query("INSERT INTO user_keys (public_key, user_name, position) VALUES (\(key), \(user.name), \(i))", logger: logger).wait()
+                    _ = try c.query("INSERT INTO user_keys (public_key, user_name, position) VALUES (\(key), \(user.name), \(i))", logger: logger).blockingResult()
                 }
             }
         }
@@ -119,7 +119,7 @@ public final class PostgresStore: AdminStore, @unchecked Sendable {
 
     public func removeUser(named name: String) throws -> Bool {
         try run("remove user \"\(name)\"") { c in
-            try c.query("DELETE FROM users WHERE name = \(name)", logger: logger).wait().metadata.rows ?? 0 > 0
+            try c.query("DELETE FROM users WHERE name = \(name)", logger: logger).blockingResult().metadata.rows ?? 0 > 0
         }
     }
 
@@ -214,7 +214,7 @@ public final class PostgresStore: AdminStore, @unchecked Sendable {
 
     public func purgeExpiredTokens(before time: Date) throws -> Int {
         try run("purge tokens") { c in
-            try c.query("DELETE FROM tokens WHERE expires_at < \(Self.ms(time))", logger: logger).wait().metadata.rows ?? 0
+            try c.query("DELETE FROM tokens WHERE expires_at < \(Self.ms(time))", logger: logger).blockingResult().metadata.rows ?? 0
         }
     }
 
@@ -228,7 +228,7 @@ public final class PostgresStore: AdminStore, @unchecked Sendable {
             INSERT INTO tokens (\(unescaped: Self.tokenColumns))
             VALUES (\(t.id), \(t.kind.rawValue), \(t.publicKey), \(t.identity), \(t.application), \(t.peerAddress), \(t.requestJSON),
                     \(t.authorizationTokenID), \(Self.ms(t.issuedAt)), \(Self.ms(t.expiresAt)), \(t.revokedAt.map(Self.ms)))
-            """, logger: logger).wait()
+            """, logger: logger).blockingResult()
     }
 
     private func token(_ row: PostgresRow) throws -> TokenRecord {
@@ -249,7 +249,7 @@ public final class PostgresStore: AdminStore, @unchecked Sendable {
         var revoked: [String] = []
         let t = Self.ms(time)
         for id in ids where seen.insert(id).inserted {
-            let n = try c.query("UPDATE tokens SET revoked_at = \(t) WHERE id = \(id) AND revoked_at IS NULL", logger: logger).wait().metadata.rows ?? 0
+            let n = try c.query("UPDATE tokens SET revoked_at = \(t) WHERE id = \(id) AND revoked_at IS NULL", logger: logger).blockingResult().metadata.rows ?? 0
             if n > 0 { revoked.append(id) }
         }
         for id in ids {
@@ -257,7 +257,7 @@ public final class PostgresStore: AdminStore, @unchecked Sendable {
                 SELECT id FROM tokens WHERE authorization_token_id = \(id) AND revoked_at IS NULL ORDER BY issued_at, id COLLATE "C"
                 """).map { try $0.decode(String.self) }
             for child in children where seen.insert(child).inserted {
-                let n = try c.query("UPDATE tokens SET revoked_at = \(t) WHERE id = \(child) AND revoked_at IS NULL", logger: logger).wait().metadata.rows ?? 0
+                let n = try c.query("UPDATE tokens SET revoked_at = \(t) WHERE id = \(child) AND revoked_at IS NULL", logger: logger).blockingResult().metadata.rows ?? 0
                 if n > 0 { revoked.append(child) }
             }
         }
@@ -389,7 +389,7 @@ public final class PostgresStore: AdminStore, @unchecked Sendable {
         if let olderThan {
             let cut = min(Self.ms(olderThan), Self.ms(keepAfter))
             deleted += try run("prune audit") { c in
-                Int64(try c.query("DELETE FROM audit WHERE time < \(cut)", logger: logger).wait().metadata.rows ?? 0)
+                Int64(try c.query("DELETE FROM audit WHERE time < \(cut)", logger: logger).blockingResult().metadata.rows ?? 0)
             }
         }
         var (rows, bytes) = try auditFootprint()
@@ -400,7 +400,7 @@ public final class PostgresStore: AdminStore, @unchecked Sendable {
                 let batch = max(100, Int64((Double(rows) * share).rounded(.up)))
                 let n = try run("prune audit") { c in
                     Int64(try c.query("DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE time < \(keep) ORDER BY id LIMIT \(batch))",
-                                      logger: logger).wait().metadata.rows ?? 0)
+                                      logger: logger).blockingResult().metadata.rows ?? 0)
                 }
                 deleted += n
                 (rows, bytes) = try auditFootprint()
@@ -426,7 +426,7 @@ public final class PostgresStore: AdminStore, @unchecked Sendable {
             VALUES (\(Self.ms(e.time)), \(e.kind.rawValue), \(e.session), \(e.peerAddress), \(e.clientKey), \(e.identity), \(e.method),
                     \(e.result), \(e.tokenID), \(e.authorizationTokenID), \(e.application), \(e.stream), \(e.bytesIn), \(e.bytesOut),
                     \(e.durationMS), \(e.detail), \(e.count))
-            """, logger: logger).wait()
+            """, logger: logger).blockingResult()
     }
 
     private func event(_ row: PostgresRow) throws -> AuditEvent {
@@ -455,19 +455,19 @@ public final class PostgresStore: AdminStore, @unchecked Sendable {
     static func date(_ ms: Int64) -> Date { StoreRules.date(milliseconds: ms) }
 
     static func rows(_ c: PostgresConnection, _ query: PostgresQuery) throws -> [PostgresRow] {
-        try c.query(query, logger: Logger(label: "uspd.store")).wait().rows
+        try c.query(query, logger: Logger(label: "uspd.store")).blockingResult().rows
     }
 
     /// BEGIN, `body`, COMMIT; ROLLBACK if `body` or the commit throws.
     static func transaction<T>(_ c: PostgresConnection, _ body: () throws -> T) throws -> T {
         let logger = Logger(label: "uspd.store")
-        _ = try c.query("BEGIN", logger: logger).wait()
+        _ = try c.query("BEGIN", logger: logger).blockingResult()
         do {
             let result = try body()
-            _ = try c.query("COMMIT", logger: logger).wait()
+            _ = try c.query("COMMIT", logger: logger).blockingResult()
             return result
         } catch {
-            _ = try? c.query("ROLLBACK", logger: logger).wait()
+            _ = try? c.query("ROLLBACK", logger: logger).blockingResult()
             throw error
         }
     }

@@ -48,7 +48,7 @@ struct User: AsyncParsableCommand {
         func run() async throws {
             let (homeDir, config, _) = try home.load()
             home.bootstrapLogging(config)
-            let store = try Backend.openStore(homeDir.databasePath)
+            let store = try Backend.openStore(homeDir)
             var password: String?
             if passwordStdin {
                 guard let line = readLine(strippingNewline: true), !line.isEmpty else { throw Failure("no password on stdin") }
@@ -77,7 +77,7 @@ struct User: AsyncParsableCommand {
         func run() async throws {
             let (homeDir, config, _) = try home.load()
             home.bootstrapLogging(config)
-            let store = try Backend.openStore(homeDir.databasePath)
+            let store = try Backend.openStore(homeDir)
             guard try store.removeUser(named: name) else { throw Failure("no user \(name)") }
             // Their logins and the application tokens issued under them stop working now; a
             // running uspd sees the revocations within a second and ends their open streams.
@@ -97,7 +97,7 @@ struct User: AsyncParsableCommand {
         func run() async throws {
             let (homeDir, config, _) = try home.load()
             home.bootstrapLogging(config)
-            let store = try Backend.openStore(homeDir.databasePath)
+            let store = try Backend.openStore(homeDir)
             let users = try store.users()
             if json {
                 for u in users {
@@ -216,7 +216,7 @@ struct Show: AsyncParsableCommand {
     func run() async throws {
         let (homeDir, config, _) = try home.load()
         home.bootstrapLogging(config)
-        let store = try Backend.openStore(homeDir.databasePath)
+        let store = try Backend.openStore(homeDir)
         let events = try store.audit(identity: identity, since: since.flatMap { Self.parseSince($0, now: Date()) }, limit: limit)
         let iso = ISO8601DateFormatter()
         iso.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
@@ -291,7 +291,7 @@ struct Prune: AsyncParsableCommand {
         let now = Date()
         if let olderThan, let cut = Show.parseSince(olderThan, now: now) { retention.maxAge = now.timeIntervalSince(cut) }
         if let maxSize { retention.maxBytes = Self.parseSize(maxSize) }
-        let store = try Backend.openStore(homeDir.databasePath)
+        let store = try Backend.openStore(homeDir)
         let result = try retention.prune(store, now: now)
         if json {
             print(#"{"deleted":\#(result.deleted),"rows_left":\#(result.rowsLeft),"bytes_left":\#(result.bytesLeft)}"#)

@@ -3,9 +3,10 @@ import Logging
 import USPConfig
 import USPServer
 import USPStore
+import USPStorePostgres
 
-/// Where uspd meets USPStore and USPConfig: the SQLite store, scrypt password hashes and the
-/// TOML loaders.
+/// Where uspd meets USPStore and USPConfig: the store (SQLite, or PostgreSQL for a fleet), scrypt
+/// password hashes and the TOML loaders.
 enum Backend {
     static func loadConfig(path: String) throws -> ServerConfig {
         do { return try ServerConfigLoader.load(path: path) } catch { throw Failure("\(error)") }
@@ -13,8 +14,17 @@ enum Backend {
 
     static func tomlText(_ config: ServerConfig) -> String { config.tomlText }
 
-    static func openStore(_ path: String) throws -> SQLiteStore {
-        do { return try SQLiteStore(path: path) } catch { throw Failure("\(error)") }
+    /// The data directory's store: the SQLite file, or the PostgreSQL database its `database` names.
+    static func openStore(_ home: ServerHome, logger: Logger = Logger(label: "uspd.store")) throws -> any AdminStore {
+        do {
+            if let url = home.databaseURL {
+                let location = try PostgresLocation.parse(url, passwordFile: home.databasePasswordFilePath)
+                return try PostgresStore(location: location, logger: logger)
+            }
+            return try SQLiteStore(path: home.databasePath)
+        } catch {
+            throw Failure("\(error)")
+        }
     }
 
     static func hashPassword(_ password: String) throws -> String {

@@ -55,6 +55,10 @@ struct HomeOptions: ParsableArguments {
     @Option(name: .customLong("config"), help: "uspd.toml (default: DATA/uspd.toml if it exists).")
     var configPath: String?
 
+    @Option(name: .customLong("database"),
+            help: "The store instead of uspd.toml's database: a SQLite file, or postgresql://USER@HOST[:PORT]/DB (no password: database_password_file, $USPD_DATABASE_PASSWORD or $PGPASSWORD).")
+    var database: String?
+
     @Flag(name: .short, help: "More log output (-v debug, -vv trace).")
     var verbose: Int
 
@@ -78,7 +82,11 @@ struct HomeOptions: ParsableArguments {
         let path = configPath ?? ServerHome(directory: directory).configPath
         let found = FileManager.default.fileExists(atPath: path)
         if configPath != nil, !found { throw Failure("\(path): no such file") }
-        let config = found ? try Backend.loadConfig(path: path) : ServerConfig()
+        var config = found ? try Backend.loadConfig(path: path) : ServerConfig()
+        if let database {
+            guard !database.isEmpty else { throw Failure("--database must not be empty") }
+            config.database = database
+        }
         return (ServerHome(directory: directory, config: config), config, found)
     }
 
@@ -161,13 +169,15 @@ struct Serve: AsyncParsableCommand {
         do { lock = try StartupChecks.DataDirectoryLock(directory: homeDir.directory) } catch { throw Failure("\(error)") }
         var createdAdmin = false
         if !homeDir.exists {
-            let password = try homeDir.initialize(logger: logger)
+            let password = try homeDir.initialize(logger: logger, openStore: { try Backend.openStore($0, logger: logger) })
             printAdminPassword(password)
             createdAdmin = password != nil
         }
         let key = try ServerHome.loadHostKey(at: homeDir.hostKeyPath)
-        let store = try Backend.openStore(homeDir.databasePath)
-        let opened = StartupChecks.identity(of: homeDir.databasePath)
+        let store = try Backend.openStore(homeDir, logger: logger)
+        // A SQLite file deleted or replaced under a running uspd is caught below; PostgreSQL is
+        // the database server's to keep.
+        let opened = homeDir.databaseURL == nil ? StartupChecks.identity(of: homeDir.databasePath) : nil
         // Counted only when someone can read it.
         let metricsRegistry = config.metricsListen.isEmpty ? nil : PrometheusCollectorRegistry()
         let metrics = metricsRegistry.map { registry in
@@ -263,7 +273,7 @@ struct Init: AsyncParsableCommand {
         if homeDir.exists {
             throw Failure("\(homeDir.directory) is already initialised (host key \(homeDir.hostKeyPath) exists)")
         }
-        let password = try homeDir.initialize(logger: logger)
+        let password = try homeDir.initialize(logger: logger, openStore: { try Backend.openStore($0, logger: logger) })
         printAdminPassword(password)
         let key = try ServerHome.loadHostKey(at: homeDir.hostKeyPath)
         print("initialised \(homeDir.directory); server key \(Base64URL.encode(key.publicKey)) (\(Fingerprint.of(key.publicKey)))")

@@ -89,7 +89,7 @@ enum StoreBackend: String, CaseIterable, CustomStringConvertible, Sendable {
     static func adminQuery(_ location: PostgresLocation, _ sql: String) throws {
         let pool = PostgresConnectionPool(location: location, capacity: 1, logger: Logger(label: "test"))
         defer { pool.close() }
-        try pool.withConnection { c in _ = try c.query(PostgresQuery(unsafeSQL: sql), logger: Logger(label: "test")).wait() }
+        try pool.withConnection { c in _ = try c.query(PostgresQuery(unsafeSQL: sql), logger: Logger(label: "test")).blockingResult() }
     }
 
     static func dropDatabase(_ name: String) {

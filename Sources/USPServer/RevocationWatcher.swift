@@ -9,14 +9,16 @@ import USPStore
 /// made through a session (index 0) already end their streams at once; seeing them again here is
 /// harmless.
 ///
-/// `poll()` is called about once a second. It asks the store for tokens revoked since a little
+/// `poll()` is called about once a second (every 30 s as a safety net where the store pushes
+/// revocations, `RevocationFeed`, and each time that feed reconnects); calls are serialised. It asks the store for tokens revoked since a little
 /// before the last revocation it saw (the overlap covers a revocation committed late in the same
 /// millisecond), skips those it has already handled, and hands the rest to the session registry.
 public final class RevocationWatcher: @unchecked Sendable {
     let store: any USPStore
     let registry: SessionRegistry
     let logger: Logger
-    /// Only touched by `poll()`, which the daemon calls from one task.
+    /// Only touched by `poll()`, under `lock`.
+    private let lock = NSLock()
     private var since: Date
     private var handled: [String: Date] = [:]
     static let overlap: TimeInterval = 5
@@ -31,6 +33,8 @@ public final class RevocationWatcher: @unchecked Sendable {
     /// Returns the token IDs newly seen revoked (their streams are being ended).
     @discardableResult
     public func poll(on loop: any EventLoop) -> [String] {
+        lock.lock()
+        defer { lock.unlock() }
         let found: (ids: [String], latest: Date?)
         do {
             found = try store.tokensRevoked(after: since.addingTimeInterval(-Self.overlap))

@@ -362,10 +362,22 @@ public final class USPDaemon: Service, Sendable {
                     }
                 }
                 tasks.addTask { [self] in
-                    // Revocations made by another process (uspd user remove) end streams here too.
+                    // Revocations made by another process (uspd user remove) or another node of a
+                    // fleet end streams here too: pushed by a store that can (PostgreSQL), else polled.
                     let watcher = RevocationWatcher(store: runtime.policy.store, registry: runtime.registry, logger: logger)
+                    let following = (runtime.policy.store as? any RevocationFeed)?.followRevocations(
+                        revoked: { [runtime, logger, group] ids in
+                            let tokens = Set(ids.compactMap(TokenProof.TokenID.init(text:)))
+                            guard !tokens.isEmpty else { return }
+                            logger.info("\(tokens.count) token(s) revoked in the store; ending their streams")
+                            _ = runtime.registry.revoke(tokens, on: group.next())
+                        },
+                        // After a gap in the feed, what it may have missed.
+                        connected: { [group] in watcher.poll(on: group.next()) })
+                    defer { following?.stop() }
+                    let interval = following == nil ? runtime.options.revocationPollInterval : max(runtime.options.revocationPollInterval, 30)
                     while !Task.isCancelled {
-                        try? await Task.sleep(for: .milliseconds(Int(runtime.options.revocationPollInterval * 1000)))
+                        try? await Task.sleep(for: .milliseconds(Int(interval * 1000)))
                         if Task.isCancelled { break }
                         watcher.poll(on: group.next())
                     }

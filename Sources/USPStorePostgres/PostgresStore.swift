@@ -13,7 +13,7 @@ import USPStore
 /// Errors are `StoreError`s naming the database URL (without its password): `.io` when the
 /// server cannot be reached or refuses the login, `.conflict` for a taken token ID or public key,
 /// `.full` when the server's disk is full, `.schemaTooNew` and `.foreignDatabase` at opening.
-public final class PostgresStore: AdminStore, @unchecked Sendable {
+public final class PostgresStore: AdminStore, RevocationFeed, @unchecked Sendable {
     public let location: String
     let pool: PostgresConnectionPool
     let logger: Logger
@@ -261,7 +261,21 @@ public final class PostgresStore: AdminStore, @unchecked Sendable {
                 if n > 0 { revoked.append(child) }
             }
         }
+        // Every node listening learns of them when this transaction commits (never before, never
+        // if it rolls back).
+        for payload in PostgreSQLNotifyPayload.chunks(revoked) {
+            _ = try c.query("SELECT pg_notify(\(PostgresRevocationListener.channel), \(payload))", logger: logger).blockingResult()
+        }
         return revoked
+    }
+
+    // MARK: - Revocation feed
+
+    public func followRevocations(revoked: @escaping @Sendable ([String]) -> Void,
+                                  connected: @escaping @Sendable () -> Void) -> any RevocationFollowing {
+        let listener = PostgresRevocationListener(pool: pool, logger: logger, revoked: revoked, connected: connected)
+        listener.start()
+        return listener
     }
 
     // MARK: - Audit

@@ -15,22 +15,40 @@ final class DaemonFixture {
     let descriptorLimit: Int?
     /// A command that `uspd serve` runs under (e.g. setpriv with a capability bounding set), or empty.
     let wrapper: [String]
+    /// `--database` for every uspd command (a PostgreSQL URL for a fleet node), and the
+    /// environment uspd gets (its password).
+    let database: String?
+    let environment: [String: String]
 
     /// `apps` maps file names in apps.d to their TOML text; written before the daemon starts.
     /// `runAs`: serve as that uid and gid (the test must be root; the data directory is given to them).
+    /// A fleet node: `database` (with `environment`) shared with other nodes, and `sameKeyAs`'s
+    /// host key (a fleet serves one key); the admin password is then the first node's.
     init(apps: [String: String] = [:], config: String = "handshake_timeout = 1\n", runAs: (uid: uid_t, gid: gid_t)? = nil,
-         descriptorLimit: Int? = nil, wrapper: [String] = []) throws {
+         descriptorLimit: Int? = nil, wrapper: [String] = [], database: String? = nil, environment: [String: String] = [:],
+         sameKeyAs other: DaemonFixture? = nil) throws {
         self.runAs = runAs
         self.descriptorLimit = descriptorLimit
         self.wrapper = wrapper
+        self.database = database
+        self.environment = environment
         dataDirectory = try Harness.temporaryDirectory("uspd")
         home = try Harness.temporaryDirectory("home")
         port = try Harness.freePort()
-        let initRun = try Harness.run(try Harness.executable("uspd"), ["init", "--data-dir", dataDirectory.path])
-        guard initRun.status == 0, let line = (initRun.stdout + initRun.stderr).split(separator: "\n").first(where: { $0.contains("password: ") }) else {
-            throw HarnessError("uspd init failed (\(initRun.status)): \(initRun.stdout)\(initRun.stderr)")
+        let initRun = try Harness.run(try Harness.executable("uspd"), ["init", "--data-dir", dataDirectory.path] + (database.map { ["--database", $0] } ?? []),
+                                      environment: environment)
+        if let other {
+            guard initRun.status == 0 else { throw HarnessError("uspd init failed (\(initRun.status)): \(initRun.stderr)") }
+            adminPassword = other.adminPassword
+            let key = other.dataDirectory.appendingPathComponent("host_key").path, mine = dataDirectory.appendingPathComponent("host_key").path
+            try FileManager.default.removeItem(atPath: mine)
+            try FileManager.default.copyItem(atPath: key, toPath: mine)
+        } else {
+            guard initRun.status == 0, let line = (initRun.stdout + initRun.stderr).split(separator: "\n").first(where: { $0.contains("password: ") }) else {
+                throw HarnessError("uspd init failed (\(initRun.status)): \(initRun.stdout)\(initRun.stderr)")
+            }
+            adminPassword = String(line.split(separator: " ").last!)
         }
-        adminPassword = String(line.split(separator: " ").last!)
         try config.write(to: dataDirectory.appendingPathComponent("uspd.toml"), atomically: true, encoding: .utf8)
         for (name, text) in apps {
             try text.write(to: dataDirectory.appendingPathComponent("apps.d/\(name)"), atomically: true, encoding: .utf8)
@@ -44,7 +62,7 @@ final class DaemonFixture {
 
     func start() throws {
         var executable = try Harness.executable("uspd")
-        var arguments = ["serve", "--data-dir", dataDirectory.path, "--listen", "127.0.0.1:\(port)"]
+        var arguments = ["serve", "--data-dir", dataDirectory.path, "--listen", "127.0.0.1:\(port)"] + (database.map { ["--database", $0] } ?? [])
         if let runAs {
             // The build directory may sit where that user cannot go (under /root): a copy in /tmp.
             executable = try Harness.copyForAnyone(executable)
@@ -59,7 +77,7 @@ final class DaemonFixture {
             arguments = Array(wrapper.dropFirst()) + [executable] + arguments
             executable = command
         }
-        let p = try RunningProcess("uspd", executable: executable, arguments: arguments)
+        let p = try RunningProcess("uspd", executable: executable, arguments: arguments, environment: environment)
         let text = try p.waitForOutput { $0.contains("usp://") && $0.contains("listening on") }
         guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("usp://") }) else {
             throw HarnessError("uspd printed no URI: \(text)")
@@ -75,6 +93,12 @@ final class DaemonFixture {
         p.signal(SIGKILL)
         try p.wait(timeout: 10)
         process = nil
+    }
+
+    /// Runs `uspd ARGS… --data-dir DATA [--database URL]` with the node's environment.
+    func uspd(_ arguments: [String], stdin: String? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
+        try Harness.run(try Harness.executable("uspd"), arguments + ["--data-dir", dataDirectory.path] + (database.map { ["--database", $0] } ?? []),
+                        environment: environment, stdin: stdin)
     }
 
     /// Runs `usp --home HOME ARGS…`.
@@ -102,7 +126,7 @@ final class DaemonFixture {
     /// (connection and stream closes) within 100 ms (AuditLog group commit): wait that out first.
     func audit() throws -> [[String: Any]] {
         if process != nil { Thread.sleep(forTimeInterval: 0.4) }
-        let r = try Harness.run(try Harness.executable("uspd"), ["audit", "--json", "--data-dir", dataDirectory.path])
+        let r = try uspd(["audit", "--json"])
         guard r.status == 0 else { throw HarnessError("uspd audit failed: \(r.stderr)") }
         return r.stdout.split(separator: "\n").compactMap {
             try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]

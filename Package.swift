@@ -221,7 +221,7 @@ let package = Package(
             exclude: ["Interop"]
         ),
         .testTarget(name: "USPConfigTests", dependencies: ["USPConfig", "USPTestSupport", "USPUnix"]),
-        .testTarget(name: "USPStoreTests", dependencies: ["USPStore", "USPStorePostgres", "USPTestSupport"]),
+        .testTarget(name: "USPStoreTests", dependencies: ["USPStore", "USPStorePostgres", "USPServer", "USPCore", "USPTestSupport"]),
         .testTarget(name: "USPUnixTests", dependencies: ["USPUnix"]),
         .testTarget(name: "USPAppTests", dependencies: ["USPApp", "USPTestSupport", "USPUnix", "USPCore", .product(name: "NIOCore", package: "swift-nio"),
                                                    .product(name: "NIOPosix", package: "swift-nio")]),

@@ -451,8 +451,20 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
         .failure(USPError(.unknownAction, "\(grant.application) defines no action \(action)"))
     }
 
+    /// The local cache first (a replay to this node, a stale or future timestamp); then, where the
+    /// store keeps a cache for every node (`SharedReplayCache`: a fleet on PostgreSQL), that one,
+    /// so a message 1 replayed to another node is refused there too. A store that cannot answer
+    /// refuses the early data: the client sends those frames again after the handshake.
     public func admitEarlyData(clientEphemeral: [UInt8], timestamp: Timestamp, now: Timestamp) -> Bool {
-        replay.withLock { $0.check(ephemeral: clientEphemeral, timestamp: timestamp, now: now) == .accept }
+        guard replay.withLock({ $0.check(ephemeral: clientEphemeral, timestamp: timestamp, now: now) == .accept }) else { return false }
+        guard let shared = store as? any SharedReplayCache else { return true }
+        let current = date(now)
+        do {
+            return try shared.recordFirstUse(of: clientEphemeral, until: current.addingTimeInterval(2 * replay.withLock { $0.window }), now: current)
+        } catch {
+            storeFailure("early-data replay check failed; early data refused", error)
+            return false
+        }
     }
 
     // MARK: - Helpers

@@ -403,6 +403,9 @@ public final class USPDaemon: Service, Sendable {
         let store = runtime.policy.store
         let purged = (try? store.purgeExpiredTokens(before: Date().addingTimeInterval(-86400))) ?? 0
         if purged > 0 { logger.info("purged \(purged) expired token(s)") }
+        if let shared = store as? any SharedReplayCache {
+            do { _ = try shared.purgeReplayCache(before: Date()) } catch { logger.error("\(error)") }
+        }
         let retention = runtime.options.auditRetention
         guard !retention.isUnlimited else { return }
         do {

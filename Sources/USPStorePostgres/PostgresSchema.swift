@@ -74,5 +74,10 @@ enum PostgresSchema {
             "CREATE INDEX audit_token ON audit(token_id)",
             "CREATE INDEX audit_authorization ON audit(authorization_token_id)",
         ]),
+        // v2: the early-data replay cache, shared by every node (SharedReplayCache).
+        ("v2-replay-cache", [
+            "CREATE TABLE early_data_seen (ephemeral TEXT PRIMARY KEY, expires_at BIGINT NOT NULL)",
+            "CREATE INDEX early_data_seen_expires ON early_data_seen(expires_at)",
+        ]),
     ]
 }

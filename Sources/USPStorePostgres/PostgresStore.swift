@@ -13,7 +13,7 @@ import USPStore
 /// Errors are `StoreError`s naming the database URL (without its password): `.io` when the
 /// server cannot be reached or refuses the login, `.conflict` for a taken token ID or public key,
 /// `.full` when the server's disk is full, `.schemaTooNew` and `.foreignDatabase` at opening.
-public final class PostgresStore: AdminStore, RevocationFeed, @unchecked Sendable {
+public final class PostgresStore: AdminStore, RevocationFeed, SharedReplayCache, @unchecked Sendable {
     public let location: String
     let pool: PostgresConnectionPool
     let logger: Logger
@@ -267,6 +267,27 @@ public final class PostgresStore: AdminStore, RevocationFeed, @unchecked Sendabl
             _ = try c.query("SELECT pg_notify(\(PostgresRevocationListener.channel), \(payload))", logger: logger).blockingResult()
         }
         return revoked
+    }
+
+    // MARK: - Replay cache
+
+    /// One statement: a new key is inserted; a key whose entry expired is taken over; a live one
+    /// is left alone and reported as a replay. Concurrent nodes serialise on the primary key, so
+    /// exactly one of them gets true.
+    public func recordFirstUse(of key: [UInt8], until: Date, now: Date) throws(StoreError) -> Bool {
+        let text = key.map { String(format: "%02x", $0) }.joined()
+        return try run("check the early-data replay cache") { c in
+            try c.query("""
+                INSERT INTO early_data_seen (ephemeral, expires_at) VALUES (\(text), \(Self.ms(until)))
+                ON CONFLICT (ephemeral) DO UPDATE SET expires_at = excluded.expires_at WHERE early_data_seen.expires_at < \(Self.ms(now))
+                """, logger: logger).blockingResult().metadata.rows ?? 0 == 1
+        }
+    }
+
+    public func purgeReplayCache(before time: Date) throws(StoreError) -> Int {
+        try run("purge the early-data replay cache") { c in
+            try c.query("DELETE FROM early_data_seen WHERE expires_at < \(Self.ms(time))", logger: logger).blockingResult().metadata.rows ?? 0
+        }
     }
 
     // MARK: - Revocation feed

@@ -248,6 +248,13 @@ public final class SQLiteStore: AdminStore, Sendable {
         }
     }
 
+    /// Every token, oldest first (for `uspd store migrate`).
+    public func allTokens() throws(StoreError) -> [TokenRecord] {
+        try read("read tokens") { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM tokens ORDER BY issued_at, id").map { try Self.token($0, path: path) }
+        }
+    }
+
     /// Application tokens issued under the authorization token `authorizationTokenID`, oldest first.
     public func tokens(issuedUnder authorizationTokenID: String) throws(StoreError) -> [TokenRecord] {
         try read("read tokens") { db in

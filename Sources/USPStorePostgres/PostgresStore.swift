@@ -269,6 +269,59 @@ public final class PostgresStore: AdminStore, RevocationFeed, SharedReplayCache,
         return revoked
     }
 
+    // MARK: - Import
+
+    /// What `importEverything` copied.
+    public struct ImportCounts: Equatable, Sendable {
+        public var users = 0, tokens = 0, auditRows = 0
+    }
+
+    /// Copies a SQLite store's users, tokens (revoked ones included) and audit trail (in its
+    /// order, with new IDs) into this database, in one transaction: all of it or, on any error,
+    /// nothing. Refuses a database that already holds users, tokens or audit rows (`.conflict`).
+    public func importEverything(from source: SQLiteStore, progress: (ImportCounts) -> Void = { _ in }) throws(StoreError) -> ImportCounts {
+        let users: [UserRecord]
+        do { users = try source.users() } catch let e as StoreError { throw e } catch { throw StoreError(.io, path: source.path, "\(error)") }
+        let tokens = try source.allTokens()
+        return try run("import from \(source.path)") { c in
+            try Self.transaction(c) {
+                let row = try Self.rows(c, "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM tokens), (SELECT count(*) FROM audit)").first
+                var counts: (Int64, Int64, Int64) = (0, 0, 0)
+                if let row { counts = try row.decode((Int64, Int64, Int64).self) }
+                guard counts == (0, 0, 0) else {
+                    throw StoreError(.conflict, path: location,
+                                     "already holds \(counts.0) user(s), \(counts.1) token(s) and \(counts.2) audit row(s); import only into an empty store")
+                }
+                var done = ImportCounts()
+                for user in users {
+                    _ = try c.query("""
+                        INSERT INTO users (name, groups, password_hash, created_at)
+                        VALUES (\(user.name), \(StoreRules.groupsText(user.groups)), \(user.passwordHash), \(Self.ms(user.createdAt)))
+                        """, logger: logger).blockingResult()
+                    for (i, key) in user.publicKeys.enumerated() {
+                        _ = try c.query("INSERT INTO user_keys (public_key, user_name, position) VALUES (\(key), \(user.name), \(i))", logger: logger).blockingResult()
+                    }
+                    done.users += 1
+                }
+                for token in tokens {
+                    try insert(token, c)
+                    done.tokens += 1
+                }
+                progress(done)
+                var after: Int64 = 0
+                while true {
+                    let batch = try source.audit(afterID: after, limit: 1000)
+                    guard let last = batch.last?.id else { break }
+                    for e in batch { try insert(e, c) }
+                    done.auditRows += batch.count
+                    after = last
+                    progress(done)
+                }
+                return done
+            }
+        }
+    }
+
     // MARK: - Replay cache
 
     /// One statement: a new key is inserted; a key whose entry expired is taken over; a live one

@@ -4,6 +4,7 @@ import USPConfig
 import USPCore
 import USPServer
 import USPStore
+import USPStorePostgres
 
 #if canImport(Glibc)
 import Glibc
@@ -323,5 +324,52 @@ func printTable(_ rows: [[String]]) {
             line += i == r.count - 1 ? c : c.padding(toLength: widths[i] + 2, withPad: " ", startingAt: 0)
         }
         print(line)
+    }
+}
+
+// MARK: - store
+
+struct Store: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "store", abstract: "The store: moving it to PostgreSQL.", subcommands: [Migrate.self])
+
+    struct Migrate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "migrate",
+            abstract: "Copy the data directory's SQLite store (users, tokens, audit trail) into an empty PostgreSQL database.",
+            discussion: """
+            One transaction: everything is copied or, on any error, nothing. The database must be \
+            empty of USP data (uspd creates its tables). Stop uspd first, so that nothing is written \
+            to the SQLite file meanwhile; then set database = URL in uspd.toml (docs/FLEET.md). The \
+            password comes from --password-file, $USPD_DATABASE_PASSWORD or $PGPASSWORD.
+            """)
+
+        @OptionGroup var home: HomeOptions
+        @Option(name: .customLong("to"), help: "postgresql://USER@HOST[:PORT]/DB (no password in it).") var target: String
+        @Option(name: .customLong("password-file"), help: "The database password, one line.") var passwordFile: String?
+        @Option(name: .customLong("from"), help: "The SQLite file (default: the data directory's).") var source: String?
+
+        func run() async throws {
+            let (homeDir, _, _) = try home.load()
+            let path = source ?? homeDir.databasePath
+            guard source != nil || homeDir.databaseURL == nil else {
+                throw Failure("the data directory's database is already PostgreSQL (\(homeDir.config.database)); give --from FILE")
+            }
+            guard FileManager.default.fileExists(atPath: path) else { throw Failure("\(path): no such file") }
+            do {
+                let from = try SQLiteStore(path: path)
+                let to = try Backend.openPostgres(target, passwordFile: passwordFile)
+                defer { to.close() }
+                let counts = try to.importEverything(from: from) { done in
+                    FileHandle.standardError.write(Data("\rcopied \(done.users) user(s), \(done.tokens) token(s), \(done.auditRows) audit row(s)".utf8))
+                }
+                FileHandle.standardError.write(Data("\n".utf8))
+                print("copied \(counts.users) user(s), \(counts.tokens) token(s) and \(counts.auditRows) audit row(s) from \(path) to \(to.location)")
+                print("next: set database = \"\(to.location)\" in \(homeDir.configPath) and start uspd")
+            } catch let e as Failure {
+                throw e
+            } catch {
+                throw Failure("\(error)")
+            }
+        }
     }
 }

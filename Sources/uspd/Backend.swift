@@ -27,6 +27,10 @@ enum Backend {
         }
     }
 
+    static func openPostgres(_ url: String, passwordFile: String?) throws -> PostgresStore {
+        do { return try PostgresStore(location: try PostgresLocation.parse(url, passwordFile: passwordFile)) } catch { throw Failure("\(error)") }
+    }
+
     static func hashPassword(_ password: String) throws -> String {
         do { return try PasswordHash.hash(password: password) } catch { throw Failure("\(error)") }
     }

@@ -42,7 +42,7 @@ struct USPD: AsyncParsableCommand {
         EXIT STATUS: 0 on success, 1 on a runtime error (one line on stderr), 64 on a usage error.
         """,
         version: "0.3.0",
-        subcommands: [Serve.self, Init.self, Status.self, Sessions.self, User.self, App.self, Audit.self, URI.self, Key.self, DNSRecords.self],
+        subcommands: [Serve.self, Init.self, Status.self, Sessions.self, User.self, App.self, Audit.self, Store.self, URI.self, Key.self, DNSRecords.self],
         defaultSubcommand: Serve.self
     )
 }

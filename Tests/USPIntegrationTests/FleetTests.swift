@@ -108,4 +108,36 @@ final class FleetDatabase {
         #expect(try stream.process.wait(timeout: 10) != 0)
         #expect(stream.process.stderr.contains("revoked"), "\(stream.process.stderr)")
     }
+
+    /// `uspd store migrate` moves a SQLite data directory to PostgreSQL: its users, its saved
+    /// logins (the tokens) and its audit trail; uspd then serves from the database and the client's
+    /// saved login still works.
+    @Test func aSQLiteDataDirectoryMovesToPostgreSQL() throws {
+        guard let db = try FleetDatabase() else { return }
+        let daemon = try DaemonFixture(apps: Self.apps)
+        try daemon.loginAdmin()
+        daemon.process?.stop()
+        let uspd = try Harness.executable("uspd")
+        let migrated = try Harness.run(uspd, ["store", "migrate", "--data-dir", daemon.dataDirectory.path, "--to", db.url], environment: db.environment)
+        #expect(migrated.status == 0, "\(migrated.stderr)")
+        #expect(migrated.stdout.contains("copied 1 user(s), 1 token(s) and"), "\(migrated.stdout)")
+        // Again: the database is no longer empty, and says so.
+        let again = try Harness.run(uspd, ["store", "migrate", "--data-dir", daemon.dataDirectory.path, "--to", db.url], environment: db.environment)
+        #expect(again.status == 1 && again.stderr.contains("import only into an empty store"), "\(again.stderr)")
+        // A password in the URL is refused before anything is tried.
+        let leaked = try Harness.run(uspd, ["store", "migrate", "--data-dir", daemon.dataDirectory.path,
+                                            "--to", db.url.replacingOccurrences(of: "@", with: ":secret@")])
+        #expect(leaked.status == 1 && leaked.stderr.contains("holds a password"), "\(leaked.stderr)")
+        #expect(!leaked.stderr.contains("secret"), "the password is not echoed: \(leaked.stderr)")
+        // Served from PostgreSQL, the saved login is accepted.
+        let serve = try RunningProcess("uspd", executable: uspd,
+                                       arguments: ["serve", "--data-dir", daemon.dataDirectory.path, "--listen", "127.0.0.1:\(daemon.port)",
+                                                   "--database", db.url], environment: db.environment)
+        defer { serve.stop() }
+        _ = try serve.waitForOutput { $0.contains("listening on") }
+        let who = try daemon.usp(["connect", daemon.uri, "whoami"], stdin: "")
+        #expect(who.status == 0 && who.stdout.contains("identity=admin"), "\(who.stdout) \(who.stderr)")
+        let audit = try Harness.run(uspd, ["audit", "--data-dir", daemon.dataDirectory.path, "--database", db.url], environment: db.environment)
+        #expect(audit.stdout.contains("token_issued"), "the trail came along: \(audit.stdout)")
+    }
 }

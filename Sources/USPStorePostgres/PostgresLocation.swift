@@ -153,11 +153,22 @@ public struct PostgresLocation: Sendable, Equatable {
         return PostgresLocation(endpoint: endpoint, user: user, database: database, tls: tls, password: password)
     }
 
-    /// `url` with anything after a ':' in its user part replaced, for an error message.
+    /// `url` with the password part of its user info and any `password=` parameter replaced by
+    /// `***`, for an error message.
     static func redacted(_ url: String) -> String {
-        guard let schemeEnd = url.range(of: "://") else { return url }
-        let rest = url[schemeEnd.upperBound...]
-        guard let at = rest.firstIndex(of: "@"), let colon = rest[..<at].firstIndex(of: ":") else { return url }
-        return String(url[..<colon]) + ":***" + String(rest[at...])
+        var text = url
+        if let schemeEnd = text.range(of: "://") {
+            let rest = text[schemeEnd.upperBound...]
+            if let at = rest.firstIndex(of: "@"), let colon = rest[..<at].firstIndex(of: ":") {
+                text = String(text[..<colon]) + ":***" + String(rest[at...])
+            }
+        }
+        if let q = text.firstIndex(of: "?") {
+            let parameters = text[text.index(after: q)...].split(separator: "&", omittingEmptySubsequences: false).map { p in
+                p.lowercased().hasPrefix("password=") ? "password=***" : String(p)
+            }
+            text = String(text[...q]) + parameters.joined(separator: "&")
+        }
+        return text
     }
 }

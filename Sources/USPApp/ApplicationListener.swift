@@ -61,7 +61,11 @@ public enum ApplicationListener {
     }
 
     /// Sessions handed over on a listening socket at `path`.
+    /// `executor`: where each session's set-up runs (Swift's global executor if nil). A program
+    /// whose cooperative pool may be busy with blocking work passes one of its own, so that a
+    /// client's session is not kept waiting behind that work.
     public static func listening(at path: String, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+                                 executor: (any TaskExecutor)? = nil,
                                  onError: @escaping @Sendable (USPAppError) -> Void = ApplicationListener.logToStandardError)
         throws(USPAppError) -> AsyncStream<ApplicationSession> {
         let listener: CInt
@@ -88,7 +92,7 @@ public enum ApplicationListener {
                     DispatchQueue.global().async {
                         do throws(USPAppError) {
                             let handoff = try HandoffReceiver.receiveHandoff(on: connection)
-                            Task {
+                            Task(executorPreference: executor) {
                                 do {
                                     continuation.yield(try await ApplicationSession.make(handoff, group: group))
                                 } catch {

@@ -64,6 +64,8 @@ enum ErrorText {
             return USPClientError(.refused, "\(s) is rate limiting logins; wait a moment and try again", wireCode: e.code)
         case .invalidRequestBody:
             return USPClientError(.refused, "\(s) refused the login request: \(e.message)", wireCode: e.code)
+        case .storeUnavailable:
+            return USPClientError(.refused, "\(s) cannot reach its database right now, so it granted nothing; try again later (store_unavailable)", wireCode: e.code)
         default:
             return USPClientError(.authenticationFailed, "login on \(s) failed: \(e.code.name) (\(e.message))", wireCode: e.code)
         }
@@ -85,6 +87,8 @@ enum ErrorText {
             return USPClientError(.refused, "\(s) has too many streams open on this connection; close some and try again", wireCode: code)
         case .rateLimited:
             return USPClientError(.refused, "\(s) is rate limiting; wait a moment and try again", wireCode: code)
+        case .storeUnavailable:
+            return USPClientError(.refused, "\(s) cannot reach its database right now, so it opened nothing; try again later (store_unavailable)", wireCode: code)
         default:
             let detail = message.isEmpty ? "" : " (\(message))"
             return USPClientError(.refused, "\(s) refused to open the application: \(code.name)\(detail)", wireCode: code)
@@ -111,6 +115,8 @@ enum ErrorText {
                 return loginExpired(e.code, server: server)
             case .shuttingDown:
                 return USPClientError(.connectionLost, "\(s) is shutting down; try again later", wireCode: e.code)
+            case .storeUnavailable:
+                return USPClientError(.connectionLost, "\(s) cannot reach its database right now, so it granted nothing; try again later (store_unavailable)", wireCode: e.code)
             default:
                 return USPClientError(.connectionLost, "\(s) ended the session: \(e.code.name) (\(e.message))", wireCode: e.code)
             }

@@ -192,7 +192,7 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
             }
         } catch {
             storeFailure("store failure during login", error)
-            return .failure(USPError(.internalError, "store: \(error)"))
+            return .failure(USPError(.storeUnavailable, "store: \(error)"))
         }
         switch outcome {
         case .failure(let error):
@@ -217,7 +217,7 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
                 return .success(AuthorizationGrant(identity: Identity(name: user.name, groups: user.groups), token: issued.secret, tokenID: issued.id))
             } catch {
                 storeFailure("login of \(user.name) refused: the audit or token store failed", error)
-                return .failure(USPError(.internalError, "audit or token store unavailable"))
+                return .failure(USPError(.storeUnavailable, "audit or token store unavailable"))
             }
         }
     }
@@ -318,7 +318,7 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
             return .success((Identity(name: user.name, groups: user.groups), presentation.id))
         } catch {
             storeFailure("authorization token check failed", error)
-            return .failure(USPError(.internalError, "store unavailable"))
+            return .failure(USPError(.storeUnavailable, "store unavailable"))
         }
     }
 
@@ -372,7 +372,7 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
             return .success((issued.secret, issued.id, record))
         } catch {
             storeFailure("application token for \(entry.name) refused", error)
-            return .failure(USPError(.internalError, "token store unavailable"))
+            return .failure(USPError(.storeUnavailable, "token store unavailable"))
         }
     }
 
@@ -414,7 +414,7 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
                                              identity: token.identity.map { Identity(name: $0, groups: groups) }))
         } catch {
             storeFailure("application token check failed", error)
-            return .failure(USPError(.internalError, "store unavailable"))
+            return .failure(USPError(.storeUnavailable, "store unavailable"))
         }
     }
 
@@ -442,7 +442,7 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
             return .success(all.compactMap { TokenProof.TokenID(text: $0) })
         } catch {
             storeFailure("token invalidation failed", error)
-            return .failure(USPError(.internalError, "token store unavailable"))
+            return .failure(USPError(.storeUnavailable, "token store unavailable"))
         }
     }
 

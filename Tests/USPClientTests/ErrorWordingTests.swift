@@ -23,6 +23,17 @@ import USPNIO
         #expect(e.message.contains("does not decrypt under the key we expected") && !e.message.contains("AEAD"), "\(e.message)")
     }
 
+    /// A server whose database is down says so, and the person is told it is the server's
+    /// trouble and passing, not their password or token.
+    @Test func anUnreachableStoreIsNamedAsTheServersAndPassing() {
+        let server = ServerURI(host: "h", port: 1)
+        let login = ErrorText.login(WireError(.storeUnavailable, "store: connection refused"), user: "alice", server: server)
+        #expect(login.message.contains("cannot reach its database") && !login.message.contains("wrong user"), "\(login.message)")
+        #expect(login.wireCode == .storeUnavailable)
+        let open = ErrorText.streamRefused(code: .storeUnavailable, message: "store unavailable", server: server)
+        #expect(open.message.contains("try again later") && !open.message.contains("token"), "\(open.message)")
+    }
+
     @Test func forwardOnABusyPortSaysSo() async throws {
         let busy = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
         defer { busy.close(promise: nil) }

@@ -19,10 +19,12 @@ struct RelayFreeDaemonTests {
         private var seen: [Bool] = []
         var relayFree: [Bool] { lock.withLock { seen } }
         private(set) var task: Task<Void, Never>?
+        /// Off the cooperative pool: the blocking tests running beside this one cannot delay it.
+        private let executor = QueueTaskExecutor(label: "relay-free echo")
 
         init(socket: String) throws {
-            let sessions = try ApplicationListener.listening(at: socket)
-            task = Task { [self] in
+            let sessions = try ApplicationListener.listening(at: socket, executor: executor)
+            task = Task(executorPreference: executor) { [self] in
                 await withDiscardingTaskGroup { group in
                     for await session in sessions {
                         lock.withLock { seen.append(session.metadata.relayFree) }
@@ -38,7 +40,10 @@ struct RelayFreeDaemonTests {
         }
     }
 
-    @Test func dedicatedConnectionIsHandedOverAndAMenuStreamIsRelayed() async throws {
+    /// A daemon serving `rf`, a relay-free unix application echoed by `EchoApplication`; `body`
+    /// runs on a thread of its own (the clients block on their sockets) so that everything on
+    /// the cooperative pool keeps running meanwhile.
+    func withRelayFreeEcho(_ body: @escaping @Sendable (TestDaemon, EchoApplication) throws -> Void) async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("rf-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let socket = dir.appendingPathComponent("rf.sock").path
@@ -48,9 +53,36 @@ struct RelayFreeDaemonTests {
         d.applications.withLock {
             $0.append(ApplicationDefinition(name: "rf", visibility: .public, launch: .unix(path: socket, relayFree: true)))
         }
-        // The clients block on their sockets: on a thread of their own, so that the application's
-        // tasks (and everything else on the cooperative pool) keep running meanwhile.
-        try await withDaemon(d) { d in try await onThread { try Self.exchange(d, app) } }
+        try await withDaemon(d) { d in try await onThread { try body(d, app) } }
+    }
+
+    @Test func dedicatedConnectionIsHandedOverAndAMenuStreamIsRelayed() async throws {
+        try await withRelayFreeEcho { d, app in try Self.exchange(d, app) }
+    }
+
+    /// The client's bytes that reach uspd while it hands the connection over (after the stream is
+    /// accepted, before the application has the socket) are in the snapshot and reach the
+    /// application: sent at a range of moments around the hand-off, every connection echoes all.
+    @Test func bytesSentDuringTheHandOffReachTheApplication() async throws {
+        try await withRelayFreeEcho { d, _ in
+            let menu = try d.menuClient()
+            let rf = try #require(menu.log.index(of: "rf"))
+            for attempt in 1...12 {
+                try menu.request([rf: [:]])
+                let token = try #require(menu.log.token(at: rf))
+                usleep(80_000)  // under the per-source handshake rate (20/s, burst 5)
+                let dedicated = try SocketClient(port: d.port4)
+                try dedicated.start(ClientStart(application: .init(token: token), initialData: Array("early ".utf8)))
+                let accepted = try dedicated.pump(timeout: 20) { $0.notes.contains(.accepted(1)) }
+                #expect(accepted, "attempt \(attempt): \(dedicated.log.notes)")
+                // Right after the acceptance (odd attempts) or a little later: the bytes reach
+                // uspd before, during or after its hand-off.
+                if attempt % 2 == 0 { usleep(useconds_t(attempt * 100)) }
+                try dedicated.write(1, "and during")
+                let echoed = try dedicated.pump(timeout: 20) { _ in dedicated.text(1) == "early and during" }
+                #expect(echoed, "attempt \(attempt): echoed \(dedicated.text(1).debugDescription), notes \(dedicated.log.notes)")
+            }
+        }
     }
 
     static func exchange(_ d: TestDaemon, _ app: EchoApplication) throws {
@@ -73,7 +105,8 @@ struct RelayFreeDaemonTests {
         try dedicated.start(ClientStart(application: .init(token: dedicatedToken), initialData: Array("early ".utf8)))
         #expect(try dedicated.pump(timeout: 20) { $0.notes.contains(.accepted(1)) })
         try dedicated.write(1, "and later")
-        #expect(try dedicated.pump(timeout: 20) { _ in dedicated.text(1) == "early and later" })
+        let echoed = try dedicated.pump(timeout: 20) { _ in dedicated.text(1) == "early and later" }
+        #expect(echoed, "echoed \(dedicated.text(1).debugDescription), notes \(dedicated.log.notes)")
         #expect(app.relayFree == [false, true])
         try dedicated.session.finish(stream: 1) { _ in }
         try dedicated.flush()

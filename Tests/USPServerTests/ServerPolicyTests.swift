@@ -183,18 +183,18 @@ struct ServerPolicyTests {
         #expect(pair.log.notes.last == .reply([0: "invalid_request_body"]))
     }
 
-    @Test func auditFailsClosedForLogins() throws {
+    @Test func auditFailsClosedForLoginsWithStoreUnavailable() throws {
         let store = Fixtures.store()
         var pair = MemoryPair(policy: Fixtures.policy(store: store))
         try pair.establish()
         store.failAudit = true
         try pair.login("alice", "correct horse")
-        #expect(pair.log.notes.last == .reply([0: "internal_error"]))
+        #expect(pair.log.notes.last == .reply([0: "store_unavailable"]))
         #expect(store.allTokens.isEmpty)
         // Application tokens too.
         let echo = try #require(pair.log.index(of: "echo"))
         try pair.request([echo: [:]])
-        #expect(pair.log.notes.last == .reply([echo.rawValue: "internal_error"]))
+        #expect(pair.log.notes.last == .reply([echo.rawValue: "store_unavailable"]))
     }
 
     @Test func applicationTokensAreBoundToAddressAndExpire() throws {

@@ -136,6 +136,9 @@ public struct USPError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let serverBusy = Code(605, "server_busy")
         /// An administrator of the server ended this session (`uspd sessions kill`).
         public static let closedByAdministrator = Code(606, "closed_by_administrator")
+        /// The server could not read or record what the request needs (its database is
+        /// unreachable): nothing was granted. Trying again later is fine.
+        public static let storeUnavailable = Code(607, "store_unavailable")
 
         public static let all: [Code] = [
             ok,
@@ -150,7 +153,7 @@ public struct USPError: Error, Hashable, Sendable, CustomStringConvertible {
             tokenInvalid, tokenExpired, tokenWrongAddress, tokenRevoked, unknownAction, rateLimited, unknownMethod,
             applicationUnavailable, applicationRefused, resourcesExhausted, unknownApplication, tooManyStreams, applicationBusy,
             applicationFailed,
-            closedByPeer, shuttingDown, idleTimeout, internalError, unexpectedEOF, serverBusy, closedByAdministrator,
+            closedByPeer, shuttingDown, idleTimeout, internalError, unexpectedEOF, serverBusy, closedByAdministrator, storeUnavailable,
         ]
     }
 }

@@ -17,6 +17,7 @@ let package = Package(
         .executable(name: "usp-demo", targets: ["usp-demo"]),
         .executable(name: "usp-bench", targets: ["usp-bench"]),
         .executable(name: "usp-chaos", targets: ["usp-chaos"]),
+        .executable(name: "usp-store-bench", targets: ["usp-store-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", exact: "4.5.2"),
@@ -184,6 +185,11 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
             ]
+        ),
+        // Token issue and validation per second on each store backend (scripts/bench-fleet.sh).
+        .executableTarget(
+            name: "usp-store-bench",
+            dependencies: ["USPStore", "USPStorePostgres"]
         ),
         // The chaos suite's load generator (scripts/chaos.sh, docs/RELIABILITY.md): attackers from
         // chosen 127.x.y.z sources (raw TCP on NIO; USP sessions on USPClient, USPNIO and USPCore)

@@ -5,6 +5,7 @@
 /// apps_dir = "apps.d"                       # relative to the data directory
 /// database = "usp.sqlite"                  # or "postgresql://uspd@db.example.net/usp" (docs/FLEET.md)
 /// database_password_file = "db-password"    # PostgreSQL only; else $USPD_DATABASE_PASSWORD or $PGPASSWORD
+/// node_name = "eu-1"                        # this uspd's name in the audit trail; the host name by default
 /// host_key = "host_key"
 /// allow_first_contact = true                # false: stealth, only IK/NK clients get an answer
 /// tcp_fast_open = false                     # true: message 1 may ride in the SYN (TCP Fast Open)
@@ -49,6 +50,9 @@ public struct ServerConfig: Hashable, Sendable {
     /// The PostgreSQL password, one line in this file (relative to the data directory); without
     /// it, `USPD_DATABASE_PASSWORD` or `PGPASSWORD`. Never in the URL.
     public var databasePasswordFile: String?
+    /// This uspd's name in the audit trail (each row says which node wrote it); nil: the host
+    /// name. 1-64 of `A-Z a-z 0-9 . _ -`.
+    public var nodeName: String?
     public var hostKey: String = "host_key"
     public var allowFirstContact = true
     /// TCP Fast Open on the listening sockets (TCP_FASTOPEN): a client with a cookie from an

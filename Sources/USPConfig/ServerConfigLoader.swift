@@ -10,6 +10,7 @@ import TOMLKit
 /// - `listen`: an array of `host:port` (`[v6]:port` for IPv6), port 0…65535 (0: any free port).
 ///   It may be empty when every socket comes from systemd.
 /// - `apps_dir`, `database`, `host_key`: non-empty strings (relative to the data directory).
+/// - `node_name`: 1-64 characters of `A-Z a-z 0-9 . _ -`.
 /// - `handshake_timeout`: more than 0 and at most 600 seconds.
 /// - `idle_timeout`: 0 (never) to 604800 seconds (a week); `anonymous_session_lifetime`: 0 (never) to 86400 s.
 /// - `max_connections`: 1…1,048,576; `max_unauthenticated`: 1…`max_connections`.
@@ -28,7 +29,7 @@ import TOMLKit
 /// - `log_level`: trace, debug, info, notice, warning, error or critical (swift-log's levels).
 public enum ServerConfigLoader {
     public static let keys = [
-        "listen", "apps_dir", "database", "database_password_file", "host_key", "allow_first_contact", "tcp_fast_open", "handshake_timeout",
+        "listen", "apps_dir", "database", "database_password_file", "node_name", "host_key", "allow_first_contact", "tcp_fast_open", "handshake_timeout",
         "silent_hold_min", "silent_hold_max", "silent_hold_distribution", "max_silent_holds", "idle_timeout", "anonymous_session_lifetime", "max_connections",
         "max_unauthenticated", "handshake_rate", "handshake_burst", "known_handshake_rate", "known_handshake_burst", "known_source_time", "max_connections_per_source", "source_prefix_v4", "source_prefix_v6", "max_streams_per_minute",
         "max_streams_per_identity", "max_streams_per_application", "authorization_token_lifetime",
@@ -38,6 +39,16 @@ public enum ServerConfigLoader {
     ]
     public static let loginTokenBindings = ["none", "prefix", "address"]
     public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+
+    /// Why `name` cannot be a `node_name` (nil: it can): 1-64 characters of `A-Z a-z 0-9 . _ -`,
+    /// so that it reads the same in a log line, a table and JSON.
+    public static func nodeNameProblem(_ name: String) -> String? {
+        guard !name.isEmpty, name.utf8.count <= 64 else { return "must be 1 to 64 characters long" }
+        let allowed = name.utf8.allSatisfy { b in
+            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || b == 0x2E || b == 0x5F || b == 0x2D
+        }
+        return allowed ? nil : "\"\(name)\" may hold only letters, digits, '.', '_' and '-'"
+    }
 
     /// Reads and validates the file at `path`.
     public static func load(path: String) throws(ConfigError) -> ServerConfig {
@@ -95,6 +106,9 @@ public enum ServerConfigLoader {
         }
         if let s = r.string(t, [], "database_password_file") {
             if s.isEmpty { r.reportAtValue(.invalidValue, ["database_password_file"], "database_password_file must not be empty") } else { c.databasePasswordFile = s }
+        }
+        if let s = r.string(t, [], "node_name") {
+            if let problem = Self.nodeNameProblem(s) { r.reportAtValue(.invalidValue, ["node_name"], "node_name \(problem)") } else { c.nodeName = s }
         }
         if let b = r.bool(t, [], "allow_first_contact") { c.allowFirstContact = b }
         if let b = r.bool(t, [], "tcp_fast_open") { c.tcpFastOpen = b }
@@ -211,7 +225,7 @@ extension ServerConfig {
         return """
             listen = [\(listen.map(q).joined(separator: ", "))]
             apps_dir = \(q(appsDirectory))
-            database = \(q(database))\(databasePasswordFile.map { "\ndatabase_password_file = \(q($0))" } ?? "")
+            database = \(q(database))\(databasePasswordFile.map { "\ndatabase_password_file = \(q($0))" } ?? "")\(nodeName.map { "\nnode_name = \(q($0))" } ?? "")
             host_key = \(q(hostKey))
             allow_first_contact = \(allowFirstContact)
             tcp_fast_open = \(tcpFastOpen)

@@ -93,6 +93,9 @@ public final class AdminQueries: Sendable {
 
     // MARK: - sessions
 
+    /// The answer to `{"command":"sessions"}` (also this node's report to a fleet's directory).
+    func sessionsAnswer() -> JSONValue { sessions() }
+
     private func sessions() -> JSONValue {
         let snapshots: [ServerSessionSnapshot]
         do { snapshots = try liveSessions() } catch { return error.answer }
@@ -197,9 +200,9 @@ public final class AdminQueries: Sendable {
         }
     }
 
-    static func rounded(_ seconds: Double) -> Double { (seconds * 10).rounded() / 10 }
+    public static func rounded(_ seconds: Double) -> Double { (seconds * 10).rounded() / 10 }
 
-    static func timestamp(_ date: Date) -> String {
+    public static func timestamp(_ date: Date) -> String {
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime]
         return formatter.string(from: date)

@@ -1,4 +1,5 @@
 import Synchronization
+import USPStore
 
 /// Slows password guessing without letting a stranger lock a user out.
 ///
@@ -107,6 +108,14 @@ public final class LoginThrottle: Sendable {
         entry.until = now + d
         e[key] = entry
         return d
+    }
+
+    /// The keys a failure from `source` for `identity` counts under, each with its cap: the
+    /// refusing ones (source; identity from the source's prefix), then the identity-wide one. A
+    /// fleet keeps the same windows in its store (`SharedLoginPenalties`).
+    public func penalties(source: String, identity: String?) -> (refusing: [LoginPenalty], identityWide: LoginPenalty?) {
+        (refusingKeys(source: source, identity: identity).map { LoginPenalty(key: $0, cap: maximum) },
+         identity.map { LoginPenalty(key: Self.identityKey($0), cap: identityMaximum) })
     }
 
     func refusingKeys(source: String, identity: String?) -> [String] {

@@ -37,9 +37,18 @@ public struct ServerHome: Sendable {
     /// The disk space reserve (`audit_reserve`), beside the database so it is on the same file
     /// system; none with PostgreSQL (the database server's disk is not this host's).
     public var reservePath: String? { databaseURL == nil ? databasePath + ".reserve" : nil }
+    /// This uspd's name in the audit trail: `node_name`, else the host name.
+    public var nodeName: String { config.nodeName ?? Self.hostName() }
     /// The control socket of a running uspd (`uspd status`, `uspd sessions`).
     public var adminSocketPath: String { Self.join(directory, "uspd.sock") }
     public var appsDirectory: String { Self.join(directory, config.appsDirectory) }
+
+    static func hostName() -> String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count - 1) == 0 else { return "uspd" }
+        let name = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return name.isEmpty ? "uspd" : String(name.prefix(64))
+    }
 
     static func join(_ dir: String, _ path: String) -> String {
         path.hasPrefix("/") ? path : (dir as NSString).appendingPathComponent(path)

@@ -174,7 +174,21 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
         }
         let claimed = body["user"]?.stringValue
         let now = monotonic()
-        let wait = throttle.wait(source: context.peerAddress, identity: claimed, now: now)
+        var wait = throttle.wait(source: context.peerAddress, identity: claimed, now: now)
+        let penalties = throttle.penalties(source: context.peerAddress, identity: claimed)
+        if let shared = store as? any SharedLoginPenalties {
+            // A fleet's windows are the store's, opened and cleared by every node (this node's
+            // memory would miss a success elsewhere).
+            let wall = date(context.now)
+            do {
+                let open = try shared.openLoginPenalties(penalties.refusing.map(\.key), now: wall)
+                wait = max(0, open.values.map { $0.timeIntervalSince(wall) }.max() ?? 0)
+            } catch {
+                storeFailure("login refused: its penalty windows could not be read", error)
+                audit.note(event(.authentication, context, identity: claimed, method: method, result: USPError.Code.storeUnavailable.name))
+                return .failure(USPError(.storeUnavailable, "store: \(error)"))
+            }
+        }
         if wait > 0 {
             audit.note(event(.authentication, context, identity: claimed, method: method, result: USPError.Code.rateLimited.name,
                              detail: String(format: "%.2fs penalty left", wait)))
@@ -192,6 +206,8 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
             }
         } catch {
             storeFailure("store failure during login", error)
+            // Queued: written once the store answers again.
+            audit.note(event(.authentication, context, identity: claimed, method: method, result: USPError.Code.storeUnavailable.name))
             return .failure(USPError(.storeUnavailable, "store: \(error)"))
         }
         switch outcome {
@@ -199,6 +215,14 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
             let who = claimed
             // The window this opens refuses (late) the next attempt; this reply keeps the common time.
             _ = throttle.failed(source: context.peerAddress, identity: who, now: now)
+            if let shared = store as? any SharedLoginPenalties {
+                do {
+                    _ = try shared.recordLoginFailure(penalties.refusing + (penalties.identityWide.map { [$0] } ?? []), base: throttle.base,
+                                                      forgetAfter: throttle.forgetAfter, now: date(context.now))
+                } catch {
+                    storeFailure("a failed login's penalty could not be shared with the other nodes", error)
+                }
+            }
             audit.note(event(.authentication, context, identity: who, method: method, result: error.code.name, detail: error.detail))
             return .failure(USPError(.authenticationFailed, error.detail))
         case .success(let user):
@@ -214,6 +238,14 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
                 try audit.recordToken(record, event(.tokenIssued, context, identity: user.name, method: method, result: "ok",
                                                     tokenID: record.id, detail: "authorization"))
                 throttle.succeeded(source: context.peerAddress, identity: user.name)
+                if let shared = store as? any SharedLoginPenalties {
+                    let cleared = throttle.penalties(source: context.peerAddress, identity: user.name)
+                    do {
+                        try shared.clearLoginPenalties((cleared.refusing + (cleared.identityWide.map { [$0] } ?? [])).map(\.key))
+                    } catch {
+                        storeFailure("a login's penalties could not be cleared on the other nodes", error)
+                    }
+                }
                 return .success(AuthorizationGrant(identity: Identity(name: user.name, groups: user.groups), token: issued.secret, tokenID: issued.id))
             } catch {
                 storeFailure("login of \(user.name) refused: the audit or token store failed", error)
@@ -280,7 +312,20 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
     /// How long a password login for the user these fields name waits before it is checked:
     /// the identity-wide slow-down, which delays and never refuses (`LoginThrottle`).
     public func loginDelay(fields: [String: JSONValue]) -> Double {
-        throttle.identityDelay(identity: fields["user"]?.stringValue, now: monotonic())
+        let identity = fields["user"]?.stringValue
+        let local = throttle.identityDelay(identity: identity, now: monotonic())
+        guard let identity, let shared = store as? any SharedLoginPenalties,
+              let key = throttle.penalties(source: "", identity: identity).identityWide?.key else { return local }
+        let wall = Date()
+        do {
+            // A fleet's window is the store's (see `authenticate`).
+            let open = try shared.openLoginPenalties([key], now: wall)
+            return max(0, min(throttle.identityMaximum, open[key].map { $0.timeIntervalSince(wall) } ?? 0))
+        } catch {
+            // The login itself asks the store next and is refused there if it still cannot answer.
+            storeFailure("a login's identity-wide delay could not be read", error)
+            return local
+        }
     }
 
     /// Drops what was kept for a session that has ended.
@@ -318,7 +363,7 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
             return .success((Identity(name: user.name, groups: user.groups), presentation.id))
         } catch {
             storeFailure("authorization token check failed", error)
-            return .failure(USPError(.storeUnavailable, "store unavailable"))
+            return refuse(.storeUnavailable, id, context, "the store could not be read")
         }
     }
 
@@ -414,7 +459,7 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
                                              identity: token.identity.map { Identity(name: $0, groups: groups) }))
         } catch {
             storeFailure("application token check failed", error)
-            return .failure(USPError(.storeUnavailable, "store unavailable"))
+            return refuse(.storeUnavailable, id, context, "the store could not be read")
         }
     }
 

@@ -66,6 +66,11 @@ public final class ServerRuntime: Sendable {
         public var adminSocket: String?
         /// Where `GET /metrics` is served (`metrics_listen`); nil: nowhere.
         public var metricsListen: String?
+        /// This node's name (`node_name`, the host name): a store that keeps a fleet's directory
+        /// (`FleetDirectory`) gets this node's live sessions under it every `fleetReportInterval`
+        /// seconds, for `uspd sessions --fleet`. nil: no report.
+        public var nodeName: String?
+        public var fleetReportInterval: Double = 2
         public init() {}
 
         public init(config: ServerConfig) {
@@ -382,6 +387,17 @@ public final class USPDaemon: Service, Sendable {
                         watcher.poll(on: group.next())
                     }
                 }
+                if let node = runtime.options.nodeName, let directory = runtime.policy.store as? any FleetDirectory {
+                    tasks.addTask { [self] in
+                        let queries = AdminQueries(daemon: self)
+                        while !Task.isCancelled {
+                            await reportSessions(queries, as: node, to: directory)
+                            try? await Task.sleep(for: .milliseconds(Int(runtime.options.fleetReportInterval * 1000)))
+                        }
+                        let logger = logger
+                        await Self.offThePool { do { try directory.withdrawNode(node) } catch { logger.warning("\(error)") } }
+                    }
+                }
                 tasks.addTask { [self] in
                     let all = channels.withLock { $0 }
                     for c in all { try? await c.closeFuture.get() }
@@ -398,6 +414,30 @@ public final class USPDaemon: Service, Sendable {
         await drain()
     }
 
+    /// Writes this node's live sessions (what `uspd sessions --json` answers) into the fleet's
+    /// directory. Both the wait for the event loops and the query block: off the cooperative pool.
+    private func reportSessions(_ queries: AdminQueries, as node: String, to directory: any FleetDirectory) async {
+        let logger = logger
+        await Self.offThePool {
+            let answer = queries.sessionsAnswer()
+            guard let text = try? String(decoding: answer.encoded(), as: UTF8.self) else { return }
+            do {
+                try directory.reportNode(node, report: text, at: Date())
+            } catch {
+                logger.warning("the fleet's directory did not take this node's sessions: \(error)")
+            }
+        }
+    }
+
+    static func offThePool(_ body: @escaping @Sendable () -> Void) async {
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async {
+                body()
+                done.resume()
+            }
+        }
+    }
+
     /// Deletes tokens expired for a day and prunes the audit trail (`audit_max_age`, `audit_max_size`).
     func maintainStore() {
         let store = runtime.policy.store
@@ -405,6 +445,9 @@ public final class USPDaemon: Service, Sendable {
         if purged > 0 { logger.info("purged \(purged) expired token(s)") }
         if let shared = store as? any SharedReplayCache {
             do { _ = try shared.purgeReplayCache(before: Date()) } catch { logger.error("\(error)") }
+        }
+        if let shared = store as? any SharedLoginPenalties {
+            do { _ = try shared.purgeLoginPenalties(before: Date().addingTimeInterval(-runtime.policy.throttle.forgetAfter)) } catch { logger.error("\(error)") }
         }
         let retention = runtime.options.auditRetention
         guard !retention.isUnlimited else { return }

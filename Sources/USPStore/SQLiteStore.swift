@@ -36,7 +36,7 @@ import Darwin
 ///   authorization_token_id and expires_at.
 /// - `audit(id AUTOINCREMENT, time, kind, session, peer_address, client_key, identity, method,
 ///   result, token_id, authorization_token_id, application, stream, bytes_in, bytes_out,
-///   duration_ms, detail)`, indexed on time, identity, kind, (session, stream), token_id and
+///   duration_ms, detail, count, node)`, indexed on time, identity, kind, (session, stream), token_id and
 ///   authorization_token_id. Rows are only ever appended.
 ///
 /// - `store_meta(key PK, value)`: `last_opened_at` (ms), written at every open as a write probe.
@@ -47,6 +47,8 @@ public final class SQLiteStore: AdminStore, Sendable {
     /// The database file, as given.
     public let path: String
     public var location: String { path }
+    /// Written into every audit row that does not name its node already (`AuditEvent.node`).
+    public let node: String?
     private let pool: DatabasePool
     /// A connection of its own for WAL checkpoints, which `syncDurably` runs off the writer (a
     /// passive checkpoint never blocks the writer). The writer itself never checkpoints.
@@ -61,8 +63,9 @@ public final class SQLiteStore: AdminStore, Sendable {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     /// - Parameter busyTimeout: how long a write waits for another process's lock (for example
     ///   an admin command writing while the daemon runs) before failing.
-    public init(path: String, busyTimeout: TimeInterval = 5) throws(StoreError) {
+    public init(path: String, node: String? = nil, busyTimeout: TimeInterval = 5) throws(StoreError) {
         self.path = path
+        self.node = node
         try Self.checkFileBeforeOpening(path)
 
         var config = Configuration()
@@ -224,7 +227,7 @@ public final class SQLiteStore: AdminStore, Sendable {
         try Self.validate(token, path: path)
         try write("save token \(token.id)") { db in
             try Self.insert(token, db, path: path)
-            for e in events { try Self.insert(e, db) }
+            for e in events { try Self.insert(e, db, node: self.node) }
         }
     }
 
@@ -353,13 +356,13 @@ public final class SQLiteStore: AdminStore, Sendable {
     }
 
     public func appendAudit(_ event: AuditEvent) throws {
-        try write("append audit event") { db in try Self.insert(event, db) }
+        try write("append audit event") { db in try Self.insert(event, db, node: self.node) }
     }
 
     /// Appends several events in one transaction: all or none.
     public func appendAudit(_ events: [AuditEvent]) throws(StoreError) {
         try write("append audit events") { db in
-            for e in events { try Self.insert(e, db) }
+            for e in events { try Self.insert(e, db, node: self.node) }
         }
     }
 
@@ -482,7 +485,7 @@ public final class SQLiteStore: AdminStore, Sendable {
             for w in writes {
                 switch w {
                 case .token(let t): try Self.insert(t, db, path: path)
-                case .audit(let e): try Self.insert(e, db)
+                case .audit(let e): try Self.insert(e, db, node: self.node)
                 }
             }
         }
@@ -732,6 +735,10 @@ public final class SQLiteStore: AdminStore, Sendable {
         m.registerMigration("v3-audit-count") { db in
             try db.execute(sql: "ALTER TABLE audit ADD COLUMN count INTEGER")
         }
+        // v4: the uspd node that wrote each row (a fleet's trail, once moved to PostgreSQL).
+        m.registerMigration("v4-audit-node") { db in
+            try db.execute(sql: "ALTER TABLE audit ADD COLUMN node TEXT")
+        }
         return m
     }()
 
@@ -820,14 +827,14 @@ public final class SQLiteStore: AdminStore, Sendable {
         return revoked
     }
 
-    static func insert(_ e: AuditEvent, _ db: Database) throws {
+    static func insert(_ e: AuditEvent, _ db: Database, node: String?) throws {
         try db.cachedStatement(sql: """
             INSERT INTO audit (time, kind, session, peer_address, client_key, identity, method, result, token_id,
-                               authorization_token_id, application, stream, bytes_in, bytes_out, duration_ms, detail, count)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                               authorization_token_id, application, stream, bytes_in, bytes_out, duration_ms, detail, count, node)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """).execute(arguments: [ms(e.time), e.kind.rawValue, e.session, e.peerAddress, e.clientKey, e.identity, e.method, e.result,
                              e.tokenID, e.authorizationTokenID, e.application, e.stream, e.bytesIn, e.bytesOut, e.durationMS, e.detail,
-                             e.count])
+                             e.count, e.node ?? node])
     }
 
     static func event(_ row: Row, path: String) throws(StoreError) -> AuditEvent {
@@ -842,6 +849,7 @@ public final class SQLiteStore: AdminStore, Sendable {
                            detail: row["detail"])
         e.id = row["id"]
         e.count = row["count"]
+        e.node = row["node"]
         return e
     }
 }

@@ -109,6 +109,10 @@ public struct AuditEvent: Hashable, Sendable {
     /// (`192.0.2.0/24`), from `time` over `durationMS` (uspd summarises what strangers cause in
     /// bulk). nil: one event.
     public var count: Int64?
+    /// The uspd that wrote the row (its `node_name`, the host name by default): in a fleet sharing
+    /// one database, which node saw the event. nil in rows written before nodes were recorded, or
+    /// by a store opened without a node name.
+    public var node: String?
 
     public init(time: Date = Date(), kind: Kind, session: String? = nil, peerAddress: String? = nil, clientKey: String? = nil,
                 identity: String? = nil, method: String? = nil, result: String? = nil, tokenID: String? = nil,

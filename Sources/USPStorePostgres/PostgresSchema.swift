@@ -79,5 +79,18 @@ enum PostgresSchema {
             "CREATE TABLE early_data_seen (ephemeral TEXT PRIMARY KEY, expires_at BIGINT NOT NULL)",
             "CREATE INDEX early_data_seen_expires ON early_data_seen(expires_at)",
         ]),
+        // v3: the node that wrote each audit row (`node_name`, the host name by default).
+        ("v3-audit-node", [
+            "ALTER TABLE audit ADD COLUMN node TEXT",
+        ]),
+        // v4: failed-login penalty windows, shared by every node (SharedLoginPenalties).
+        ("v4-login-penalties", [
+            "CREATE TABLE login_penalties (key TEXT PRIMARY KEY, failures INTEGER NOT NULL, last_at BIGINT NOT NULL, until_at BIGINT NOT NULL)",
+            "CREATE INDEX login_penalties_last ON login_penalties(last_at)",
+        ]),
+        // v5: each node's latest report of its live sessions (FleetDirectory, uspd sessions --fleet).
+        ("v5-fleet-nodes", [
+            "CREATE TABLE fleet_nodes (node TEXT PRIMARY KEY, report TEXT NOT NULL, reported_at BIGINT NOT NULL)",
+        ]),
     ]
 }

@@ -13,14 +13,19 @@ import USPStore
 /// Errors are `StoreError`s naming the database URL (without its password): `.io` when the
 /// server cannot be reached or refuses the login, `.conflict` for a taken token ID or public key,
 /// `.full` when the server's disk is full, `.schemaTooNew` and `.foreignDatabase` at opening.
-public final class PostgresStore: AdminStore, RevocationFeed, SharedReplayCache, @unchecked Sendable {
+public final class PostgresStore: AdminStore, RevocationFeed, SharedReplayCache, SharedLoginPenalties, FleetDirectory,
+    @unchecked Sendable {
     public let location: String
+    /// Written into every audit row that does not name its node already (`AuditEvent.node`).
+    public let node: String?
     let pool: PostgresConnectionPool
     let logger: Logger
 
     /// Connects (one connection, to check the login and migrate; more are opened on demand).
-    public init(location: PostgresLocation, connections: Int = 4, logger: Logger = Logger(label: "uspd.store")) throws(StoreError) {
+    public init(location: PostgresLocation, node: String? = nil, connections: Int = 4,
+                logger: Logger = Logger(label: "uspd.store")) throws(StoreError) {
         self.location = location.displayURL
+        self.node = node
         self.logger = logger
         pool = PostgresConnectionPool(location: location, capacity: connections, logger: logger)
         do {
@@ -343,6 +348,86 @@ public final class PostgresStore: AdminStore, RevocationFeed, SharedReplayCache,
         }
     }
 
+    // MARK: - Login penalties
+
+    public func recordLoginFailure(_ keys: [LoginPenalty], base: Double, forgetAfter: Double, now: Date) throws(StoreError) -> [String: Date] {
+        guard !keys.isEmpty else { return [:] }
+        let at = Self.ms(now), forgotten = at - Int64((forgetAfter * 1000).rounded())
+        let baseMS = base * 1000
+        return try run("record a failed login") { c in
+            var ends: [String: Date] = [:]
+            try Self.transaction(c) {
+                for penalty in keys {
+                    // The count, and the window min(cap, base · 2^(count − 1)), in one statement:
+                    // nodes failing the same key at once each add theirs.
+                    let rows = try Self.rows(c, """
+                        INSERT INTO login_penalties AS p (key, failures, last_at, until_at)
+                        VALUES (\(penalty.key), 1, \(at), \(at) + LEAST(\(penalty.cap * 1000), \(baseMS))::BIGINT)
+                        ON CONFLICT (key) DO UPDATE SET
+                            failures = CASE WHEN p.last_at < \(forgotten) THEN 1 ELSE LEAST(p.failures, 30) + 1 END,
+                            last_at = \(at),
+                            until_at = \(at) + LEAST(\(penalty.cap * 1000),
+                                \(baseMS) * power(2, CASE WHEN p.last_at < \(forgotten) THEN 0 ELSE LEAST(p.failures, 30) END))::BIGINT
+                        RETURNING until_at
+                        """)
+                    if let row = rows.first { ends[penalty.key] = Self.date(try row.decode(Int64.self)) }
+                }
+            }
+            return ends
+        }
+    }
+
+    public func openLoginPenalties(_ keys: [String], now: Date) throws(StoreError) -> [String: Date] {
+        guard !keys.isEmpty else { return [:] }
+        return try run("read login penalties") { c in
+            var open: [String: Date] = [:]
+            for row in try Self.rows(c, "SELECT key, until_at FROM login_penalties WHERE key = ANY(\(keys)) AND until_at > \(Self.ms(now))") {
+                let (key, until) = try row.decode((String, Int64).self)
+                open[key] = Self.date(until)
+            }
+            return open
+        }
+    }
+
+    public func clearLoginPenalties(_ keys: [String]) throws(StoreError) {
+        guard !keys.isEmpty else { return }
+        try run("clear login penalties") { c in
+            _ = try c.query("DELETE FROM login_penalties WHERE key = ANY(\(keys))", logger: logger).blockingResult()
+        }
+    }
+
+    public func purgeLoginPenalties(before time: Date) throws(StoreError) -> Int {
+        try run("purge login penalties") { c in
+            try c.query("DELETE FROM login_penalties WHERE last_at < \(Self.ms(time))", logger: logger).blockingResult().metadata.rows ?? 0
+        }
+    }
+
+    // MARK: - Fleet directory
+
+    public func reportNode(_ node: String, report: String, at: Date) throws(StoreError) {
+        try run("report node \(node)") { c in
+            _ = try c.query("""
+                INSERT INTO fleet_nodes (node, report, reported_at) VALUES (\(node), \(report), \(Self.ms(at)))
+                ON CONFLICT (node) DO UPDATE SET report = excluded.report, reported_at = excluded.reported_at
+                """, logger: logger).blockingResult()
+        }
+    }
+
+    public func withdrawNode(_ node: String) throws(StoreError) {
+        try run("withdraw node \(node)") { c in
+            _ = try c.query("DELETE FROM fleet_nodes WHERE node = \(node)", logger: logger).blockingResult()
+        }
+    }
+
+    public func nodeReports() throws(StoreError) -> [NodeReport] {
+        try run("read the fleet's nodes") { c in
+            try Self.rows(c, "SELECT node, report, reported_at FROM fleet_nodes ORDER BY node").map { row in
+                let (node, report, at) = try row.decode((String, String, Int64).self)
+                return NodeReport(node: node, report: report, at: Self.date(at))
+            }
+        }
+    }
+
     // MARK: - Revocation feed
 
     public func followRevocations(revoked: @escaping @Sendable ([String]) -> Void,
@@ -356,7 +441,7 @@ public final class PostgresStore: AdminStore, RevocationFeed, SharedReplayCache,
 
     static let auditColumns = """
         id, time, kind, session, peer_address, client_key, identity, method, result, token_id, authorization_token_id, \
-        application, stream, bytes_in, bytes_out, duration_ms, detail, count
+        application, stream, bytes_in, bytes_out, duration_ms, detail, count, node
         """
 
     public func appendAudit(_ event: AuditEvent) throws {
@@ -510,10 +595,10 @@ public final class PostgresStore: AdminStore, RevocationFeed, SharedReplayCache,
     private func insert(_ e: AuditEvent, _ c: PostgresConnection) throws {
         _ = try c.query("""
             INSERT INTO audit (time, kind, session, peer_address, client_key, identity, method, result, token_id,
-                               authorization_token_id, application, stream, bytes_in, bytes_out, duration_ms, detail, count)
+                               authorization_token_id, application, stream, bytes_in, bytes_out, duration_ms, detail, count, node)
             VALUES (\(Self.ms(e.time)), \(e.kind.rawValue), \(e.session), \(e.peerAddress), \(e.clientKey), \(e.identity), \(e.method),
                     \(e.result), \(e.tokenID), \(e.authorizationTokenID), \(e.application), \(e.stream), \(e.bytesIn), \(e.bytesOut),
-                    \(e.durationMS), \(e.detail), \(e.count))
+                    \(e.durationMS), \(e.detail), \(e.count), \(e.node ?? node))
             """, logger: logger).blockingResult()
     }
 
@@ -534,6 +619,7 @@ public final class PostgresStore: AdminStore, RevocationFeed, SharedReplayCache,
                            durationMS: try r["duration_ms"].decode(Int64?.self), detail: try r["detail"].decode(String?.self))
         e.id = id
         e.count = try r["count"].decode(Int64?.self)
+        e.node = try r["node"].decode(String?.self)
         return e
     }
 

@@ -228,7 +228,7 @@ struct Show: AsyncParsableCommand {
                 let strings: [(String, String?)] = [("session", e.session), ("peer_address", e.peerAddress), ("client_key", e.clientKey),
                                                     ("identity", e.identity), ("method", e.method), ("result", e.result),
                                                     ("token_id", e.tokenID), ("authorization_token_id", e.authorizationTokenID),
-                                                    ("application", e.application), ("detail", e.detail)]
+                                                    ("application", e.application), ("detail", e.detail), ("node", e.node)]
                 for (k, v) in strings { if let v { o[k] = .string(v) } }
                 let ints: [(String, Int64?)] = [("stream", e.stream), ("bytes_in", e.bytesIn), ("bytes_out", e.bytesOut), ("duration_ms", e.durationMS),
                                                 ("count", e.count)]
@@ -237,7 +237,9 @@ struct Show: AsyncParsableCommand {
             }
             return
         }
-        var rows = [["TIME", "KIND", "SESSION", "PEER", "IDENTITY", "WHAT", "RESULT"]]
+        // The NODE column when the trail is a fleet's (rows from more than one node).
+        let fleet = Set(events.map { $0.node ?? "-" }).count > 1
+        var rows = [["TIME", "KIND", "SESSION", "PEER", "IDENTITY", "WHAT", "RESULT"] + (fleet ? ["NODE"] : [])]
         for e in events {
             var what: [String] = []
             if let n = e.count { what.append("×\(n) summarised") }
@@ -249,7 +251,7 @@ struct Show: AsyncParsableCommand {
             if let t = e.tokenID { what.append("token \(t.prefix(8))…") }
             if let k = e.clientKey { what.append(String(k.prefix(19)) + "…") }
             rows.append([iso.string(from: e.time), e.kind.rawValue, e.session ?? "-", e.peerAddress ?? "-", e.identity ?? "-",
-                         what.joined(separator: " ").ifEmpty("-"), e.result ?? "-"])
+                         what.joined(separator: " ").ifEmpty("-"), e.result ?? "-"] + (fleet ? [e.node ?? "-"] : []))
         }
         printTable(rows)
     }
@@ -357,7 +359,8 @@ struct Store: AsyncParsableCommand {
             guard FileManager.default.fileExists(atPath: path) else { throw Failure("\(path): no such file") }
             do {
                 let from = try SQLiteStore(path: path)
-                let to = try Backend.openPostgres(target, passwordFile: passwordFile)
+                // Rows written before nodes were recorded came from this host.
+                let to = try Backend.openPostgres(target, passwordFile: passwordFile, node: homeDir.nodeName)
                 defer { to.close() }
                 let counts = try to.importEverything(from: from) { done in
                     FileHandle.standardError.write(Data("\rcopied \(done.users) user(s), \(done.tokens) token(s), \(done.auditRows) audit row(s)".utf8))

@@ -19,16 +19,16 @@ enum Backend {
         do {
             if let url = home.databaseURL {
                 let location = try PostgresLocation.parse(url, passwordFile: home.databasePasswordFilePath)
-                return try PostgresStore(location: location, logger: logger)
+                return try PostgresStore(location: location, node: home.nodeName, logger: logger)
             }
-            return try SQLiteStore(path: home.databasePath)
+            return try SQLiteStore(path: home.databasePath, node: home.nodeName)
         } catch {
             throw Failure("\(error)")
         }
     }
 
-    static func openPostgres(_ url: String, passwordFile: String?) throws -> PostgresStore {
-        do { return try PostgresStore(location: try PostgresLocation.parse(url, passwordFile: passwordFile)) } catch { throw Failure("\(error)") }
+    static func openPostgres(_ url: String, passwordFile: String?, node: String?) throws -> PostgresStore {
+        do { return try PostgresStore(location: try PostgresLocation.parse(url, passwordFile: passwordFile), node: node) } catch { throw Failure("\(error)") }
     }
 
     static func hashPassword(_ password: String) throws -> String {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import USPCore
 import USPServer
+import USPStore
 
 /// Asks the uspd running on the data directory, through DATA/uspd.sock.
 func askDaemon(_ home: HomeOptions, _ request: JSONValue) throws -> JSONValue {
@@ -76,29 +77,69 @@ struct Sessions: AsyncParsableCommand {
         @Flag(help: "Print the answer as one JSON object.")
         var json = false
 
+        @Flag(help: "Every node of the fleet sharing this data directory's PostgreSQL database, from the reports each node writes every 2 s.")
+        var fleet = false
+
+        /// A report older than this says its node stopped without withdrawing it (or lost the database).
+        static let staleAfter = 10.0
+
         func run() async throws {
+            if fleet { return try runFleet() }
             let answer = try askDaemon(home, ["command": "sessions"])
             if json { return printJSON(answer) }
             let rows = answer["sessions"]?.arrayValue ?? []
             if rows.isEmpty { return print("no live sessions") }
-            var table = [["SESSION", "PEER", "IDENTITY", "STATE", "AGE", "IDLE", "IN", "OUT", "STREAMS"]]
-            for r in rows {
-                let age = AgeText.of(seconds: r["age_seconds"]?.doubleValue ?? 0)
-                if r["relay_free"]?.boolValue == true {
-                    let stream = "\(r["application"]?.stringValue ?? "?")#\(r["stream"]?.integerValue ?? 0) relay-free"
-                    table.append([r["id"]?.stringValue ?? "?", r["peer"]?.stringValue ?? "?", r["identity"]?.stringValue ?? "-",
-                                  "handed_off", age, "-", "-", "-", stream])
-                    continue
-                }
-                let streams = (r["streams"]?.arrayValue ?? []).map { st in
-                    "\(st["application"]?.stringValue ?? "?")#\(st["id"]?.integerValue ?? 0)"
-                        + " (\(ByteCount.text(st["bytes_in"]?.integerValue ?? 0))/\(ByteCount.text(st["bytes_out"]?.integerValue ?? 0)))"
-                }
-                table.append([r["id"]?.stringValue ?? "?", r["peer"]?.stringValue ?? "?", r["identity"]?.stringValue ?? "-",
-                              r["state"]?.stringValue ?? "?", age, AgeText.of(seconds: r["idle_seconds"]?.doubleValue ?? 0),
-                              ByteCount.text(r["bytes_in"]?.integerValue ?? 0), ByteCount.text(r["bytes_out"]?.integerValue ?? 0),
-                              streams.isEmpty ? "-" : streams.joined(separator: ", ")])
+            Self.printTable([Self.header] + rows.map(Self.cells))
+        }
+
+        func runFleet() throws {
+            let (homeDir, _, _) = try home.load()
+            let store = try Backend.openStore(homeDir)
+            guard let directory = store as? any FleetDirectory else {
+                throw Failure("--fleet needs a fleet's PostgreSQL store (database = \"postgresql://…\" in uspd.toml); \(homeDir.databasePath) is this node's own: run uspd sessions")
             }
+            let reports: [NodeReport]
+            do { reports = try directory.nodeReports() } catch { throw Failure("\(error)") }
+            let now = Date()
+            var nodes: [JSONValue] = []
+            var table = [["NODE"] + Self.header]
+            for report in reports {
+                let age = now.timeIntervalSince(report.at)
+                let stale = age > Self.staleAfter
+                let sessions = (try? JSONValue.parse(Array(report.report.utf8)))?["sessions"]?.arrayValue ?? []
+                nodes.append(.object(["node": .string(report.node), "reported_at": .string(AdminQueries.timestamp(report.at)),
+                                      "age_seconds": .number(AdminQueries.rounded(age)), "stale": .bool(stale), "sessions": .array(sessions)]))
+                if stale {
+                    FileHandle.standardError.write(Data("uspd: node \(report.node) has not reported for \(AgeText.of(seconds: age)) (stopped, or cut off from the database); its sessions are as of then\n".utf8))
+                }
+                table += sessions.map { [report.node] + Self.cells($0) }
+            }
+            if json { return printJSON(.object(["ok": true, "nodes": .array(nodes)])) }
+            if reports.isEmpty { return print("no node has reported (is uspd serve running on this database?)") }
+            if table.count == 1 { return print("no live sessions on \(reports.count) node(s)") }
+            Self.printTable(table)
+        }
+
+        static let header = ["SESSION", "PEER", "IDENTITY", "STATE", "AGE", "IDLE", "IN", "OUT", "STREAMS"]
+
+        static func cells(_ r: JSONValue) -> [String] {
+            let age = AgeText.of(seconds: r["age_seconds"]?.doubleValue ?? 0)
+            if r["relay_free"]?.boolValue == true {
+                let stream = "\(r["application"]?.stringValue ?? "?")#\(r["stream"]?.integerValue ?? 0) relay-free"
+                return [r["id"]?.stringValue ?? "?", r["peer"]?.stringValue ?? "?", r["identity"]?.stringValue ?? "-",
+                        "handed_off", age, "-", "-", "-", stream]
+            }
+            let streams = (r["streams"]?.arrayValue ?? []).map { st in
+                "\(st["application"]?.stringValue ?? "?")#\(st["id"]?.integerValue ?? 0)"
+                    + " (\(ByteCount.text(st["bytes_in"]?.integerValue ?? 0))/\(ByteCount.text(st["bytes_out"]?.integerValue ?? 0)))"
+            }
+            return [r["id"]?.stringValue ?? "?", r["peer"]?.stringValue ?? "?", r["identity"]?.stringValue ?? "-",
+                    r["state"]?.stringValue ?? "?", age, AgeText.of(seconds: r["idle_seconds"]?.doubleValue ?? 0),
+                    ByteCount.text(r["bytes_in"]?.integerValue ?? 0), ByteCount.text(r["bytes_out"]?.integerValue ?? 0),
+                    streams.isEmpty ? "-" : streams.joined(separator: ", ")]
+        }
+
+        static func printTable(_ table: [[String]]) {
             let widths = (0..<table[0].count).map { c in table.map { $0[c].count }.max() ?? 0 }
             for row in table {
                 print(zip(row, widths).enumerated().map { i, cell in

@@ -194,6 +194,7 @@ struct Serve: AsyncParsableCommand {
         if embeddedDefault { options.optionalListen = ["[::1]:7300"] }
         options.inheritedSockets = inherited
         options.adminSocket = homeDir.adminSocketPath
+        options.nodeName = homeDir.nodeName
         let runtime = ServerRuntime(options: options, staticKey: key, policy: policy, logger: logger)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let watcher = ApplicationsWatcher(directory: homeDir.appsDirectory, defaultTokenLifetime: config.applicationTokenLifetime,

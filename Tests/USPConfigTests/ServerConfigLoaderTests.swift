@@ -17,6 +17,7 @@ struct ServerConfigLoaderTests {
             listen = ["0.0.0.0:7301", "[::]:7302", "localhost:0"]
             apps_dir = "/etc/uspd/apps.d"
             database = "db/usp.sqlite"
+            node_name = "eu-west.2"
             host_key = "keys/host"
             allow_first_contact = false
             handshake_timeout = 2.5
@@ -39,6 +40,7 @@ struct ServerConfigLoaderTests {
         expected.listen = ["0.0.0.0:7301", "[::]:7302", "localhost:0"]
         expected.appsDirectory = "/etc/uspd/apps.d"
         expected.database = "db/usp.sqlite"
+        expected.nodeName = "eu-west.2"
         expected.hostKey = "keys/host"
         expected.allowFirstContact = false
         expected.handshakeTimeout = 2.5
@@ -109,6 +111,8 @@ struct ServerConfigLoaderTests {
         ("log_level = \"loud\"\n",
          "/etc/uspd/uspd.toml:1:13: log_level must be one of trace, debug, info, notice, warning, error, critical, got \"loud\""),
         ("database = \"\"\n", "/etc/uspd/uspd.toml:1:12: database must not be empty"),
+        ("node_name = \"\"\n", "/etc/uspd/uspd.toml:1:13: node_name must be 1 to 64 characters long"),
+        ("node_name = \"node a\"\n", "/etc/uspd/uspd.toml:1:13: node_name \"node a\" may hold only letters, digits, '.', '_' and '-'"),
         ("host_key = 7\n", "/etc/uspd/uspd.toml:1:12: host_key must be a string, not an integer"),
         ("listen = \"127.0.0.1:7300\"\n", "/etc/uspd/uspd.toml:1:10: listen must be an array of strings, not a string"),
         ("listen = [\"127.0.0.1:7300\", 7301]\n", "/etc/uspd/uspd.toml:1:29: listen[1] must be a string, not an integer"),

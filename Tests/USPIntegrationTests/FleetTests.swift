@@ -10,16 +10,24 @@ final class FleetDatabase {
     private let admin: (host: String, port: String, user: String, password: String)
     private let name: String
 
-    init?() throws {
+    convenience init?() throws {
         let env = ProcessInfo.processInfo.environment
-        guard let base = env["USP_TEST_POSTGRES"], let password = env["USP_TEST_POSTGRES_PASSWORD"],
-              let parts = URLComponents(string: base), let host = parts.host, let user = parts.user else {
+        guard let base = env["USP_TEST_POSTGRES"], let password = env["USP_TEST_POSTGRES_PASSWORD"] else {
             if env["USP_REQUIRE_POSTGRES"] == "1" {
                 Issue.record("USP_TEST_POSTGRES is not set: eval \"$(bash scripts/test-postgres.sh start)\"")
             } else {
                 print("SKIP: fleet tests need PostgreSQL (eval \"$(bash scripts/test-postgres.sh start)\")")
             }
             return nil
+        }
+        try self.init(server: base, password: password)
+    }
+
+    /// A database on the server at `server` (a `postgresql://USER@HOST:PORT/…` URL of a role that
+    /// may create databases).
+    init(server: String, password: String) throws {
+        guard let parts = URLComponents(string: server), let host = parts.host, let user = parts.user else {
+            throw HarnessError("not a postgresql:// URL with a user and a host: \(server)")
         }
         admin = (host, String(parts.port ?? 5432), user, password)
         name = "usp_fleet_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(12)
@@ -42,16 +50,30 @@ final class FleetDatabase {
 @Suite(.serialized) struct FleetTests {
     static let apps = ["echo.toml": execApp("echo", command: ["/bin/cat"], visibility: "public")]
 
-    /// Two nodes on `db`, the second with the first's key.
+    /// Two nodes on `db`, node-a and node-b, the second with the first's key.
     static func nodes(_ db: FleetDatabase) throws -> (DaemonFixture, DaemonFixture) {
-        let a = try DaemonFixture(apps: apps, database: db.url, environment: db.environment)
-        let b = try DaemonFixture(apps: apps, database: db.url, environment: db.environment, sameKeyAs: a)
+        let a = try DaemonFixture(apps: apps, config: config("node-a"), database: db.url, environment: db.environment)
+        let b = try DaemonFixture(apps: apps, config: config("node-b"), database: db.url, environment: db.environment, sameKeyAs: a)
         return (a, b)
     }
+
+    /// An echo stream on each node, under the client's login on `a`, each having echoed `first`.
+    static func echoStreams(_ a: DaemonFixture, _ b: DaemonFixture, first: String) throws -> (InteractiveClient, InteractiveClient) {
+        let onA = try InteractiveClient(a, application: "echo")
+        let onB = try InteractiveClient(a, application: "echo", uri: b.uri)
+        for stream in [onA, onB] {
+            stream.send(first + "\n")
+            try stream.waitFor(first)
+        }
+        return (onA, onB)
+    }
+
+    static func config(_ node: String, _ extra: String = "") -> String { "handshake_timeout = 1\nnode_name = \"\(node)\"\n" + extra }
 
     /// The client's saved login for `from` also used for `to`, as for nodes behind one name.
     static func shareLogin(_ client: DaemonFixture, from: DaemonFixture, to: DaemonFixture) throws {
         let tokens = client.home.appendingPathComponent("tokens")
+        try? FileManager.default.removeItem(at: tokens.appendingPathComponent("127.0.0.1_\(to.port).json"))
         try FileManager.default.copyItem(at: tokens.appendingPathComponent("127.0.0.1_\(from.port).json"),
                                          to: tokens.appendingPathComponent("127.0.0.1_\(to.port).json"))
     }
@@ -67,11 +89,57 @@ final class FleetDatabase {
         // A user added through one node exists on the other.
         let added = try b.uspd(["user", "add", "carol", "--password-stdin"], stdin: "carol-secret-1\n")
         #expect(added.status == 0, "\(added.stderr)")
-        let listed = try a.uspd(["user", "list"])
-        #expect(listed.stdout.contains("carol"), "\(listed.stdout)")
+        let users = try a.uspd(["user", "list"])
+        #expect(users.stdout.contains("carol"), "\(users.stdout)")
         // Both nodes' sessions are in the one audit trail.
         let sessions = Set(try a.audit().compactMap { $0["session"] as? String })
         #expect(sessions.count >= 2)
+
+        // uspd sessions --fleet on either node lists every node's live sessions.
+        let (onA, onB) = try Self.echoStreams(a, b, first: "live")
+        var listed: [String: [String]] = [:]
+        for _ in 0..<30 where listed["node-a"]?.count != 1 || listed["node-b"]?.count != 1 {
+            Thread.sleep(forTimeInterval: 0.2)
+            let r = try b.uspd(["sessions", "--fleet", "--json"])
+            let answer = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+            listed = [:]
+            for node in answer?["nodes"] as? [[String: Any]] ?? [] {
+                let streams = (node["sessions"] as? [[String: Any]] ?? []).flatMap { $0["streams"] as? [[String: Any]] ?? [] }
+                listed[node["node"] as? String ?? "?"] = streams.compactMap { $0["application"] as? String }
+            }
+        }
+        #expect(listed == ["node-a": ["echo"], "node-b": ["echo"]])
+        let table = try a.uspd(["sessions", "--fleet"])
+        #expect(table.stdout.hasPrefix("NODE") && table.stdout.contains("node-b") && table.stdout.contains("echo#"), "\(table.stdout)")
+        // A node that stops withdraws its report.
+        b.process?.stop()
+        let after = try a.uspd(["sessions", "--fleet", "--json"])
+        #expect(!after.stdout.contains("node-b"), "\(after.stdout)")
+        _ = try onA.finish()
+        withExtendedLifetime(onB) {}
+    }
+
+    /// Each node writes its `node_name` into the one trail, and `uspd audit` on any node shows a
+    /// NODE column. A wrong password at node A opens the penalty window that refuses the next
+    /// login from the same address at node B (the windows are in the database).
+    @Test func theTrailNamesEachNodeAndAWrongPasswordAtOneSlowsTheOther() throws {
+        guard let db = try FleetDatabase() else { return }
+        let slow = "login_delay_base = 3\nlogin_delay_max = 3\n"
+        let a = try DaemonFixture(apps: Self.apps, config: Self.config("node-a", slow), database: db.url, environment: db.environment)
+        let b = try DaemonFixture(apps: Self.apps, config: Self.config("node-b", slow), database: db.url, environment: db.environment,
+                                  sameKeyAs: a)
+        let wrong = try a.usp(["login", a.uri, "--user", "admin"], stdin: "not-the-password\n")
+        #expect(wrong.status != 0 && wrong.stderr.contains("wrong user or password"), "\(wrong.stderr)")
+        let refused = try a.usp(["login", b.uri, "--user", "admin"], stdin: a.adminPassword + "\n")
+        #expect(refused.status != 0 && refused.stderr.contains("rate limiting logins"), "\(refused.stderr)")
+
+        let rows = try a.audit()
+        let failed = rows.first { $0["kind"] as? String == "authentication" && $0["result"] as? String == "authentication_failed" }
+        let limited = rows.first { $0["kind"] as? String == "authentication" && $0["result"] as? String == "rate_limited" }
+        #expect(failed?["node"] as? String == "node-a", "\(String(describing: failed))")
+        #expect(limited?["node"] as? String == "node-b", "\(String(describing: limited))")
+        let table = try b.uspd(["audit"])
+        #expect(table.stdout.split(separator: "\n").first?.contains("NODE") == true && table.stdout.contains("node-a"), "\(table.stdout)")
     }
 
     /// `usp logout` through node A ends the stream the same login holds on node B, by the push
@@ -107,6 +175,82 @@ final class FleetDatabase {
         #expect(removed.status == 0, "\(removed.stderr)")
         #expect(try stream.process.wait(timeout: 10) != 0)
         #expect(stream.process.stderr.contains("revoked"), "\(stream.process.stderr)")
+    }
+
+    /// The database stopped under load and started again (a server of its own, so that no other
+    /// test notices). Established streams keep flowing; a login and a new stream are refused with
+    /// `store_unavailable` meanwhile; the nodes reconnect by themselves; a logout made as soon as
+    /// the database is back ends the other node's stream even if that node's feed was still
+    /// reconnecting (it catches up when it does); and the trail holds every row once, the rows of
+    /// the outage included.
+    @Test func theDatabaseStoppedAndStartedAgainUnderLoad() throws {
+        guard let pg = try ThrowawayPostgres() else { return }
+        let db = try FleetDatabase(server: pg.server, password: pg.password)
+        let (a, b) = try Self.nodes(db)
+        try a.loginAdmin()
+        try Self.shareLogin(a, from: a, to: b)
+        let (onA, onB) = try Self.echoStreams(a, b, first: "before")
+
+        try pg.stop()
+        for i in 1...20 {
+            onA.send("during \(i)\n")
+            onB.send("during \(i)\n")
+        }
+        try onA.waitFor("during 20")
+        try onB.waitFor("during 20")
+        let login = try a.usp(["login", b.uri, "--user", "admin"], stdin: a.adminPassword + "\n")
+        #expect(login.status != 0 && login.stderr.contains("cannot reach its database"), "\(login.stderr)")
+        let fresh = try a.usp(["connect", a.uri, "echo"], stdin: "x\n")
+        #expect(fresh.status != 0 && fresh.stderr.contains("cannot reach its database"), "\(fresh.stderr)")
+        onA.send("still\n")
+        try onA.waitFor("still")
+
+        try pg.start()
+        // As soon as the database answers: the logout (through node A, which reconnects on its
+        // first query) must end the stream on node B too.
+        var loggedOut = false
+        let deadline = Date().addingTimeInterval(15)
+        while !loggedOut && Date() < deadline {
+            loggedOut = try a.usp(["logout", a.uri]).status == 0
+            if !loggedOut { Thread.sleep(forTimeInterval: 0.2) }
+        }
+        #expect(loggedOut, "usp logout failed for 15 s after the database came back")
+        let loggedOutAt = Date()
+        #expect(try onB.process.wait(timeout: 15) != 0)
+        #expect(onB.process.stderr.contains("revoked"), "\(onB.process.stderr)")
+        #expect(Date().timeIntervalSince(loggedOutAt) < 10, "node B ended the stream \(Date().timeIntervalSince(loggedOutAt)) s after the logout")
+        #expect(try onA.process.wait(timeout: 15) != 0)
+
+        // Both nodes grant again.
+        try a.loginAdmin()
+        try Self.shareLogin(a, from: a, to: b)
+        let again = try a.usp(["connect", b.uri, "echo"], stdin: "again\n")
+        #expect(again.status == 0 && again.stdout.contains("again"), "\(again.stderr)")
+
+        // The trail: each row once (none written twice by a retried commit), and every session
+        // that opened also closed, those of the outage included (queued, then written).
+        var rows: [[String: Any]] = []
+        var unclosed: Set<String> = []
+        for _ in 0..<25 {
+            rows = try a.audit()
+            let opened = Set(rows.filter { $0["kind"] as? String == "connection_opened" }.compactMap { $0["session"] as? String })
+            let closed = Set(rows.filter { $0["kind"] as? String == "connection_closed" }.compactMap { $0["session"] as? String })
+            unclosed = opened.subtracting(closed)
+            if unclosed.isEmpty { break }
+        }
+        #expect(unclosed.isEmpty, "sessions without their close: \(unclosed)")
+        var seen: [String: Int] = [:]
+        for row in rows {
+            var key = row
+            key["id"] = nil
+            let text = String(decoding: try JSONSerialization.data(withJSONObject: key, options: [.sortedKeys]), as: UTF8.self)
+            seen[text, default: 0] += 1
+        }
+        let twice = seen.filter { $0.value > 1 }
+        #expect(twice.isEmpty, "rows written more than once: \(twice.keys.sorted())")
+        let refused = rows.filter { ($0["kind"] as? String) == "connection_closed" && (($0["result"] as? String) ?? "").contains("store_unavailable") }
+        #expect(!refused.isEmpty || rows.contains { ($0["result"] as? String) == "store_unavailable" },
+                "the outage's refusals are in the trail: \(rows.compactMap { $0["result"] as? String })")
     }
 
     /// `uspd store migrate` moves a SQLite data directory to PostgreSQL: its users, its saved

@@ -9,7 +9,7 @@ struct SQLiteStoreOpenTests {
         let dir = TempDirectory()
         let path = dir.file("usp.sqlite")
         let store = try SQLiteStore(path: path)
-        #expect(try store.appliedMigrations() == ["v1", "v2-revoked-index", "v3-audit-count"])
+        #expect(try store.appliedMigrations() == ["v1", "v2-revoked-index", "v3-audit-count", "v4-audit-node"])
         #expect(FileManager.default.fileExists(atPath: path))
         #expect(try store.users().isEmpty)
         #expect(try store.audit(identity: nil, since: nil, limit: nil).isEmpty)
@@ -42,7 +42,7 @@ struct SQLiteStoreOpenTests {
         let path = dir.file("usp.sqlite")
         try SQLiteStore(path: path).close()
         let again = try SQLiteStore(path: path)
-        #expect(try again.appliedMigrations() == ["v1", "v2-revoked-index", "v3-audit-count"])
+        #expect(try again.appliedMigrations() == ["v1", "v2-revoked-index", "v3-audit-count", "v4-audit-node"])
         #expect(try again.connectionSettings().synchronous == 2)
     }
 

@@ -35,10 +35,11 @@ enum StoreBackend: String, CaseIterable, CustomStringConvertible, Sendable {
         }
 
         /// A second store on the same data: another process, or another node of a fleet.
-        func another() throws -> any AdminStore {
+        /// `node`: the name it writes into audit rows.
+        func another(node: String? = nil) throws -> any AdminStore {
             switch backend {
-            case .sqlite: return try SQLiteStore(path: directory!.file("usp.sqlite"))
-            case .postgres: return try PostgresStore(location: location!, connections: 2)
+            case .sqlite: return try SQLiteStore(path: directory!.file("usp.sqlite"), node: node)
+            case .postgres: return try PostgresStore(location: location!, node: node, connections: 2)
             }
         }
 
@@ -49,18 +50,20 @@ enum StoreBackend: String, CaseIterable, CustomStringConvertible, Sendable {
     }
 
     /// Opens a fresh, empty store, or returns nil (with a message) when PostgreSQL is not set up.
-    func open() throws -> Opened? {
+    /// `node`: the name the store writes into audit rows.
+    func open(node: String? = nil) throws -> Opened? {
         switch self {
         case .sqlite:
             let dir = TempDirectory()
-            return Opened(store: try SQLiteStore(path: dir.file("usp.sqlite")), backend: self, directory: dir)
+            return Opened(store: try SQLiteStore(path: dir.file("usp.sqlite"), node: node), backend: self, directory: dir)
         case .postgres:
             guard let admin = Self.adminLocation() else { return nil }
             let name = "usp_test_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(16)
             try Self.adminQuery(admin, "CREATE DATABASE \(name)")
             var location = admin
             location.database = String(name)
-            return Opened(store: try PostgresStore(location: location, connections: 2), backend: self, database: String(name), location: location)
+            return Opened(store: try PostgresStore(location: location, node: node, connections: 2), backend: self, database: String(name),
+                          location: location)
         }
     }
 

@@ -18,7 +18,15 @@ public class InMemoryStore: USPStore, @unchecked Sendable {
         set { lock.withLock { _failAudit = newValue } }
     }
 
+    /// Token reads throw, as from a database that cannot be reached.
+    private var _failTokenReads = false
+    public var failTokenReads: Bool {
+        get { lock.withLock { _failTokenReads } }
+        set { lock.withLock { _failTokenReads = newValue } }
+    }
+
     public struct AuditUnavailable: Error {}
+    public struct StoreUnreachable: Error {}
     public struct SyncFailed: Error {}
 
     /// How long `syncDurably` takes (the disk's fsync, made slow), and whether it fails.
@@ -57,7 +65,12 @@ public class InMemoryStore: USPStore, @unchecked Sendable {
     public func removeUser(named name: String) throws -> Bool { lock.withLock { usersByName.removeValue(forKey: name) != nil } }
 
     public func insertToken(_ token: TokenRecord) throws { lock.withLock { tokens[token.id] = token } }
-    public func token(id: String) throws -> TokenRecord? { lock.withLock { tokens[id] } }
+    public func token(id: String) throws -> TokenRecord? {
+        try lock.withLock {
+            if _failTokenReads { throw StoreUnreachable() }
+            return tokens[id]
+        }
+    }
     public func revokeTokens(ids: [String], at time: Date) throws -> [String] {
         lock.withLock {
             var done: [String] = []

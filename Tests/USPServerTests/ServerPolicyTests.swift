@@ -197,6 +197,27 @@ struct ServerPolicyTests {
         #expect(pair.log.notes.last == .reply([echo.rawValue: "store_unavailable"]))
     }
 
+    /// A login the server could not check (its store is unreachable) is `store_unavailable`, not
+    /// `authorization_token_invalid`: a client keeps a saved login that may well be good.
+    @Test func anUncheckableLoginIsStoreUnavailableNotInvalid() throws {
+        let store = Fixtures.store()
+        let policy = Fixtures.policy(store: store)
+        var first = MemoryPair(policy: policy)
+        try first.establish()
+        try first.login("alice", "correct horse")
+        let token = try #require(first.log.token(at: 0))
+        let notes = try #require(first.log.index(of: "notes"))  // for logged-in users only
+
+        store.failTokenReads = true
+        var later = MemoryPair(policy: policy)
+        try later.establish()
+        try later.request([notes: [:]], authorizationToken: token)
+        #expect(later.log.notes.last == .reply([notes.rawValue: "store_unavailable"]), "\(later.log.notes)")
+        store.failTokenReads = false
+        try later.request([notes: [:]], authorizationToken: token)
+        #expect(later.log.token(at: notes) != nil, "\(later.log.notes)")
+    }
+
     @Test func applicationTokensAreBoundToAddressAndExpire() throws {
         let store = Fixtures.store()
         let policy = Fixtures.policy(store: store)

@@ -125,7 +125,13 @@ extension ServerTransport {
                 requestAuthorization = id
                 tokenProblem = nil
             case .failure(let error):
-                tokenProblem = error.code == .authorizationMissing ? .authorizationMissing : .authorizationInvalid
+                // Every reason a token is bad is `authorization_token_invalid` here; a server that
+                // could not check it (`store_unavailable`) says so, so that the client keeps a login
+                // that may well be good.
+                switch error.code {
+                case .authorizationMissing, .storeUnavailable: tokenProblem = error.code
+                default: tokenProblem = .authorizationInvalid
+                }
                 if identity == nil { requestIdentity = nil }
             }
         }

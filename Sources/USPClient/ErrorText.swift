@@ -35,6 +35,8 @@ enum ErrorText {
             return USPClientError(.unknownApplication, "\"\(name)\" is no longer on the menu of \(s); run usp menu \(server.withoutKey) to see what is offered", wireCode: e.code)
         case .rateLimited:
             return USPClientError(.refused, "\(s) is rate limiting requests; wait a moment and try again", wireCode: e.code)
+        case .storeUnavailable:
+            return USPClientError(.refused, "\(s) cannot reach its database right now, so it granted nothing; try again later (store_unavailable)", wireCode: e.code)
         default:
             return USPClientError(.refused, "\(s) refused the request for \"\(name)\": \(e.code.name) (\(e.message))", wireCode: e.code)
         }

@@ -32,6 +32,8 @@ import USPNIO
         #expect(login.wireCode == .storeUnavailable)
         let open = ErrorText.streamRefused(code: .storeUnavailable, message: "store unavailable", server: server)
         #expect(open.message.contains("try again later") && !open.message.contains("token"), "\(open.message)")
+        let request = ErrorText.applicationRequest(WireError(.storeUnavailable), name: "ssh", offer: nil, server: server, byName: true)
+        #expect(request.message.contains("cannot reach its database") && !request.message.contains("log in"), "\(request.message)")
     }
 
     @Test func forwardOnABusyPortSaysSo() async throws {

@@ -21,6 +21,9 @@ public struct SessionMetadata: Hashable, Sendable {
     public var authorizationTokenID: String?
     /// The validated request body the client sent for this application, a JSON object's text.
     public var requestJSON: String
+    /// A brokered session (connection brokering): the client address the broker (`identity`)
+    /// asked the token for, which is also `peerAddress`. nil: the client holds its own token.
+    public var brokeredFor: String?
     /// Whether the session came relay-free: the application serves the client's TCP connection
     /// itself (USPApp does it; the channel looks the same).
     public var relayFree: Bool { relayFreeSnapshotLength != nil }
@@ -28,7 +31,8 @@ public struct SessionMetadata: Hashable, Sendable {
     var relayFreeSnapshotLength: Int?
 
     public init(application: String, identity: String?, peerAddress: String, session: String, tokenID: String,
-                authorizationTokenID: String?, requestJSON: String) {
+                authorizationTokenID: String?, requestJSON: String, brokeredFor: String? = nil) {
+        self.brokeredFor = brokeredFor
         self.application = application
         self.identity = identity
         self.peerAddress = peerAddress
@@ -44,7 +48,8 @@ public struct SessionMetadata: Hashable, Sendable {
     }
 
     /// Parses the JSON object of a hand-off: `v` must be 1; `application`, `peer_address`,
-    /// `session` and `token_id` strings; `identity` and `authorization_token_id` strings or null;
+    /// `session` and `token_id` strings; `identity`, `authorization_token_id` and `brokered_for`
+    /// strings or null (`brokered_for` may be absent);
     /// `request` an object. Unknown keys are ignored (a newer uspd may add some).
     public init(json: [UInt8]) throws(USPAppError) {
         guard json.count <= Self.maximumLength else {
@@ -75,7 +80,7 @@ public struct SessionMetadata: Hashable, Sendable {
         self.init(application: try string("application"), identity: try optionalString("identity"),
                   peerAddress: try string("peer_address"), session: try string("session"), tokenID: try string("token_id"),
                   authorizationTokenID: try optionalString("authorization_token_id"),
-                  requestJSON: String(decoding: requestData, as: UTF8.self))
+                  requestJSON: String(decoding: requestData, as: UTF8.self), brokeredFor: try optionalString("brokered_for"))
         if let relayFree = object["relay_free"] {
             guard let fields = relayFree as? [String: Any], let version = fields["v"] as? Int, version == 1,
                   let length = fields["snapshot_length"] as? Int, length >= 1 else {
@@ -85,8 +90,8 @@ public struct SessionMetadata: Hashable, Sendable {
         }
     }
 
-    /// The `USP_*` variables of a process uspd exec'd (empty USP_IDENTITY and
-    /// USP_AUTHORIZATION_TOKEN_ID mean none).
+    /// The `USP_*` variables of a process uspd exec'd (empty or unset USP_IDENTITY,
+    /// USP_AUTHORIZATION_TOKEN_ID and USP_BROKERED_FOR mean none).
     public init(environment: [String: String]) throws(USPAppError) {
         func value(_ key: String) throws(USPAppError) -> String {
             guard let v = environment[key] else { throw USPAppError(.malformedMetadata, "\(key) is not set") }
@@ -94,9 +99,10 @@ public struct SessionMetadata: Hashable, Sendable {
         }
         let identity = environment["USP_IDENTITY"] ?? ""
         let authorization = environment["USP_AUTHORIZATION_TOKEN_ID"] ?? ""
+        let brokered = environment["USP_BROKERED_FOR"] ?? ""
         self.init(application: try value("USP_APPLICATION"), identity: identity.isEmpty ? nil : identity,
                   peerAddress: try value("USP_PEER_ADDRESS"), session: try value("USP_SESSION"), tokenID: try value("USP_TOKEN_ID"),
                   authorizationTokenID: authorization.isEmpty ? nil : authorization,
-                  requestJSON: environment["USP_REQUEST_JSON"] ?? "{}")
+                  requestJSON: environment["USP_REQUEST_JSON"] ?? "{}", brokeredFor: brokered.isEmpty ? nil : brokered)
     }
 }

@@ -153,7 +153,7 @@ final class ConnectionCore: @unchecked Sendable {
     /// Sends a service request; the future completes with the reply (and, after a successful
     /// login, the menu that follows it).
     func request(_ services: [ServiceIndex: [String: JSONValue]], authentication: AuthenticationRequest?,
-                 expectsMenu: Bool) -> EventLoopFuture<ServiceReplyAndMenu> {
+                 expectsMenu: Bool, clientIP: String? = nil) -> EventLoopFuture<ServiceReplyAndMenu> {
         eventLoop.assertInEventLoop()
         let promise = eventLoop.makePromise(of: ServiceReplyAndMenu.self)
         if let ended { promise.fail(ended); return promise.futureResult }
@@ -164,7 +164,7 @@ final class ConnectionCore: @unchecked Sendable {
         replyWaiters.append(ReplyWaiter(promise: promise, expectsMenu: expectsMenu))
         do {
             try handler.withSession { session, _ throws(USPError) in
-                try session.requestServices(services, authentication: authentication)
+                try session.requestServices(services, authentication: authentication, clientIP: clientIP)
             }
         } catch {
             // The request never left: take our waiter back (it is the last one).

@@ -42,6 +42,21 @@ enum ErrorText {
         }
     }
 
+    /// A per-index error in the reply to a brokering request (`usp broker`).
+    static func brokering(_ e: WireError, name: String, offer: ApplicationOffer?, clientIP: String, server: ServerURI) -> USPClientError {
+        let s = server.hostPort
+        switch e.code {
+        case .brokerNotAllowed:
+            return USPClientError(.refused, "\(s) does not let this login broker connections (\(e.message)); its administrator grants it with a [[broker]] rule in uspd.toml", wireCode: e.code)
+        case .brokerAddressNotAllowed:
+            return USPClientError(.refused, "\(s) does not let this login broker for \(clientIP): \(e.message)", wireCode: e.code)
+        case .rateLimited:
+            return USPClientError(.refused, "\(s) refused: \(e.message); wait a minute and try again", wireCode: e.code)
+        default:
+            return applicationRequest(e, name: name, offer: offer, server: server)
+        }
+    }
+
     static func loginExpired(_ code: USPError.Code, server: ServerURI) -> USPClientError {
         let why = switch code {
         case .tokenExpired: "it expired"
@@ -78,7 +93,7 @@ enum ErrorText {
         let s = server.hostPort
         switch code {
         case .tokenWrongAddress:
-            return USPClientError(.refused, "the application token was issued to another address than this client's; request a new one from this machine (is a proxy or NAT changing the address?)", wireCode: code)
+            return USPClientError(.refused, "the application token was issued to another address than this client's; request a new one from this machine, or from its broker for this machine's address as the server sees it (is a proxy or NAT changing the address?)", wireCode: code)
         case .tokenInvalid:
             return USPClientError(.refused, "\(s) does not accept the application token (unknown, or not for this server); request a new one", wireCode: code)
         case .tokenExpired:

@@ -9,13 +9,21 @@ public enum StdioApplicationSession {
     /// Without `textFields` the application is begun by name on one dedicated connection, with
     /// the saved login and the first bytes in message 1. Fields are typed by the menu's
     /// expected_request_body, so with them a menu connection fetches a token first.
+    ///
+    /// With `applicationToken` (a token secret, such as one a broker obtained for this machine)
+    /// the connection begins with that token: no login, no menu; `application` is only a name
+    /// for messages.
     public static func run(_ application: String, server: ServerURI, home: ClientHome, options: USPConnectionOptions,
-                           textFields: [String: String], input: FDReader, earlyWait: Duration,
+                           textFields: [String: String], applicationToken: String? = nil, input: FDReader, earlyWait: Duration,
                            notice: (String) -> Void) async throws {
         let stream: USPStream
         var ended = false
         var closing: Task<Void, Never>?
-        if textFields.isEmpty {
+        if let applicationToken {
+            let first: [UInt8]
+            (first, ended) = input.takeAvailable(upTo: USPConnection.earlyDataBudget(.ik), waitingAtMost: earlyWait)
+            stream = try await USPConnection.connectDedicated(to: server, home: home, token: applicationToken, initialData: first, options: options)
+        } else if textFields.isEmpty {
             stream = try await DedicatedBegin.byName(application, server: server, home: home, options: options, initialData: { budget in
                 let (first, atEnd) = input.takeAvailable(upTo: budget, waitingAtMost: earlyWait)
                 ended = atEnd

@@ -267,6 +267,29 @@ public final class USPConnection: Sendable {
         }
     }
 
+    /// Connection brokering: an application token for `name` that only the client at `clientIP`
+    /// may use (docs/PROTOCOL.md §6.3.1). Needs a login whose identity the server lets broker for
+    /// that address; the token traces back to this login.
+    public func requestBrokeredApplication(name: String, fields: [String: JSONValue] = [:], for clientIP: String) async throws -> String {
+        let (index, offer) = try await find(name)
+        let answer = try await request([index: fields], authentication: nil, expectsMenu: false, clientIP: clientIP)
+        switch answer.reply.results[index] {
+        case .token(let t)?:
+            return t
+        case .error(let e)?:
+            throw ErrorText.brokering(e, name: name, offer: offer, clientIP: clientIP, server: server)
+        case .invalidated?, nil:
+            throw USPClientError(.connectionLost, "\(server.hostPort) sent no answer for \"\(name)\"")
+        }
+    }
+
+    /// `requestBrokeredApplication(name:fields:for:)` with text values (`--field k=v`).
+    public func requestBrokeredApplication(name: String, textFields: [String: String], for clientIP: String) async throws -> String {
+        let (_, offer) = try await find(name)
+        let fields = try RequestFields.coerce(textFields, spec: offer.expectedRequestBody, application: name)
+        return try await requestBrokeredApplication(name: name, fields: fields, for: clientIP)
+    }
+
     /// Like `requestApplication(name:fields:)`, with text values (from `--field k=v`) converted
     /// to the types the menu's `expected_request_body` names.
     public func requestApplication(name: String, textFields: [String: String]) async throws -> String {
@@ -333,10 +356,10 @@ public final class USPConnection: Sendable {
     }
 
     private func request(_ services: [ServiceIndex: [String: JSONValue]], authentication: AuthenticationRequest?,
-                         expectsMenu: Bool) async throws -> ServiceReplyAndMenu {
+                         expectsMenu: Bool, clientIP: String? = nil) async throws -> ServiceReplyAndMenu {
         let core = self.core
         return try await core.eventLoop.flatSubmit {
-            core.request(services, authentication: authentication, expectsMenu: expectsMenu)
+            core.request(services, authentication: authentication, expectsMenu: expectsMenu, clientIP: clientIP)
         }.get()
     }
 }

@@ -40,6 +40,12 @@
 /// audit_reserve = 16                        # MiB of disk held back so grants go on when the disk fills; 0: none
 /// log_level = "info"
 /// metrics_listen = ""                       # host:port of the Prometheus endpoint (GET /metrics); "": off
+///
+/// [[broker]]                                # connection brokering (BrokerRule); none by default
+/// who = ["relay", "group:brokers"]
+/// clients = ["10.20.0.0/16"]
+/// tokens_per_minute = 30
+/// token_lifetime = 60
 /// ```
 public struct ServerConfig: Hashable, Sendable {
     public var listen: [String] = ["127.0.0.1:7300"]
@@ -114,6 +120,9 @@ public struct ServerConfig: Hashable, Sendable {
     public var logLevel: String = "info"
     /// `host:port` where uspd serves its metrics (Prometheus text, `GET /metrics`); empty: none.
     public var metricsListen: String = ""
+    /// Who may ask for application tokens bound to another client's address (connection
+    /// brokering), in file order; empty: nobody.
+    public var brokers: [BrokerRule] = []
 
     public init() {}
 }

@@ -27,6 +27,9 @@ import TOMLKit
 ///   1…86,400 s; `audit_reserve`: 0…65,536 MiB.
 /// - `metrics_listen`: `host:port` (port 1…65535) or "" (off).
 /// - `log_level`: trace, debug, info, notice, warning, error or critical (swift-log's levels).
+/// - `[[broker]]`: `who` (required, non-empty: identities and `group:NAME`), `clients` (required,
+///   non-empty: CIDR networks or addresses, host bits clear), `tokens_per_minute` 1…10,000 (30),
+///   `token_lifetime` 1…3,600 s (60).
 public enum ServerConfigLoader {
     public static let keys = [
         "listen", "apps_dir", "database", "database_password_file", "node_name", "host_key", "allow_first_contact", "tcp_fast_open", "handshake_timeout",
@@ -35,8 +38,9 @@ public enum ServerConfigLoader {
         "max_streams_per_identity", "max_streams_per_application", "authorization_token_lifetime",
         "application_token_lifetime", "login_token_binding", "login_delay_base", "login_delay_max", "login_delay_identity_max",
         "login_reply_min", "login_reply_max",
-        "audit_max_age", "audit_max_size", "audit_summary_interval", "audit_reserve", "log_level", "metrics_listen",
+        "audit_max_age", "audit_max_size", "audit_summary_interval", "audit_reserve", "log_level", "metrics_listen", "broker",
     ]
+    public static let brokerKeys = ["who", "clients", "tokens_per_minute", "token_lifetime"]
     public static let loginTokenBindings = ["none", "prefix", "address"]
     public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
 
@@ -176,12 +180,81 @@ public enum ServerConfigLoader {
                 c.metricsListen = s
             }
         }
+        c.brokers = readBrokers(r, t)
         if let s = r.string(t, [], "log_level") {
             if logLevels.contains(s) { c.logLevel = s } else {
                 r.reportAtValue(.invalidValue, ["log_level"], "log_level must be one of \(logLevels.joined(separator: ", ")), got \"\(s)\"")
             }
         }
         return c
+    }
+
+    /// `[[broker]]` tables; a rule with any problem is reported and left out.
+    static func readBrokers(_ r: TOMLReader, _ t: TOMLTable) -> [BrokerRule] {
+        guard let value = t["broker"] else { return [] }
+        guard let array = value.array else {
+            r.wrongType(["broker"], expected: "an array of tables ([[broker]])", got: value)
+            return []
+        }
+        var rules: [BrokerRule] = []
+        for i in 0..<array.count {
+            let path = ["broker", "[\(i)]"]
+            guard let table = array[i].table else {
+                r.wrongType(path, expected: "a table", got: array[i])
+                continue
+            }
+            r.checkKeys(table, at: path, allowed: brokerKeys)
+            var ok = true
+            var rule = BrokerRule(clients: [])
+            if let who = r.strings(table, path, "who") {
+                for (j, name) in who.enumerated() {
+                    if name.hasPrefix("group:") {
+                        let group = String(name.dropFirst(6))
+                        if group.isEmpty {
+                            r.reportAtValue(.invalidValue, path + ["who", "[\(j)]"], "\(TOMLReader.display(path + ["who"]))[\(j)]: \"group:\" names no group")
+                            ok = false
+                        } else {
+                            rule.groups.append(group)
+                        }
+                    } else if name.isEmpty {
+                        r.reportAtValue(.invalidValue, path + ["who", "[\(j)]"], "\(TOMLReader.display(path + ["who"]))[\(j)] is empty")
+                        ok = false
+                    } else {
+                        rule.identities.append(name)
+                    }
+                }
+                if who.isEmpty {
+                    r.reportAtValue(.invalidValue, path + ["who"], "\(TOMLReader.display(path + ["who"])) names nobody; list identities or \"group:NAME\"")
+                    ok = false
+                }
+            } else {
+                if table["who"] == nil { r.reportAtKey(.invalidValue, path, "[[broker]] #\(i + 1) needs who = [identities or \"group:NAME\"]") }
+                ok = false
+            }
+            if let clients = r.strings(table, path, "clients") {
+                for (j, text) in clients.enumerated() {
+                    switch IPNetwork.parse(text) {
+                    case .success(let n): rule.clients.append(n)
+                    case .failure(let problem):
+                        r.reportAtValue(.invalidValue, path + ["clients", "[\(j)]"], "\(TOMLReader.display(path + ["clients"]))[\(j)]: \(problem.message)")
+                        ok = false
+                    }
+                }
+                if clients.isEmpty {
+                    r.reportAtValue(.invalidValue, path + ["clients"], "\(TOMLReader.display(path + ["clients"])) is empty: a broker must be limited to some networks")
+                    ok = false
+                }
+            } else {
+                if table["clients"] == nil {
+                    r.reportAtKey(.invalidValue, path, "[[broker]] #\(i + 1) needs clients = [networks it may broker for, e.g. \"10.0.0.0/8\"]")
+                }
+                ok = false
+            }
+            if let n = r.integer(table, path, "tokens_per_minute", in: 1...10_000) { rule.tokensPerMinute = n } else if table["tokens_per_minute"] != nil { ok = false }
+            if let n = r.integer(table, path, "token_lifetime", in: 1...3600) { rule.tokenLifetime = n } else if table["token_lifetime"] != nil { ok = false }
+            if ok { rules.append(rule) }
+        }
+        return rules
     }
 
     /// A `minimum`/`maximum` pair: each in `range` (the maximum up to `maxUpTo` if given), the
@@ -264,6 +337,16 @@ extension ServerConfig {
             log_level = \(q(logLevel))
             metrics_listen = \(q(metricsListen))
 
-            """
+            """ + brokers.map { b in
+                """
+
+                [[broker]]
+                who = [\(b.who.map(q).joined(separator: ", "))]
+                clients = [\(b.clients.map { q($0.description) }.joined(separator: ", "))]
+                tokens_per_minute = \(b.tokensPerMinute)
+                token_lifetime = \(b.tokenLifetime)
+
+                """
+            }.joined()
     }
 }

@@ -100,10 +100,13 @@ final class ConnectionHooks: ServerSessionHooks {
     /// stream's RESET. Then `stream_opened` is written (fail closed) and the application started.
     func openApplication(_ port: ServerStreamPort, grant: ApplicationGrant, session: ServerSessionInfo)
         -> Result<any ServerStreamApplication, USPError> {
+        let token = try? server.policy.store.token(id: grant.tokenID.description)
+        // A brokered stream names its broker (the identity) and the address it was brokered for.
         let e = AuditEvent(time: Date(), kind: .streamOpened, session: session.serverSessionID, peerAddress: session.peerAddress,
                            clientKey: session.clientStatic.map(Fingerprint.of), identity: grant.identity?.name,
                            tokenID: grant.tokenID.description, authorizationTokenID: grant.authorizationTokenID?.description,
-                           application: grant.application, stream: Int64(port.stream))
+                           application: grant.application, stream: Int64(port.stream),
+                           detail: token?.brokeredFor.map { "brokered by \(grant.identity?.name ?? "?") for \($0)" })
         guard let definition = server.policy.catalog.application(named: grant.application) else {
             var gone = e
             gone.kind = .streamClosed
@@ -123,11 +126,10 @@ final class ConnectionHooks: ServerSessionHooks {
             server.streamLimiter.release(caller)
             return refuse(refusal, e)
         }
-        let token = try? server.policy.store.token(id: grant.tokenID.description)
         let request = Launcher.Request(application: definition, identity: grant.identity?.name, peerAddress: session.peerAddress,
                                        serverSessionID: session.serverSessionID, tokenID: grant.tokenID.description,
                                        requestJSON: token?.requestJSON ?? "{}",
-                                       authorizationTokenID: grant.authorizationTokenID?.description)
+                                       authorizationTokenID: grant.authorizationTokenID?.description, brokeredFor: token?.brokeredFor)
         do {
             try server.audit.record(e)
         } catch {

@@ -10,7 +10,7 @@ import USPUnix
 /// ```
 /// u32 big-endian N (1 ≤ N ≤ 65536) ‖ N bytes: a UTF-8 JSON object
 /// {"v":1,"application":"notes","identity":"alice","peer_address":"127.0.0.1","session":"…",
-///  "token_id":"…","authorization_token_id":"…","request":{"user":"alice"}}
+///  "token_id":"…","authorization_token_id":"…","brokered_for":null,"request":{"user":"alice"}}
 /// ```
 ///
 /// application → uspd: one line, `ok\n` to accept; any other line (by convention
@@ -37,6 +37,7 @@ enum HandoffMessage {
             "session": .string(request.serverSessionID),
             "token_id": .string(request.tokenID),
             "authorization_token_id": request.authorizationTokenID.map(JSONValue.string) ?? .null,
+            "brokered_for": request.brokeredFor.map(JSONValue.string) ?? .null,
             "request": body,
         ])
     }

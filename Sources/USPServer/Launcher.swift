@@ -42,8 +42,11 @@ public final class Launcher: Sendable {
         public var authorizationTokenID: String?
         /// The request body the application token was issued for (JSON object text).
         public var requestJSON: String
+        /// A brokered token's client address (`identity` is then the broker); nil otherwise.
+        public var brokeredFor: String?
         public init(application: ApplicationDefinition, identity: String?, peerAddress: String, serverSessionID: String,
-                    tokenID: String, requestJSON: String, authorizationTokenID: String? = nil) {
+                    tokenID: String, requestJSON: String, authorizationTokenID: String? = nil, brokeredFor: String? = nil) {
+            self.brokeredFor = brokeredFor
             self.application = application
             self.identity = identity
             self.peerAddress = peerAddress
@@ -232,7 +235,8 @@ public final class Launcher: Sendable {
     }
 
     /// The `USP_*` variables of an exec'd command: USP_IDENTITY, USP_PEER_ADDRESS, USP_APPLICATION,
-    /// USP_SESSION, USP_TOKEN_ID, USP_AUTHORIZATION_TOKEN_ID (empty without login), USP_REQUEST_JSON,
+    /// USP_SESSION, USP_TOKEN_ID, USP_AUTHORIZATION_TOKEN_ID (empty without login), USP_BROKERED_FOR
+    /// (the client address of a brokered token, else empty), USP_REQUEST_JSON,
     /// and USP_FIELD_<NAME> for each request field
     /// (name upper-cased, characters other than A–Z, 0–9 and _ replaced by _; strings as they are,
     /// other values as JSON).
@@ -244,6 +248,7 @@ public final class Launcher: Sendable {
             "USP_SESSION": request.serverSessionID,
             "USP_TOKEN_ID": request.tokenID,
             "USP_AUTHORIZATION_TOKEN_ID": request.authorizationTokenID ?? "",
+            "USP_BROKERED_FOR": request.brokeredFor ?? "",
             "USP_REQUEST_JSON": request.requestJSON,
         ]
         if case .object(let fields)? = try? JSONValue.parse(Array(request.requestJSON.utf8)) {

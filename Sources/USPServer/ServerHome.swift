@@ -159,7 +159,8 @@ public struct ServerHome: Sendable {
 
         """),
         ("whoami.toml", """
-        # Only logged-in users see this one: it tells them who the server thinks they are.
+        # Only logged-in users see this one: it tells them who the server thinks they are (and, for a
+        # brokered token, which broker let them in).
         name = "whoami"
         description = "Who the server thinks you are"
         visibility = "authenticated"
@@ -168,7 +169,7 @@ public struct ServerHome: Sendable {
         note = "string?"
 
         [launch]
-        exec = ["/bin/sh", "-c", "echo \\"identity=$USP_IDENTITY address=$USP_PEER_ADDRESS session=$USP_SESSION note=$USP_FIELD_NOTE\\""]
+        exec = ["/bin/sh", "-c", "echo \\"identity=$USP_IDENTITY address=$USP_PEER_ADDRESS session=$USP_SESSION note=$USP_FIELD_NOTE${USP_BROKERED_FOR:+ brokered_for=$USP_BROKERED_FOR}\\""]
 
         """),
     ]

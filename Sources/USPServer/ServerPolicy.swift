@@ -34,8 +34,11 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
         /// Seconds after its arrival that a login's reply leaves at the earliest, drawn uniformly
         /// per login (`login_reply_min`, `login_reply_max`): the same for a success and a failure.
         public var loginReplyTime: ClosedRange<Double> = 0.05...0.1
+        /// Who may broker connections (`[[broker]]`); empty: nobody.
+        public var brokers: [BrokerRule] = []
         public init() {}
         public init(config: ServerConfig) {
+            brokers = config.brokers
             authorizationTokenLifetime = Double(config.authorizationTokenLifetime)
             loginReplyTime = config.loginReplyMin...max(config.loginReplyMin, config.loginReplyMax)
             loginTokenBinding = LoginTokenBinding(rawValue: config.loginTokenBinding) ?? .none
@@ -373,6 +376,47 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
             .map { $0.secret }
     }
 
+    /// Connection brokering: an application token for the client at `clientIP`, asked for by a
+    /// logged-in broker. Refused unless a `[[broker]]` rule names the caller (`broker_not_allowed`)
+    /// and `clientIP` is in its `clients` (`broker_address_not_allowed`), and while the broker has
+    /// had `tokens_per_minute` brokered tokens in the last minute over the whole fleet
+    /// (`rate_limited`). The token is bound to `clientIP` (not to the broker's address), traces
+    /// back to the broker's login and identity, and lasts the rule's `token_lifetime` (instead of
+    /// the application's own), or what is left of the login if that is shorter.
+    public func issueBrokeredApplicationToken(index: ServiceIndex, entry: ApplicationOffer, request: [String: JSONValue], clientIP: String,
+                                              authorizationTokenID: TokenProof.TokenID?, context: SessionContext) -> Result<String, USPError> {
+        guard let broker = context.identity else {
+            return .failure(USPError(.authorizationMissing, "brokering needs a login"))
+        }
+        func refuse(_ code: USPError.Code, _ detail: String) -> Result<String, USPError> {
+            audit.note(event(.tokenRefused, context, identity: broker.name, result: code.name, authorizationTokenID: authorizationTokenID?.description,
+                             application: entry.name, detail: "brokering for \(clientIP): \(detail)"))
+            return .failure(USPError(code, detail))
+        }
+        guard let rule = BrokerRule.rule(for: broker.name, groups: broker.groups, in: settings.brokers) else {
+            return refuse(.brokerNotAllowed, "\(broker.name) may not broker connections on this server")
+        }
+        guard let address = IPAddress(clientIP) else {
+            return refuse(.brokerAddressNotAllowed, "client_ip \(clientIP) is not an IPv4 or IPv6 address")
+        }
+        guard rule.clients.contains(where: { $0.contains(address) }) else {
+            return refuse(.brokerAddressNotAllowed, "\(address) is outside the networks \(broker.name) may broker for")
+        }
+        let now = date(context.now)
+        do {
+            let recent = try store.brokeredTokenCount(identity: broker.name, since: now.addingTimeInterval(-60))
+            if recent >= rule.tokensPerMinute {
+                return refuse(.rateLimited, "\(broker.name) had \(recent) brokered tokens in the last minute (tokens_per_minute = \(rule.tokensPerMinute))")
+            }
+        } catch {
+            storeFailure("brokered token for \(entry.name) refused: the broker's count could not be read", error)
+            return .failure(USPError(.storeUnavailable, "token store unavailable"))
+        }
+        return issue(entry: entry, request: request, authorizationTokenID: authorizationTokenID, context: context, durable: true,
+                     brokeredFor: address.description, lifetime: Double(rule.tokenLifetime))
+            .map { $0.secret }
+    }
+
     /// A begin by name: the token is issued as for a `service_request`, but it never leaves the
     /// server, so it is granted here at once rather than presented and checked again, and its
     /// commit need not reach the disk before the stream's own record, which follows at once.
@@ -387,8 +431,11 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
             }
     }
 
+    /// Issues an application token for the caller, bound to its address; or, with `brokeredFor`,
+    /// to that address, for `lifetime` seconds (at most the broker's login).
     private func issue(entry: ApplicationOffer, request: [String: JSONValue], authorizationTokenID: TokenProof.TokenID?,
-                       context: SessionContext, durable: Bool) -> Result<(secret: String, id: TokenProof.TokenID, record: TokenRecord), USPError> {
+                       context: SessionContext, durable: Bool, brokeredFor: String? = nil,
+                       lifetime: Double? = nil) -> Result<(secret: String, id: TokenProof.TokenID, record: TokenRecord), USPError> {
         guard let definition = catalog.application(named: entry.name) else {
             return .failure(USPError(.unknownIndex, "application \(entry.name) is no longer offered"))
         }
@@ -397,22 +444,28 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
         }
         do {
             // A session whose authorization token was invalidated (elsewhere) gets nothing more under it.
+            let issuedAt = date(context.now)
+            // A brokered token lasts the broker rule's token_lifetime instead of the application's:
+            // it travels to its holder before it is used.
+            let lifetime0 = min(Double(max(definition.limits.tokenLifetime, 1)), settings.maxApplicationTokenLifetime)
+            var lifetime = lifetime.map { min($0, settings.maxApplicationTokenLifetime) } ?? lifetime0
             if let parent = authorizationTokenID {
                 guard let p = try store.token(id: parent.description), p.revokedAt == nil else {
                     return .failure(USPError(.tokenRevoked, "authorization token \(parent) is revoked"))
                 }
-                if p.expiresAt <= date(context.now) { return .failure(USPError(.tokenExpired, "authorization token \(parent) expired")) }
+                if p.expiresAt <= issuedAt { return .failure(USPError(.tokenExpired, "authorization token \(parent) expired")) }
+                // A brokered token never outlives the broker's login.
+                if brokeredFor != nil { lifetime = min(lifetime, p.expiresAt.timeIntervalSince(issuedAt)) }
             }
             let issued = issueToken()
-            let issuedAt = date(context.now)
-            let lifetime = min(Double(max(definition.limits.tokenLifetime, 1)), settings.maxApplicationTokenLifetime)
             let json = String(decoding: try JSONValue.object(request).encoded(), as: UTF8.self)
             let record = TokenRecord(id: issued.id.description, kind: .application, publicKey: Base64URL.encode(issued.publicKey),
-                                     identity: context.identity?.name, application: definition.name, peerAddress: context.peerAddress,
+                                     identity: context.identity?.name, application: definition.name, peerAddress: brokeredFor ?? context.peerAddress,
                                      requestJSON: json, authorizationTokenID: authorizationTokenID?.description,
-                                     issuedAt: issuedAt, expiresAt: issuedAt.addingTimeInterval(lifetime))
+                                     issuedAt: issuedAt, expiresAt: issuedAt.addingTimeInterval(lifetime), brokeredFor: brokeredFor)
             try audit.recordToken(record, event(.tokenIssued, context, identity: record.identity, result: "ok", tokenID: record.id,
-                                                authorizationTokenID: record.authorizationTokenID, application: definition.name),
+                                                authorizationTokenID: record.authorizationTokenID, application: definition.name,
+                                                detail: brokeredFor.map { "brokered for \($0), valid \(Int(lifetime.rounded(.up))) s" }),
                                   durable: durable)
             return .success((issued.secret, issued.id, record))
         } catch {
@@ -454,7 +507,8 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
             }
             // Made durable with the stream_opened that follows (ConnectionHooks.openApplication).
             audit.note(event(.tokenUsed, context, identity: token.identity, result: "ok", tokenID: id,
-                             authorizationTokenID: token.authorizationTokenID, application: application))
+                             authorizationTokenID: token.authorizationTokenID, application: application,
+                             detail: token.brokeredFor.map { "brokered by \(token.identity ?? "?") for \($0)" }))
             return .success(ApplicationGrant(application: application, tokenID: presentation.id, authorizationTokenID: parentID,
                                              identity: token.identity.map { Identity(name: $0, groups: groups) }))
         } catch {

@@ -32,8 +32,8 @@ import Darwin
 /// - `users(name PK, groups JSON, password_hash, created_at)` and
 ///   `user_keys(public_key PK, user_name → users ON DELETE CASCADE, position)`: a key belongs to one user.
 /// - `tokens(id PK, kind, public_key, identity, application, peer_address, request_json,
-///   authorization_token_id, issued_at, expires_at, revoked_at)`, indexed on identity,
-///   authorization_token_id and expires_at.
+///   authorization_token_id, issued_at, expires_at, revoked_at, brokered_for)`, indexed on identity,
+///   authorization_token_id, expires_at and, for brokered tokens, (identity, issued_at).
 /// - `audit(id AUTOINCREMENT, time, kind, session, peer_address, client_key, identity, method,
 ///   result, token_id, authorization_token_id, application, stream, bytes_in, bytes_out,
 ///   duration_ms, detail, count, node)`, indexed on time, identity, kind, (session, stream), token_id and
@@ -296,6 +296,13 @@ public final class SQLiteStore: AdminStore, Sendable {
             let rows = try Row.fetchAll(db.cachedStatement(sql: "SELECT id, revoked_at FROM tokens WHERE revoked_at > ? ORDER BY revoked_at"),
                                         arguments: [Self.ms(time)])
             return (rows.map { $0["id"] }, rows.last.map { Self.date($0["revoked_at"] as Int64) })
+        }
+    }
+
+    public func brokeredTokenCount(identity: String, since: Date) throws -> Int {
+        try read("count brokered tokens") { db in
+            try Int.fetchOne(db.cachedStatement(sql: "SELECT count(*) FROM tokens WHERE identity = ? AND brokered_for IS NOT NULL AND issued_at >= ?"),
+                             arguments: [identity, Self.ms(since)]) ?? 0
         }
     }
 
@@ -739,6 +746,13 @@ public final class SQLiteStore: AdminStore, Sendable {
         m.registerMigration("v4-audit-node") { db in
             try db.execute(sql: "ALTER TABLE audit ADD COLUMN node TEXT")
         }
+        // v5: connection brokering: the address a brokered application token was issued for.
+        m.registerMigration("v5-brokered-tokens") { db in
+            try db.execute(sql: """
+                ALTER TABLE tokens ADD COLUMN brokered_for TEXT;
+                CREATE INDEX tokens_brokered ON tokens(identity, issued_at) WHERE brokered_for IS NOT NULL;
+                """)
+        }
         return m
     }()
 
@@ -790,10 +804,10 @@ public final class SQLiteStore: AdminStore, Sendable {
         }
         try db.cachedStatement(sql: """
             INSERT INTO tokens (id, kind, public_key, identity, application, peer_address, request_json,
-                                authorization_token_id, issued_at, expires_at, revoked_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                authorization_token_id, issued_at, expires_at, revoked_at, brokered_for)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """).execute(arguments: [t.id, t.kind.rawValue, t.publicKey, t.identity, t.application, t.peerAddress, t.requestJSON,
-                             t.authorizationTokenID, ms(t.issuedAt), ms(t.expiresAt), t.revokedAt.map(ms)])
+                             t.authorizationTokenID, ms(t.issuedAt), ms(t.expiresAt), t.revokedAt.map(ms), t.brokeredFor])
     }
 
     static func token(_ row: Row, path: String) throws -> TokenRecord {
@@ -804,7 +818,8 @@ public final class SQLiteStore: AdminStore, Sendable {
         return TokenRecord(id: row["id"], kind: kind, publicKey: row["public_key"], identity: row["identity"],
                            application: row["application"], peerAddress: row["peer_address"], requestJSON: row["request_json"],
                            authorizationTokenID: row["authorization_token_id"], issuedAt: date(row["issued_at"] as Int64),
-                           expiresAt: date(row["expires_at"] as Int64), revokedAt: date(row["revoked_at"] as Int64?))
+                           expiresAt: date(row["expires_at"] as Int64), revokedAt: date(row["revoked_at"] as Int64?),
+                           brokeredFor: row["brokered_for"])
     }
 
     static func revoke(_ ids: [String], at time: Date, _ db: Database) throws -> [String] {

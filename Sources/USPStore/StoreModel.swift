@@ -37,10 +37,15 @@ public struct TokenRecord: Hashable, Sendable {
     public var issuedAt: Date
     public var expiresAt: Date
     public var revokedAt: Date?
+    /// A brokered application token (connection brokering): the address of the client it was
+    /// issued for, which is also `peerAddress`. `identity` is then the broker's, and
+    /// `authorizationTokenID` the broker's login. nil: issued to the caller itself.
+    public var brokeredFor: String?
 
     public init(id: String, kind: Kind, publicKey: String, identity: String?, application: String? = nil,
                 peerAddress: String? = nil, requestJSON: String? = nil, authorizationTokenID: String? = nil,
-                issuedAt: Date, expiresAt: Date, revokedAt: Date? = nil) {
+                issuedAt: Date, expiresAt: Date, revokedAt: Date? = nil, brokeredFor: String? = nil) {
+        self.brokeredFor = brokeredFor
         self.id = id
         self.kind = kind
         self.publicKey = publicKey
@@ -168,6 +173,9 @@ public protocol USPStore: Sendable {
     /// Newest last. Filters are optional: `identity` matches exactly, `since` is inclusive, and
     /// `limit` keeps the newest `limit` matching events (like `tail -n`), still returned oldest first.
     func audit(identity: String?, since: Date?, limit: Int?) throws -> [AuditEvent]
+    /// How many brokered application tokens `identity` was issued at or after `since`, revoked
+    /// ones included (a broker's tokens-per-minute limit; in a fleet, counted over every node).
+    func brokeredTokenCount(identity: String, since: Date) throws -> Int
 
     // Each of the following has a default below written with the requirements above, so a test
     // double that implements only those still conforms.

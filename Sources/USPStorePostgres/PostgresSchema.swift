@@ -92,5 +92,10 @@ enum PostgresSchema {
         ("v5-fleet-nodes", [
             "CREATE TABLE fleet_nodes (node TEXT PRIMARY KEY, report TEXT NOT NULL, reported_at BIGINT NOT NULL)",
         ]),
+        // v6: connection brokering: the address a brokered application token was issued for.
+        ("v6-brokered-tokens", [
+            "ALTER TABLE tokens ADD COLUMN brokered_for TEXT",
+            "CREATE INDEX tokens_brokered ON tokens(identity, issued_at) WHERE brokered_for IS NOT NULL",
+        ]),
     ]
 }

@@ -140,7 +140,7 @@ public final class PostgresStore: AdminStore, RevocationFeed, SharedReplayCache,
 
     // MARK: - Tokens
 
-    static let tokenColumns = "id, kind, public_key, identity, application, peer_address, request_json, authorization_token_id, issued_at, expires_at, revoked_at"
+    static let tokenColumns = "id, kind, public_key, identity, application, peer_address, request_json, authorization_token_id, issued_at, expires_at, revoked_at, brokered_for"
 
     public func insertToken(_ token: TokenRecord) throws {
         try insertToken(token, audit: [])
@@ -217,6 +217,15 @@ public final class PostgresStore: AdminStore, RevocationFeed, SharedReplayCache,
         }
     }
 
+    public func brokeredTokenCount(identity: String, since: Date) throws -> Int {
+        try run("count brokered tokens") { c in
+            let row = try Self.rows(c, """
+                SELECT count(*) FROM tokens WHERE identity = \(identity) AND brokered_for IS NOT NULL AND issued_at >= \(Self.ms(since))
+                """).first
+            return Int(try row?.decode(Int64.self) ?? 0)
+        }
+    }
+
     public func purgeExpiredTokens(before time: Date) throws -> Int {
         try run("purge tokens") { c in
             try c.query("DELETE FROM tokens WHERE expires_at < \(Self.ms(time))", logger: logger).blockingResult().metadata.rows ?? 0
@@ -232,19 +241,20 @@ public final class PostgresStore: AdminStore, RevocationFeed, SharedReplayCache,
         _ = try c.query("""
             INSERT INTO tokens (\(unescaped: Self.tokenColumns))
             VALUES (\(t.id), \(t.kind.rawValue), \(t.publicKey), \(t.identity), \(t.application), \(t.peerAddress), \(t.requestJSON),
-                    \(t.authorizationTokenID), \(Self.ms(t.issuedAt)), \(Self.ms(t.expiresAt)), \(t.revokedAt.map(Self.ms)))
+                    \(t.authorizationTokenID), \(Self.ms(t.issuedAt)), \(Self.ms(t.expiresAt)), \(t.revokedAt.map(Self.ms)),
+                    \(t.brokeredFor))
             """, logger: logger).blockingResult()
     }
 
     private func token(_ row: PostgresRow) throws -> TokenRecord {
-        let (id, kindText, publicKey, identity, application, peer, request, authorization, issued, expires, revoked) =
-            try row.decode((String, String, String, String?, String?, String?, String?, String?, Int64, Int64, Int64?).self)
+        let (id, kindText, publicKey, identity, application, peer, request, authorization, issued, expires, revoked, brokered) =
+            try row.decode((String, String, String, String?, String?, String?, String?, String?, Int64, Int64, Int64?, String?).self)
         guard let kind = TokenRecord.Kind(rawValue: kindText) else {
             throw StoreError(.corrupt, path: location, "token \(id) has unknown kind \(kindText)")
         }
         return TokenRecord(id: id, kind: kind, publicKey: publicKey, identity: identity, application: application, peerAddress: peer,
                            requestJSON: request, authorizationTokenID: authorization, issuedAt: Self.date(issued),
-                           expiresAt: Self.date(expires), revokedAt: revoked.map(Self.date))
+                           expiresAt: Self.date(expires), revokedAt: revoked.map(Self.date), brokeredFor: brokered)
     }
 
     /// The same rule as SQLite's: the requested IDs in the order given, then the application

@@ -82,6 +82,9 @@ public class InMemoryStore: USPStore, @unchecked Sendable {
             return done.sorted()
         }
     }
+    public func brokeredTokenCount(identity: String, since: Date) throws -> Int {
+        lock.withLock { tokens.values.filter { $0.identity == identity && $0.brokeredFor != nil && $0.issuedAt >= since }.count }
+    }
     public func purgeExpiredTokens(before time: Date) throws -> Int {
         lock.withLock {
             let old = tokens.filter { $0.value.expiresAt < time }.map(\.key)

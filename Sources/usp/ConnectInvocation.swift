@@ -3,6 +3,7 @@ import Glibc
 import NIOCore
 import USPAgent
 import USPClient
+import USPCore
 
 /// What `usp connect` was asked, as plain values: filled by ArgumentParser (`Connect`) or, for
 /// the common forms, by `parse(_:)` without it. Both run the same `run()`.
@@ -22,6 +23,10 @@ struct ConnectInvocation: Equatable {
     var application: String?
     var fields: [String] = []
     var earlyWait = 5
+    /// An application token to begin with (`--token`, `--token-file`): one a broker obtained for
+    /// this machine (`usp broker`), or any other. No login and no menu are needed.
+    var token: String?
+    var tokenFile: String?
 
     /// The flags given, as configuration settings (they win over -o and the file).
     func settings() throws -> [ClientConfig.Setting] {
@@ -72,6 +77,8 @@ struct ConnectInvocation: Equatable {
                 case "--server-key-checking": guard let x = v else { return nil }; c.flags.serverKeyChecking = x
                 case "--dns-server": guard let x = v else { return nil }; c.flags.dnsServer = x
                 case "--early-wait": guard let x = v, let n = Int(x) else { return nil }; c.earlyWait = n
+                case "--token": guard let x = v else { return nil }; c.token = x
+                case "--token-file": guard let x = v else { return nil }; c.tokenFile = x
                 default: return nil
                 }
             } else {
@@ -83,6 +90,25 @@ struct ConnectInvocation: Equatable {
         c.uri = operands[0]
         c.application = operands.count == 2 ? operands[1] : nil
         return c
+    }
+
+    /// The token of `--token` or `--token-file` (its first line), checked to be a token secret.
+    func applicationToken() throws -> String? {
+        var text = token
+        if let tokenFile {
+            guard token == nil else { throw USPClientError(.invalidArgument, "--token and --token-file exclude each other") }
+            guard let data = FileManager.default.contents(atPath: tokenFile) else {
+                throw USPClientError(.localFile, "--token-file \(tokenFile): cannot read it")
+            }
+            text = String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
+        }
+        guard let raw = text else { return nil }
+        guard fields.isEmpty else { throw USPClientError(.invalidArgument, "--field has no use with --token: the token carries its request") }
+        let t = String(raw.drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" || $0 == "\r" }.reversed())
+        guard (try? TokenProof.tokenID(secret: t)) != nil else {
+            throw USPClientError(.invalidArgument, "\(tokenFile.map { "--token-file \($0)" } ?? "--token"): not an application token secret (usp1. and 43 characters, as usp broker prints it)")
+        }
+        return t
     }
 
     /// `--early-wait` (milliseconds), kept within 0…1000.
@@ -98,6 +124,8 @@ struct ConnectInvocation: Equatable {
         case agent(ServerTarget, String, AgentClient, CInt)
         /// Through USPClient's async API (a DNS key lookup, --field values), with the options made.
         case async(ServerTarget, String, USPConnectionOptions)
+        /// With an application token (`--token`): a dedicated connection begun with it.
+        case token(ServerTarget, String, String, USPConnectionOptions)
     }
 
     /// The common `usp connect` entirely on the calling thread (`StdioPollSession`): no event
@@ -107,6 +135,14 @@ struct ConnectInvocation: Equatable {
         var step = Step.done
         try reportingNow {
             let target = try ServerTarget(uri, home: ClientHome.resolve(explicit: home), configFile: configFile, options: options, flags: try settings())
+            if let token = try applicationToken() {
+                // A token names its application; the agent and the saved login play no part.
+                var options = try target.connectionOptions()
+                options.earlyConnection = EarlyConnection.begin(host: target.server.connectHost ?? target.server.host,
+                                                                port: Int(target.server.port), fastOpen: target.settings.fastOpen)
+                step = .token(target, application ?? "the token's application", token, options)
+                return
+            }
             let application = try target.application(application)
             if let (agent, fd) = try AgentChoice.connection(for: target) {
                 step = .agent(target, application, agent, fd)
@@ -155,6 +191,13 @@ struct ConnectInvocation: Equatable {
                     throw error
                 }
                 try await DescriptorBridge.run(socket: opened.descriptor)
+            }
+        case .token(let target, let application, let token, let options):
+            let input = FDReader()
+            input.start()
+            try await reporting {
+                try await StdioApplicationSession.run(application, server: target.server, home: target.home, options: options, textFields: [:],
+                                                      applicationToken: token, input: input, earlyWait: earlyWaitDuration, notice: printError)
             }
         case .async(let target, let application, let options):
             // Start reading stdin at once: its first bytes can then ride in message 1.

@@ -180,13 +180,22 @@ struct Connect: AsyncParsableCommand {
     var fields: [String] = []
     @Option(name: .long, help: ArgumentHelp("Wait at most this many milliseconds for the first input bytes, which then travel in the handshake.", visibility: .hidden))
     var earlyWait: Int = 5
+    @Option(name: .long, help: ArgumentHelp("Begin with this application token (as usp broker prints it) instead of a login: no login or menu is needed, the token names the application.", valueName: "usp1.…"))
+    var token: String?
+    @Option(name: .customLong("token-file"), help: ArgumentHelp("Read the application token from the first line of this file (keeps it out of ps).", valueName: "file"))
+    var tokenFile: String?
     @OptionGroup var agentChoice: AgentChoice
+
+    func validate() throws {
+        if token != nil, tokenFile != nil { throw ValidationError("--token and --token-file exclude each other") }
+        if (token != nil || tokenFile != nil), !fields.isEmpty { throw ValidationError("--field has no use with --token: the token carries its request") }
+    }
 
     /// What was parsed, as the plain values `ConnectInvocation.parse` also gives.
     var invocation: ConnectInvocation {
         ConnectInvocation(home: global.home, configFile: connection.config.configFile, options: connection.config.options,
                           flags: connection.flags, noAgent: agentChoice.noAgent, uri: uri, application: application, fields: fields,
-                          earlyWait: earlyWait)
+                          earlyWait: earlyWait, token: token, tokenFile: tokenFile)
     }
 
     func run() async throws {

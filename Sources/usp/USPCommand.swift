@@ -34,7 +34,7 @@ struct USP: AsyncParsableCommand {
             """,
         version: "0.1.0",
         subcommands: [Keygen.self, Genkey.self, Pubkey.self, Menu.self, Login.self, Connect.self, Forward.self,
-                      Logout.self, Revoke.self, KnownServersCommand.self, LoginsCommand.self, ConfigCommand.self, AgentCommand.self])
+                      Broker.self, Logout.self, Revoke.self, KnownServersCommand.self, LoginsCommand.self, ConfigCommand.self, AgentCommand.self])
 
     /// `--home DIR`, `-F FILE` and `-o K=V` are global: `usp --home DIR menu URI` works as
     /// `usp menu URI --home DIR`. Returns the arguments with `-oKey=Value` and `-FFILE` split and

@@ -183,7 +183,24 @@ struct App: AsyncParsableCommand {
 
 struct Audit: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "audit", abstract: "The audit trail: show it, prune it.",
-                                                    subcommands: [Show.self, Prune.self], defaultSubcommand: Show.self)
+                                                    subcommands: [Show.self, Chain.self, Prune.self], defaultSubcommand: Show.self)
+
+    /// One event as the JSON object `uspd audit --json` prints.
+    static func jsonObject(_ e: AuditEvent) -> [String: JSONValue] {
+        let iso = ISO8601DateFormatter()
+        iso.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        var o: [String: JSONValue] = ["time": .string(iso.string(from: e.time)), "kind": .string(e.kind.rawValue)]
+        if let v = e.id { o["id"] = .integer(v) }
+        let strings: [(String, String?)] = [("session", e.session), ("peer_address", e.peerAddress), ("client_key", e.clientKey),
+                                            ("identity", e.identity), ("method", e.method), ("result", e.result),
+                                            ("token_id", e.tokenID), ("authorization_token_id", e.authorizationTokenID),
+                                            ("application", e.application), ("detail", e.detail), ("node", e.node)]
+        for (k, v) in strings { if let v { o[k] = .string(v) } }
+        let ints: [(String, Int64?)] = [("stream", e.stream), ("bytes_in", e.bytesIn), ("bytes_out", e.bytesOut), ("duration_ms", e.durationMS),
+                                        ("count", e.count)]
+        for (k, v) in ints { if let v { o[k] = .integer(v) } }
+        return o
+    }
 }
 
 extension Audit {
@@ -223,17 +240,7 @@ struct Show: AsyncParsableCommand {
         iso.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         if json {
             for e in events {
-                var o: [String: JSONValue] = ["time": .string(iso.string(from: e.time)), "kind": .string(e.kind.rawValue)]
-                if let v = e.id { o["id"] = .integer(v) }
-                let strings: [(String, String?)] = [("session", e.session), ("peer_address", e.peerAddress), ("client_key", e.clientKey),
-                                                    ("identity", e.identity), ("method", e.method), ("result", e.result),
-                                                    ("token_id", e.tokenID), ("authorization_token_id", e.authorizationTokenID),
-                                                    ("application", e.application), ("detail", e.detail), ("node", e.node)]
-                for (k, v) in strings { if let v { o[k] = .string(v) } }
-                let ints: [(String, Int64?)] = [("stream", e.stream), ("bytes_in", e.bytesIn), ("bytes_out", e.bytesOut), ("duration_ms", e.durationMS),
-                                                ("count", e.count)]
-                for (k, v) in ints { if let v { o[k] = .integer(v) } }
-                print(String(decoding: try JSONValue.object(o).encoded(), as: UTF8.self))
+                print(String(decoding: try JSONValue.object(Audit.jsonObject(e)).encoded(), as: UTF8.self))
             }
             return
         }
@@ -252,6 +259,67 @@ struct Show: AsyncParsableCommand {
             if let k = e.clientKey { what.append(String(k.prefix(19)) + "…") }
             rows.append([iso.string(from: e.time), e.kind.rawValue, e.session ?? "-", e.peerAddress ?? "-", e.identity ?? "-",
                          what.joined(separator: " ").ifEmpty("-"), e.result ?? "-"] + (fleet ? [e.node ?? "-"] : []))
+        }
+        printTable(rows)
+    }
+}
+
+struct Chain: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "chain",
+        abstract: "Trace a stream back to a person: stream → application token → login → identity.",
+        discussion: """
+            SESSION and STREAM are the SESSION column and the "stream N" of uspd audit. For a brokered stream the \
+            chain names the broker: the token was issued to its login, for the address the stream came from.
+            """)
+    @OptionGroup var home: HomeOptions
+    @Argument(help: "The server session ID (s-…).") var session: String
+    @Argument(help: "The stream number in that session.") var stream: Int64
+    @Flag(help: "Print one JSON object.") var json = false
+
+    func run() async throws {
+        let (homeDir, config, _) = try home.load()
+        home.bootstrapLogging(config)
+        let store = try Backend.openStore(homeDir)
+        guard let chain = try store.auditChain(streamSession: session, stream: stream) else {
+            throw ValidationError("no stream \(stream) of session \(session) in the audit trail of \(store.location)")
+        }
+        if json {
+            var o: [String: JSONValue] = ["stream": .array(chain.streamEvents.map { .object(Audit.jsonObject($0)) })]
+            if let e = chain.applicationTokenIssued { o["application_token"] = .object(Audit.jsonObject(e)) }
+            if let e = chain.authorizationTokenIssued { o["authorization_token"] = .object(Audit.jsonObject(e)) }
+            if let e = chain.authentication { o["authentication"] = .object(Audit.jsonObject(e)) }
+            if let i = chain.identity { o["identity"] = .string(i) }
+            print(String(decoding: try JSONValue.object(o).encoded(), as: UTF8.self))
+            return
+        }
+        let iso = ISO8601DateFormatter()
+        iso.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        func at(_ e: AuditEvent) -> String {
+            "\(iso.string(from: e.time)) session \(e.session ?? "-") from \(e.peerAddress ?? "-")" + (e.node.map { " on \($0)" } ?? "")
+        }
+        var rows: [[String]] = []
+        for e in chain.streamEvents {
+            var what = "\(e.kind.rawValue) \(e.application ?? "-") stream \(e.stream ?? 0), \(at(e))"
+            if let r = e.result { what += ", \(r)" }
+            if let i = e.bytesIn, let o = e.bytesOut { what += ", in \(i) out \(o)" }
+            if let d = e.detail { what += " (\(d))" }
+            rows.append(["stream", e.tokenID.map { "token \($0)" } ?? "-", what])
+        }
+        if let e = chain.applicationTokenIssued {
+            rows.append(["token", e.tokenID ?? "-", "application token for \(e.application ?? "-") issued \(at(e))" + (e.detail.map { " (\($0))" } ?? "")])
+        } else {
+            rows.append(["token", "-", "the application token's issue is not in the trail"])
+        }
+        if let e = chain.authorizationTokenIssued {
+            rows.append(["login", e.tokenID ?? "-", "authorization token issued \(at(e))"])
+        } else {
+            rows.append(["login", "-", "none (a public application used without login), or not in the trail"])
+        }
+        if let e = chain.authentication {
+            rows.append(["identity", chain.identity ?? "-", "\(e.method ?? "-") login \(at(e))"])
+        } else {
+            rows.append(["identity", chain.identity ?? "-", chain.identity == nil ? "nobody" : "from the token records"])
         }
         printTable(rows)
     }

@@ -126,4 +126,5 @@ enum MessageKeys {
     static let code = "code"
     static let message = "message"
     static let invalidated = "invalidated"
+    static let clientIP = "client_ip"
 }

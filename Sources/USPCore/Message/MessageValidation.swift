@@ -23,6 +23,21 @@ func checkToken(_ token: String, _ path: MessagePath) throws(USPError) {
     guard isPrintableASCII(token) else { throw path.malformed("token is not printable ASCII") }
 }
 
+/// `client_ip` (connection brokering): the text of an IPv4 or IPv6 address, 2…45 bytes of
+/// `0-9 A-F a-f . :` (no zone, no brackets, no prefix length). Whether it parses as an address,
+/// and whether the caller may broker for it, is policy's to say.
+func checkClientIP(_ text: String, _ path: MessagePath) throws(USPError) {
+    let n = text.utf8.count
+    guard (2...SessionMessage.Limits.maxClientIPLength).contains(n) else {
+        throw path.malformed("client_ip is \(n) bytes, expected 2…\(SessionMessage.Limits.maxClientIPLength)")
+    }
+    guard text.utf8.allSatisfy({ b in
+        (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x46) || (b >= 0x61 && b <= 0x66) || b == 0x2E || b == 0x3A
+    }) else {
+        throw path.malformed("client_ip may hold only hex digits, \".\" and \":\" (an IPv4 or IPv6 address, without zone or brackets)")
+    }
+}
+
 func checkApplicationName(_ name: String, _ path: MessagePath) throws(USPError) {
     guard !name.isEmpty else { throw path.malformed("empty application name") }
     let n = name.utf8.count

@@ -5,9 +5,14 @@
 ///
 /// Several indices may be requested at once. Index 0 is `authentication`; indices 1 and up
 /// are in `services`, each with a JSON object body. At most `Limits.maxIndices` in all.
+///
+/// `client_ip` (optional) asks for connection brokering: every application token of this request
+/// is for the client at that address, not for the caller (docs/PROTOCOL.md §6.3.1).
 public struct ServiceRequest: Hashable, Sendable {
     public var clientSessionID: String
     public var authorizationToken: String?
+    /// The address the application tokens are to be bound to (brokering); nil: the caller's own.
+    public var clientIP: String?
     /// Index 0, when requested.
     public var authentication: AuthenticationRequest?
     /// Indices 1 and up → request body. Index 0 here is an encoding error.
@@ -15,10 +20,12 @@ public struct ServiceRequest: Hashable, Sendable {
 
     public init(
         clientSessionID: String, authorizationToken: String? = nil,
-        authentication: AuthenticationRequest? = nil, services: [ServiceIndex: [String: JSONValue]] = [:]
+        authentication: AuthenticationRequest? = nil, services: [ServiceIndex: [String: JSONValue]] = [:],
+        clientIP: String? = nil
     ) {
         self.clientSessionID = clientSessionID
         self.authorizationToken = authorizationToken
+        self.clientIP = clientIP
         self.authentication = authentication
         self.services = services
     }
@@ -33,6 +40,8 @@ extension ServiceRequest: SessionMessageBody {
         try checkSessionID(clientSessionID, path.field(MessageKeys.clientSessionID))
         authorizationToken = try r.requiredNullableString(MessageKeys.authorizationToken)
         if let t = authorizationToken { try checkToken(t, path.field(MessageKeys.authorizationToken)) }
+        clientIP = try r.optionalString(MessageKeys.clientIP)
+        if let ip = clientIP { try checkClientIP(ip, path.field(MessageKeys.clientIP)) }
         let requested = try r.required(MessageKeys.requestedServices)
         authentication = nil
         services = [:]
@@ -52,6 +61,7 @@ extension ServiceRequest: SessionMessageBody {
     func toJSON(_ path: MessagePath) throws(USPError) -> JSONValue {
         try checkSessionID(clientSessionID, path.field(MessageKeys.clientSessionID))
         if let t = authorizationToken { try checkToken(t, path.field(MessageKeys.authorizationToken)) }
+        if let ip = clientIP { try checkClientIP(ip, path.field(MessageKeys.clientIP)) }
         let mapPath = path.field(MessageKeys.requestedServices)
         try checkIndexCount(services.count + (authentication == nil ? 0 : 1), mapPath)
         var requested: [String: JSONValue] = [:]
@@ -64,10 +74,13 @@ extension ServiceRequest: SessionMessageBody {
             }
             requested[index.key] = .object(body)
         }
-        return .object([
+        var message: [String: JSONValue] = [
             MessageKeys.clientSessionID: .string(clientSessionID),
             MessageKeys.authorizationToken: authorizationToken.map(JSONValue.string) ?? .null,
             MessageKeys.requestedServices: .object(requested),
-        ])
+        ]
+        // Absent rather than null when not brokering: the message stays as before.
+        if let ip = clientIP { message[MessageKeys.clientIP] = .string(ip) }
+        return .object(message)
     }
 }

@@ -8,6 +8,9 @@ extension SessionMessage {
         public static let maxSessionIDLength = 128
         /// Authorization and application tokens: 1...1024 bytes of printable ASCII (0x20...0x7E).
         public static let maxTokenLength = 1024
+        /// `client_ip` in a `service_request`: the longest address text (an IPv6 address with an
+        /// embedded IPv4 one).
+        public static let maxClientIPLength = 45
         /// Application names in a begin by name: 1...128 bytes, no control characters.
         public static let maxApplicationNameLength = 128
         /// Application-session actions: 1...128 bytes, no control characters.

@@ -123,6 +123,12 @@ public struct USPError: Error, Hashable, Sendable, CustomStringConvertible {
         /// The application's process ended by a signal or with a non-zero exit status before its
         /// stream was over (a crash, RLIMIT_CPU, a kill from outside); what was sent before arrived.
         public static let applicationFailed = Code(518, "application_failed")
+        /// A `service_request` with `client_ip` (connection brokering) from a caller who may not
+        /// broker (uspd: no `[[broker]]` rule names the identity or one of its groups).
+        public static let brokerNotAllowed = Code(519, "broker_not_allowed")
+        /// A `client_ip` that the caller may not broker for: not an IP address, or outside the
+        /// networks the caller's broker rule allows.
+        public static let brokerAddressNotAllowed = Code(520, "broker_address_not_allowed")
 
         // MARK: 6xx: session end
         public static let closedByPeer = Code(600, "closed_by_peer")
@@ -152,7 +158,7 @@ public struct USPError: Error, Hashable, Sendable, CustomStringConvertible {
             authenticationFailed, authorizationMissing, authorizationInvalid, unknownIndex, invalidRequestBody,
             tokenInvalid, tokenExpired, tokenWrongAddress, tokenRevoked, unknownAction, rateLimited, unknownMethod,
             applicationUnavailable, applicationRefused, resourcesExhausted, unknownApplication, tooManyStreams, applicationBusy,
-            applicationFailed,
+            applicationFailed, brokerNotAllowed, brokerAddressNotAllowed,
             closedByPeer, shuttingDown, idleTimeout, internalError, unexpectedEOF, serverBusy, closedByAdministrator, storeUnavailable,
         ]
     }

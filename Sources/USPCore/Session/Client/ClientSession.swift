@@ -185,10 +185,11 @@ public struct ClientSession {
 
     /// Sends `requested_services`: authentication or invalidation at index 0 and application requests.
     /// `authorizationToken` is a secret; the session sends a presentation bound to this connection.
+    /// `clientIP` asks for brokered application tokens, for the client at that address.
     public mutating func requestServices(_ services: [ServiceIndex: [String: JSONValue]], authentication: AuthenticationRequest? = nil,
-                                         authorizationToken: String? = nil) throws(USPError) {
+                                         authorizationToken: String? = nil, clientIP: String? = nil) throws(USPError) {
         try established("requestServices") { (t) throws(USPError) in
-            try t.requestServices(services, authentication: authentication, authorizationToken: authorizationToken)
+            try t.requestServices(services, authentication: authentication, authorizationToken: authorizationToken, clientIP: clientIP)
         }
     }
 

@@ -4,12 +4,12 @@ extension ClientTransport {
     /// Sends `requested_services`: authentication or invalidation at index 0 and application requests.
     /// `authorizationToken` is a secret; the session sends a presentation bound to this connection.
     mutating func requestServices(_ services: [ServiceIndex: [String: JSONValue]], authentication: AuthenticationRequest? = nil,
-                                         authorizationToken: String? = nil) throws(USPError) {
+                                         authorizationToken: String? = nil, clientIP: String? = nil) throws(USPError) {
         let presentation = try authorizationToken.map { (t) throws(USPError) -> String in
             try TokenProof.present(secret: t, handshakeHash: handshake.handshakeHash)
         }
         let request = ServiceRequest(clientSessionID: clientSessionID, authorizationToken: presentation,
-                                     authentication: authentication, services: services)
+                                     authentication: authentication, services: services, clientIP: clientIP)
         try link.send(.serviceRequest(request))
         try link.flush()
     }

@@ -75,6 +75,14 @@ public protocol ServerSessionDelegate {
     func issueApplicationToken(index: ServiceIndex, entry: ApplicationOffer, request: [String: JSONValue],
                                authorizationTokenID: TokenProof.TokenID?, context: SessionContext) -> Result<String, USPError>
 
+    /// Connection brokering (a `service_request` with `client_ip`): issues an application token
+    /// for menu entry `index` that only the client at `clientIP` may use, on behalf of the caller
+    /// (`context.identity`, never nil here: the core answers a caller who has not logged in with
+    /// the token problem). Policy decides who may broker, for which addresses, how often and for
+    /// how long. The default refuses with `broker_not_allowed`.
+    func issueBrokeredApplicationToken(index: ServiceIndex, entry: ApplicationOffer, request: [String: JSONValue], clientIP: String,
+                                       authorizationTokenID: TokenProof.TokenID?, context: SessionContext) -> Result<String, USPError>
+
     /// A begin by name: issues an application token for menu entry `index` (request body already
     /// validated) and grants it to this session at once. The token never leaves the server, so
     /// policy may store it without waiting for the disk: the stream it opens is recorded right
@@ -104,6 +112,11 @@ public protocol ServerSessionDelegate {
 
 extension ServerSessionDelegate {
     public func authenticationIsSlow(fields: [String: JSONValue]) -> Bool { false }
+
+    public func issueBrokeredApplicationToken(index: ServiceIndex, entry: ApplicationOffer, request: [String: JSONValue], clientIP: String,
+                                              authorizationTokenID: TokenProof.TokenID?, context: SessionContext) -> Result<String, USPError> {
+        .failure(USPError(.brokerNotAllowed, "this server brokers no connections"))
+    }
 
     public func grantApplicationByName(index: ServiceIndex, entry: ApplicationOffer, request: [String: JSONValue],
                                        authorizationTokenID: TokenProof.TokenID?, context: SessionContext) -> Result<ApplicationGrant, USPError> {

@@ -226,6 +226,12 @@ extension ServerTransport {
                                             identity: requestIdentity, now: now)
         let visible = (requestIdentity == identity ? seenMenu : delegate.menu(for: requestIdentity, context: requestContext))?.applications ?? [:]
         for (index, body) in request.services.sorted(by: { $0.key < $1.key }) {
+            if request.clientIP != nil, requestIdentity == nil {
+                // Brokering is offered only after authentication: a stranger's request names no
+                // one to broker for, whatever is on its menu.
+                reply.results[index] = .error(WireError(tokenProblem ?? .authorizationMissing))
+                continue
+            }
             guard let entry = visible[index] else {
                 // Before login, an index that is not on the caller's menu answers as the proposal's
                 // "authorization token missing/invalid", whether or not it exists: nothing leaks.
@@ -234,6 +240,18 @@ extension ServerTransport {
             }
             if let problem = RequestBodyValidator.validate(body, against: entry.expectedRequestBody) {
                 reply.results[index] = .error(WireError(problem.code, problem.detail))
+                continue
+            }
+            if let clientIP = request.clientIP {
+                switch delegate.issueBrokeredApplicationToken(index: index, entry: entry, request: body, clientIP: clientIP,
+                                                              authorizationTokenID: requestAuthorization, context: requestContext) {
+                case .success(let token): reply.results[index] = .token(token)
+                case .failure(let error):
+                    // A broker is told which of its own limits refused it.
+                    let detailed: Set<USPError.Code> = [.brokerNotAllowed, .brokerAddressNotAllowed, .rateLimited]
+                    reply.results[index] = .error(detailed.contains(error.code) && !error.detail.isEmpty
+                        ? WireError(error.code, error.detail) : WireError(error.code))
+                }
                 continue
             }
             switch delegate.issueApplicationToken(index: index, entry: entry, request: body,

@@ -53,7 +53,8 @@ public struct IPNetwork: Hashable, Sendable, CustomStringConvertible {
         let width = address.bytes.count * 8
         var bits = width
         if parts.count == 2 {
-            guard let n = Int(parts[1]), (0...width).contains(n), parts[1].allSatisfy(\.isASCII) else {
+            guard !parts[1].isEmpty, parts[1].count <= 3, parts[1].allSatisfy({ $0 >= "0" && $0 <= "9" }), let n = Int(parts[1]),
+                  (0...width).contains(n) else {
                 return .failure(ParseProblem("\"\(text)\": the prefix length must be 0…\(width)"))
             }
             bits = n

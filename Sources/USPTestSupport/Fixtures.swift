@@ -37,9 +37,10 @@ public enum Fixtures {
         return store
     }
 
-    public static func policy(store: InMemoryStore, clock: TestClock = TestClock(), tcpPort: Int = 9) -> ServerPolicy {
+    public static func policy(store: InMemoryStore, clock: TestClock = TestClock(), tcpPort: Int = 9,
+                              settings: ServerPolicy.Settings = ServerPolicy.Settings()) -> ServerPolicy {
         ServerPolicy(store: store, catalog: ApplicationCatalog(applications(tcpPort: tcpPort)), audit: AuditLog(store: store, flushInterval: .zero),
-                     throttle: LoginThrottle(base: 0.25, maximum: 8), verifyPassword: testVerifyPassword,
+                     throttle: LoginThrottle(base: 0.25, maximum: 8), settings: settings, verifyPassword: testVerifyPassword,
                      monotonic: { clock.now })
     }
 }

@@ -70,8 +70,8 @@ public struct MemoryPair {
     }
 
     public mutating func request(_ services: [ServiceIndex: [String: JSONValue]], authentication: AuthenticationRequest? = nil,
-                                 authorizationToken: String? = nil) throws {
-        try client.requestServices(services, authentication: authentication, authorizationToken: authorizationToken)
+                                 authorizationToken: String? = nil, clientIP: String? = nil) throws {
+        try client.requestServices(services, authentication: authentication, authorizationToken: authorizationToken, clientIP: clientIP)
         pump()
     }
 

@@ -118,6 +118,26 @@ public final class TestPolicy: ServerSessionDelegate, @unchecked Sendable {
         return .success(issued.secret)
     }
 
+    /// Identities that may broker (connection brokering), for any address; nobody by default,
+    /// so the refusal is `broker_not_allowed`.
+    public var brokers: Set<String> = []
+    /// The `client_ip` of every brokering request policy was asked about, in order.
+    public var brokeredFor: [String] = []
+
+    public func issueBrokeredApplicationToken(index: ServiceIndex, entry: ApplicationOffer, request: [String: JSONValue], clientIP: String,
+                                              authorizationTokenID: TokenProof.TokenID?, context: SessionContext) -> Result<String, USPError> {
+        brokeredFor.append(clientIP)
+        guard let who = context.identity, brokers.contains(who.name) else {
+            return .failure(USPError(.brokerNotAllowed, "\(context.identity?.name ?? "nobody") may not broker"))
+        }
+        requests.append((entry.name, request))
+        issueContexts.append(context)
+        let issued = TokenProof.issue(random: random)
+        tokens[issued.id] = StoredToken(publicKey: issued.publicKey, identity: who, application: entry.name, peerAddress: clientIP,
+                                        authorizationTokenID: authorizationTokenID, expiresAt: context.now.seconds + 60)
+        return .success(issued.secret)
+    }
+
     public func validateApplicationToken(_ p: TokenProof.Presentation, context: SessionContext) -> Result<ApplicationGrant, USPError> {
         guard let t = tokens[p.id], let app = t.application else { return .failure(USPError(.tokenInvalid)) }
         guard !t.revoked, !(t.authorizationTokenID.map { tokens[$0]?.revoked ?? false } ?? false) else { return .failure(USPError(.tokenRevoked)) }

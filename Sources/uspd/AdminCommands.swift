@@ -256,6 +256,7 @@ struct Show: AsyncParsableCommand {
             if let i = e.bytesIn, let o = e.bytesOut { what.append("in \(i) out \(o)") }
             if let d = e.durationMS { what.append("\(d) ms") }
             if let t = e.tokenID { what.append("token \(t.prefix(8))…") }
+            if let d = e.detail, d.hasPrefix("brokered") { what.append(d) }
             if let k = e.clientKey { what.append(String(k.prefix(19)) + "…") }
             rows.append([iso.string(from: e.time), e.kind.rawValue, e.session ?? "-", e.peerAddress ?? "-", e.identity ?? "-",
                          what.joined(separator: " ").ifEmpty("-"), e.result ?? "-"] + (fleet ? [e.node ?? "-"] : []))

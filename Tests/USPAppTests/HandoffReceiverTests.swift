@@ -84,6 +84,15 @@ let sampleJSON = """
                                                   "USP_SESSION": "s", "USP_TOKEN_ID": "t", "USP_AUTHORIZATION_TOKEN_ID": "a",
                                                   "USP_REQUEST_JSON": "{}"])
         #expect(m.identity == nil && m.authorizationTokenID == "a" && m.peerAddress == "::1")
+        #expect(m.brokeredFor == nil)
+        let brokered = try SessionMetadata(environment: ["USP_APPLICATION": "upper", "USP_IDENTITY": "relay", "USP_PEER_ADDRESS": "10.20.1.2",
+                                                         "USP_SESSION": "s", "USP_TOKEN_ID": "t", "USP_AUTHORIZATION_TOKEN_ID": "a",
+                                                         "USP_BROKERED_FOR": "10.20.1.2", "USP_REQUEST_JSON": "{}"])
+        #expect(brokered.identity == "relay" && brokered.brokeredFor == "10.20.1.2")
+        let json = #"{"v":1,"application":"upper","identity":"relay","peer_address":"10.20.1.2","session":"s","token_id":"t","authorization_token_id":"a","brokered_for":"10.20.1.2","request":{}}"#
+        #expect(try SessionMetadata(json: Array(json.utf8)).brokeredFor == "10.20.1.2")
+        let wrong = #"{"v":1,"application":"upper","identity":"relay","peer_address":"10.20.1.2","session":"s","token_id":"t","brokered_for":7,"request":{}}"#
+        #expect(throws: USPAppError.self) { try SessionMetadata(json: Array(wrong.utf8)) }
         #expect(SocketActivation.streamDescriptor(environment: ["LISTEN_PID": "\(getpid())", "LISTEN_FDS": "1", "LISTEN_FDNAMES": "usp"]) == 3)
         #expect(SocketActivation.streamDescriptor(environment: ["LISTEN_PID": "1", "LISTEN_FDS": "1"]) == nil)
         #expect(SocketActivation.streamDescriptor(environment: ["LISTEN_PID": "\(getpid())", "LISTEN_FDS": "1", "LISTEN_FDNAMES": "http"]) == nil)

@@ -206,9 +206,10 @@ struct SessionPair {
     /// Sends a service request and pumps; returns the reply.
     @discardableResult
     mutating func request(_ services: [ServiceIndex: [String: JSONValue]], authentication: AuthenticationRequest? = nil,
-                          authorizationToken: String? = nil, sourceLocation: SourceLocation = #_sourceLocation) throws -> ServiceReply {
+                          authorizationToken: String? = nil, clientIP: String? = nil,
+                          sourceLocation: SourceLocation = #_sourceLocation) throws -> ServiceReply {
         let before = serviceReplies.count
-        try client.requestServices(services, authentication: authentication, authorizationToken: authorizationToken)
+        try client.requestServices(services, authentication: authentication, authorizationToken: authorizationToken, clientIP: clientIP)
         pump()
         return try #require(serviceReplies.count == before + 1 ? serviceReplies.last : nil, sourceLocation: sourceLocation)
     }

@@ -17,7 +17,8 @@ import USPUnix
         let json = try JSONValue.parse(Array(frame.dropFirst(4)))
         #expect(json == .object(["v": .integer(1), "application": .string("notes"), "identity": .string("alice"),
                                  "peer_address": .string("192.0.2.7"), "session": .string("s-1"), "token_id": .string("tok"),
-                                 "authorization_token_id": .string("auth"), "request": .object(["topic": .string("work")])]))
+                                 "authorization_token_id": .string("auth"), "brokered_for": .null,
+                                 "request": .object(["topic": .string("work")])]))
         let env = Launcher.environment(for: request)
         #expect(env["USP_AUTHORIZATION_TOKEN_ID"] == "auth")
         #expect(env["USP_IDENTITY"] == "alice")

@@ -9,7 +9,7 @@ struct SQLiteStoreOpenTests {
         let dir = TempDirectory()
         let path = dir.file("usp.sqlite")
         let store = try SQLiteStore(path: path)
-        #expect(try store.appliedMigrations() == ["v1", "v2-revoked-index", "v3-audit-count", "v4-audit-node"])
+        #expect(try store.appliedMigrations() == ["v1", "v2-revoked-index", "v3-audit-count", "v4-audit-node", "v5-brokered-tokens"])
         #expect(FileManager.default.fileExists(atPath: path))
         #expect(try store.users().isEmpty)
         #expect(try store.audit(identity: nil, since: nil, limit: nil).isEmpty)
@@ -21,7 +21,7 @@ struct SQLiteStoreOpenTests {
             #expect(tables.split(separator: "\n") == ["audit", "grdb_migrations", "store_meta", "tokens", "user_keys", "users"])
             let indexes = try sqlite3(path, "SELECT name FROM sqlite_master WHERE type='index' AND name NOT LIKE 'sqlite_%' ORDER BY name")
             #expect(indexes.split(separator: "\n") == ["audit_authorization", "audit_identity", "audit_kind", "audit_session", "audit_time",
-                                                       "audit_token", "tokens_authorization", "tokens_expires", "tokens_identity", "tokens_revoked", "user_keys_user"])
+                                                       "audit_token", "tokens_authorization", "tokens_brokered", "tokens_expires", "tokens_identity", "tokens_revoked", "user_keys_user"])
             #expect(try sqlite3(path, "PRAGMA application_id") == String(SQLiteStore.applicationID))
             #expect(try sqlite3(path, "PRAGMA journal_mode") == "wal")
         }
@@ -42,7 +42,7 @@ struct SQLiteStoreOpenTests {
         let path = dir.file("usp.sqlite")
         try SQLiteStore(path: path).close()
         let again = try SQLiteStore(path: path)
-        #expect(try again.appliedMigrations() == ["v1", "v2-revoked-index", "v3-audit-count", "v4-audit-node"])
+        #expect(try again.appliedMigrations() == ["v1", "v2-revoked-index", "v3-audit-count", "v4-audit-node", "v5-brokered-tokens"])
         #expect(try again.connectionSettings().synchronous == 2)
     }
 

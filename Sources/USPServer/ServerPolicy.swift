@@ -80,6 +80,9 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
     private let replay = Mutex(ReplayGuard(window: 120))
     private let replyDelays = Mutex<[String: Double]>([:])
     private let monotonic: @Sendable () -> Double
+    /// Held while a brokered token is counted and issued, so that concurrent requests on this
+    /// node cannot both pass a broker's last token of the minute.
+    private let brokering = Mutex<Void>(())
     let logger: Logger
 
     public init(store: any USPStore, catalog: ApplicationCatalog, audit: AuditLog, throttle: LoginThrottle = LoginThrottle(),
@@ -403,18 +406,20 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
             return refuse(.brokerAddressNotAllowed, "\(address) is outside the networks \(broker.name) may broker for")
         }
         let now = date(context.now)
-        do {
-            let recent = try store.brokeredTokenCount(identity: broker.name, since: now.addingTimeInterval(-60))
-            if recent >= rule.tokensPerMinute {
-                return refuse(.rateLimited, "\(broker.name) had \(recent) brokered tokens in the last minute (tokens_per_minute = \(rule.tokensPerMinute))")
+        return brokering.withLock { _ in
+            do {
+                let recent = try store.brokeredTokenCount(identity: broker.name, since: now.addingTimeInterval(-60))
+                if recent >= rule.tokensPerMinute {
+                    return refuse(.rateLimited, "\(broker.name) had \(recent) brokered tokens in the last minute (tokens_per_minute = \(rule.tokensPerMinute))")
+                }
+            } catch {
+                storeFailure("brokered token for \(entry.name) refused: the broker's count could not be read", error)
+                return .failure(USPError(.storeUnavailable, "token store unavailable"))
             }
-        } catch {
-            storeFailure("brokered token for \(entry.name) refused: the broker's count could not be read", error)
-            return .failure(USPError(.storeUnavailable, "token store unavailable"))
+            return issue(entry: entry, request: request, authorizationTokenID: authorizationTokenID, context: context, durable: true,
+                         brokeredFor: address.description, lifetime: Double(rule.tokenLifetime))
+                .map { $0.secret }
         }
-        return issue(entry: entry, request: request, authorizationTokenID: authorizationTokenID, context: context, durable: true,
-                     brokeredFor: address.description, lifetime: Double(rule.tokenLifetime))
-            .map { $0.secret }
     }
 
     /// A begin by name: the token is issued as for a `service_request`, but it never leaves the
@@ -504,6 +509,14 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
             guard definition.isVisible(to: token.identity, groups: groups) else {
                 return refuse(.tokenInvalid, id, context, "\(application) is no longer visible to \(token.identity ?? "strangers")",
                               identity: token.identity)
+            }
+            // A brokered token holds only while its broker may still broker for its address (a
+            // rule withdrawn or narrowed at a restart ends what it brokered).
+            if let address = token.brokeredFor {
+                let rule = BrokerRule.rule(for: token.identity ?? "", groups: groups, in: settings.brokers)
+                guard let rule, let ip = IPAddress(address), rule.clients.contains(where: { $0.contains(ip) }) else {
+                    return refuse(.tokenRevoked, id, context, "\(token.identity ?? "?") may no longer broker for \(address)", identity: token.identity)
+                }
             }
             // Made durable with the stream_opened that follows (ConnectionHooks.openApplication).
             audit.note(event(.tokenUsed, context, identity: token.identity, result: "ok", tokenID: id,

@@ -157,7 +157,13 @@ enum MessageGen {
         }
         return ServiceRequest(
             clientSessionID: sessionID(&rng), authorizationToken: chance(0.5, &rng) ? token(&rng) : nil,
-            authentication: auth, services: services)
+            authentication: auth, services: services, clientIP: chance(0.3, &rng) ? clientIP(&rng) : nil)
+    }
+
+    /// `client_ip` text within the wire's rule: 2…45 of hex digits, "." and ":" (not always an address).
+    static func clientIP<R: RandomNumberGenerator>(_ rng: inout R) -> String {
+        let alphabet = Array("0123456789abcdefABCDEF.:")
+        return String((0..<int(2...45, &rng)).map { _ in alphabet[int(0...(alphabet.count - 1), &rng)] })
     }
 
     static func serviceResult<R: RandomNumberGenerator>(index: ServiceIndex, _ rng: inout R) -> ServiceResult {

@@ -153,6 +153,24 @@ import USPStore
         #expect(Self.reply(broker, echo) == .error(WireError(.tokenRevoked)))
     }
 
+    @Test func aWithdrawnRightEndsWhatWasBrokered() throws {
+        let store = Fixtures.store()
+        var broker = try Self.broker(Fixtures.policy(store: store, settings: try Self.settings()))
+        let echo = try #require(broker.log.index(of: "echo"))
+        try broker.request([echo: [:]], clientIP: "10.20.1.2")
+        let token = try #require(broker.log.token(at: echo))
+        // uspd restarted with the rule narrowed to another network, then with no rule at all.
+        var narrowed = try Self.settings()
+        narrowed.brokers[0].clients = [try IPNetwork.parse("10.30.0.0/16").get()]
+        for settings in [narrowed, ServerPolicy.Settings()] {
+            var beneficiary = MemoryPair(policy: Fixtures.policy(store: store, settings: settings), peerAddress: "10.20.1.2")
+            try beneficiary.establish(ClientStart(application: .init(token: token)))
+            #expect(beneficiary.log.notes.contains(.rejected(1, "token_revoked")))
+        }
+        #expect(store.allAudit.filter { $0.kind == .tokenRefused }.map { $0.detail ?? "" }
+            == ["alice may no longer broker for 10.20.1.2", "alice may no longer broker for 10.20.1.2"])
+    }
+
     @Test func theApplicationIsToldWhoBrokeredForWhom() throws {
         let def = Fixtures.applications()[0]
         let request = Launcher.Request(application: def, identity: "alice", peerAddress: "10.20.1.2", serverSessionID: "s-1", tokenID: "t",

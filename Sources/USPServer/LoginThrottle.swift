@@ -115,7 +115,19 @@ public final class LoginThrottle: Sendable {
     /// fleet keeps the same windows in its store (`SharedLoginPenalties`).
     public func penalties(source: String, identity: String?) -> (refusing: [LoginPenalty], identityWide: LoginPenalty?) {
         (refusingKeys(source: source, identity: identity).map { LoginPenalty(key: $0, cap: maximum) },
-         identity.map { LoginPenalty(key: Self.identityKey($0), cap: identityMaximum) })
+         identity.map(identityPenalty))
+    }
+
+    /// Every window a failure from `source` for `identity` opens: the refusing ones, then the
+    /// identity-wide one (what a fleet records and a success clears).
+    public func allPenalties(source: String, identity: String?) -> [LoginPenalty] {
+        let p = penalties(source: source, identity: identity)
+        return p.refusing + (p.identityWide.map { [$0] } ?? [])
+    }
+
+    /// The identity-wide window of `identity`, wherever its attempts come from.
+    public func identityPenalty(_ identity: String) -> LoginPenalty {
+        LoginPenalty(key: Self.identityKey(identity), cap: identityMaximum)
     }
 
     func refusingKeys(source: String, identity: String?) -> [String] {

@@ -223,7 +223,7 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
             _ = throttle.failed(source: context.peerAddress, identity: who, now: now)
             if let shared = store as? any SharedLoginPenalties {
                 do {
-                    _ = try shared.recordLoginFailure(penalties.refusing + (penalties.identityWide.map { [$0] } ?? []), base: throttle.base,
+                    _ = try shared.recordLoginFailure(throttle.allPenalties(source: context.peerAddress, identity: who), base: throttle.base,
                                                       forgetAfter: throttle.forgetAfter, now: date(context.now))
                 } catch {
                     storeFailure("a failed login's penalty could not be shared with the other nodes", error)
@@ -245,9 +245,8 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
                                                     tokenID: record.id, detail: "authorization"))
                 throttle.succeeded(source: context.peerAddress, identity: user.name)
                 if let shared = store as? any SharedLoginPenalties {
-                    let cleared = throttle.penalties(source: context.peerAddress, identity: user.name)
                     do {
-                        try shared.clearLoginPenalties((cleared.refusing + (cleared.identityWide.map { [$0] } ?? [])).map(\.key))
+                        try shared.clearLoginPenalties(throttle.allPenalties(source: context.peerAddress, identity: user.name).map(\.key))
                     } catch {
                         storeFailure("a login's penalties could not be cleared on the other nodes", error)
                     }
@@ -320,8 +319,8 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
     public func loginDelay(fields: [String: JSONValue]) -> Double {
         let identity = fields["user"]?.stringValue
         let local = throttle.identityDelay(identity: identity, now: monotonic())
-        guard let identity, let shared = store as? any SharedLoginPenalties,
-              let key = throttle.penalties(source: "", identity: identity).identityWide?.key else { return local }
+        guard let identity, let shared = store as? any SharedLoginPenalties else { return local }
+        let key = throttle.identityPenalty(identity).key
         let wall = Date()
         do {
             // A fleet's window is the store's (see `authenticate`).

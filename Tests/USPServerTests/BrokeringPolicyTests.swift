@@ -64,6 +64,18 @@ import USPStore
             try elsewhere.establish(ClientStart(application: .init(token: token)))
             #expect(elsewhere.log.notes.contains(.rejected(1, "token_wrong_address")), "\(address)")
         }
+
+        // The broker may revoke the one token by its ID; nobody else may.
+        var bob = MemoryPair(policy: policy, peerAddress: "192.0.2.11")
+        try bob.establish()
+        try bob.login("bob", "hunter2")
+        try bob.request([:], authentication: .invalidateTokens([record.id]))
+        #expect(Self.reply(bob, .authentication) == .error(WireError(.tokenInvalid)))
+        try broker.request([:], authentication: .invalidateTokens([record.id]))
+        #expect(Self.reply(broker, .authentication) == .invalidated(1))
+        var after = MemoryPair(policy: policy, peerAddress: "10.20.1.2")
+        try after.establish(ClientStart(application: .init(token: token)))
+        #expect(after.log.notes.contains(.rejected(1, "token_revoked")))
     }
 
     @Test func addressesAreCanonicalAsUspdReportsPeers() throws {

@@ -57,6 +57,24 @@ enum ErrorText {
         }
     }
 
+    /// A refusal of a token given on the command line (`usp connect --token`), said for someone
+    /// who holds no login: the token came from a broker or another machine.
+    static func givenToken(_ e: USPClientError, server: ServerURI) -> USPClientError {
+        let s = server.hostPort
+        switch e.wireCode {
+        case .tokenRevoked?:
+            return USPClientError(.refused, "\(s) refused the token: it (or the login it was issued under) was revoked; ask whoever gave it to you for a new one", wireCode: e.wireCode)
+        case .tokenExpired?:
+            return USPClientError(.refused, "\(s) refused the token: it expired (or the login it was issued under did); ask whoever gave it to you for a new one", wireCode: e.wireCode)
+        case .tokenWrongAddress?:
+            return USPClientError(.refused, "\(s) refused the token: it was issued to another address than this machine's as the server sees it (a broker must name that address; is a NAT or proxy changing it?)", wireCode: e.wireCode)
+        case .tokenInvalid?:
+            return USPClientError(.refused, "\(s) does not know the token (mistyped, or for another server)", wireCode: e.wireCode)
+        default:
+            return e
+        }
+    }
+
     static func loginExpired(_ code: USPError.Code, server: ServerURI) -> USPClientError {
         let why = switch code {
         case .tokenExpired: "it expired"
@@ -116,6 +134,8 @@ enum ErrorText {
         switch code {
         case .tokenRevoked:
             USPClientError(.streamReset, "\(server.hostPort) ended the stream: its token was revoked", wireCode: code)
+        case .tokenExpired:
+            USPClientError(.streamReset, "\(server.hostPort) ended the stream: the login it was opened under expired; log in again (\(loginHint(server))), or ask the broker who gave you the token for a new one", wireCode: code)
         case .applicationFailed:
             USPClientError(.streamReset, "the application on \(server.hostPort) failed (it crashed or exited with an error) before the stream was over; its administrator finds the exit status in uspd's log and audit", wireCode: code)
         default:

@@ -22,7 +22,11 @@ public enum StdioApplicationSession {
         if let applicationToken {
             let first: [UInt8]
             (first, ended) = input.takeAvailable(upTo: USPConnection.earlyDataBudget(.ik), waitingAtMost: earlyWait)
-            stream = try await USPConnection.connectDedicated(to: server, home: home, token: applicationToken, initialData: first, options: options)
+            do {
+                stream = try await USPConnection.connectDedicated(to: server, home: home, token: applicationToken, initialData: first, options: options)
+            } catch let e as USPClientError {
+                throw ErrorText.givenToken(e, server: server)
+            }
         } else if textFields.isEmpty {
             stream = try await DedicatedBegin.byName(application, server: server, home: home, options: options, initialData: { budget in
                 let (first, atEnd) = input.takeAvailable(upTo: budget, waitingAtMost: earlyWait)

@@ -29,6 +29,21 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
 
     public var isIPv4: Bool { bytes.count == 4 }
 
+    /// Why no single client can have this address (nil: it can): the unspecified address, a
+    /// broadcast or multicast address, or an IPv6 link-local one (which names an interface
+    /// zone that a bare address cannot carry).
+    public var notBrokerable: String? {
+        if bytes.allSatisfy({ $0 == 0 }) { return "the unspecified address" }
+        if isIPv4 {
+            if bytes == [255, 255, 255, 255] { return "the broadcast address" }
+            if bytes[0] >= 224 && bytes[0] <= 239 { return "a multicast address" }
+            return nil
+        }
+        if bytes[0] == 0xff { return "a multicast address" }
+        if bytes[0] == 0xfe && bytes[1] & 0xc0 == 0x80 { return "an IPv6 link-local address" }
+        return nil
+    }
+
     /// The canonical text: dotted decimal, or RFC 5952 (lower case, longest zero run compressed).
     public var description: String {
         var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
@@ -51,13 +66,16 @@ public struct IPNetwork: Hashable, Sendable, CustomStringConvertible {
             return .failure(ParseProblem("\"\(text)\" is not an IPv4 or IPv6 network (expected ADDRESS/BITS, e.g. 10.1.0.0/16)"))
         }
         let width = address.bytes.count * 8
+        // An IPv4-mapped IPv6 network (`::ffff:10.0.0.0/104`) is the IPv4 network it maps.
+        let mapped = address.isIPv4 && parts[0].contains(":")
         var bits = width
         if parts.count == 2 {
+            let written = mapped ? 96...128 : 0...width
             guard !parts[1].isEmpty, parts[1].count <= 3, parts[1].allSatisfy({ $0 >= "0" && $0 <= "9" }), let n = Int(parts[1]),
-                  (0...width).contains(n) else {
-                return .failure(ParseProblem("\"\(text)\": the prefix length must be 0…\(width)"))
+                  written.contains(n) else {
+                return .failure(ParseProblem("\"\(text)\": the prefix length must be \(written.lowerBound)…\(written.upperBound)"))
             }
-            bits = n
+            bits = mapped ? n - 96 : n
         }
         let network = IPNetwork(address: address, prefixLength: bits)
         guard network.masked(address) == address else {

@@ -222,10 +222,11 @@ public final class ServerSessionHandler: ChannelInboundHandler, RemovableChannel
 
     // MARK: - Server-side operations (call on the event loop)
 
-    /// Ends every stream opened under these tokens (a revocation from another session).
-    public func revoke(tokenIDs: Set<TokenProof.TokenID>) {
+    /// Ends every stream opened under these tokens (a revocation from another session, or a
+    /// login's expiry: `code` `token_expired`).
+    public func revoke(tokenIDs: Set<TokenProof.TokenID>, code: USPError.Code = .tokenRevoked) {
         guard !reportedClosed else { return }
-        performThrowing { (actions) throws(USPError) in try session.revoke(tokenIDs: tokenIDs, into: &actions) }
+        performThrowing { (actions) throws(USPError) in try session.revoke(tokenIDs: tokenIDs, code: code, into: &actions) }
         flush()
     }
 

@@ -100,7 +100,15 @@ final class ConnectionHooks: ServerSessionHooks {
     /// stream's RESET. Then `stream_opened` is written (fail closed) and the application started.
     func openApplication(_ port: ServerStreamPort, grant: ApplicationGrant, session: ServerSessionInfo)
         -> Result<any ServerStreamApplication, USPError> {
-        let token = try? server.policy.store.token(id: grant.tokenID.description)
+        // The token row says what the application is told (its request, whom it was brokered
+        // for): a store that cannot say refuses the stream rather than tell it less.
+        let token: TokenRecord?
+        do {
+            token = try server.policy.store.token(id: grant.tokenID.description)
+        } catch {
+            server.logger.error("\(session.serverSessionID): stream \(port.stream) of \(grant.application) refused: its token could not be read: \(error)")
+            return .failure(USPError(.storeUnavailable, "the token store cannot be read"))
+        }
         // A brokered stream names its broker (the identity) and the address it was brokered for.
         let e = AuditEvent(time: Date(), kind: .streamOpened, session: session.serverSessionID, peerAddress: session.peerAddress,
                            clientKey: session.clientStatic.map(Fingerprint.of), identity: grant.identity?.name,

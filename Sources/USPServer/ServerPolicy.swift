@@ -83,6 +83,8 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
     /// Held while a brokered token is counted and issued, so that concurrent requests on this
     /// node cannot both pass a broker's last token of the minute.
     private let brokering = Mutex<Void>(())
+    /// The logins behind this node's streams, and when they expire (the daemon ends their streams then).
+    public let loginExpiries = LoginExpiries()
     let logger: Logger
 
     public init(store: any USPStore, catalog: ApplicationCatalog, audit: AuditLog, throttle: LoginThrottle = LoginThrottle(),
@@ -395,16 +397,37 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
                              application: entry.name, detail: "brokering for \(clientIP): \(detail)"))
             return .failure(USPError(code, detail))
         }
-        guard let rule = BrokerRule.rule(for: broker.name, groups: broker.groups, in: settings.brokers) else {
+        let now = date(context.now)
+        // The login first (a session whose login was invalidated learns nothing of the rules),
+        // then the rule for the user's groups as the store has them now, not as at login.
+        let groups: [String]
+        do {
+            if let parent = authorizationTokenID {
+                guard let p = try store.token(id: parent.description), p.revokedAt == nil else {
+                    return .failure(USPError(.tokenRevoked, "authorization token \(parent) is revoked"))
+                }
+                if p.expiresAt <= now { return .failure(USPError(.tokenExpired, "authorization token \(parent) expired")) }
+            }
+            guard let user = try store.user(named: broker.name) else {
+                return .failure(USPError(.tokenRevoked, "user \(broker.name) no longer exists"))
+            }
+            groups = user.groups
+        } catch {
+            storeFailure("brokered token for \(entry.name) refused: the broker's login could not be read", error)
+            return .failure(USPError(.storeUnavailable, "token store unavailable"))
+        }
+        guard let rule = BrokerRule.rule(for: broker.name, groups: groups, in: settings.brokers) else {
             return refuse(.brokerNotAllowed, "\(broker.name) may not broker connections on this server")
         }
         guard let address = IPAddress(clientIP) else {
             return refuse(.brokerAddressNotAllowed, "client_ip \(clientIP) is not an IPv4 or IPv6 address")
         }
+        if let kind = address.notBrokerable {
+            return refuse(.brokerAddressNotAllowed, "\(address) is \(kind), not one client's address")
+        }
         guard rule.clients.contains(where: { $0.contains(address) }) else {
             return refuse(.brokerAddressNotAllowed, "\(address) is outside the networks \(broker.name) may broker for")
         }
-        let now = date(context.now)
         return brokering.withLock { _ in
             do {
                 let recent = try store.brokeredTokenCount(identity: broker.name, since: now.addingTimeInterval(-60))
@@ -458,6 +481,7 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
                     return .failure(USPError(.tokenRevoked, "authorization token \(parent) is revoked"))
                 }
                 if p.expiresAt <= issuedAt { return .failure(USPError(.tokenExpired, "authorization token \(parent) expired")) }
+                loginExpiries.note(parent.description, expiresAt: p.expiresAt)
                 // A brokered token never outlives the broker's login.
                 if brokeredFor != nil { lifetime = min(lifetime, p.expiresAt.timeIntervalSince(issuedAt)) }
             }
@@ -495,6 +519,7 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
                     return refuse(.tokenRevoked, id, context, "its authorization token \(parent) is revoked", identity: token.identity)
                 }
                 if p.expiresAt <= now { return refuse(.tokenExpired, id, context, "its authorization token expired", identity: token.identity) }
+                loginExpiries.note(parent, expiresAt: p.expiresAt)
             }
             if token.expiresAt <= now { return refuse(.tokenExpired, id, context, "expired", identity: token.identity) }
             guard token.peerAddress == context.peerAddress else {

@@ -39,13 +39,14 @@ public final class SessionRegistry: Sendable {
     private var snapshot: [Entry] { sessions.withLock { Array($0.values) } }
 
     /// Ends, on every live session, the streams opened under these tokens (or under application
-    /// tokens issued from them). Completes when every session has done so.
+    /// tokens issued from them), with RESET `code` (`token_revoked`; `token_expired` when a login
+    /// expired). Completes when every session has done so.
     @discardableResult
-    public func revoke(_ ids: Set<TokenProof.TokenID>, on loop: any EventLoop) -> EventLoopFuture<Void> {
+    public func revoke(_ ids: Set<TokenProof.TokenID>, code: USPError.Code = .tokenRevoked, on loop: any EventLoop) -> EventLoopFuture<Void> {
         guard !ids.isEmpty else { return loop.makeSucceededVoidFuture() }
-        relayFree.revoke(ids)
+        relayFree.revoke(ids, code: code)
         let futures = snapshot.map { entry in
-            entry.loop.submit { entry.handler.value.revoke(tokenIDs: ids) }
+            entry.loop.submit { entry.handler.value.revoke(tokenIDs: ids, code: code) }
         }
         return EventLoopFuture.andAllComplete(futures, on: loop)
     }

@@ -387,6 +387,16 @@ public final class USPDaemon: Service, Sendable {
                         watcher.poll(on: group.next())
                     }
                 }
+                tasks.addTask { [runtime, logger, group] in
+                    // A login's expiry ends the streams it covers, as its revocation does.
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: .seconds(1))
+                        let expired = Set(runtime.policy.loginExpiries.takeExpired(now: Date()).compactMap(TokenProof.TokenID.init(text:)))
+                        guard !expired.isEmpty else { continue }
+                        logger.info("\(expired.count) login(s) expired; ending the streams opened under them")
+                        _ = runtime.registry.revoke(expired, code: .tokenExpired, on: group.next())
+                    }
+                }
                 if let node = runtime.options.nodeName, let directory = runtime.policy.store as? any FleetDirectory {
                     tasks.addTask { [self] in
                         let queries = AdminQueries(daemon: self)

@@ -13,8 +13,9 @@ struct Broker: AsyncParsableCommand {
         commandName: "broker",
         abstract: "Get an application token for another client's address (connection brokering); needs a login with the broker right.",
         discussion: """
-            Prints the token secret (or, with --json, an object with token, token_id, application, for, server). \
-            Give it to the client at ADDRESS, which runs: usp connect URI APP --token TOKEN. \
+            Prints the token secret (or, with --json, an object with token, token_id, application, for, server), \
+            or writes it to --output FILE (mode 600). Give it to the client at ADDRESS over a channel you trust; \
+            it runs: usp connect URI APP --token-file FILE (or --token TOKEN, which ps can show). \
             The token works only from ADDRESS (as the server sees it), expires after the server's brokered token lifetime, \
             and is revoked with this login (usp logout).
             """)
@@ -27,6 +28,8 @@ struct Broker: AsyncParsableCommand {
     @Option(name: .customLong("field"), help: ArgumentHelp("A request field for the application (repeatable).", valueName: "name=value"))
     var fields: [String] = []
     @Flag(name: .long, help: "Print a JSON object instead of the bare token.") var json = false
+    @Option(name: .long, help: ArgumentHelp("Write the output to this file, created with mode 600 (replaced if it exists), instead of stdout.", valueName: "file"))
+    var output: String?
 
     func validate() throws {
         guard Self.isAddress(clientAddress) else {
@@ -35,9 +38,36 @@ struct Broker: AsyncParsableCommand {
     }
 
     /// An address as the wire takes it (docs/PROTOCOL.md §6.3.1); the server parses it again.
-    static func isAddress(_ text: String) -> Bool {
+    static func isAddress(_ text: String) -> Bool { canonical(text) != nil }
+
+    /// The address as the server compares it: dotted decimal (an IPv4-mapped IPv6 address is
+    /// its IPv4 address) or RFC 5952 IPv6; nil if it is neither.
+    static func canonical(_ text: String) -> String? {
         var v4 = in_addr(), v6 = in6_addr()
-        return inet_pton(AF_INET, text, &v4) == 1 || inet_pton(AF_INET6, text, &v6) == 1
+        var bytes: [UInt8]
+        if inet_pton(AF_INET, text, &v4) == 1 {
+            bytes = withUnsafeBytes(of: &v4) { Array($0) }
+        } else if inet_pton(AF_INET6, text, &v6) == 1 {
+            bytes = withUnsafeBytes(of: &v6) { Array($0) }
+            if bytes[0..<10].allSatisfy({ $0 == 0 }), bytes[10] == 0xff, bytes[11] == 0xff { bytes = Array(bytes[12...]) }
+        } else {
+            return nil
+        }
+        var out = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+        _ = bytes.withUnsafeBytes { inet_ntop(bytes.count == 4 ? AF_INET : AF_INET6, $0.baseAddress, &out, socklen_t(out.count)) }
+        return String(decoding: out.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// Writes `text` to `path` with mode 600 (a token is a credential), replacing the file.
+    static func writePrivately(_ text: String, to path: String) throws {
+        unlink(path)
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw USPClientError(.localFile, "--output \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let bytes = Array(text.utf8)
+        guard bytes.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == bytes.count else {
+            throw USPClientError(.localFile, "--output \(path): \(String(cString: strerror(errno)))")
+        }
     }
 
     func run() async throws {
@@ -57,18 +87,22 @@ struct Broker: AsyncParsableCommand {
                 throw error
             }
             await c.close()
-            guard json else {
-                print(token)
-                return
+            var text = token
+            if json {
+                var object: [String: JSONValue] = [
+                    "token": .string(token),
+                    "application": .string(application),
+                    "for": .string(Self.canonical(clientAddress) ?? clientAddress),
+                    "server": .string(server.hostPort),
+                ]
+                if let id = try? TokenProof.tokenID(secret: token) { object["token_id"] = .string(id.description) }
+                text = String(decoding: try JSONValue.object(object).encoded(), as: UTF8.self)
             }
-            var object: [String: JSONValue] = [
-                "token": .string(token),
-                "application": .string(application),
-                "for": .string(clientAddress),
-                "server": .string(server.hostPort),
-            ]
-            if let id = try? TokenProof.tokenID(secret: token) { object["token_id"] = .string(id.description) }
-            print(String(decoding: try JSONValue.object(object).encoded(), as: UTF8.self))
+            if let output {
+                try Self.writePrivately(text + "\n", to: output)
+            } else {
+                print(text)
+            }
         }
     }
 }

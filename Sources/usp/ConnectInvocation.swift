@@ -92,7 +92,8 @@ struct ConnectInvocation: Equatable {
         return c
     }
 
-    /// The token of `--token` or `--token-file` (its first line), checked to be a token secret.
+    /// The token of `--token` or `--token-file` (its first non-empty line: the bare token, or the
+    /// JSON object of `usp broker --json`), checked to be a token secret. A file others may read is named on stderr: the secret is a credential.
     func applicationToken() throws -> String? {
         var text = token
         if let tokenFile {
@@ -100,7 +101,18 @@ struct ConnectInvocation: Equatable {
             guard let data = FileManager.default.contents(atPath: tokenFile) else {
                 throw USPClientError(.localFile, "--token-file \(tokenFile): cannot read it")
             }
-            text = String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
+            var st = stat()
+            if stat(tokenFile, &st) == 0, st.st_mode & 0o077 != 0 {
+                printError("warning: --token-file \(tokenFile) may be read by other users (mode \(String(st.st_mode & 0o777, radix: 8))); chmod 600 it")
+            }
+            var content = String(decoding: data, as: UTF8.self)
+            if content.hasPrefix("\u{FEFF}") { content.removeFirst() }
+            text = content.split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
+            // What `usp broker --json --output FILE` wrote: its "token".
+            if let line = text, line.hasPrefix("{"), case .object(let o)? = try? JSONValue.parse(Array(line.utf8)),
+               case .string(let t)? = o["token"] {
+                text = t
+            }
         }
         guard let raw = text else { return nil }
         guard fields.isEmpty else { throw USPClientError(.invalidArgument, "--field has no use with --token: the token carries its request") }

@@ -68,6 +68,11 @@ import USPTestSupport
         #expect(!v6.contains(try #require(IPAddress("2001:db8:6::1"))))
         #expect(!v6.contains(try #require(IPAddress("10.20.1.2"))))
         #expect(try IPNetwork.parse("0.0.0.0/0").get().contains(try #require(IPAddress("203.0.113.9"))))
+        // A network written as IPv4-mapped IPv6 is the IPv4 network.
+        #expect(try IPNetwork.parse("::ffff:10.0.0.0/104").get().description == "10.0.0.0/8")
+        if case .failure(let p) = IPNetwork.parse("::ffff:10.0.0.0/8") {
+            #expect(p.message == "\"::ffff:10.0.0.0/8\": the prefix length must be 96…128")
+        } else { Issue.record("a mapped network with a prefix under 96 parsed") }
         for bad in ["", "10.0.0", "10.0.0.256", "01.2.3.4x", "fe80::1%eth0", "[::1]", "::1/", "::1/129", "10.0.0.0/-1", "10.0.0.0/+8"] {
             if case .success(let n) = IPNetwork.parse(bad) { Issue.record("\(bad) parsed as \(n)") }
         }

@@ -87,6 +87,23 @@ import USPTestSupport
         #expect(again.clientSeen.contains(.appReply("token_wrong_address")))
     }
 
+    @Test func aBadAuthorizationTokenBrokersNothingEvenOnALoggedInSession() throws {
+        let policy = TestPolicy()
+        policy.brokers = ["alice"]
+        var pair = SessionPair(.ik, policy: policy)
+        try pair.establish()
+        _ = try pair.login()
+        // Without the field it would run as the session's login; brokering refuses instead.
+        let forged = "usp1p." + Base64URL.encode([UInt8](repeating: 7, count: 80))
+        let reply = try pair.request([ServiceIndex(1): [:]], authorizationToken: nil, clientIP: "198.51.100.4")
+        #expect(reply.results[ServiceIndex(1)].map { if case .token = $0 { true } else { false } } == true)
+        let bad = ServiceRequest(clientSessionID: pair.client.clientSessionID, authorizationToken: forged,
+                                 services: [ServiceIndex(1): [:]], clientIP: "198.51.100.4")
+        try pair.clientSends([try messageFrame(.serviceRequest(bad))])
+        #expect(pair.serviceReplies.last?.results[ServiceIndex(1)] == .error(WireError(.authorizationInvalid)))
+        #expect(policy.brokeredFor == ["198.51.100.4"], "policy was asked once, for the good request")
+    }
+
     @Test func aRefusalCarriesPolicysSentenceOnlyForTheBrokersOwnLimits() throws {
         let policy = TestPolicy()
         var pair = SessionPair(.ik, policy: policy)

@@ -105,8 +105,17 @@ import USPStore
         // Passes the wire's character rule, is no address.
         try alice.request([echo: [:]], clientIP: "10.20.1")
         #expect(Self.reply(alice, echo) == .error(WireError(.brokerAddressNotAllowed, "client_ip 10.20.1 is not an IPv4 or IPv6 address")))
+        // Inside the networks (0.0.0.0/0 and ::/0) but no one client's address.
+        var wide = try Self.settings()
+        wide.brokers[0].clients = [try IPNetwork.parse("0.0.0.0/0").get(), try IPNetwork.parse("::/0").get()]
+        var everywhere = try Self.broker(Fixtures.policy(store: store, settings: wide))
+        for (address, kind) in [("0.0.0.0", "the unspecified address"), ("::", "the unspecified address"), ("255.255.255.255", "the broadcast address"),
+                                ("224.0.0.1", "a multicast address"), ("ff02::1", "a multicast address"), ("fe80::1", "an IPv6 link-local address")] {
+            try everywhere.request([echo: [:]], clientIP: address)
+            #expect(Self.reply(everywhere, echo) == .error(WireError(.brokerAddressNotAllowed, "\(address) is \(kind), not one client's address")))
+        }
         #expect(store.allTokens.allSatisfy { $0.kind == .authorization }, "nothing was issued")
-        let refused = store.allAudit.filter { $0.kind == .tokenRefused }
+        let refused = store.allAudit.filter { $0.kind == .tokenRefused }.prefix(3)
         #expect(refused.map { $0.result ?? "" } == ["broker_not_allowed", "broker_address_not_allowed", "broker_address_not_allowed"])
         #expect(refused.map { $0.identity ?? "" } == ["bob", "alice", "alice"])
         #expect(refused.allSatisfy { $0.application == "echo" && ($0.detail ?? "").hasPrefix("brokering for ") })
@@ -163,6 +172,27 @@ import USPStore
         // And the broker, its login gone, brokers nothing more under it.
         try broker.request([echo: [:]], clientIP: "10.20.1.2")
         #expect(Self.reply(broker, echo) == .error(WireError(.tokenRevoked)))
+    }
+
+    @Test func theRightFollowsTheUsersGroupsAsTheyAreNow() throws {
+        let store = Fixtures.store()
+        var broker = try Self.broker(Fixtures.policy(store: store, settings: try Self.settings()))
+        // alice leaves group admins after logging in: her session still says admins, the store does not.
+        try store.upsertUser(UserRecord(name: "alice", groups: [], passwordHash: "plain:correct horse"))
+        let echo = try #require(broker.log.index(of: "echo"))
+        try broker.request([echo: [:]], clientIP: "10.20.1.2")
+        #expect(Self.reply(broker, echo) == .error(WireError(.brokerNotAllowed, "alice may not broker connections on this server")))
+    }
+
+    @Test func anInvalidatedLoginLearnsNothingOfTheRules() throws {
+        let store = Fixtures.store()
+        var broker = try Self.broker(Fixtures.policy(store: store, settings: try Self.settings()))
+        let login = try #require(store.allTokens.first { $0.kind == .authorization })
+        _ = try store.revokeTokens(ids: [login.id], at: Date())
+        let echo = try #require(broker.log.index(of: "echo"))
+        try broker.request([echo: [:]], clientIP: "10.99.0.1")
+        #expect(Self.reply(broker, echo) == .error(WireError(.tokenRevoked)))
+        #expect(!store.allAudit.contains { $0.kind == .tokenRefused })
     }
 
     @Test func aWithdrawnRightEndsWhatWasBrokered() throws {

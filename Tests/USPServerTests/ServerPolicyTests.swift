@@ -260,6 +260,27 @@ struct ServerPolicyTests {
         #expect(store.allAudit.filter { $0.kind == .tokenUsed }.count == 2)
     }
 
+    @Test func theLoginsBehindStreamsAreNotedWithTheirExpiry() throws {
+        let store = Fixtures.store()
+        var settings = ServerPolicy.Settings()
+        settings.authorizationTokenLifetime = 120
+        let policy = Fixtures.policy(store: store, settings: settings)
+        var pair = MemoryPair(policy: policy)
+        try pair.establish()
+        try pair.login("alice", "correct horse")
+        #expect(policy.loginExpiries.count == 0, "a login alone opens no stream")
+        let echo = try #require(pair.log.index(of: "echo"))
+        try pair.request([echo: [:]])
+        let token = try #require(pair.log.token(at: echo))
+        _ = try pair.client.openStream(applicationToken: token)
+        pair.pump()
+        #expect(policy.loginExpiries.count == 1)
+        let login = try #require(store.allTokens.first { $0.kind == .authorization })
+        #expect(policy.loginExpiries.takeExpired(now: login.expiresAt.addingTimeInterval(-0.001)).isEmpty)
+        #expect(policy.loginExpiries.takeExpired(now: login.expiresAt) == [login.id])
+        #expect(policy.loginExpiries.count == 0, "forgotten once its streams are ended")
+    }
+
     @Test func authenticatedApplicationsNeedLogin() throws {
         let store = Fixtures.store()
         var pair = MemoryPair(policy: Fixtures.policy(store: store))

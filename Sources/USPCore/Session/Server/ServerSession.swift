@@ -230,8 +230,9 @@ public struct ServerSession {
     }
 
     /// Ends every stream opened under these tokens (revocation from elsewhere in the server).
-    public mutating func revoke(tokenIDs: Set<TokenProof.TokenID>, into actions: inout ServerActions) throws(USPError) {
-        _ = try withTransport { (t) throws(USPError) in try t.revoke(tokenIDs: tokenIDs, into: &actions) }
+    public mutating func revoke(tokenIDs: Set<TokenProof.TokenID>, code: USPError.Code = .tokenRevoked,
+                                into actions: inout ServerActions) throws(USPError) {
+        _ = try withTransport { (t) throws(USPError) in try t.revoke(tokenIDs: tokenIDs, code: code, into: &actions) }
     }
 
     /// Closes the session with `code` (graceful: `.ok` or `.shuttingDown`). Before the handshake

@@ -226,9 +226,10 @@ extension ServerTransport {
                                             identity: requestIdentity, now: now)
         let visible = (requestIdentity == identity ? seenMenu : delegate.menu(for: requestIdentity, context: requestContext))?.applications ?? [:]
         for (index, body) in request.services.sorted(by: { $0.key < $1.key }) {
-            if request.clientIP != nil, requestIdentity == nil {
-                // Brokering is offered only after authentication: a stranger's request names no
-                // one to broker for, whatever is on its menu.
+            if request.clientIP != nil, requestIdentity == nil || tokenProblem != nil {
+                // Brokering is offered only after authentication, and only as the identity the
+                // client meant: a stranger's request, or one whose authorization_token failed
+                // (it would otherwise run as the session's login), brokers nothing.
                 reply.results[index] = .error(WireError(tokenProblem ?? .authorizationMissing))
                 continue
             }

@@ -141,9 +141,10 @@ extension ServerTransport {
     }
 
     /// Ends every stream opened under these tokens (revocation from elsewhere in the server).
-    mutating func revoke(tokenIDs: Set<TokenProof.TokenID>, into actions: inout ServerActions) throws(USPError) {
+    mutating func revoke(tokenIDs: Set<TokenProof.TokenID>, code: USPError.Code = .tokenRevoked,
+                         into actions: inout ServerActions) throws(USPError) {
         guard state == .established else { return }
-        endStreams(of: tokenIDs, into: &actions)
+        endStreams(of: tokenIDs, code: code, into: &actions)
         try link.flush()
     }
 

@@ -119,6 +119,40 @@ final class FleetDatabase {
         withExtendedLifetime(onB) {}
     }
 
+    /// Brokering in a fleet: a token brokered through node A is honoured at node B, the broker's
+    /// tokens per minute are one budget over both nodes, and a logout through B kills the token at A.
+    @Test func aBrokeredTokenAndItsBudgetSpanTheFleet() throws {
+        guard let db = try FleetDatabase() else { return }
+        let rule = "\n[[broker]]\nwho = [\"admin\"]\nclients = [\"127.0.0.0/8\"]\ntokens_per_minute = 2\n"
+        let a = try DaemonFixture(apps: Self.apps, config: Self.config("node-a", rule), database: db.url, environment: db.environment)
+        let b = try DaemonFixture(apps: Self.apps, config: Self.config("node-b", rule), database: db.url, environment: db.environment, sameKeyAs: a)
+        try a.loginAdmin()
+        try Self.shareLogin(a, from: a, to: b)
+        let brokered = try a.usp(["broker", a.uri, "echo", "--for", "127.0.0.1"])
+        #expect(brokered.status == 0, "\(brokered.stderr)")
+        let token = brokered.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let beneficiary = try Harness.temporaryDirectory("fleet-beneficiary")
+        chmod(beneficiary.path, 0o700)
+        func use(_ node: DaemonFixture, _ line: String) throws -> (status: Int32, stdout: String, stderr: String) {
+            try Harness.run(try Harness.executable("usp"), ["--home", beneficiary.path, "connect", "--no-agent", node.uri, "echo", "--token", token],
+                            stdin: line + "\n")
+        }
+        let atB = try use(b, "through b")
+        #expect(atB.status == 0 && atB.stdout == "through b\n", "\(atB.stdout) \(atB.stderr)")
+        // One more through B uses the budget up; the third, through A, is over it.
+        #expect(try a.usp(["broker", b.uri, "echo", "--for", "127.0.0.1"]).status == 0)
+        let over = try a.usp(["broker", a.uri, "echo", "--for", "127.0.0.1"])
+        #expect(over.status == 1)
+        #expect(over.stderr.contains("tokens_per_minute = 2"), "\(over.stderr)")
+        // The broker logs out through B: the token is dead at A too.
+        #expect(try a.usp(["logout", b.uri]).status == 0)
+        let afterLogout = try use(a, "after")
+        #expect(afterLogout.status == 1)
+        #expect(afterLogout.stderr.contains("was revoked"), "\(afterLogout.stderr)")
+        let issued = try a.audit().filter { $0["kind"] as? String == "token_issued" && ($0["detail"] as? String ?? "").hasPrefix("brokered for 127.0.0.1") }
+        #expect(Set(issued.compactMap { $0["node"] as? String }) == ["node-a", "node-b"])
+    }
+
     /// Each node writes its `node_name` into the one trail, and `uspd audit` on any node shows a
     /// NODE column. A wrong password at node A opens the penalty window that refuses the next
     /// login from the same address at node B (the windows are in the database).

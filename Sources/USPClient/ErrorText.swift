@@ -36,7 +36,7 @@ enum ErrorText {
         case .rateLimited:
             return USPClientError(.refused, "\(s) is rate limiting requests; wait a moment and try again", wireCode: e.code)
         case .storeUnavailable:
-            return USPClientError(.refused, "\(s) cannot reach its database right now, so it granted nothing; try again later (store_unavailable)", wireCode: e.code)
+            return storeUnavailable(server)
         default:
             return USPClientError(.refused, "\(s) refused the request for \"\(name)\": \(e.code.name) (\(e.message))", wireCode: e.code)
         }
@@ -75,6 +75,12 @@ enum ErrorText {
         }
     }
 
+    /// The server could not read or record what was asked (`store_unavailable`): nothing was done.
+    static func storeUnavailable(_ server: ServerURI, as code: USPClientError.Code = .refused, nothing: String = "granted nothing") -> USPClientError {
+        USPClientError(code, "\(server.hostPort) cannot reach its database right now, so it \(nothing); try again later (store_unavailable)",
+                       wireCode: .storeUnavailable)
+    }
+
     static func loginExpired(_ code: USPError.Code, server: ServerURI) -> USPClientError {
         let why = switch code {
         case .tokenExpired: "it expired"
@@ -100,7 +106,7 @@ enum ErrorText {
         case .invalidRequestBody:
             return USPClientError(.refused, "\(s) refused the login request: \(e.message)", wireCode: e.code)
         case .storeUnavailable:
-            return USPClientError(.refused, "\(s) cannot reach its database right now, so it granted nothing; try again later (store_unavailable)", wireCode: e.code)
+            return storeUnavailable(server)
         default:
             return USPClientError(.authenticationFailed, "login on \(s) failed: \(e.code.name) (\(e.message))", wireCode: e.code)
         }
@@ -123,7 +129,7 @@ enum ErrorText {
         case .rateLimited:
             return USPClientError(.refused, "\(s) is rate limiting; wait a moment and try again", wireCode: code)
         case .storeUnavailable:
-            return USPClientError(.refused, "\(s) cannot reach its database right now, so it opened nothing; try again later (store_unavailable)", wireCode: code)
+            return storeUnavailable(server, nothing: "opened nothing")
         default:
             let detail = message.isEmpty ? "" : " (\(message))"
             return USPClientError(.refused, "\(s) refused to open the application: \(code.name)\(detail)", wireCode: code)
@@ -153,7 +159,7 @@ enum ErrorText {
             case .shuttingDown:
                 return USPClientError(.connectionLost, "\(s) is shutting down; try again later", wireCode: e.code)
             case .storeUnavailable:
-                return USPClientError(.connectionLost, "\(s) cannot reach its database right now, so it granted nothing; try again later (store_unavailable)", wireCode: e.code)
+                return storeUnavailable(server, as: .connectionLost)
             default:
                 return USPClientError(.connectionLost, "\(s) ended the session: \(e.code.name) (\(e.message))", wireCode: e.code)
             }

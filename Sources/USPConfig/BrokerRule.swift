@@ -1,3 +1,5 @@
+import USPUnix
+
 /// Who may broker connections, for which client addresses, and how much (`[[broker]]` in
 /// uspd.toml, docs/FLEET.md "Connection brokering"):
 ///
@@ -37,8 +39,30 @@ public struct BrokerRule: Hashable, Sendable {
     /// The `who` entries as written: identities, then `group:NAME`.
     public var who: [String] { identities + groups.map { "group:" + $0 } }
 
+    /// Whether `address` is in one of the rule's `clients` networks.
+    public func covers(_ address: IPAddress) -> Bool {
+        clients.contains { $0.contains(address) }
+    }
+
     /// The first rule of `rules` for this caller, if any.
     public static func rule(for identity: String, groups: [String], in rules: [BrokerRule]) -> BrokerRule? {
         rules.first { $0.applies(to: identity, groups: groups) }
+    }
+}
+
+extension IPAddress {
+    /// Why no single client can have this address (nil: it can): the unspecified address, a
+    /// broadcast or multicast address, or an IPv6 link-local one (which names an interface
+    /// zone that a bare address cannot carry).
+    public var notBrokerable: String? {
+        if bytes.allSatisfy({ $0 == 0 }) { return "the unspecified address" }
+        if isIPv4 {
+            if bytes == [255, 255, 255, 255] { return "the broadcast address" }
+            if bytes[0] >= 224 && bytes[0] <= 239 { return "a multicast address" }
+            return nil
+        }
+        if bytes[0] == 0xff { return "a multicast address" }
+        if bytes[0] == 0xfe && bytes[1] & 0xc0 == 0x80 { return "an IPv6 link-local address" }
+        return nil
     }
 }

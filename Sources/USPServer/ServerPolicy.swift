@@ -5,6 +5,7 @@ import USPConfig
 import USPCore
 import USPNIO
 import USPStore
+import USPUnix
 
 /// The daemon's `ServerSessionDelegate`: menus from the application catalog, logins against the
 /// user store, channel-bound tokens kept as (ID, Ed25519 public key) in the store, the audit trail,
@@ -401,12 +402,13 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
         // The login first (a session whose login was invalidated learns nothing of the rules),
         // then the rule for the user's groups as the store has them now, not as at login.
         let groups: [String]
+        var login: TokenRecord?
         do {
             if let parent = authorizationTokenID {
-                guard let p = try store.token(id: parent.description), p.revokedAt == nil else {
-                    return .failure(USPError(.tokenRevoked, "authorization token \(parent) is revoked"))
+                switch try issuingLogin(parent, at: now) {
+                case .success(let record): login = record
+                case .failure(let error): return .failure(error)
                 }
-                if p.expiresAt <= now { return .failure(USPError(.tokenExpired, "authorization token \(parent) expired")) }
             }
             guard let user = try store.user(named: broker.name) else {
                 return .failure(USPError(.tokenRevoked, "user \(broker.name) no longer exists"))
@@ -425,7 +427,7 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
         if let kind = address.notBrokerable {
             return refuse(.brokerAddressNotAllowed, "\(address) is \(kind), not one client's address")
         }
-        guard rule.clients.contains(where: { $0.contains(address) }) else {
+        guard rule.covers(address) else {
             return refuse(.brokerAddressNotAllowed, "\(address) is outside the networks \(broker.name) may broker for")
         }
         return brokering.withLock { _ in
@@ -439,7 +441,7 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
                 return .failure(USPError(.storeUnavailable, "token store unavailable"))
             }
             return issue(entry: entry, request: request, authorizationTokenID: authorizationTokenID, context: context, durable: true,
-                         brokeredFor: address.description, lifetime: Double(rule.tokenLifetime))
+                         checkedLogin: login, brokeredFor: address.description, lifetime: Double(rule.tokenLifetime))
                 .map { $0.secret }
         }
     }
@@ -458,10 +460,21 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
             }
     }
 
+    /// The login `id` as stored, if it may still have tokens issued under it (neither revoked nor
+    /// expired at `now`): a session whose login was invalidated elsewhere gets nothing more under it.
+    private func issuingLogin(_ id: TokenProof.TokenID, at now: Date) throws -> Result<TokenRecord, USPError> {
+        guard let login = try store.token(id: id.description), login.revokedAt == nil else {
+            return .failure(USPError(.tokenRevoked, "authorization token \(id) is revoked"))
+        }
+        if login.expiresAt <= now { return .failure(USPError(.tokenExpired, "authorization token \(id) expired")) }
+        return .success(login)
+    }
+
     /// Issues an application token for the caller, bound to its address; or, with `brokeredFor`,
-    /// to that address, for `lifetime` seconds (at most the broker's login).
+    /// to that address, for `lifetime` seconds (at most the broker's login). `checkedLogin`: the
+    /// login behind `authorizationTokenID` when the caller has just read it with `issuingLogin`.
     private func issue(entry: ApplicationOffer, request: [String: JSONValue], authorizationTokenID: TokenProof.TokenID?,
-                       context: SessionContext, durable: Bool, brokeredFor: String? = nil,
+                       context: SessionContext, durable: Bool, checkedLogin: TokenRecord? = nil, brokeredFor: String? = nil,
                        lifetime: Double? = nil) -> Result<(secret: String, id: TokenProof.TokenID, record: TokenRecord), USPError> {
         guard let definition = catalog.application(named: entry.name) else {
             return .failure(USPError(.unknownIndex, "application \(entry.name) is no longer offered"))
@@ -470,17 +483,21 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
             return .failure(USPError(context.identity == nil ? .authorizationMissing : .unknownIndex, "\(entry.name) is not for this caller"))
         }
         do {
-            // A session whose authorization token was invalidated (elsewhere) gets nothing more under it.
             let issuedAt = date(context.now)
             // A brokered token lasts the broker rule's token_lifetime instead of the application's:
             // it travels to its holder before it is used.
             let lifetime0 = min(Double(max(definition.limits.tokenLifetime, 1)), settings.maxApplicationTokenLifetime)
             var lifetime = lifetime.map { min($0, settings.maxApplicationTokenLifetime) } ?? lifetime0
             if let parent = authorizationTokenID {
-                guard let p = try store.token(id: parent.description), p.revokedAt == nil else {
-                    return .failure(USPError(.tokenRevoked, "authorization token \(parent) is revoked"))
+                let p: TokenRecord
+                if let checkedLogin {
+                    p = checkedLogin
+                } else {
+                    switch try issuingLogin(parent, at: issuedAt) {
+                    case .success(let record): p = record
+                    case .failure(let error): return .failure(error)
+                    }
                 }
-                if p.expiresAt <= issuedAt { return .failure(USPError(.tokenExpired, "authorization token \(parent) expired")) }
                 loginExpiries.note(parent.description, expiresAt: p.expiresAt)
                 // A brokered token never outlives the broker's login.
                 if brokeredFor != nil { lifetime = min(lifetime, p.expiresAt.timeIntervalSince(issuedAt)) }
@@ -538,7 +555,7 @@ public final class ServerPolicy: ServerSessionDelegate, Sendable {
             // rule withdrawn or narrowed at a restart ends what it brokered).
             if let address = token.brokeredFor {
                 let rule = BrokerRule.rule(for: token.identity ?? "", groups: groups, in: settings.brokers)
-                guard let rule, let ip = IPAddress(address), rule.clients.contains(where: { $0.contains(ip) }) else {
+                guard let rule, let ip = IPAddress(address), rule.covers(ip) else {
                     return refuse(.tokenRevoked, id, context, "\(token.identity ?? "?") may no longer broker for \(address)", identity: token.identity)
                 }
             }

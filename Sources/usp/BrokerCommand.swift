@@ -1,8 +1,8 @@
 import ArgumentParser
 import FoundationEssentials
-import Glibc
 import USPClient
 import USPCore
+import USPUnix
 
 /// `usp broker URI APP --for ADDRESS`: connection brokering. With a login that the server lets
 /// broker (a `[[broker]]` rule), asks for an application token that only the client at ADDRESS
@@ -32,41 +32,8 @@ struct Broker: AsyncParsableCommand {
     var output: String?
 
     func validate() throws {
-        guard Self.isAddress(clientAddress) else {
+        guard IPAddress(clientAddress) != nil else {
             throw ValidationError("--for \(clientAddress): expected an IPv4 or IPv6 address (no port, brackets or zone), e.g. 192.0.2.7 or 2001:db8::7")
-        }
-    }
-
-    /// An address as the wire takes it (docs/PROTOCOL.md §6.3.1); the server parses it again.
-    static func isAddress(_ text: String) -> Bool { canonical(text) != nil }
-
-    /// The address as the server compares it: dotted decimal (an IPv4-mapped IPv6 address is
-    /// its IPv4 address) or RFC 5952 IPv6; nil if it is neither.
-    static func canonical(_ text: String) -> String? {
-        var v4 = in_addr(), v6 = in6_addr()
-        var bytes: [UInt8]
-        if inet_pton(AF_INET, text, &v4) == 1 {
-            bytes = withUnsafeBytes(of: &v4) { Array($0) }
-        } else if inet_pton(AF_INET6, text, &v6) == 1 {
-            bytes = withUnsafeBytes(of: &v6) { Array($0) }
-            if bytes[0..<10].allSatisfy({ $0 == 0 }), bytes[10] == 0xff, bytes[11] == 0xff { bytes = Array(bytes[12...]) }
-        } else {
-            return nil
-        }
-        var out = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
-        _ = bytes.withUnsafeBytes { inet_ntop(bytes.count == 4 ? AF_INET : AF_INET6, $0.baseAddress, &out, socklen_t(out.count)) }
-        return String(decoding: out.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-
-    /// Writes `text` to `path` with mode 600 (a token is a credential), replacing the file.
-    static func writePrivately(_ text: String, to path: String) throws {
-        unlink(path)
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw USPClientError(.localFile, "--output \(path): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        let bytes = Array(text.utf8)
-        guard bytes.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == bytes.count else {
-            throw USPClientError(.localFile, "--output \(path): \(String(cString: strerror(errno)))")
         }
     }
 
@@ -92,14 +59,14 @@ struct Broker: AsyncParsableCommand {
                 var object: [String: JSONValue] = [
                     "token": .string(token),
                     "application": .string(application),
-                    "for": .string(Self.canonical(clientAddress) ?? clientAddress),
+                    "for": .string(IPAddress(clientAddress)?.description ?? clientAddress),
                     "server": .string(server.hostPort),
                 ]
                 if let id = try? TokenProof.tokenID(secret: token) { object["token_id"] = .string(id.description) }
                 text = String(decoding: try JSONValue.object(object).encoded(), as: UTF8.self)
             }
             if let output {
-                try Self.writePrivately(text + "\n", to: output)
+                try TokenFile.write(text, to: output)
             } else {
                 print(text)
             }

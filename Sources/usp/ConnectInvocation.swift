@@ -98,21 +98,7 @@ struct ConnectInvocation: Equatable {
         var text = token
         if let tokenFile {
             guard token == nil else { throw USPClientError(.invalidArgument, "--token and --token-file exclude each other") }
-            guard let data = FileManager.default.contents(atPath: tokenFile) else {
-                throw USPClientError(.localFile, "--token-file \(tokenFile): cannot read it")
-            }
-            var st = stat()
-            if stat(tokenFile, &st) == 0, st.st_mode & 0o077 != 0 {
-                printError("warning: --token-file \(tokenFile) may be read by other users (mode \(String(st.st_mode & 0o777, radix: 8))); chmod 600 it")
-            }
-            var content = String(decoding: data, as: UTF8.self)
-            if content.hasPrefix("\u{FEFF}") { content.removeFirst() }
-            text = content.split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
-            // What `usp broker --json --output FILE` wrote: its "token".
-            if let line = text, line.hasPrefix("{"), case .object(let o)? = try? JSONValue.parse(Array(line.utf8)),
-               case .string(let t)? = o["token"] {
-                text = t
-            }
+            text = try TokenFile.read(tokenFile, warn: printError)
         }
         guard let raw = text else { return nil }
         guard fields.isEmpty else { throw USPClientError(.invalidArgument, "--field has no use with --token: the token carries its request") }

@@ -1,6 +1,7 @@
 import Testing
 import USPTestSupport
 @testable import USPConfig
+import USPUnix
 
 /// `[[broker]]` in uspd.toml (connection brokering) and the address types behind it.
 @Suite struct BrokerRuleTests {

@@ -249,9 +249,11 @@ extension ServerTransport {
                 case .success(let token): reply.results[index] = .token(token)
                 case .failure(let error):
                     // A broker is told which of its own limits refused it.
-                    let detailed: Set<USPError.Code> = [.brokerNotAllowed, .brokerAddressNotAllowed, .rateLimited]
-                    reply.results[index] = .error(detailed.contains(error.code) && !error.detail.isEmpty
-                        ? WireError(error.code, error.detail) : WireError(error.code))
+                    let ownLimit = switch error.code {
+                    case .brokerNotAllowed, .brokerAddressNotAllowed, .rateLimited: !error.detail.isEmpty
+                    default: false
+                    }
+                    reply.results[index] = .error(ownLimit ? WireError(error.code, error.detail) : WireError(error.code))
                 }
                 continue
             }
